@@ -1,0 +1,1 @@
+"""Types shared by drivers, rules and the gateway: the vocabulary every package speaks."""

@@ -1,0 +1,75 @@
+"""Field types shared by configuration models: durations and sizes as people write them."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_BYTES = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_duration(value: Any) -> float:
+    """'500ms', '10s', '5m', '1h', '2d' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 500ms or 5m")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _SECONDS[match.group(2)]
+        guess = re.sub(r"[^0-9.]", "", value)
+        hint = f"; did you mean '{guess}s'?" if guess else ""
+        raise ValueError(f"'{value}' is not a duration: use a number with ms, s, m, h or d{hint}")
+    raise ValueError("expected a duration such as 10s, 500ms or 5m")
+
+
+def parse_size(value: Any) -> int:
+    """'256MiB', '1GB', '500k' or a number of bytes -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match:
+            unit = (match.group(2) or "").lower()
+            base = 1024 if "i" in unit else 1000
+            scale = base ** "bkmgt".index(unit[0]) if unit and unit[0] != "b" else 1
+            return int(float(match.group(1)) * scale)
+    raise ValueError(f"'{value}' is not a size: use bytes or a unit such as 500MB or 256MiB")
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(lambda v: v, return_type=float),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?\s*(ms|s|m|h|d)?$"},
+            ],
+            "description": "Seconds, or a number with a unit: 500ms, 10s, 5m, 1h, 2d.",
+        }
+    ),
+    Field(ge=0),
+]
+
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]?|[bB])?$"},
+            ],
+            "description": "Bytes, or a number with a unit: 500MB, 256MiB.",
+        }
+    ),
+    Field(ge=0),
+]

@@ -1,0 +1,1 @@
+"""Device drivers: Modbus pollers, MQTT ingest and the simulated building."""

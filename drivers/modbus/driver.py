@@ -1,0 +1,105 @@
+"""The Modbus driver: links and pollers for every Modbus device of a site."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.types import Command, CommandResult, Sample
+from drivers.modbus.codec import PointSpec, resolve
+from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
+from drivers.modbus.link import Link, LinkKey, link_key
+from drivers.modbus.planner import WireModel, plan
+from drivers.modbus.poller import DevicePlan, DevicePoller
+from drivers.modbus.profile import Profile
+
+Connection = TcpConnection | RtuOverTcpConnection | RtuConnection
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusDevice:
+    """A Modbus device as the site file describes it."""
+
+    id: str
+    profile: Profile
+    connection: Connection
+    interval: float
+    points: Sequence[str] | None = None
+
+
+def wire_model(conn: Connection, profile: Profile) -> WireModel:
+    turnaround = (
+        conn.turnaround_ms if conn.turnaround_ms is not None else profile.transport.turnaround_ms
+    )
+    if isinstance(conn, RtuConnection):
+        return WireModel.rtu(conn.baudrate, turnaround, conn.bits_per_char)
+    if isinstance(conn, RtuOverTcpConnection):
+        return WireModel.rtu(conn.baudrate, turnaround, rtt_ms=0.5)
+    return WireModel.tcp(turnaround)
+
+
+def device_plan(device: ModbusDevice) -> DevicePlan:
+    profile, conn = device.profile, device.connection
+    specs: list[PointSpec] = resolve(profile, conn.base, device.points)
+    base_shift = (conn.base if conn.base is not None else profile.base) - profile.base
+    holes = [
+        h.model_copy(update={"start": h.start + base_shift, "end": h.end + base_shift})
+        for h in profile.holes
+    ]
+    requests = plan(
+        specs,
+        wire_model(conn, profile),
+        max_registers=conn.max_registers or profile.transport.max_registers_per_request,
+        max_bits=profile.transport.max_bits_per_request,
+        holes=holes,
+    )
+    return DevicePlan(
+        device=device.id,
+        unit=conn.unit,
+        specs=tuple(specs),
+        requests=tuple(requests),
+        interval=device.interval,
+        timeout=conn.timeout,
+        retries=conn.retries,
+    )
+
+
+class ModbusDriver:
+    """Owns the links and pollers; a dead device never delays a healthy one on another path."""
+
+    def __init__(self, devices: Sequence[ModbusDevice], emit: Callable[[Sample], None]) -> None:
+        self.links: dict[LinkKey, Link] = {}
+        self.pollers: dict[str, DevicePoller] = {}
+        line_timeouts: dict[LinkKey, float] = {}
+        for device in devices:
+            key = link_key(device.connection)
+            line_timeouts[key] = max(line_timeouts.get(key, 0.0), device.connection.timeout)
+        for device in devices:
+            key = link_key(device.connection)
+            if key not in self.links:
+                self.links[key] = Link.for_connection(device.connection, line_timeouts[key])
+            self.pollers[device.id] = DevicePoller(device_plan(device), self.links[key], emit)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(p.run(), name=f"poll:{d}") for d, p in self.pollers.items()
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for link in self.links.values():
+            link.close()
+
+    async def read_once(self, device: str) -> Sample:
+        return await self.pollers[device].poll_once()
+
+    async def write(self, command: Command) -> CommandResult:
+        poller = self.pollers.get(command.device)
+        if poller is None:
+            return CommandResult(command, False, None, f"no Modbus device {command.device!r}")
+        return await poller.write(command)

@@ -1,0 +1,99 @@
+"""One owner per physical path: a TCP endpoint, a serial line or an RTU-over-TCP gateway.
+
+Devices behind one path share its owner, which serialises their requests: an RS-485 line can
+carry only one conversation at a time, and most TCP gateways in front of such lines misbehave
+with concurrent requests. Devices on different paths never wait for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
+from drivers.modbus.errors import ModbusConnectionError, ModbusError
+from drivers.modbus.serial_client import SerialClient
+from drivers.modbus.stream_client import StreamClient
+
+
+class Client(Protocol):
+    @property
+    def connected(self) -> bool: ...
+    async def connect(self) -> None: ...
+    def close(self) -> None: ...
+    async def read(
+        self, unit: int, function: int, address: int, count: int, timeout: float
+    ) -> list[int] | list[bool]: ...
+    async def write_registers(
+        self, unit: int, address: int, values: list[int], timeout: float
+    ) -> None: ...
+    async def write_coil(self, unit: int, address: int, value: bool, timeout: float) -> None: ...
+
+
+LinkKey = tuple[str, str]
+
+
+def link_key(conn: TcpConnection | RtuOverTcpConnection | RtuConnection) -> LinkKey:
+    if isinstance(conn, RtuConnection):
+        return ("rtu", conn.port)
+    return (conn.transport, f"{conn.host}:{conn.port}")
+
+
+class Link:
+    """Serialises requests on one path and reconnects it after a failure."""
+
+    def __init__(self, key: LinkKey, client: Client) -> None:
+        self.key = key
+        self.client = client
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def for_connection(
+        cls,
+        conn: TcpConnection | RtuOverTcpConnection | RtuConnection,
+        line_timeout: float,
+    ) -> Link:
+        client: Client
+        if isinstance(conn, RtuConnection):
+            client = SerialClient(
+                conn.port, conn.baudrate, conn.bytesize, conn.parity, conn.stopbits, line_timeout
+            )
+        elif isinstance(conn, RtuOverTcpConnection):
+            client = StreamClient(conn.host, conn.port, "rtu", connect_timeout=line_timeout)
+        else:
+            client = StreamClient(conn.host, conn.port, "tcp", connect_timeout=line_timeout)
+        return cls(link_key(conn), client)
+
+    async def read(
+        self, unit: int, function: int, address: int, count: int, timeout: float
+    ) -> list[int] | list[bool]:
+        async with self._lock:
+            try:
+                return await self.client.read(unit, function, address, count, timeout)
+            except ModbusConnectionError:
+                self.client.close()
+                raise
+
+    async def write_registers(
+        self, unit: int, address: int, values: list[int], timeout: float
+    ) -> None:
+        async with self._lock:
+            try:
+                await self.client.write_registers(unit, address, values, timeout)
+            except ModbusConnectionError:
+                self.client.close()
+                raise
+
+    async def write_coil(self, unit: int, address: int, value: bool, timeout: float) -> None:
+        async with self._lock:
+            try:
+                await self.client.write_coil(unit, address, value, timeout)
+            except ModbusConnectionError:
+                self.client.close()
+                raise
+
+    def close(self) -> None:
+        self.client.close()
+
+
+__all__ = ["Client", "Link", "LinkKey", "ModbusError", "link_key"]

@@ -1,0 +1,234 @@
+"""Modbus device profiles: a device model's register map as data (config/profiles/*.yaml)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Function(enum.StrEnum):
+    """The Modbus data table a point lives in."""
+
+    COIL = "coil"  # FC01 read, FC05/FC15 write
+    DISCRETE = "discrete"  # FC02
+    HOLDING = "holding"  # FC03 read, FC06/FC16 write
+    INPUT = "input"  # FC04
+
+    @property
+    def is_bit(self) -> bool:
+        return self in (Function.COIL, Function.DISCRETE)
+
+
+class DataType(enum.StrEnum):
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
+    BOOL = "bool"  # a coil or discrete input, or one bit of a register (with ``bit``)
+    SUNSSF = "sunssf"  # SunSpec scale-factor exponent: int16, value = raw * 10**sf
+
+
+REGISTERS_PER_TYPE: dict[DataType, int] = {
+    DataType.INT16: 1,
+    DataType.UINT16: 1,
+    DataType.SUNSSF: 1,
+    DataType.BOOL: 1,
+    DataType.INT32: 2,
+    DataType.UINT32: 2,
+    DataType.FLOAT32: 2,
+    DataType.INT64: 4,
+    DataType.UINT64: 4,
+    DataType.FLOAT64: 4,
+}
+
+Order = Literal["big", "little"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Range(_Strict):
+    """An inclusive range in engineering units."""
+
+    min: float = Field(description="Lowest valid value, in the point's unit.")
+    max: float = Field(description="Highest valid value, in the point's unit.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        return self
+
+    def contains(self, value: float) -> bool:
+        return self.min <= value <= self.max
+
+
+class Point(_Strict):
+    """One value of the device: where it lives, how it is encoded, what it means."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="Field name in InfluxDB; lower snake case, unit in the name where it helps.",
+    )
+    address: int = Field(
+        ge=0, le=65535, description="0-based protocol (PDU) address, relative to the base."
+    )
+    function: Function | None = Field(
+        default=None, description="Data table; defaults to the profile's `defaults.function`."
+    )
+    type: DataType | None = Field(
+        default=None, description="Encoding; defaults to the profile's `defaults.type`."
+    )
+    length: int | None = Field(
+        default=None, ge=1, le=125, description="Registers of a `string` point (2 chars each)."
+    )
+    bit: int | None = Field(
+        default=None, ge=0, le=15, description="For `type: bool` on a register: the bit number."
+    )
+    word_order: Order | None = Field(
+        default=None, description="`big`: high word first (ABCD); `little`: low word first."
+    )
+    byte_order: Order | None = Field(
+        default=None, description="Byte order inside each 16-bit register."
+    )
+    scale: float = Field(default=1.0, description="Engineering value = raw × scale + offset.")
+    offset: float = Field(default=0.0, description="Added after scaling.")
+    scale_factor: str | None = Field(
+        default=None,
+        description="Name of a `sunssf` point whose value is a power-of-ten exponent for this one.",
+    )
+    unit: str = Field(default="", description="Unit of the engineering value (V, A, W, kWh, degC).")
+    description: str = Field(default="", description="What the point means, for people.")
+    enum: dict[int, str] | None = Field(
+        default=None, description="Labels of coded values (the stored value stays the number)."
+    )
+    bits: dict[int, str] | None = Field(
+        default=None, description="Labels of the bits of a bit-field register, by bit number."
+    )
+    valid: Range | None = Field(
+        default=None, description="Plausible range; a value outside it is marked bad."
+    )
+    invalid: list[int] = Field(
+        default_factory=list,
+        description="Raw values that mean 'not available' (e.g. 65535, 0x8000); marked bad.",
+    )
+    writable: Range | None = Field(
+        default=None, description="Present if the point may be written, with the allowed range."
+    )
+
+    def registers(self, default_type: DataType) -> int:
+        dtype = self.type or default_type
+        if dtype is DataType.STRING:
+            return self.length or 1
+        return REGISTERS_PER_TYPE[dtype]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Point:
+        if self.type is DataType.STRING and self.length is None:
+            raise ValueError("a string point needs `length` (registers)")
+        if self.length is not None and self.type is not DataType.STRING:
+            raise ValueError("`length` only applies to `type: string`")
+        if self.bit is not None and self.type is not DataType.BOOL:
+            raise ValueError("`bit` only applies to `type: bool`")
+        if self.writable is not None and self.type is DataType.STRING:
+            raise ValueError("string points cannot be writable")
+        return self
+
+
+class Hole(_Strict):
+    """Registers the device refuses to read (it answers with an exception): never request them."""
+
+    function: Function = Field(description="Data table of the hole.")
+    start: int = Field(ge=0, le=65535, description="First register of the hole.")
+    end: int = Field(ge=0, le=65535, description="Last register of the hole (inclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Hole:
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
+
+
+class Defaults(_Strict):
+    """Values a point takes when it doesn't say."""
+
+    function: Function = Field(default=Function.HOLDING, description="Default data table.")
+    type: DataType = Field(default=DataType.UINT16, description="Default encoding.")
+    word_order: Order = Field(default="big", description="Default word order.")
+    byte_order: Order = Field(default="big", description="Default byte order.")
+
+
+class Transport(_Strict):
+    """What the device needs from the line; the site file may tighten it."""
+
+    max_registers_per_request: Annotated[int, Field(ge=1, le=125)] = Field(
+        default=125, description="Largest register count one request may ask for."
+    )
+    max_bits_per_request: Annotated[int, Field(ge=1, le=2000)] = Field(
+        default=2000, description="Largest coil/discrete count one request may ask for."
+    )
+    turnaround_ms: float = Field(
+        default=10.0, ge=0, description="Time the device takes to start answering a request."
+    )
+
+
+class Profile(_Strict):
+    """A device model's register map."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Must match the file name.")
+    description: str = Field(default="", description="Vendor, models, category.")
+    kind: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="Device kind, the InfluxDB measurement: meter, pv_inverter, hvac, ...",
+    )
+    sources: list[str] = Field(
+        default_factory=list, description="Where the register map comes from."
+    )
+    base: int = Field(
+        default=0, ge=0, le=65535, description="Added to every point address (site may override)."
+    )
+    defaults: Defaults = Field(default_factory=Defaults, description="Defaults for points.")
+    transport: Transport = Field(default_factory=Transport, description="Line requirements.")
+    holes: list[Hole] = Field(default_factory=list, description="Registers never to read.")
+    points: list[Point] = Field(min_length=1, description="The device's values.")
+
+    @model_validator(mode="after")
+    def _check_points(self) -> Profile:
+        names: set[str] = set()
+        sunssf = {p.name for p in self.points if (p.type or self.defaults.type) is DataType.SUNSSF}
+        for p in self.points:
+            if p.name in names:
+                raise ValueError(f"point name {p.name!r} appears twice")
+            names.add(p.name)
+            if p.scale_factor is not None and p.scale_factor not in sunssf:
+                raise ValueError(
+                    f"point {p.name!r}: scale_factor {p.scale_factor!r} is not a sunssf point"
+                )
+            dtype = p.type or self.defaults.type
+            func = p.function or self.defaults.function
+            if func.is_bit and dtype is not DataType.BOOL:
+                raise ValueError(f"point {p.name!r}: {func.value} points must be `type: bool`")
+            if p.writable is not None and func in (Function.INPUT, Function.DISCRETE):
+                raise ValueError(f"point {p.name!r}: {func.value} points are read-only")
+            end = p.address + p.registers(self.defaults.type) - 1
+            for hole in self.holes:
+                if hole.function is func and p.address <= hole.end and end >= hole.start:
+                    raise ValueError(
+                        f"point {p.name!r} ({p.address}..{end}) lies in a hole "
+                        f"({hole.start}..{hole.end})"
+                    )
+        return self
+
+    def point(self, name: str) -> Point:
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(name)

@@ -1,0 +1,269 @@
+"""A lean asyncio Modbus client for TCP (MBAP framing) and RTU framing over a TCP stream.
+
+Why not pymodbus here: `bench/bench_cpu.py` measures pymodbus 3.16's AsyncModbusTcpClient at
+about 1.5-1.6x the CPU per request of a bare asyncio client on the same requests, before any
+decoding; the gateway's budget for the whole path, decode included, is 1.5x. The protocol
+subset a poller needs (FC 1-6, 15, 16) is small and fixed, so this module implements it on an
+asyncio.Protocol with no per-request allocations beyond the frame. pymodbus still serves serial
+RTU lines (`serial_link.py`), where the wire, not the CPU, is the bottleneck, and it is the
+device simulator and the test devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Literal
+
+from drivers.modbus.errors import (
+    ModbusConnectionError,
+    ModbusExceptionResponse,
+    ModbusFrameError,
+    ModbusTimeout,
+)
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16(data: bytes) -> int:
+    """Modbus RTU CRC-16 (polynomial 0xA001, initial 0xFFFF), sent low byte first."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ byte) & 0xFF]
+    return crc
+
+
+READ_FUNCTIONS = (1, 2, 3, 4)
+
+
+def _expected_body(function: int, count: int) -> int:
+    """Bytes of a normal response PDU after the function code."""
+    if function in (1, 2):
+        return 1 + (count + 7) // 8
+    if function in (3, 4):
+        return 1 + 2 * count
+    return 4  # echo of address and value/count for writes 5, 6, 15, 16
+
+
+def parse_pdu(function: int, count: int, pdu: bytes) -> list[int] | list[bool]:
+    """Decode a response PDU (function code first) into registers or bits."""
+    if not pdu:
+        raise ModbusFrameError("empty response")
+    fc = pdu[0]
+    if fc == function | 0x80:
+        if len(pdu) < 2:
+            raise ModbusFrameError("short exception response")
+        raise ModbusExceptionResponse(function, pdu[1])
+    if fc != function:
+        raise ModbusFrameError(f"response to function {fc}, expected {function}")
+    if len(pdu) - 1 != _expected_body(function, count):
+        raise ModbusFrameError(
+            f"response body of {len(pdu) - 1} bytes, expected {_expected_body(function, count)}"
+        )
+    if function in (3, 4):
+        if pdu[1] != 2 * count:
+            raise ModbusFrameError(f"byte count {pdu[1]}, expected {2 * count}")
+        return list(struct.unpack_from(f">{count}H", pdu, 2))
+    if function in (1, 2):
+        data = pdu[2:]
+        return [bool(data[i >> 3] >> (i & 7) & 1) for i in range(count)]
+    return []
+
+
+def read_pdu(function: int, address: int, count: int) -> bytes:
+    return struct.pack(">BHH", function, address, count)
+
+
+def write_registers_pdu(address: int, values: list[int]) -> bytes:
+    if len(values) == 1:
+        return struct.pack(">BHH", 6, address, values[0])
+    n = len(values)
+    return struct.pack(f">BHHB{n}H", 16, address, n, 2 * n, *values)
+
+
+def write_coil_pdu(address: int, value: bool) -> bytes:
+    return struct.pack(">BHH", 5, address, 0xFF00 if value else 0x0000)
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """Collects bytes and hands complete frames to whoever waits for them."""
+
+    def __init__(self, framing: Literal["tcp", "rtu"]) -> None:
+        self.framing = framing
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.waiters: dict[int, asyncio.Future[bytes]] = {}  # tcp: by transaction id
+        self.rtu_waiter: tuple[asyncio.Future[bytes], int, int, int] | None = None
+        self.closed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+        err = ModbusConnectionError(f"connection lost: {exc}" if exc else "connection closed")
+        for fut in self.waiters.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self.waiters.clear()
+        if self.rtu_waiter and not self.rtu_waiter[0].done():
+            self.rtu_waiter[0].set_exception(err)
+        self.rtu_waiter = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.framing == "tcp":
+            self._tcp_frames()
+        else:
+            self._rtu_frames()
+
+    def _tcp_frames(self) -> None:
+        buf = self.buffer
+        while len(buf) >= 7:
+            tid, _proto, length = struct.unpack_from(">HHH", buf)
+            if length < 2 or length > 254:
+                # Garbage on the stream: nothing after it can be trusted.
+                buf.clear()
+                if self.transport:
+                    self.transport.close()
+                return
+            if len(buf) < 6 + length:
+                return
+            pdu = bytes(buf[7 : 6 + length])
+            del buf[: 6 + length]
+            fut = self.waiters.pop(tid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(pdu)
+            # A frame nobody waits for is a late answer to a request that timed out: dropped.
+
+    def _rtu_frames(self) -> None:
+        buf = self.buffer
+        while self.rtu_waiter is not None and len(buf) >= 5:
+            fut, unit, function, _count = self.rtu_waiter
+            fc = buf[1]
+            if fc & 0x80:
+                size = 5
+            elif fc in (1, 2, 3, 4):
+                size = 5 + buf[2]
+            elif fc in (5, 6, 15, 16):
+                size = 8
+            else:
+                del buf[:1]  # resynchronise on the next byte
+                continue
+            if len(buf) < size:
+                return
+            frame = bytes(buf[:size])
+            if crc16(frame[:-2]) != struct.unpack_from("<H", frame, size - 2)[0]:
+                del buf[:1]
+                continue
+            del buf[:size]
+            if frame[0] != unit or (fc & 0x7F) != function:
+                continue  # a late answer from an earlier request
+            self.rtu_waiter = None
+            if not fut.done():
+                fut.set_result(frame[1:-2])
+            return
+
+
+class StreamClient:
+    """One TCP connection to a device or gateway; requests are awaited one at a time per caller.
+
+    TCP framing matches answers by transaction id, so late answers are dropped safely. RTU
+    framing (an RTU-over-TCP gateway in front of an RS-485 line) has no ids: the caller must
+    serialise requests, which the link owner does.
+    """
+
+    def __init__(
+        self, host: str, port: int, framing: Literal["tcp", "rtu"], connect_timeout: float = 3.0
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.framing = framing
+        self.connect_timeout = connect_timeout
+        self._protocol: _StreamProtocol | None = None
+        self._tid = 0
+        self._connecting: asyncio.Lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._protocol is not None and not self._protocol.closed.is_set()
+
+    async def connect(self) -> None:
+        async with self._connecting:
+            if self.connected:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                _transport, protocol = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _StreamProtocol(self.framing), self.host, self.port
+                    ),
+                    self.connect_timeout,
+                )
+            except (OSError, TimeoutError) as exc:
+                raise ModbusConnectionError(
+                    f"cannot connect to {self.host}:{self.port}: {exc or 'timeout'}"
+                ) from exc
+            self._protocol = protocol
+
+    def close(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = None
+
+    async def request(self, unit: int, pdu: bytes, count: int, timeout: float) -> bytes:
+        """Send a request PDU and return the response PDU (function code first)."""
+        if not self.connected:
+            await self.connect()
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None:
+            raise ModbusConnectionError(f"not connected to {self.host}:{self.port}")
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        function = pdu[0]
+        if self.framing == "tcp":
+            self._tid = tid = (self._tid + 1) & 0xFFFF
+            protocol.waiters[tid] = fut
+            protocol.transport.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
+        else:
+            tid = -1
+            protocol.buffer.clear()
+            protocol.rtu_waiter = (fut, unit, function, count)
+            adu = bytes([unit]) + pdu
+            protocol.transport.write(adu + struct.pack("<H", crc16(adu)))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise ModbusTimeout(f"no answer from unit {unit} within {timeout:g} s") from None
+        finally:
+            if tid >= 0:
+                protocol.waiters.pop(tid, None)
+            elif protocol.rtu_waiter is not None and protocol.rtu_waiter[0] is fut:
+                protocol.rtu_waiter = None
+
+    async def read(
+        self, unit: int, function: int, address: int, count: int, timeout: float
+    ) -> list[int] | list[bool]:
+        pdu = await self.request(unit, read_pdu(function, address, count), count, timeout)
+        return parse_pdu(function, count, pdu)
+
+    async def write_registers(
+        self, unit: int, address: int, values: list[int], timeout: float
+    ) -> None:
+        pdu = write_registers_pdu(address, values)
+        parse_pdu(pdu[0], len(values), await self.request(unit, pdu, len(values), timeout))
+
+    async def write_coil(self, unit: int, address: int, value: bool, timeout: float) -> None:
+        pdu = write_coil_pdu(address, value)
+        parse_pdu(5, 1, await self.request(unit, pdu, 1, timeout))

@@ -1,0 +1,1 @@
+"""The gateway service: configuration, bus, sinks, CLI. The composition root."""

@@ -1,0 +1,254 @@
+"""The `guanjia` command: check, schema, read, run, demo, replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from drivers.modbus.codec import label
+from drivers.modbus.driver import ModbusDriver
+from drivers.modbus.profile import Profile
+from gateway.config_errors import ConfigError
+from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
+from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
+from gateway.service import Gateway, install_signal_handlers
+from gateway.site import Site
+from gateway.spool import Spool
+
+DEMO_SITE = BUILTIN_PROFILES.parent / "demo-site.yaml"
+log = logging.getLogger("guanjia")
+
+
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # pymodbus logs every failed request itself; our counters already say it once.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+def _load(path: str, resolve_secrets: bool = True) -> LoadedSite:
+    return load_site(Path(path), resolve_secrets=resolve_secrets)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load(args.site)
+    driver = ModbusDriver(loaded.modbus_devices(), lambda _s: None)
+    requests = sum(len(p.plan.requests) for p in driver.pollers.values())
+    print(
+        f"{args.site}: ok — site {loaded.site.site.id}, {len(loaded.site.devices)} devices, "
+        f"{len(loaded.profiles)} profiles, {requests} Modbus requests per poll cycle"
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    model: type[Site] | type[Profile] = Profile if args.profile else Site
+    print(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
+    dev = loaded.device(device_id)
+    devices = [d for d in loaded.modbus_devices() if d.id == dev.id]
+    driver = ModbusDriver(devices, lambda _s: None)
+    poller = driver.pollers[dev.id]
+    try:
+        sample = await poller.poll_once()
+    finally:
+        await driver.stop()
+    if as_json:
+        print(json.dumps({"values": sample.values, "bad": sample.bad}, ensure_ascii=False))
+    else:
+        print(
+            f"{dev.id} ({dev.profile}, unit {dev.modbus.unit}) — "
+            f"{len(poller.plan.requests)} requests, {poller.stats.last_poll_s * 1000:.1f} ms"
+        )
+        for spec in poller.plan.specs:
+            if spec.name in sample.values:
+                value = sample.values[spec.name]
+                text = f"{value:.6g}" if isinstance(value, float) else str(value)
+                extra = label(spec, value)
+                print(f"  {spec.name:<36} {text:>14} {spec.unit:<6} {extra}")
+            elif spec.name in sample.bad:
+                print(f"  {spec.name:<36} {'BAD':>14} {'':<6} {sample.bad[spec.name]}")
+    if poller.stats.online is False:
+        print(f"{dev.id} did not answer: {poller.stats.last_error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    return asyncio.run(_read(_load(args.site), args.device, args.json))
+
+
+async def _run(
+    loaded: LoadedSite, view: bool, duration: float | None, transport: Transport | None = None
+) -> None:
+    gateway = Gateway(loaded, transport=transport)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    if duration:
+        asyncio.get_running_loop().call_later(duration, stop.set)
+    view_task = None
+    if view:
+        from gateway.view import show
+
+        view_task = asyncio.create_task(show(gateway))
+    try:
+        await gateway.run_until(stop)
+    finally:
+        if view_task is not None:
+            view_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await view_task
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    asyncio.run(_run(_load(args.site), args.view, args.duration))
+    return 0
+
+
+def _override_transport(args: argparse.Namespace) -> Transport | None:
+    """A database named on the command line (demo, replay) instead of the site file's."""
+    if args.influx:
+        token = os.environ.get(args.token_env) if args.token_env else None
+        return V2Transport(args.influx, args.org, args.bucket, token, 10.0)
+    if args.influx_v1:
+        password = os.environ.get(args.password_env) if args.password_env else None
+        return V1Transport(args.influx_v1, args.database, None, args.username, password, 10.0)
+    return None
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    from drivers.simulator.building import start_building
+
+    from drivers.simulator.clock import SimClock
+
+    loaded = _load(args.site)
+    building = await start_building(loaded.site, loaded.profiles, SimClock(speed=args.speed))
+    try:
+        await _run(loaded, not args.no_view, args.duration, _override_transport(args))
+    finally:
+        await building.stop()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    asyncio.run(_demo(args))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Send a spool's points to a database, then exit."""
+    if args.site:
+        loaded = _load(args.site)
+        spool_dir = Path(args.spool) if args.spool else loaded.spool_dir()
+        max_bytes = loaded.site.spool.max_bytes
+        transport = _override_transport(args)
+        if transport is None:
+            from gateway.service import make_transport
+
+            transport = make_transport(loaded)
+    else:
+        if not args.spool:
+            raise SystemExit("guanjia replay: give a site file or --spool DIR")
+        spool_dir, max_bytes, transport = Path(args.spool), 1 << 40, _override_transport(args)
+    if transport is None:
+        raise SystemExit("guanjia replay: no database: use --influx URL or --influx-v1 URL")
+    spool = Spool(spool_dir, max_bytes)
+    total = len(spool)
+    writer = Writer(transport, spool)
+    writer.start()
+    import time
+
+    last = -1
+    while len(spool) and writer.stats.points_rejected + writer.stats.points_replayed < total:
+        time.sleep(0.2)
+        if writer.stats.database_up is False and last == len(spool):
+            print(f"database unavailable; {len(spool)} points still spooled", file=sys.stderr)
+            writer.stop()
+            return 1
+        last = len(spool)
+    writer.stop()
+    print(
+        f"replayed {writer.stats.points_replayed} of {total} points from {spool_dir}"
+        f" ({writer.stats.points_rejected} refused by the database)"
+    )
+    return 0
+
+
+def _add_db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--influx", metavar="URL", help="InfluxDB v2 write API base URL")
+    p.add_argument("--org", default="guanjia", help="v2 organisation")
+    p.add_argument("--bucket", default="building", help="v2 bucket")
+    p.add_argument("--token-env", metavar="VAR", help="environment variable holding the token")
+    p.add_argument("--influx-v1", metavar="URL", help="InfluxDB 1.x base URL")
+    p.add_argument("--database", default="building", help="v1 database")
+    p.add_argument("--username", help="v1 user")
+    p.add_argument("--password-env", metavar="VAR", help="environment variable with v1 password")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guanjia", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate a site file and its profiles; connect to nothing")
+    p.add_argument("site")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of site files (or profiles)")
+    p.add_argument("--profile", action="store_true", help="the profile schema instead")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("read", help="poll one device once and print its decoded values")
+    p.add_argument("site")
+    p.add_argument("device")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("run", help="run the gateway for a site")
+    p.add_argument("site")
+    p.add_argument("--view", action="store_true", help="live terminal view")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run against the built-in virtual building")
+    p.add_argument("--site", default=str(DEMO_SITE), help="site file of the virtual building")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated clock speed-up")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--no-view", action="store_true", help="log instead of the live view")
+    _add_db_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("replay", help="send spooled points to a database, then exit")
+    p.add_argument("site", nargs="?", help="site file (its spool and database)")
+    p.add_argument("--spool", help="spool directory (default: the site's)")
+    _add_db_args(p)
+    p.set_defaults(func=cmd_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet = args.command == "demo" and not args.no_view
+    _setup_logging(args.verbose, quiet=quiet or args.command in ("check", "schema", "read"))
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

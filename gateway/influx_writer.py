@@ -1,0 +1,292 @@
+"""Sending line-protocol batches to InfluxDB, and to the spool whenever that fails.
+
+A dedicated thread owns the HTTP connection so a slow database never stalls the event loop.
+Live batches go first; the spool is replayed oldest first, one chunk between live batches, so
+new data waits at most one chunk's send while a backlog drains.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+import urllib3
+
+from core.once import ProblemCounter
+from gateway.spool import Spool
+
+log = logging.getLogger("guanjia.influx")
+
+
+class WriteError(Exception):
+    """A failed write. ``retryable``: the database is away or refusing for now (spool it);
+    otherwise the data itself was refused (a bad line), and sending it again cannot help."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+def _retryable(status: int) -> bool:
+    # 400 (bad line, field type conflict) and 413 (too large) won't change on retry;
+    # auth, missing database, throttling and server errors can be fixed while we wait.
+    return status not in (400, 413, 422)
+
+
+class Transport(Protocol):
+    def send(self, body: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class V2Transport:
+    """InfluxDB v2 write API (`/api/v2/write`) through influxdb-client's synchronous WriteApi.
+
+    Records go in as pre-encoded line protocol: the library's `Point` path costs more CPU than
+    the whole rest of the gateway (see bench/bench_write.py).
+    """
+
+    def __init__(self, url: str, org: str, bucket: str, token: str | None, timeout: float) -> None:
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self.org, self.bucket = org, bucket
+        self._client = InfluxDBClient(
+            url=url, token=token or "", org=org, timeout=int(timeout * 1000), enable_gzip=False
+        )
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def send(self, body: bytes) -> None:
+        from influxdb_client.domain.write_precision import WritePrecision
+        from influxdb_client.rest import ApiException
+
+        try:
+            self._api.write(
+                bucket=self.bucket,
+                org=self.org,
+                record=body,
+                write_precision=WritePrecision.NS,  # type: ignore[arg-type]  # a str constant
+            )
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            raise WriteError(
+                f"HTTP {status}: {str(exc.body or exc.reason)[:200]}",
+                retryable=_retryable(status),
+                status=status,
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise WriteError(f"cannot reach the database: {exc}", retryable=True) from None
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+
+
+class V1Transport:
+    """InfluxDB 1.x `/write` API."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        retention_policy: str | None,
+        username: str | None,
+        password: str | None,
+        timeout: float,
+    ) -> None:
+        params = {"db": database, "precision": "ns"}
+        if retention_policy:
+            params["rp"] = retention_policy
+        self._url = url.rstrip("/") + "/write?" + urlencode(params)
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if username:
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=timeout), retries=False, maxsize=1
+        )
+
+    def send(self, body: bytes) -> None:
+        try:
+            response = self._http.request("POST", self._url, body=body, headers=self._headers)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise WriteError(f"cannot reach the database: {exc}", retryable=True) from None
+        if response.status >= 300:
+            status = response.status
+            raise WriteError(
+                f"HTTP {status}: {response.data[:200]!r}",
+                retryable=_retryable(status),
+                status=status,
+            )
+
+    def close(self) -> None:
+        self._http.clear()
+
+
+@dataclass
+class WriterStats:
+    points_written: int = 0
+    batches_written: int = 0
+    points_spooled: int = 0
+    points_replayed: int = 0
+    points_rejected: int = 0
+    write_failures: int = 0
+    database_up: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    body: bytes
+    points: int
+
+
+class Writer:
+    """Thread that delivers batches; anything it cannot deliver goes to the spool."""
+
+    def __init__(
+        self,
+        transport: Transport | None,
+        spool: Spool,
+        *,
+        queue_batches: int = 32,
+        replay_points: int = 20_000,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.transport = transport
+        self.spool = spool
+        self.stats = WriterStats()
+        self.problems = ProblemCounter(log)
+        self._queue: queue.Queue[Batch] = queue.Queue(maxsize=queue_batches)
+        self._replay_points = replay_points
+        self._backoff_max = backoff_max
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, batch: Batch) -> None:
+        """Non-blocking hand-over from the event loop; a full queue overflows to the spool."""
+        try:
+            self._queue.put_nowait(batch)
+        except queue.Full:
+            self._to_spool(batch, "writer queue full")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Deliver or spool everything queued, then stop. Nothing in memory is lost."""
+        self._stop.set()
+        self._thread.join(timeout)
+        while True:  # anything the thread could not take before the deadline
+            try:
+                batch = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._to_spool(batch, "shutting down")
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                batch: Batch | None = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                batch = None
+            if batch is not None:
+                self._deliver(batch)
+            elif self._stop.is_set():
+                return
+            if not self._stop.is_set() and self._can_send() and len(self.spool):
+                self._replay_one()
+
+    def _can_send(self) -> bool:
+        return self.transport is not None and time.monotonic() >= self._retry_at
+
+    def _deliver(self, batch: Batch) -> None:
+        if not self._can_send() or (len(self.spool) and self.stats.database_up is not True):
+            self._to_spool(batch, "database unavailable")
+            return
+        try:
+            self._send(batch.body)
+        except WriteError as exc:
+            if exc.retryable:
+                self._to_spool(batch, str(exc))
+            else:
+                self._rejected(batch.points, exc)
+            return
+        self.stats.points_written += batch.points
+        self.stats.batches_written += 1
+
+    def _replay_one(self) -> None:
+        chunk = self.spool.peek(self._replay_points)
+        if chunk is None:
+            return
+        try:
+            self._send(chunk.body)
+        except WriteError as exc:
+            if exc.retryable:
+                return
+            self._rejected(chunk.points, exc)
+        else:
+            self.stats.points_written += chunk.points
+            self.stats.points_replayed += chunk.points
+        self.spool.ack(chunk)
+        if not len(self.spool):
+            log.info("spool replayed: %d points in all", self.stats.points_replayed)
+
+    def _send(self, body: bytes) -> None:
+        assert self.transport is not None
+        try:
+            self.transport.send(body)
+        except WriteError as exc:
+            self.stats.write_failures += 1
+            if exc.retryable:
+                self._down(exc)
+            raise
+        except Exception as exc:  # an unexpected client failure must not kill the thread
+            self.stats.write_failures += 1
+            error = WriteError(f"{type(exc).__name__}: {exc}", retryable=True)
+            self._down(error)
+            raise error from exc
+        if self.stats.database_up is not True:
+            log.info("database is accepting writes")
+        self.stats.database_up = True
+        self._backoff = 0.0
+
+    def _down(self, exc: WriteError) -> None:
+        if self.stats.database_up is not False:
+            log.warning("database unavailable (%s); spooling to %s", exc, self.spool.dir)
+        self.stats.database_up = False
+        self._backoff = min(self._backoff_max, max(0.25, self._backoff * 2))
+        self._retry_at = time.monotonic() + self._backoff
+
+    def _to_spool(self, batch: Batch, why: str) -> None:
+        self.spool.append(batch.body, batch.points)
+        self.stats.points_spooled += batch.points
+        self.problems.report("spooled", f"spooling points: {why}", logging.INFO)
+
+    def _rejected(self, points: int, exc: WriteError) -> None:
+        self.stats.points_rejected += points
+        self.problems.report(f"rejected:{exc.status}", f"database refused {points} points: {exc}")
+
+    def snapshot(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "database_up": s.database_up,
+            "points_written": s.points_written,
+            "points_spooled": s.points_spooled,
+            "points_replayed": s.points_replayed,
+            "points_rejected": s.points_rejected,
+            "write_failures": s.write_failures,
+            "spool_points": len(self.spool),
+            "spool_bytes": self.spool.total_bytes,
+            "spool_dropped_points": self.spool.dropped_points,
+        }

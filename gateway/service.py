@@ -1,0 +1,157 @@
+"""The running gateway: drivers feed the bus, the bus feeds the sinks. The composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.types import Sample
+from drivers.modbus.driver import ModbusDriver
+from gateway.config_load import LoadedSite
+from gateway.influx_sink import InfluxSink
+from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
+from gateway.lineproto import LineEncoder, series_prefix
+from gateway.site import InfluxV1, InfluxV2
+from gateway.spool import Spool
+
+log = logging.getLogger("guanjia")
+
+HEALTH_DEVICE = "_gateway"
+
+
+def make_transport(loaded: LoadedSite) -> Transport | None:
+    db = loaded.site.influxdb
+    if isinstance(db, InfluxV2):
+        return V2Transport(db.url, db.org, db.bucket, loaded.secrets.get("token"), db.timeout)
+    if isinstance(db, InfluxV1):
+        return V1Transport(
+            db.url,
+            db.database,
+            db.retention_policy,
+            db.username,
+            loaded.secrets.get("password"),
+            db.timeout,
+        )
+    return None
+
+
+def series_prefixes(loaded: LoadedSite) -> dict[str, str]:
+    """Measurement and tags of every device: site tags, then device tags, then identity."""
+    site = loaded.site.site
+    prefixes = {HEALTH_DEVICE: series_prefix("gateway", {"site": site.id})}
+    for dev in loaded.site.devices:
+        kind = loaded.kind_of(dev)
+        tags = {**site.tags, **dev.tags, "site": site.id, "device": dev.id, "kind": kind}
+        prefixes[dev.id] = series_prefix(kind, tags)
+    return prefixes
+
+
+class Bus:
+    """Synchronous fan-out of Samples. Subscribers must not block: each owns a bounded buffer."""
+
+    def __init__(self) -> None:
+        self.subscribers: list[Callable[[Sample], None]] = []
+        self.samples = 0
+
+    def subscribe(self, callback: Callable[[Sample], None]) -> None:
+        self.subscribers.append(callback)
+
+    def publish(self, sample: Sample) -> None:
+        self.samples += 1
+        for callback in self.subscribers:
+            callback(sample)
+
+
+class Gateway:
+    def __init__(
+        self,
+        loaded: LoadedSite,
+        *,
+        transport: Transport | None = None,
+        spool_dir: Path | None = None,
+        health_interval: float = 30.0,
+    ) -> None:
+        self.loaded = loaded
+        site = loaded.site
+        self.spool = Spool(
+            spool_dir or loaded.spool_dir(), site.spool.max_bytes, fsync=site.spool.fsync
+        )
+        self.writer = Writer(
+            transport if transport is not None else make_transport(loaded), self.spool
+        )
+        self.sink = InfluxSink(
+            LineEncoder(series_prefixes(loaded)),
+            self.writer,
+            site.batching.max_points,
+            site.batching.max_age,
+        )
+        self.bus = Bus()
+        self.latest: dict[str, Sample] = {}
+        self.bus.subscribe(self.sink.offer)
+        self.bus.subscribe(self._remember)
+        self.modbus = ModbusDriver(loaded.modbus_devices(), self.bus.publish)
+        self.health_interval = health_interval
+        self.started = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _remember(self, sample: Sample) -> None:
+        self.latest[sample.device] = sample
+
+    async def start(self) -> None:
+        self.sink.start()
+        self.modbus.start()
+        self._tasks.append(asyncio.create_task(self._health(), name="health"))
+        log.info(
+            "gateway %s started: %d devices, database %s",
+            self.loaded.site.site.id,
+            len(self.modbus.pollers),
+            "configured" if self.writer.transport else "none (spooling)",
+        )
+
+    async def stop(self) -> None:
+        """Stop polling, then flush or spool everything in memory."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.modbus.stop()
+        await self.sink.stop()
+        log.info("gateway stopped: %s", self.writer.snapshot())
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def _health(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval)
+            values: dict[str, int | float | bool | str] = {
+                k: v for k, v in self.health().items() if isinstance(v, int | float)
+            }
+            self.bus.publish(Sample(HEALTH_DEVICE, time.time_ns(), values))
+
+    def health(self) -> dict[str, Any]:
+        online = sum(1 for p in self.modbus.pollers.values() if p.stats.online)
+        return {
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "devices": len(self.modbus.pollers),
+            "devices_online": online,
+            "samples": self.bus.samples,
+            "lines_encoded": self.sink.lines_encoded,
+            "modbus_errors": sum(p.stats.errors.total() for p in self.modbus.pollers.values()),
+            **{k: v for k, v in self.writer.snapshot().items() if v is not None},
+        }
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT end the run through the normal shutdown (flush or spool)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

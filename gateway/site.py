@@ -1,0 +1,135 @@
+"""The site file's schema: the site, its database, its devices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.config_types import ByteSize, Duration
+from drivers.modbus.config import ModbusConnection
+
+_ID = r"^[a-z0-9][a-z0-9_-]*$"
+RESERVED_TAGS = frozenset({"site", "device", "kind"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteInfo(_Strict):
+    """Who and where this gateway is."""
+
+    name: str = Field(min_length=1, description="Site name, shown in texts (may be Chinese).")
+    id: str = Field(
+        pattern=_ID,
+        description="Short ASCII id used in MQTT topics and the `site` tag, e.g. `city-hall`.",
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="IANA time zone of the site.")
+    area_m2: float | None = Field(default=None, gt=0, description="Gross floor area.")
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tags every device inherits (building, floor, zone); a device may override.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; e.g. Asia/Shanghai") from None
+        return value
+
+
+Secret = Annotated[
+    str,
+    Field(
+        description="`${ENV_VAR}` or `file:/run/secrets/name`; a literal secret is refused.",
+        pattern=r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|file:.+)$",
+    ),
+]
+
+
+class InfluxV2(_Strict):
+    """InfluxDB 2.x/3.x or a compatible server, through the v2 write API."""
+
+    api: Literal["v2"] = Field(description="`v2`")
+    url: str = Field(pattern=r"^https?://", description="Base URL, e.g. http://127.0.0.1:8086.")
+    org: str = Field(min_length=1, description="Organisation.")
+    bucket: str = Field(min_length=1, description="Bucket.")
+    token: Secret | None = Field(default=None, description="API token reference.")
+    timeout: Duration = Field(default=10.0, description="HTTP timeout of one write.")
+
+
+class InfluxV1(_Strict):
+    """InfluxDB 1.x, through the v1 `/write` API."""
+
+    api: Literal["v1"] = Field(description="`v1`")
+    url: str = Field(pattern=r"^https?://", description="Base URL, e.g. http://127.0.0.1:8086.")
+    database: str = Field(min_length=1, description="Database name.")
+    retention_policy: str | None = Field(default=None, description="Retention policy.")
+    username: str | None = Field(default=None, description="User name, if auth is on.")
+    password: Secret | None = Field(default=None, description="Password reference.")
+    timeout: Duration = Field(default=10.0, description="HTTP timeout of one write.")
+
+
+class Batching(_Strict):
+    """When a batch of points is sent."""
+
+    max_points: int = Field(default=5000, ge=1, le=100_000, description="Send when this full.")
+    max_age: Duration = Field(default=1.0, description="Send at least this often.")
+
+
+class SpoolConfig(_Strict):
+    """The disk buffer that holds points while the database is away."""
+
+    path: str = Field(default="var/spool", description="Directory (relative to the site file).")
+    max_bytes: ByteSize = Field(
+        default=256 * 1024 * 1024, description="Bound on disk; the oldest points go first."
+    )
+    fsync: bool = Field(default=True, description="fsync every batch (crash-safe).")
+
+
+class DeviceConfig(_Strict):
+    """One device: its profile, how to reach it, how often to poll it, where it is."""
+
+    id: str = Field(pattern=_ID, description="Unique id, e.g. `meter-b1-main`.")
+    profile: str = Field(description="Profile name, a file in config/profiles/ without .yaml.")
+    modbus: ModbusConnection = Field(description="Modbus connection.")
+    poll: Duration = Field(default=10.0, gt=0, description="Poll interval.")
+    points: list[str] | None = Field(
+        default=None, description="Read only these profile points (default: all)."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="building, floor, zone, use (sub-metering category)."
+    )
+    kind: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]*$", description="Overrides the profile's kind."
+    )
+    enabled: bool = Field(default=True, description="false keeps the entry but doesn't poll.")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key in tags:
+            if key in RESERVED_TAGS:
+                raise ValueError(f"tag {key!r} is set by the gateway; remove it")
+        return tags
+
+
+class Site(_Strict):
+    """A site file."""
+
+    site: SiteInfo = Field(description="The site.")
+    influxdb: Annotated[InfluxV2 | InfluxV1, Field(discriminator="api")] | None = Field(
+        default=None, description="Database; without one, readings wait in the spool."
+    )
+    batching: Batching = Field(default_factory=Batching, description="Write batching.")
+    spool: SpoolConfig = Field(default_factory=SpoolConfig, description="Disk spool.")
+    profile_dirs: list[str] = Field(
+        default_factory=list, description="Extra profile directories, searched first."
+    )
+    devices: list[DeviceConfig] = Field(default_factory=list, description="Devices.")

@@ -1,0 +1,67 @@
+"""A live terminal view of the gateway: devices, latest values, poll timing, spool depth."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import time
+from typing import TextIO
+
+from core.types import Value
+from gateway.service import Gateway
+
+_KEY_POINTS = 4  # values shown per device row
+
+
+def _fmt(value: Value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def render(gateway: Gateway, width: int = 120) -> str:
+    h = gateway.health()
+    db = {True: "up", False: "DOWN", None: "none" if not gateway.writer.transport else "?"}
+    lines = [
+        f"Guanjia · {gateway.loaded.site.site.name} ({gateway.loaded.site.site.id})"
+        f"   uptime {h['uptime_s']:.0f}s   devices {h['devices_online']}/{h['devices']} online",
+        f"database {db[h.get('database_up')]}   written {h['points_written']}"
+        f"   spool {h['spool_points']} points / {h['spool_bytes'] // 1024} KiB"
+        f"   dropped {h['spool_dropped_points']}   modbus errors {h['modbus_errors']}",
+        "",
+        f"{'device':<16} {'state':<8} {'poll ms':>8} {'polls':>6} {'err':>4}  latest values",
+        "-" * min(width, 120),
+    ]
+    for device, poller in gateway.modbus.pollers.items():
+        s = poller.stats
+        state = {True: "online", False: "OFFLINE", None: "…"}[s.online]
+        sample = gateway.latest.get(device)
+        shown = ""
+        if sample is not None and sample.values:
+            units = {spec.name: spec.unit for spec in poller.plan.specs}
+            items = list(sample.values.items())[:_KEY_POINTS]
+            shown = "  ".join(f"{k}={_fmt(v)}{units.get(k, '')}" for k, v in items)
+        row = (
+            f"{device:<16} {state:<8} {s.last_poll_s * 1000:>8.1f} {s.polls:>6} "
+            f"{s.errors.total():>4}  {shown}"
+        )
+        lines.append(row[:width])
+    lines.append("")
+    lines.append("Ctrl-C stops the gateway (everything in memory is written or spooled).")
+    return "\n".join(lines)
+
+
+async def show(gateway: Gateway, out: TextIO = sys.stdout, every: float = 1.0) -> None:
+    interactive = out.isatty()
+    last_plain = 0.0
+    while True:
+        width = shutil.get_terminal_size((120, 40)).columns
+        if interactive:
+            out.write("\033[H\033[J" + render(gateway, width) + "\n")
+            out.flush()
+        elif time.monotonic() - last_plain >= 10:  # in a log file, a snapshot now and then
+            out.write(render(gateway, width) + "\n\n")
+            out.flush()
+            last_plain = time.monotonic()
+        await asyncio.sleep(every)
