@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 Loc = tuple[str | int, ...]
+SECRET_KEYS = frozenset({"token", "password"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,13 @@ def problems_from_validation(
         elif kind == "union_tag_not_found":
             ctx = err.get("ctx", {})
             msg = f"required key {ctx.get('discriminator', '')} is missing"
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] in SECRET_KEYS:
+            msg = (
+                "secrets are not written in the site file; write ${ENV_VAR} (and set it) "
+                "or file:/path/to/secret"
+            )
+        elif kind == "string_pattern_mismatch":
+            msg = f"'{err.get('input')}' does not match the pattern {err['ctx']['pattern']}"
         elif kind == "literal_error":
             got = err.get("input")
             expected = str(err.get("ctx", {}).get("expected", ""))

@@ -140,7 +140,7 @@ def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
     available = available_profiles(dirs)
     profiles: dict[str, Profile] = {}
     seen_ids: dict[str, int] = {}
-    units_on_link: dict[tuple[tuple[str, str], int], str] = {}
+    units_on_link: dict[tuple[tuple[str, str], int], int] = {}
     serial_settings: dict[str, tuple[int, int, str, int]] = {}
     for i, dev in enumerate(site.devices):
         loc: tuple[str | int, ...] = ("devices", i)
@@ -169,11 +169,11 @@ def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
                     f"profile {profile.name} has no point '{point}'" + suggest(point, names),
                 )
         key = link_key(dev.modbus)
-        owner = units_on_link.setdefault((key, dev.modbus.unit), dev.id)
-        if owner != dev.id:
+        owner = units_on_link.setdefault((key, dev.modbus.unit), i)
+        if owner != i:
             report(
                 (*loc, "modbus", "unit"),
-                f"unit {dev.modbus.unit} on {key[1]} is already used by {owner}",
+                f"unit {dev.modbus.unit} on {key[1]} is already used by devices[{owner}]",
             )
         if isinstance(dev.modbus, RtuConnection):
             settings = (

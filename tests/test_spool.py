@@ -1,0 +1,93 @@
+"""The disk spool: order, bound, crash recovery, persistence across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.spool import Spool
+
+
+def _batch(i: int, points: int = 10) -> bytes:
+    return "".join(f"m,b={i} v={j}i {i * 1000 + j}\n" for j in range(points)).encode()
+
+
+def _drain(spool: Spool, max_points: int = 25) -> list[bytes]:
+    out = []
+    while (chunk := spool.peek(max_points)) is not None:
+        out.append(chunk.body)
+        spool.ack(chunk)
+    return out
+
+
+def test_fifo_order_across_segments(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000_000, segment_bytes=600)
+    for i in range(20):
+        spool.append(_batch(i), 10)
+    assert len(spool) == 200
+    assert len(list(tmp_path.glob("*.seg"))) > 3
+    assert b"".join(_drain(spool)) == b"".join(_batch(i) for i in range(20))
+    assert len(spool) == 0
+    assert spool.dropped_points == 0
+
+
+def test_peek_respects_max_points_but_returns_at_least_one_record(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1_000_000)
+    spool.append(_batch(0, 50), 50)
+    spool.append(_batch(1, 5), 5)
+    first = spool.peek(10)
+    assert first is not None
+    assert first.points == 50
+    spool.ack(first)
+    second = spool.peek(10)
+    assert second is not None
+    assert second.points == 5
+
+
+def test_unacked_points_survive_a_restart(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1_000_000, segment_bytes=1000)
+    for i in range(10):
+        spool.append(_batch(i), 10)
+    chunk = spool.peek(30)
+    assert chunk is not None
+    spool.ack(chunk)
+    reopened = Spool(tmp_path, max_bytes=1_000_000, segment_bytes=1000)
+    assert len(reopened) == 70
+    assert b"".join(_drain(reopened)) == b"".join(_batch(i) for i in range(3, 10))
+
+
+def test_bound_drops_oldest_and_counts_them(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=4000, segment_bytes=1000)
+    for i in range(40):
+        spool.append(_batch(i), 10)
+    total_bytes = sum(p.stat().st_size for p in tmp_path.glob("*.seg"))
+    assert total_bytes <= 4000
+    assert spool.dropped_points > 0
+    assert len(spool) + spool.dropped_points == 400
+    drained = b"".join(_drain(spool, 1000))
+    assert drained.endswith(_batch(39))  # the newest points are the ones kept
+    assert _batch(0) not in drained
+    # The dropped count is part of the spool's state: it survives a restart.
+    assert Spool(tmp_path, max_bytes=4000).dropped_points == spool.dropped_points
+
+
+def test_torn_record_after_a_crash_is_cut_off(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1_000_000)
+    spool.append(_batch(0), 10)
+    spool.append(_batch(1), 10)
+    segment = sorted(tmp_path.glob("*.seg"))[-1]
+    with segment.open("ab") as fh:  # half a record, as a power cut mid-write leaves it
+        fh.write(b"GJS1\x40\x00\x00\x00\x0a\x00\x00\x00garbage")
+    reopened = Spool(tmp_path, max_bytes=1_000_000)
+    assert reopened.corrupt_records == 1
+    assert len(reopened) == 20
+    reopened.append(_batch(2), 10)
+    assert b"".join(_drain(reopened)) == _batch(0) + _batch(1) + _batch(2)
+
+
+def test_appends_after_a_full_drain_continue_in_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1_000_000, segment_bytes=200)
+    spool.append(_batch(0), 10)
+    _drain(spool)
+    spool.append(_batch(1), 10)
+    reopened = Spool(tmp_path, max_bytes=1_000_000, segment_bytes=200)
+    assert b"".join(_drain(reopened)) == _batch(1)
