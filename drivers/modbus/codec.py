@@ -123,7 +123,7 @@ def decode_raw(spec: PointSpec, regs: Sequence[int]) -> int | float | bool | str
 def encode_raw(spec: PointSpec, raw: int | float | bool | str) -> list[int]:
     """Encode a raw value into the point's registers (the inverse of decode_raw)."""
     if spec.dtype is DataType.BOOL:
-        return [1 if raw else 0]
+        return [(1 << (spec.bit or 0)) if raw else 0]
     if spec.dtype is DataType.STRING:
         data = str(raw).encode("utf-8")[: spec.count * 2].ljust(spec.count * 2, b"\x00")
         return _from_bytes(spec, data)

@@ -42,10 +42,10 @@ def wire_model(conn: Connection, profile: Profile) -> WireModel:
 def device_plan(device: ModbusDevice) -> DevicePlan:
     profile, conn = device.profile, device.connection
     specs: list[PointSpec] = resolve(profile, conn.base, device.points)
-    base_shift = (conn.base if conn.base is not None else profile.base) - profile.base
+    base = conn.base if conn.base is not None else profile.base
+    # Holes are relative to the base, like point addresses.
     holes = [
-        h.model_copy(update={"start": h.start + base_shift, "end": h.end + base_shift})
-        for h in profile.holes
+        h.model_copy(update={"start": h.start + base, "end": h.end + base}) for h in profile.holes
     ]
     requests = plan(
         specs,

@@ -147,7 +147,9 @@ class Hole(_Strict):
     """Registers the device refuses to read (it answers with an exception): never request them."""
 
     function: Function = Field(description="Data table of the hole.")
-    start: int = Field(ge=0, le=65535, description="First register of the hole.")
+    start: int = Field(
+        ge=0, le=65535, description="First register of the hole, relative to the base."
+    )
     end: int = Field(ge=0, le=65535, description="Last register of the hole (inclusive).")
 
     @model_validator(mode="after")

@@ -1,0 +1,246 @@
+"""Pollers against real pymodbus servers: decoding, bad responses, dead devices, writes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+import time
+
+import pytest
+
+from core.types import Command, Sample
+from drivers.modbus.config import RtuOverTcpConnection, TcpConnection
+from drivers.modbus.driver import ModbusDevice, ModbusDriver
+from drivers.modbus.profile import Profile
+from tests.modbus_devices import dead_device, modbus_server
+
+PROFILE = Profile.model_validate(
+    {
+        "name": "test_meter",
+        "kind": "meter",
+        "defaults": {"function": "input", "type": "float32"},
+        # The device refuses reads between its two input blocks.
+        "holes": [{"function": "input", "start": 6, "end": 99}],
+        "points": [
+            {"name": "voltage_v", "address": 0, "unit": "V", "valid": {"min": 0, "max": 1000}},
+            {"name": "current_a", "address": 2, "unit": "A"},
+            {"name": "power_w", "address": 4, "unit": "W", "valid": {"min": -1e6, "max": 1e6}},
+            {"name": "energy_kwh", "address": 100, "unit": "kWh"},
+            {
+                "name": "status",
+                "address": 0,
+                "function": "holding",
+                "type": "uint16",
+                "invalid": [65535],
+            },
+            {
+                "name": "temp_degc",
+                "address": 1,
+                "function": "holding",
+                "type": "int16",
+                "scale": 0.1,
+                "unit": "degC",
+            },
+            {
+                "name": "setpoint_degc",
+                "address": 2,
+                "function": "holding",
+                "type": "int16",
+                "scale": 0.1,
+                "unit": "degC",
+                "writable": {"min": 16, "max": 30},
+            },
+            {"name": "alarm_bits", "address": 3, "function": "holding", "type": "uint16"},
+        ],
+    }
+)
+
+
+def _f32(value: float) -> tuple[int, int]:
+    hi, lo = struct.unpack(">HH", struct.pack(">f", value))
+    return hi, lo
+
+
+def _image(voltage: float = 230.5, power: float = 1234.5) -> dict[str, dict[int, int]]:
+    inputs: dict[int, int] = {}
+    for addr, value in ((0, voltage), (2, 5.25), (4, power), (100, 4321.0)):
+        inputs[addr], inputs[addr + 1] = _f32(value)
+    holding = {0: 3, 1: (-55) & 0xFFFF, 2: 245, 3: 0b1001}
+    return {"input": inputs, "holding": holding}
+
+
+def _driver(devices: list[ModbusDevice], samples: list[Sample] | None = None) -> ModbusDriver:
+    return ModbusDriver(devices, (samples.append if samples is not None else lambda _s: None))
+
+
+def _tcp(port: int, unit: int = 1, timeout: float = 0.5) -> TcpConnection:
+    return TcpConnection(
+        transport="tcp", host="127.0.0.1", port=port, unit=unit, timeout=timeout, retries=0
+    )
+
+
+async def test_poll_decodes_every_type() -> None:
+    async with modbus_server({1: _image()}) as port:
+        driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
+        sample = await driver.read_once("m1")
+        await driver.stop()
+    assert sample.bad == {}
+    assert sample.values["voltage_v"] == pytest.approx(230.5)
+    assert sample.values["current_a"] == pytest.approx(5.25)
+    assert sample.values["energy_kwh"] == pytest.approx(4321.0)
+    assert sample.values["status"] == 3
+    assert sample.values["temp_degc"] == pytest.approx(-5.5)
+    assert sample.values["setpoint_degc"] == pytest.approx(24.5)
+    # Each point read once, in three requests: two input blocks split by the hole, one holding.
+    poller = driver.pollers["m1"]
+    assert sum(len(r.points) for r in poller.plan.requests) == len(PROFILE.points)
+    assert [(r.function.value, r.start, r.count) for r in poller.plan.requests] == [
+        ("holding", 0, 4),
+        ("input", 0, 6),
+        ("input", 100, 2),
+    ]
+
+
+async def test_bad_values_are_marked_and_counted_and_polling_goes_on() -> None:
+    image = _image(voltage=float("nan"), power=5e7)  # NaN, and far outside the valid range
+    image["holding"][0] = 65535  # "not available"
+    async with modbus_server({1: image}) as port:
+        driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
+        first = await driver.read_once("m1")
+        second = await driver.read_once("m1")
+        await driver.stop()
+    for sample in (first, second):
+        assert sample.bad == {
+            "voltage_v": "nan",
+            "power_w": "out_of_range",
+            "status": "not_available",
+        }
+        assert sample.values["current_a"] == pytest.approx(5.25)
+    stats = driver.pollers["m1"].stats
+    assert stats.online is True
+    assert stats.errors.counts == {"m1:nan": 2, "m1:out_of_range": 2, "m1:not_available": 2}
+
+
+async def test_exception_response_marks_only_that_requests_points(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    image = _image()
+    del image["input"][100], image["input"][101]  # the device refuses the energy registers
+    async with modbus_server({1: image}) as port:
+        driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
+        samples = [await driver.read_once("m1") for _ in range(3)]
+        await driver.stop()
+    for sample in samples:
+        assert sample.bad == {"energy_kwh": "exception_illegal_data_address"}
+        assert sample.values["voltage_v"] == pytest.approx(230.5)
+    assert driver.pollers["m1"].stats.online is True
+    logged = [r for r in caplog.records if "illegal_data_address" in r.getMessage()]
+    assert len(logged) == 1  # logged once, counted three times
+    assert driver.pollers["m1"].stats.errors.counts["m1:exception_illegal_data_address"] == 3
+
+
+async def test_dead_device_is_offline_and_never_delays_healthy_ones() -> None:
+    interval = 0.2
+    samples: list[Sample] = []
+    async with (
+        modbus_server({1: _image()}) as p1,
+        modbus_server({1: _image()}) as p2,
+        modbus_server({1: _image()}) as p3,
+        dead_device() as dead,
+    ):
+        devices = [
+            ModbusDevice(f"ok{i}", PROFILE, _tcp(p), interval) for i, p in enumerate((p1, p2, p3))
+        ]
+        devices.append(ModbusDevice("dead", PROFILE, _tcp(dead, timeout=1.0), interval))
+        driver = _driver(devices, samples)
+        driver.start()
+        await asyncio.sleep(3.0)
+        await driver.stop()
+    good = {d: [s for s in samples if s.device == d and s.values] for d in ("ok0", "ok1", "ok2")}
+    # Polled sequentially with the dead device, each healthy one would get ~2 samples in 3 s.
+    for device, got in good.items():
+        assert len(got) >= 10, (device, len(got))
+    dead_samples = [s for s in samples if s.device == "dead"]
+    assert dead_samples
+    assert all(not s.values and set(s.bad.values()) == {"offline"} for s in dead_samples)
+    assert driver.pollers["dead"].stats.online is False
+    # Backed off: far fewer attempts than a 0.2 s schedule would make.
+    assert driver.pollers["dead"].stats.polls <= 4
+
+
+async def test_device_recovers_after_being_offline() -> None:
+    async with modbus_server({1: _image()}) as port:
+        pass  # the port is now closed: nothing listens there
+    driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
+    offline = await driver.read_once("m1")
+    assert driver.pollers["m1"].stats.online is False
+    assert not offline.values
+    from tests.modbus_devices import sim_device  # same port, device now back
+    from pymodbus.server import ModbusTcpServer
+
+    server = ModbusTcpServer([sim_device(1, _image())], address=("127.0.0.1", port))
+    await server.serve_forever(background=True)
+    try:
+        back = await driver.read_once("m1")
+    finally:
+        await driver.stop()
+        await server.shutdown()
+    assert driver.pollers["m1"].stats.online is True
+    assert back.values["voltage_v"] == pytest.approx(230.5)
+
+
+async def test_rtu_over_tcp_serialises_two_units_on_one_line() -> None:
+    images = {1: _image(voltage=231.0), 2: _image(voltage=229.0)}
+    async with modbus_server(images, framer="rtu") as port:
+        conns = [
+            RtuOverTcpConnection(
+                transport="rtu_over_tcp",
+                host="127.0.0.1",
+                port=port,
+                unit=u,
+                timeout=1.0,
+                retries=0,
+                baudrate=9600,
+            )
+            for u in (1, 2)
+        ]
+        driver = _driver([ModbusDevice(f"u{c.unit}", PROFILE, c, 1.0) for c in conns])
+        assert len(driver.links) == 1  # one owner for the line
+        results = await asyncio.gather(*(driver.read_once(d) for d in ("u1", "u2") * 3))
+        await driver.stop()
+    for sample in results:
+        expected = 231.0 if sample.device == "u1" else 229.0
+        assert sample.values["voltage_v"] == pytest.approx(expected), sample
+        assert sample.bad == {}
+
+
+async def test_write_within_range_refused_outside_and_for_read_only_points() -> None:
+    async with modbus_server({1: _image()}) as port:
+        driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
+        ok = await driver.write(Command("m1", "setpoint_degc", 26.0, "test"))
+        after = await driver.read_once("m1")
+        too_low = await driver.write(Command("m1", "setpoint_degc", 12.0, "test"))
+        read_only = await driver.write(Command("m1", "temp_degc", 20.0, "test"))
+        unknown = await driver.write(Command("m1", "nope", 1, "test"))
+        await driver.stop()
+    assert ok.ok
+    assert ok.old_value == pytest.approx(24.5)
+    assert after.values["setpoint_degc"] == pytest.approx(26.0)
+    assert not too_low.ok
+    assert "outside" in too_low.reason
+    assert not read_only.ok
+    assert "not writable" in read_only.reason
+    assert not unknown.ok
+
+
+def test_nan_is_not_a_number_we_store() -> None:
+    # Guard for the codec: a float32 NaN decodes to a float NaN that the checks reject.
+    from drivers.modbus.codec import check, decode_raw, resolve
+
+    spec = resolve(PROFILE, include=["voltage_v"])[0]
+    raw = decode_raw(spec, list(_f32(float("nan"))))
+    assert isinstance(raw, float)
+    assert math.isnan(raw)
+    assert check(spec, raw) == "nan"
+    assert time.time() > 0
