@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -120,7 +121,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.modbus.stop()
         await self.sink.stop()
-        log.info("gateway stopped: %s", self.writer.snapshot())
+        log.info("gateway stopped: %s", json.dumps(self.health(), sort_keys=True))
 
     async def run_until(self, stop: asyncio.Event) -> None:
         await self.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from drivers.modbus.codec import PointSpec, resolve
 from drivers.modbus.planner import ReadRequest, WireModel, plan, plan_time
 from drivers.modbus.profile import Function, Hole, Profile
@@ -121,9 +123,5 @@ def test_a_point_larger_than_the_request_limit_is_an_error() -> None:
             "points": [{"name": "s", "address": 0, "type": "string", "length": 20}],
         }
     )
-    try:
+    with pytest.raises(ValueError, match="needs 20 registers"):
         plan(resolve(profile), TCP, max_registers=10)
-    except ValueError as exc:
-        assert "needs 20 registers" in str(exc)
-    else:
-        raise AssertionError("expected a ValueError")
