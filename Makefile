@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := mosquitto mosquitto-clients influxdb victoria-metrics openssl
+DEBS   := mosquitto mosquitto-clients influxdb victoria-metrics openssl socat
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck unit bench servers clean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient
@@ -54,11 +55,12 @@ class SerialClient:
     def close(self) -> None:
         self._client.close()
 
-    async def _call(self, timeout: float, function: int, coro: Any) -> Any:
+    async def _call(self, timeout: float, function: int, make: Callable[[], Any]) -> Any:
+        # pymodbus checks the connection when the request is built, so build it after connecting.
         if not self.connected:
             await self.connect()
         try:
-            response = await asyncio.wait_for(coro, timeout)
+            response = await asyncio.wait_for(make(), timeout)
         except TimeoutError:
             raise ModbusTimeout(f"no answer on {self.port} within {timeout:g} s") from None
         except ConnectionException as exc:
@@ -82,7 +84,7 @@ class SerialClient:
             4: c.read_input_registers,
         }
         response = await self._call(
-            timeout, function, calls[function](address, count=count, device_id=unit)
+            timeout, function, lambda: calls[function](address, count=count, device_id=unit)
         )
         if function in (1, 2):
             bits: list[bool] = list(response.bits[:count])
@@ -97,12 +99,18 @@ class SerialClient:
     ) -> None:
         c = self._client
         if len(values) == 1:
-            await self._call(timeout, 6, c.write_register(address, values[0], device_id=unit))
+            await self._call(
+                timeout, 6, lambda: c.write_register(address, values[0], device_id=unit)
+            )
         else:
-            await self._call(timeout, 16, c.write_registers(address, values, device_id=unit))
+            await self._call(
+                timeout, 16, lambda: c.write_registers(address, values, device_id=unit)
+            )
 
     async def write_coil(self, unit: int, address: int, value: bool, timeout: float) -> None:
-        await self._call(timeout, 5, self._client.write_coil(address, value, device_id=unit))
+        await self._call(
+            timeout, 5, lambda: self._client.write_coil(address, value, device_id=unit)
+        )
 
 
 __all__ = ["ModbusError", "SerialClient"]

@@ -1,0 +1,76 @@
+"""Modbus RTU on a serial line: a pymodbus serial server on one end of a socat pty pair,
+two slaves on the line, the gateway's serial client on the other end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer
+
+from core.types import Sample
+from drivers.modbus.config import RtuConnection
+from drivers.modbus.driver import ModbusDevice, ModbusDriver
+from tests.modbus_devices import sim_device
+from tests.test_modbus_polling import PROFILE, _image
+
+
+@contextlib.asynccontextmanager
+async def pty_pair(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    a, b = tmp_path / "ttyA", tmp_path / "ttyB"
+    proc = subprocess.Popen(
+        ["socat", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 5
+    while not (a.exists() and b.exists()):
+        assert proc.poll() is None, "socat exited"
+        assert time.monotonic() < deadline, "socat did not create the pty pair"
+        await asyncio.sleep(0.02)
+    try:
+        yield str(a), str(b)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_two_slaves_on_one_serial_line(tmp_path: Path) -> None:
+    async with pty_pair(tmp_path) as (device_end, gateway_end):
+        server = ModbusSerialServer(
+            [sim_device(1, _image(voltage=231.0)), sim_device(7, _image(voltage=229.0))],
+            framer=FramerType.RTU,
+            port=device_end,
+            baudrate=19200,
+        )
+        await server.serve_forever(background=True)
+        try:
+            conns = [
+                RtuConnection(
+                    transport="rtu",
+                    port=gateway_end,
+                    baudrate=19200,
+                    unit=u,
+                    timeout=1.0,
+                    retries=0,
+                )
+                for u in (1, 7)
+            ]
+            samples: list[Sample] = []
+            driver = ModbusDriver(
+                [ModbusDevice(f"u{c.unit}", PROFILE, c, 1.0) for c in conns], samples.append
+            )
+            assert len(driver.links) == 1  # one owner serialises the line
+            results = await asyncio.gather(*(driver.read_once(d) for d in ("u1", "u7") * 2))
+            await driver.stop()
+        finally:
+            await server.shutdown()
+    for sample in results:
+        assert sample.bad == {}, sample
+        expected = 231.0 if sample.device == "u1" else 229.0
+        assert sample.values["voltage_v"] == pytest.approx(expected)
