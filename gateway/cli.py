@@ -128,11 +128,12 @@ def _override_transport(args: argparse.Namespace) -> Transport | None:
 
 async def _demo(args: argparse.Namespace) -> None:
     from drivers.simulator.building import start_building
-
     from drivers.simulator.clock import SimClock
 
     loaded = _load(args.site)
-    building = await start_building(loaded.site, loaded.profiles, SimClock(speed=args.speed))
+    building = await start_building(
+        loaded.site, loaded.profiles, SimClock(speed=args.speed, tz=loaded.site.site.timezone)
+    )
     try:
         await _run(loaded, not args.no_view, args.duration, _override_transport(args))
     finally:

@@ -140,7 +140,9 @@ def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
     available = available_profiles(dirs)
     profiles: dict[str, Profile] = {}
     seen_ids: dict[str, int] = {}
-    units_on_link: dict[tuple[tuple[str, str], int], int] = {}
+    # One unit id may front several devices at different bases (a CoolMasterNet's indoor
+    # units); the same unit and base twice is the same registers polled twice.
+    units_on_link: dict[tuple[tuple[str, str], int, int], int] = {}
     serial_settings: dict[str, tuple[int, int, str, int]] = {}
     for i, dev in enumerate(site.devices):
         loc: tuple[str | int, ...] = ("devices", i)
@@ -169,11 +171,13 @@ def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
                     f"profile {profile.name} has no point '{point}'" + suggest(point, names),
                 )
         key = link_key(dev.modbus)
-        owner = units_on_link.setdefault((key, dev.modbus.unit), i)
+        base = dev.modbus.base if dev.modbus.base is not None else profile.base
+        owner = units_on_link.setdefault((key, dev.modbus.unit, base), i)
         if owner != i:
             report(
                 (*loc, "modbus", "unit"),
-                f"unit {dev.modbus.unit} on {key[1]} is already used by devices[{owner}]",
+                f"unit {dev.modbus.unit} at base {base} on {key[1]} is already used by "
+                f"devices[{owner}]; give a different unit or base",
             )
         if isinstance(dev.modbus, RtuConnection):
             settings = (

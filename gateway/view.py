@@ -9,9 +9,24 @@ import time
 from typing import TextIO
 
 from core.types import Value
+from drivers.modbus.codec import label
 from gateway.service import Gateway
 
 _KEY_POINTS = 4  # values shown per device row
+# What a person looks at first, when a device has it; otherwise its first points.
+_PREFERRED = (
+    "active_power_total_w",
+    "active_power_w",
+    "energy_import_kwh",
+    "daily_yield_energy_kwh",
+    "energy_total_wh",
+    "on_off",
+    "mode",
+    "setpoint_degc",
+    "room_temperature_degc",
+    "voltage_l1_v",
+    "frequency_hz",
+)
 
 
 def _fmt(value: Value) -> str:
@@ -30,7 +45,7 @@ def render(gateway: Gateway, width: int = 120) -> str:
         f"   spool {h['spool_points']} points / {h['spool_bytes'] // 1024} KiB"
         f"   dropped {h['spool_dropped_points']}   modbus errors {h['modbus_errors']}",
         "",
-        f"{'device':<16} {'state':<8} {'poll ms':>8} {'polls':>6} {'err':>4}  latest values",
+        f"{'device':<18} {'state':<8} {'poll ms':>8} {'polls':>6} {'err':>4}  latest values",
         "-" * min(width, 120),
     ]
     for device, poller in gateway.modbus.pollers.items():
@@ -39,11 +54,15 @@ def render(gateway: Gateway, width: int = 120) -> str:
         sample = gateway.latest.get(device)
         shown = ""
         if sample is not None and sample.values:
-            units = {spec.name: spec.unit for spec in poller.plan.specs}
-            items = list(sample.values.items())[:_KEY_POINTS]
-            shown = "  ".join(f"{k}={_fmt(v)}{units.get(k, '')}" for k, v in items)
+            specs = {spec.name: spec for spec in poller.plan.specs}
+            names = [n for n in _PREFERRED if n in sample.values] or list(sample.values)
+            parts = []
+            for name in names[:_KEY_POINTS]:
+                value, spec = sample.values[name], specs[name]
+                parts.append(f"{name}={label(spec, value) or _fmt(value) + spec.unit}")
+            shown = "  ".join(parts)
         row = (
-            f"{device:<16} {state:<8} {s.last_poll_s * 1000:>8.1f} {s.polls:>6} "
+            f"{device:<18} {state:<8} {s.last_poll_s * 1000:>8.1f} {s.polls:>6} "
             f"{s.errors.total():>4}  {shown}"
         )
         lines.append(row[:width])

@@ -109,7 +109,8 @@ def test_duplicate_ids_and_units(tmp_path: Path) -> None:
     problems = _problems(_write(tmp_path, text))
     assert any(":11: devices[1].id: 'meter-1' is already used by devices[0]" in p for p in problems)
     assert any(
-        "devices[1].modbus.unit: unit 1 on 127.0.0.1:1502 is already used" in p for p in problems
+        "devices[1].modbus.unit: unit 1 at base 0 on 127.0.0.1:1502 is already used" in p
+        for p in problems
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -191,6 +192,8 @@ class DevicePoller:
             await self._write_point(spec, value, sf)
         except ModbusError as exc:
             return CommandResult(command, False, None, f"write failed: {exc}")
+        except (struct.error, OverflowError) as exc:  # a range wider than the register type
+            return CommandResult(command, False, None, f"cannot encode {value!r}: {exc}")
         return CommandResult(command, True, old)
 
     async def _read_point(self, spec: PointSpec, sf: int | None) -> Value | None:
@@ -214,13 +217,17 @@ class DevicePoller:
         if spec.function is Function.COIL:
             await self.link.write_coil(self.plan.unit, spec.address, bool(value), self.plan.timeout)
             return
-        if spec.dtype is DataType.BOOL:
-            raw: int | float | bool = bool(value)
+        if spec.dtype is DataType.BOOL and spec.bit is not None:
+            # One bit of a shared register: keep the other bits as the device has them.
+            (word,) = await self.link.read(
+                self.plan.unit, _FC_READ[spec.function], spec.address, 1, self.plan.timeout
+            )
+            mask = 1 << spec.bit
+            words = [(int(word) | mask) if value else (int(word) & ~mask)]
         else:
-            raw = to_raw(spec, float(value), sf)
-        await self.link.write_registers(
-            self.plan.unit, spec.address, encode_raw(spec, raw), self.plan.timeout
-        )
+            raw = bool(value) if spec.dtype is DataType.BOOL else to_raw(spec, float(value), sf)
+            words = encode_raw(spec, raw)
+        await self.link.write_registers(self.plan.unit, spec.address, words, self.plan.timeout)
 
 
 _FC_READ = {Function.COIL: 1, Function.DISCRETE: 2, Function.HOLDING: 3, Function.INPUT: 4}

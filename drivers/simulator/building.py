@@ -1,0 +1,317 @@
+"""The virtual building: a model per device of a site file, served where the site expects it.
+
+Run the demo's building (config/demo-site.yaml) until Ctrl-C, an hour of building per minute:
+
+    .venv/bin/python -m drivers.simulator.building config/demo-site.yaml --speed 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
+from drivers.modbus.profile import Profile
+from drivers.simulator.clock import SimClock
+from drivers.simulator.models import (
+    MODE_COOL,
+    MODE_HEAT,
+    AcUnit,
+    DeviceModel,
+    MeterShape,
+    OfficeMeter,
+    PvInverter,
+    StaticModel,
+)
+from drivers.simulator.server import (
+    Framer,
+    RunningServer,
+    SimulatedDevice,
+    is_loopback,
+    serve,
+)
+from gateway.config_load import (
+    BUILTIN_PROFILES,
+    LoadedSite,
+    available_profiles,
+    load_profile,
+)
+from gateway.site import DeviceConfig, Site
+
+log = logging.getLogger("guanjia.simulator")
+
+# Peak active power of a meter by its sub-metering `use` tag (W): a ~10 000 m² office block.
+METER_PEAK_W: dict[str, float] = {
+    "total": 120_000.0,
+    "hvac": 45_000.0,
+    "lighting_sockets": 25_000.0,
+    "lighting": 18_000.0,
+    "sockets": 12_000.0,
+    "power": 20_000.0,  # lifts, pumps
+    "special": 15_000.0,  # kitchen, server room
+}
+METER_SHAPE: dict[str, MeterShape] = {
+    "hvac": "hvac",
+    "lighting_sockets": "lighting",
+    "lighting": "lighting",
+    "sockets": "lighting",
+}
+# Rated AC power of a PV inverter by profile (W).
+PV_RATED_W: dict[str, float] = {"huawei_sun2000": 50_000.0}
+PV_DEFAULT_RATED_W = 30_000.0
+
+
+@dataclass
+class DeviceSim:
+    """A site device with the profile and the model that will simulate it."""
+
+    config: DeviceConfig
+    profile: Profile
+    model: DeviceModel
+
+
+def _seed(base: int, device_id: str) -> int:
+    # Stable across runs and Python versions (unlike hash()), different per device.
+    return base * 1_000_003 + zlib.crc32(device_id.encode())
+
+
+def _is_server_room(dev: DeviceConfig) -> bool:
+    use = dev.tags.get("use", "")
+    zone = dev.tags.get("zone", "")
+    return use in ("server_room", "it") or zone.startswith("srv")
+
+
+def _builtin_profiles(site: Site) -> dict[str, Profile]:
+    """The profiles a bare Site names, from its absolute profile_dirs and the built-in ones.
+
+    Relative profile_dirs are relative to the site file, which a bare Site doesn't know:
+    pass a LoadedSite (or the profiles) for those.
+    """
+    dirs = [Path(d) for d in site.profile_dirs if Path(d).is_absolute()]
+    available = available_profiles([*dirs, BUILTIN_PROFILES])
+    return {
+        name: load_profile(available[name])
+        for name in {d.profile for d in site.devices if d.enabled}
+        if name in available
+    }
+
+
+def models_for_site(
+    site: LoadedSite | Site,
+    clock: SimClock,
+    profiles: dict[str, Profile] | None = None,
+    *,
+    seed: int = 0,
+) -> list[DeviceSim]:
+    """Choose and build a model for every enabled device of a site.
+
+    Without ``profiles`` they come from the LoadedSite, or for a bare Site from the built-in
+    profile directory. Meters (kind ``meter``) get an OfficeMeter sized by their ``use`` tag;
+    PV inverters a PvInverter (the Huawei one sees the ``use: total`` meter as its grid
+    meter's load); A/C units (kind ``hvac``) an AcUnit, a server room's (``zone: srv-*`` or
+    ``use: server_room``) running at 22 °C with 10 °C of heat gain, the others alternating
+    on/off with setpoints that give the A/C policy something to correct. Other kinds get a
+    StaticModel (zeros).
+    """
+    if isinstance(site, LoadedSite):
+        profiles = site.profiles if profiles is None else profiles
+        site = site.site
+    if profiles is None:
+        profiles = _builtin_profiles(site)
+    devices = [d for d in site.devices if d.enabled]
+    unknown = sorted({d.profile for d in devices} - set(profiles))
+    if unknown:
+        raise ValueError(f"no profile loaded for {', '.join(unknown)}")
+    out: list[DeviceSim] = []
+    main_meter: OfficeMeter | None = None
+    pending_pv: list[PvInverter] = []
+    ac_index = 0
+    summer = 5 <= clock.now().month <= 10
+    for dev in devices:
+        profile = profiles[dev.profile]
+        kind = dev.kind or profile.kind
+        s = _seed(seed, dev.id)
+        use = dev.tags.get("use", "")
+        model: DeviceModel
+        if kind == "meter":
+            meter = OfficeMeter(
+                profile,
+                clock,
+                peak_w=METER_PEAK_W.get(use, 30_000.0),
+                shape=METER_SHAPE.get(use, "office"),
+                seed=s,
+            )
+            if use == "total" and main_meter is None:
+                main_meter = meter
+            model = meter
+        elif kind == "pv_inverter":
+            pv = PvInverter(
+                profile,
+                clock,
+                rated_w=PV_RATED_W.get(profile.name, PV_DEFAULT_RATED_W),
+                seed=s,
+                unit=dev.modbus.unit,
+            )
+            pending_pv.append(pv)
+            model = pv
+        elif kind == "hvac":
+            if _is_server_room(dev):
+                model = AcUnit(
+                    profile,
+                    clock,
+                    on=True,
+                    mode=MODE_COOL,
+                    setpoint=22.0,
+                    heat_gain_c=10.0,
+                    room_temperature=23.0,
+                    seed=s,
+                )
+            else:
+                # Office units: every other one on, the first set "too cold" in summer (24 °C,
+                # below the 26 °C minimum for public buildings) or "too warm" in winter.
+                on = ac_index % 2 == 0
+                if summer:
+                    setpoint, mode = (24.0 if ac_index == 0 else 26.0), MODE_COOL
+                else:
+                    setpoint, mode = (22.0 if ac_index == 0 else 20.0), MODE_HEAT
+                model = AcUnit(profile, clock, on=on, mode=mode, setpoint=setpoint, seed=s)
+                ac_index += 1
+        else:
+            log.warning("%s: no model for kind %r, serving zeros", dev.id, kind)
+            model = StaticModel(profile, clock, seed=s)
+        out.append(DeviceSim(dev, profile, model))
+    for pv in pending_pv:
+        if "meter_status" in pv.names:
+            pv.site_load = main_meter
+    return out
+
+
+@dataclass
+class Building:
+    """A running virtual building: its servers and, by device id, its devices and models."""
+
+    clock: SimClock
+    servers: list[RunningServer] = field(default_factory=list)
+    devices: dict[str, SimulatedDevice] = field(default_factory=dict)
+    models: dict[str, DeviceModel] = field(default_factory=dict)
+
+    def model(self, device_id: str) -> DeviceModel:
+        return self.models[device_id]
+
+    def device(self, device_id: str) -> SimulatedDevice:
+        return self.devices[device_id]
+
+    async def stop(self) -> None:
+        servers, self.servers = self.servers, []
+        await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
+
+    async def __aenter__(self) -> Building:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def start_building(
+    site: Site | LoadedSite,
+    profiles: dict[str, Profile] | None,
+    clock: SimClock,
+    *,
+    seed: int = 0,
+) -> Building:
+    """Serve every enabled Modbus TCP / RTU-over-TCP device of a site on its loopback port.
+
+    One server per distinct (host, port). Hosts must be loopback: the simulator never answers
+    for a real device's address. Serial (``rtu``) devices are skipped with a warning.
+    """
+    sims = models_for_site(site, clock, profiles, seed=seed)
+    groups: dict[tuple[str, int], list[DeviceSim]] = {}
+    framers: dict[tuple[str, int], Framer] = {}
+    for sim in sims:
+        conn = sim.config.modbus
+        if isinstance(conn, RtuConnection):
+            log.warning("%s is on serial port %s; not simulated", sim.config.id, conn.port)
+            continue
+        assert isinstance(conn, TcpConnection | RtuOverTcpConnection)
+        if not is_loopback(conn.host):
+            raise ValueError(
+                f"device {sim.config.id}: host {conn.host} is not a loopback address; the "
+                "virtual building only serves on 127.0.0.1 (use a site file for the simulator "
+                "such as config/demo-site.yaml)"
+            )
+        key = (conn.host, conn.port)
+        framer: Framer = "rtu" if isinstance(conn, RtuOverTcpConnection) else "tcp"
+        if framers.setdefault(key, framer) != framer:
+            raise ValueError(
+                f"device {sim.config.id}: {conn.host}:{conn.port} mixes tcp and rtu_over_tcp "
+                "devices; one port speaks one framing"
+            )
+        groups.setdefault(key, []).append(sim)
+    building = Building(clock)
+    try:
+        for (host, port), members in groups.items():
+            devices = []
+            for sim in members:
+                dev = SimulatedDevice(
+                    sim.profile,
+                    sim.model,
+                    unit=sim.config.modbus.unit,
+                    base=sim.config.modbus.base,
+                    name=sim.config.id,
+                )
+                devices.append(dev)
+                building.devices[sim.config.id] = dev
+                building.models[sim.config.id] = sim.model
+            building.servers.append(await serve(devices, host, port, framers[(host, port)]))
+    except BaseException:
+        await building.stop()
+        raise
+    return building
+
+
+async def _run(path: Path, speed: float, start: datetime | None, seed: int) -> None:
+    from gateway.config_load import load_site
+
+    loaded = load_site(path, resolve_secrets=False)
+    clock = SimClock(speed=speed, start=start, tz=loaded.site.site.timezone)
+    building = await start_building(loaded, None, clock, seed=seed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    for server in building.servers:
+        names = ", ".join(f"{d.name} (unit {d.unit})" for d in server.devices)
+        print(f"{server.host}:{server.port} [{server.framer}]: {names}", flush=True)
+    print(f"simulated time {clock.now():%Y-%m-%d %H:%M %Z}, x{speed:g}; Ctrl-C stops", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await building.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a site's devices as a virtual building.")
+    parser.add_argument("site", type=Path, help="site file, e.g. config/demo-site.yaml")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    parser.add_argument(
+        "--start", type=datetime.fromisoformat, help="simulated start, e.g. 2025-07-15T07:00"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="varies every device's noise")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # pymodbus logs every listen and connection at INFO; only its warnings matter here.
+    logging.getLogger("pymodbus").setLevel(logging.WARNING)
+    asyncio.run(_run(args.site, args.speed, args.start, args.seed))
+
+
+if __name__ == "__main__":
+    main()
