@@ -16,7 +16,7 @@ from drivers.modbus.driver import ModbusDriver
 from gateway.config_load import LoadedSite
 from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
-from gateway.lineproto import LineEncoder, series_prefix
+from gateway.lineproto import LineEncoder, float_format, series_prefix
 from gateway.site import InfluxV1, InfluxV2
 from gateway.spool import Spool
 
@@ -85,17 +85,21 @@ class Gateway:
         self.writer = Writer(
             transport if transport is not None else make_transport(loaded), self.spool
         )
+        self.bus = Bus()
+        self.modbus = ModbusDriver(loaded.modbus_devices(), self.bus.publish)
+        float_formats = {
+            device: {s.name: float_format(s.dtype.value, s.scaled) for s in poller.plan.specs}
+            for device, poller in self.modbus.pollers.items()
+        }
         self.sink = InfluxSink(
-            LineEncoder(series_prefixes(loaded)),
+            LineEncoder(series_prefixes(loaded), float_formats),
             self.writer,
             site.batching.max_points,
             site.batching.max_age,
         )
-        self.bus = Bus()
         self.latest: dict[str, Sample] = {}
         self.bus.subscribe(self.sink.offer)
         self.bus.subscribe(self._remember)
-        self.modbus = ModbusDriver(loaded.modbus_devices(), self.bus.publish)
         self.health_interval = health_interval
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []

@@ -25,3 +25,31 @@ def test_one_line_per_sample_and_none_when_empty() -> None:
     line = enc.encode(Sample("m1", 123, {"p_w": 2.5, "state": 4}))
     assert line == "meter,device=m1 p_w=2.5,state=4i 123"
     assert enc.encode(Sample("m1", 124, {}, {"p_w": "offline"})) is None
+
+
+def test_templates_follow_the_fields_and_their_types() -> None:
+    enc = LineEncoder({"m1": "meter,device=m1,note=100%"}, {"m1": {"v": "%.9g"}})
+    assert enc.encode(Sample("m1", 1, {"v": 230.20000000000002, "n": 3})) == (
+        "meter,device=m1,note=100% v=230.2,n=3i 1"
+    )
+    # A point gone bad drops its field: a new template, same prefix.
+    assert enc.encode(Sample("m1", 2, {"n": 4})) == "meter,device=m1,note=100% n=4i 2"
+    # Types that change under a template are re-encoded, never truncated or mistyped.
+    assert enc.encode(Sample("m1", 3, {"v": 1.5, "n": 2.5})) == (
+        "meter,device=m1,note=100% v=1.5,n=2.5 3"
+    )
+    assert enc.encode(Sample("m1", 4, {"v": 1.5, "n": True})) == (
+        "meter,device=m1,note=100% v=1.5,n=true 4"
+    )
+    assert enc.encode(Sample("m1", 5, {"v": "text", "n": 1})) == (
+        'meter,device=m1,note=100% v="text",n=1i 5'
+    )
+
+
+def test_float_formats_keep_every_digit_a_register_can_hold() -> None:
+    from gateway.lineproto import float_format
+
+    assert float_format("float32", False) % 0.1 == "0.1"
+    assert float_format("int16", True) % (2302 * 0.1) == "230.2"
+    assert float_format("uint32", True) % (4294967295 * 0.01) == "42949672.95"
+    assert float_format("float64", False) % 0.1 == repr(0.1)

@@ -24,6 +24,9 @@ class Client(Protocol):
     async def read(
         self, unit: int, function: int, address: int, count: int, timeout: float
     ) -> list[int] | list[bool]: ...
+    async def read_raw(
+        self, unit: int, function: int, address: int, count: int, timeout: float
+    ) -> bytes: ...
     async def write_registers(
         self, unit: int, address: int, values: list[int], timeout: float
     ) -> None: ...
@@ -70,6 +73,16 @@ class Link:
         async with self._lock:
             try:
                 return await self.client.read(unit, function, address, count, timeout)
+            except ModbusConnectionError:
+                self.client.close()
+                raise
+
+    async def read_raw(
+        self, unit: int, function: int, address: int, count: int, timeout: float
+    ) -> bytes:
+        async with self._lock:
+            try:
+                return await self.client.read_raw(unit, function, address, count, timeout)
             except ModbusConnectionError:
                 self.client.close()
                 raise

@@ -14,12 +14,14 @@ from core.once import ProblemCounter
 from core.types import Command, CommandResult, Sample, Value
 from drivers.modbus.codec import (
     PointSpec,
+    Unpack,
     check,
     decode_all,
     decode_raw,
     encode_raw,
     to_engineering,
     to_raw,
+    unpacker,
 )
 from drivers.modbus.errors import ModbusError, ModbusExceptionResponse
 from drivers.modbus.link import Link
@@ -67,20 +69,32 @@ class DevicePoller:
         self.emit = emit
         self.stats = DeviceStats()
         self._by_name = {s.name: s for s in plan.specs}
-        # Per request: where each point's registers start inside the response.
+        # Per request: each point's name, decoder and where its data starts in the response
+        # (a byte offset for registers, a bit index for coils and discrete inputs).
         self._layout = [
-            (req, [(spec, spec.address - req.start) for spec in req.points])
+            (
+                req,
+                [
+                    (
+                        spec.name,
+                        unpacker(spec),
+                        spec.address - req.start
+                        if req.function.is_bit
+                        else 2 * (spec.address - req.start),
+                    )
+                    for spec in req.points
+                ],
+            )
             for req in plan.requests
         ]
 
-    async def _request(self, req: ReadRequest) -> list[int] | list[bool]:
+    async def _request(self, req: ReadRequest) -> bytes | list[int] | list[bool]:
         fc = _FC_READ[req.function]
+        read = self.link.read if fc <= 2 else self.link.read_raw
         for attempt in range(self.plan.retries + 1):
             try:
                 self.stats.requests += 1
-                return await self.link.read(
-                    self.plan.unit, fc, req.start, req.count, self.plan.timeout
-                )
+                return await read(self.plan.unit, fc, req.start, req.count, self.plan.timeout)
             except ModbusError as exc:
                 if not exc.silent or attempt == self.plan.retries:
                     raise
@@ -105,15 +119,18 @@ class DevicePoller:
                 if exc.silent:
                     silent_error = exc
                     break
-                for spec, _ in layout:
-                    failed[spec.name] = exc.reason
+                for name, _, _ in layout:
+                    failed[name] = exc.reason
                 continue
-            for spec, off in layout:
-                try:
-                    raws[spec.name] = decode_raw(spec, data[off : off + spec.count])
-                except Exception as exc:  # a value the codec cannot decode is bad, not fatal
-                    failed[spec.name] = "decode"
-                    self._count("decode", f"{plan.device}.{spec.name}: cannot decode: {exc}")
+            try:
+                if isinstance(data, bytes):
+                    for name, unpack, off in layout:
+                        raws[name] = unpack(data, off)
+                else:
+                    for name, _, off in layout:
+                        raws[name] = bool(data[off])
+            except Exception:  # a value the codec cannot decode is bad, not fatal
+                self._decode_slowly(layout, data, raws, failed)
         self.stats.polls += 1
         self.stats.last_poll_s = time.monotonic() - started
         if silent_error is not None:
@@ -127,6 +144,21 @@ class DevicePoller:
         self._set_online(True, "")
         self.stats.last_ok_ns = ts
         return Sample(plan.device, ts, decoded.values, decoded.bad)
+
+    def _decode_slowly(
+        self,
+        layout: list[tuple[str, Unpack, int]],
+        data: bytes | list[int] | list[bool],
+        raws: dict[str, int | float | bool | str],
+        failed: dict[str, str],
+    ) -> None:
+        """Point by point, to find which values cannot be decoded (a short response, say)."""
+        for name, unpack, off in layout:
+            try:
+                raws[name] = unpack(data, off) if isinstance(data, bytes) else bool(data[off])
+            except Exception as exc:
+                failed[name] = "decode"
+                self._count("decode", f"{self.plan.device}.{name}: cannot decode: {exc}")
 
     def _count(self, reason: str, message: str) -> None:
         self.stats.errors.report(f"{self.plan.device}:{reason}", message)

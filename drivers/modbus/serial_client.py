@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +94,12 @@ class SerialClient:
         if len(registers) != count:
             raise ModbusFrameError(f"{len(registers)} registers, expected {count}")
         return registers
+
+    async def read_raw(
+        self, unit: int, function: int, address: int, count: int, timeout: float
+    ) -> bytes:
+        registers = await self.read(unit, function, address, count, timeout)
+        return struct.pack(f">{count}H", *registers)
 
     async def write_registers(
         self, unit: int, address: int, values: list[int], timeout: float

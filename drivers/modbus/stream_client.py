@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Literal
+from typing import Literal, cast
 
 from drivers.modbus.errors import (
     ModbusConnectionError,
@@ -72,13 +72,18 @@ def parse_pdu(function: int, count: int, pdu: bytes) -> list[int] | list[bool]:
             f"response body of {len(pdu) - 1} bytes, expected {_expected_body(function, count)}"
         )
     if function in (3, 4):
-        if pdu[1] != 2 * count:
-            raise ModbusFrameError(f"byte count {pdu[1]}, expected {2 * count}")
-        return list(struct.unpack_from(f">{count}H", pdu, 2))
+        return list(struct.unpack_from(f">{count}H", register_bytes(count, pdu), 0))
     if function in (1, 2):
         data = pdu[2:]
         return [bool(data[i >> 3] >> (i & 7) & 1) for i in range(count)]
     return []
+
+
+def register_bytes(count: int, pdu: bytes) -> bytes:
+    """The data bytes of a validated FC3/FC4 response (big-endian registers)."""
+    if pdu[1] != 2 * count:
+        raise ModbusFrameError(f"byte count {pdu[1]}, expected {2 * count}")
+    return pdu[2:]
 
 
 def read_pdu(function: int, address: int, count: int) -> bytes:
@@ -108,8 +113,8 @@ class _StreamProtocol(asyncio.Protocol):
         self.closed = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed.set()
@@ -195,6 +200,18 @@ class StreamClient:
         self._protocol: _StreamProtocol | None = None
         self._tid = 0
         self._connecting: asyncio.Lock = asyncio.Lock()
+        self._deadlines: dict[asyncio.Future[bytes], tuple[float, int, float]] = {}
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def _expire_overdue(self) -> None:
+        """Fail every request past its deadline; sleep until the next deadline, if any."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for fut, (deadline, unit, timeout) in list(self._deadlines.items()):
+            if deadline <= now and not fut.done():
+                fut.set_exception(ModbusTimeout(f"no answer from unit {unit} within {timeout:g} s"))
+        pending = [d for d, _, _ in self._deadlines.values() if d > now]
+        self._watchdog = loop.call_at(min(pending), self._expire_overdue) if pending else None
 
     @property
     def connected(self) -> bool:
@@ -230,7 +247,8 @@ class StreamClient:
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
             raise ModbusConnectionError(f"not connected to {self.host}:{self.port}")
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
         function = pdu[0]
         if self.framing == "tcp":
             self._tid = tid = (self._tid + 1) & 0xFFFF
@@ -242,11 +260,17 @@ class StreamClient:
             protocol.rtu_waiter = (fut, unit, function, count)
             adu = bytes([unit]) + pdu
             protocol.transport.write(adu + struct.pack("<H", crc16(adu)))
+        # Timeouts come from one watchdog timer per connection, not wait_for or asyncio.timeout:
+        # on 3.11 wait_for costs an extra loop pass per request and can swallow a cancellation
+        # racing with the answer (gh-86296); a timer per request is cheaper but still a heap
+        # push and a cancel every time (bench/bench_cpu.py measures the whole path).
+        self._deadlines[fut] = (loop.time() + timeout, unit, timeout)
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(loop.time() + timeout, self._expire_overdue)
         try:
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise ModbusTimeout(f"no answer from unit {unit} within {timeout:g} s") from None
+            return await fut
         finally:
+            del self._deadlines[fut]
             if tid >= 0:
                 protocol.waiters.pop(tid, None)
             elif protocol.rtu_waiter is not None and protocol.rtu_waiter[0] is fut:
@@ -257,6 +281,17 @@ class StreamClient:
     ) -> list[int] | list[bool]:
         pdu = await self.request(unit, read_pdu(function, address, count), count, timeout)
         return parse_pdu(function, count, pdu)
+
+    async def read_raw(
+        self, unit: int, function: int, address: int, count: int, timeout: float
+    ) -> bytes:
+        """FC3/FC4 registers as big-endian bytes: what the decoder's unpackers read from."""
+        pdu = await self.request(unit, read_pdu(function, address, count), count, timeout)
+        if pdu[0] != function:
+            parse_pdu(function, count, pdu)  # raises: an exception response or a wrong function
+        if len(pdu) != 2 + 2 * count:
+            raise ModbusFrameError(f"response of {len(pdu)} bytes, expected {2 + 2 * count}")
+        return register_bytes(count, pdu)
 
     async def write_registers(
         self, unit: int, address: int, values: list[int], timeout: float

@@ -1,0 +1,128 @@
+"""A farm of fake Modbus TCP devices, run as its own process (stdlib only).
+
+It runs in a separate process so that its CPU never counts against the gateway being measured;
+bench.common.ModbusFarm starts it. Usage:
+
+    python bench/fake_modbus.py --ports 200 --dead 20 --delay-ms 20
+
+It listens on ``--ports`` loopback ports (port 0 each: the kernel picks free ones), prints one JSON
+line ``{"healthy": [...], "dead": [...]}`` on stdout, and serves until its stdin is closed (so it
+cannot outlive the benchmark that started it, even if that one crashes).
+
+Healthy ports answer FC3/FC4 reads of any address and count with deterministic registers (see
+``register``) after ``--delay-ms``, scheduled with call_later so that hundreds of devices wait at
+the same time rather than one after the other. Other function codes get exception 1 (illegal
+function). Dead ports (the last ``--dead`` of them) accept connections and read requests but
+never answer, like a device whose TCP stack is up and whose application has hung.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import struct
+import sys
+
+_MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
+
+
+def register(address: int) -> int:
+    """The value every fake device keeps at ``address``.
+
+    0x41xx pairs decode as float32 to ordinary finite numbers (about 8 to 12), so float32 points
+    read across any two registers are good values, not NaN or denormals.
+    """
+    return (0x4100 + address) & 0xFFFF
+
+
+# Responses depend only on (function, address, count): build each once so that the farm's own
+# CPU stays small and its answers arrive on time even under 200 concurrent devices.
+_PDU_CACHE: dict[tuple[int, int, int], bytes] = {}
+
+
+def response_pdu(pdu: bytes) -> bytes:
+    if len(pdu) < 5 or pdu[0] not in (3, 4):
+        return bytes([(pdu[0] if pdu else 0) | 0x80, 1])
+    function, address, count = struct.unpack_from(">BHH", pdu)
+    key = (function, address, count)
+    cached = _PDU_CACHE.get(key)
+    if cached is None:
+        if not 1 <= count <= 125:
+            cached = bytes([function | 0x80, 3])  # illegal data value
+        else:
+            regs = [register(address + i) for i in range(count)]
+            cached = struct.pack(f">BB{count}H", function, 2 * count, *regs)
+        _PDU_CACHE[key] = cached
+    return cached
+
+
+class DeviceProtocol(asyncio.Protocol):
+    def __init__(self, delay: float, dead: bool) -> None:
+        self.delay = delay
+        self.dead = dead
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.dead:
+            return  # swallow the request: the client must time out
+        buf = self.buffer
+        buf += data
+        while len(buf) >= 8:
+            tid, _proto, length, unit = _MBAP.unpack_from(buf)
+            if len(buf) < 6 + length:
+                return
+            pdu = response_pdu(bytes(buf[7 : 6 + length]))
+            del buf[: 6 + length]
+            frame = _MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu
+            if self.delay > 0:
+                asyncio.get_running_loop().call_later(self.delay, self._reply, frame)
+            else:
+                self._reply(frame)
+
+    def _reply(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+
+async def serve(ports: int, dead: int, delay: float) -> None:
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
+    healthy_ports: list[int] = []
+    dead_ports: list[int] = []
+    for i in range(ports):
+        is_dead = i >= ports - dead
+        server = await loop.create_server(
+            functools.partial(DeviceProtocol, delay, is_dead),
+            "127.0.0.1",
+            0,
+            backlog=256,
+        )
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        (dead_ports if is_dead else healthy_ports).append(port)
+    sys.stdout.write(json.dumps({"healthy": healthy_ports, "dead": dead_ports}) + "\n")
+    sys.stdout.flush()
+    # Serve until the parent closes our stdin (or dies, which closes it too).
+    await loop.run_in_executor(None, sys.stdin.buffer.read)
+    for server in servers:
+        server.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ports", type=int, default=1)
+    parser.add_argument("--dead", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.ports, args.dead, args.delay_ms / 1000.0))
+
+
+if __name__ == "__main__":
+    main()
