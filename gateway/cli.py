@@ -89,9 +89,13 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 async def _run(
-    loaded: LoadedSite, view: bool, duration: float | None, transport: Transport | None = None
+    loaded: LoadedSite,
+    view: bool,
+    duration: float | None,
+    transport: Transport | None = None,
+    spool: str | None = None,
 ) -> None:
-    gateway = Gateway(loaded, transport=transport)
+    gateway = Gateway(loaded, transport=transport, spool_dir=Path(spool) if spool else None)
     stop = asyncio.Event()
     install_signal_handlers(stop)
     if duration:
@@ -111,7 +115,7 @@ async def _run(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    asyncio.run(_run(_load(args.site), args.view, args.duration))
+    asyncio.run(_run(_load(args.site), args.view, args.duration, spool=args.spool))
     return 0
 
 
@@ -135,7 +139,7 @@ async def _demo(args: argparse.Namespace) -> None:
         loaded.site, loaded.profiles, SimClock(speed=args.speed, tz=loaded.site.site.timezone)
     )
     try:
-        await _run(loaded, not args.no_view, args.duration, _override_transport(args))
+        await _run(loaded, not args.no_view, args.duration, _override_transport(args), args.spool)
     finally:
         await building.stop()
 
@@ -218,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("site")
     p.add_argument("--view", action="store_true", help="live terminal view")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--spool", help="spool directory (default: the site file's)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run against the built-in virtual building")
@@ -225,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="simulated clock speed-up")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--no-view", action="store_true", help="log instead of the live view")
+    p.add_argument("--spool", help="spool directory (default: the site file's)")
     _add_db_args(p)
     p.set_defaults(func=cmd_demo)
 
