@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from drivers.modbus.codec import (
+    INT_RANGES,
     PointSpec,
     decode_all,
     decode_raw,
@@ -35,13 +36,7 @@ PROFILE_FILES = sorted(PROFILE_DIR.glob("*.yaml"))
 Image = dict[tuple[Function, int], int]
 
 RAW_LIMITS: dict[DataType, tuple[float, float]] = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.SUNSSF: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
+    **INT_RANGES,
     DataType.FLOAT32: (-3.0e38, 3.0e38),
     DataType.FLOAT64: (-1.0e300, 1.0e300),
 }

@@ -24,6 +24,18 @@ _STRUCT: dict[DataType, str] = {
 }
 
 
+# Raw ranges of the integer types: what a register can hold.
+INT_RANGES: dict[DataType, tuple[int, int]] = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.SUNSSF: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+    DataType.UINT64: (0, 2**64 - 1),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class PointSpec:
     """A profile point resolved against its defaults and the device's base address."""

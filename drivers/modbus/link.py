@@ -8,7 +8,8 @@ with concurrent requests. Devices on different paths never wait for each other.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from drivers.modbus.errors import ModbusConnectionError, ModbusError
@@ -34,6 +35,7 @@ class Client(Protocol):
 
 
 LinkKey = tuple[str, str]
+T = TypeVar("T")
 
 
 def link_key(conn: TcpConnection | RtuOverTcpConnection | RtuConnection) -> LinkKey:
@@ -67,43 +69,36 @@ class Link:
             client = StreamClient(conn.host, conn.port, "tcp", connect_timeout=line_timeout)
         return cls(link_key(conn), client)
 
-    async def read(
-        self, unit: int, function: int, address: int, count: int, timeout: float
-    ) -> list[int] | list[bool]:
+    async def _exclusive(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One request at a time on the path; a broken connection is reopened next time."""
         async with self._lock:
             try:
-                return await self.client.read(unit, function, address, count, timeout)
+                return await call()
             except ModbusConnectionError:
                 self.client.close()
                 raise
+
+    async def read(
+        self, unit: int, function: int, address: int, count: int, timeout: float
+    ) -> list[int] | list[bool]:
+        return await self._exclusive(
+            lambda: self.client.read(unit, function, address, count, timeout)
+        )
 
     async def read_raw(
         self, unit: int, function: int, address: int, count: int, timeout: float
     ) -> bytes:
-        async with self._lock:
-            try:
-                return await self.client.read_raw(unit, function, address, count, timeout)
-            except ModbusConnectionError:
-                self.client.close()
-                raise
+        return await self._exclusive(
+            lambda: self.client.read_raw(unit, function, address, count, timeout)
+        )
 
     async def write_registers(
         self, unit: int, address: int, values: list[int], timeout: float
     ) -> None:
-        async with self._lock:
-            try:
-                await self.client.write_registers(unit, address, values, timeout)
-            except ModbusConnectionError:
-                self.client.close()
-                raise
+        await self._exclusive(lambda: self.client.write_registers(unit, address, values, timeout))
 
     async def write_coil(self, unit: int, address: int, value: bool, timeout: float) -> None:
-        async with self._lock:
-            try:
-                await self.client.write_coil(unit, address, value, timeout)
-            except ModbusConnectionError:
-                self.client.close()
-                raise
+        await self._exclusive(lambda: self.client.write_coil(unit, address, value, timeout))
 
     def close(self) -> None:
         self.client.close()

@@ -43,7 +43,15 @@ from pymodbus.simulator import SimData, SimDevice
 from pymodbus.transaction import TransactionManager
 
 from core.types import Value
-from drivers.modbus.codec import PointSpec, decode_raw, encode_raw, resolve, to_engineering, to_raw
+from drivers.modbus.codec import (
+    INT_RANGES,
+    PointSpec,
+    decode_raw,
+    encode_raw,
+    resolve,
+    to_engineering,
+    to_raw,
+)
 from drivers.modbus.profile import DataType, Function, Profile
 from drivers.simulator.models import DeviceModel
 
@@ -67,15 +75,7 @@ _FC_TABLE: dict[int, Function] = {
 _TABLE_ORDER = (Function.COIL, Function.DISCRETE, Function.HOLDING, Function.INPUT)
 
 # Raw integer ranges, to clamp values the register cannot hold (a real device saturates).
-_INT_RANGE: dict[DataType, tuple[int, int]] = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.SUNSSF: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
-}
+_INT_RANGE = INT_RANGES
 
 
 @dataclass
