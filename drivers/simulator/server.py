@@ -74,9 +74,6 @@ _FC_TABLE: dict[int, Function] = {
 }
 _TABLE_ORDER = (Function.COIL, Function.DISCRETE, Function.HOLDING, Function.INPUT)
 
-# Raw integer ranges, to clamp values the register cannot hold (a real device saturates).
-_INT_RANGE = INT_RANGES
-
 
 @dataclass
 class Faults:
@@ -200,8 +197,8 @@ class SimulatedDevice:
         if isinstance(value, str):
             raise TypeError(f"{self.name}.{spec.name}: model gave a string {value!r}")
         raw = to_raw(spec, float(value), self._sf(spec, values))
-        if spec.dtype in _INT_RANGE:
-            low, high = _INT_RANGE[spec.dtype]
+        if spec.dtype in INT_RANGES:  # clamp what the register cannot hold, as a device saturates
+            low, high = INT_RANGES[spec.dtype]
             raw = min(max(int(raw), low), high)
         return encode_raw(spec, raw)
 
@@ -214,8 +211,8 @@ class SimulatedDevice:
             return encode_raw(spec, math.nan)
         if spec.invalid:
             return encode_raw(spec, min(spec.invalid))
-        if spec.dtype in _INT_RANGE:
-            return encode_raw(spec, _INT_RANGE[spec.dtype][1])
+        if spec.dtype in INT_RANGES:  # clamp what the register cannot hold, as a device saturates
+            return encode_raw(spec, INT_RANGES[spec.dtype][1])
         return encode_raw(spec, "\ufffd" if spec.dtype is DataType.STRING else 1)
 
     def decode_write(self, spec: PointSpec, words: Sequence[int]) -> Value:
