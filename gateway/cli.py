@@ -56,6 +56,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
     dev = loaded.device(device_id)
+    if dev.modbus is None:
+        print(f"{dev.id} is an MQTT device: it publishes, it is not polled", file=sys.stderr)
+        return 2
     devices = [d for d in loaded.modbus_devices() if d.id == dev.id]
     driver = ModbusDriver(devices, lambda _s: None)
     poller = driver.pollers[dev.id]

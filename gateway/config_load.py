@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from drivers.modbus.config import RtuConnection
 from drivers.modbus.driver import ModbusDevice, device_plan
 from drivers.modbus.link import link_key
 from drivers.modbus.profile import Profile
+from drivers.mqtt.ingest import MqttDevice
+from drivers.mqtt.profile import MqttProfile
 from gateway.config_errors import (
     ConfigError,
     Problem,
@@ -20,7 +23,9 @@ from gateway.config_errors import (
     problems_from_validation,
     suggest,
 )
-from gateway.site import DeviceConfig, Site
+from gateway.site import DeviceConfig, MqttConfig, Site
+
+AnyProfile = Profile | MqttProfile
 
 BUILTIN_PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
 
@@ -31,7 +36,7 @@ class LoadedSite:
 
     path: Path
     site: Site
-    profiles: dict[str, Profile]
+    profiles: dict[str, AnyProfile]
     secrets: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -43,11 +48,24 @@ class LoadedSite:
         return path if path.is_absolute() else self.base_dir / path
 
     def modbus_devices(self) -> list[ModbusDevice]:
-        return [
-            ModbusDevice(d.id, self.profiles[d.profile], d.modbus, d.poll, d.points)
-            for d in self.site.devices
-            if d.enabled
-        ]
+        out = []
+        for d in self.site.devices:
+            profile = self.profiles[d.profile]
+            if d.enabled and d.modbus is not None and isinstance(profile, Profile):
+                out.append(ModbusDevice(d.id, profile, d.modbus, d.poll, d.points))
+        return out
+
+    def mqtt_devices(self) -> list[MqttDevice]:
+        out = []
+        mqtt = self.site.mqtt
+        for d in self.site.devices:
+            profile = self.profiles[d.profile]
+            if d.enabled and d.mqtt is not None and isinstance(profile, MqttProfile):
+                assert mqtt is not None  # checked by load_site
+                broker = d.mqtt.broker or mqtt.brokers[0].name
+                variables = {"device": d.id, **d.mqtt.vars}
+                out.append(MqttDevice(d.id, profile, broker, variables))
+        return out
 
     def device(self, device_id: str) -> DeviceConfig:
         for d in self.site.devices:
@@ -82,12 +100,16 @@ def available_profiles(dirs: list[Path]) -> dict[str, Path]:
     return found
 
 
-def load_profile(path: Path) -> Profile:
+def load_profile(path: Path) -> AnyProfile:
+    """A Modbus register map, or an MQTT mapping when the file says `protocol: mqtt`."""
     data, lines = load_yaml(path)
+    model: type[Profile] | type[MqttProfile] = (
+        MqttProfile if isinstance(data, dict) and data.get("protocol") == "mqtt" else Profile
+    )
     try:
-        profile = Profile.model_validate(data)
+        profile = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_validation(exc, Profile, data, str(path), lines)) from None
+        raise ConfigError(problems_from_validation(exc, model, data, str(path), lines)) from None
     if profile.name != path.stem:
         raise ConfigError(
             [
@@ -118,7 +140,98 @@ def resolve_secret(ref: str, base_dir: Path) -> str:
         raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
 
 
-def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
+Report = Callable[[tuple[str | int, ...], str], None]
+
+
+def check_modbus(
+    dev: DeviceConfig,
+    profile: Profile,
+    loc: tuple[str | int, ...],
+    report: Report,
+    units_on_link: dict[tuple[tuple[str, str], int, int], int],
+    serial_settings: dict[str, tuple[int, int, str, int]],
+) -> None:
+    assert dev.modbus is not None
+    conn = dev.modbus
+    names = {p.name for p in profile.points}
+    for j, point in enumerate(dev.points or []):
+        if point not in names:
+            report(
+                (*loc, "points", j),
+                f"profile {profile.name} has no point '{point}'" + suggest(point, names),
+            )
+    key = link_key(conn)
+    base = conn.base if conn.base is not None else profile.base
+    index = int(loc[-1])
+    owner = units_on_link.setdefault((key, conn.unit, base), index)
+    if owner != index:
+        report(
+            (*loc, "modbus", "unit"),
+            f"unit {conn.unit} at base {base} on {key[1]} is already used by "
+            f"devices[{owner}]; give a different unit or base",
+        )
+    if isinstance(conn, RtuConnection):
+        settings = (conn.baudrate, conn.bytesize, conn.parity, conn.stopbits)
+        first = serial_settings.setdefault(conn.port, settings)
+        if first != settings:
+            report(
+                (*loc, "modbus"),
+                f"{conn.port} is already opened with baudrate/bytesize/parity/"
+                f"stopbits {first}; all devices on one line must match",
+            )
+    try:  # a point larger than the device's request size cannot be read at all
+        device_plan(ModbusDevice(dev.id, profile, conn, dev.poll, dev.points))
+    except ValueError as exc:
+        report((*loc, "modbus"), str(exc))
+
+
+def check_mqtt(
+    dev: DeviceConfig,
+    profile: MqttProfile,
+    loc: tuple[str | int, ...],
+    report: Report,
+    mqtt: MqttConfig | None,
+) -> None:
+    assert dev.mqtt is not None
+    given = set(dev.mqtt.vars)
+    missing = [v for v in profile.variables if v not in given]
+    if missing:
+        report(
+            (*loc, "mqtt", "vars"),
+            f"profile {profile.name} needs {', '.join(missing)}; e.g. vars: {{{missing[0]}: ...}}",
+        )
+    for extra in sorted(given - set(profile.variables)):
+        report(
+            (*loc, "mqtt", "vars", extra),
+            f"profile {profile.name} has no variable '{extra}'" + suggest(extra, profile.variables),
+        )
+    if dev.points:
+        report((*loc, "points"), "`points` applies to Modbus devices only")
+    if mqtt is None:
+        report(
+            (*loc, "mqtt"),
+            "no MQTT broker: add `mqtt: {brokers: [{name: site, host: ...}]}` to the site file",
+        )
+        return
+    names = [b.name for b in mqtt.brokers]
+    if dev.mqtt.broker is not None and dev.mqtt.broker not in names:
+        report(
+            (*loc, "mqtt", "broker"),
+            f"no broker '{dev.mqtt.broker}'" + suggest(dev.mqtt.broker, names),
+        )
+
+
+def needs_embedded_broker(path: Path) -> bool:
+    """A site with MQTT devices and no brokers: the demo starts one of its own."""
+    data, _ = load_yaml(path)
+    if not isinstance(data, dict) or data.get("mqtt"):
+        return False
+    return any(isinstance(d, dict) and "mqtt" in d for d in data.get("devices") or [])
+
+
+def load_site(
+    path: Path, *, resolve_secrets: bool = True, mqtt: MqttConfig | None = None
+) -> LoadedSite:
     """Validate the site file, every profile it names and their consistency; raise ConfigError."""
     file = str(path)
     data, lines = load_yaml(path)
@@ -130,6 +243,9 @@ def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
         site = Site.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from_validation(exc, Site, data, file, lines)) from None
+    if mqtt is not None and site.mqtt is None:  # the demo's embedded broker
+        site = site.model_copy(update={"mqtt": mqtt})
+    mqtt = site.mqtt
 
     problems: list[Problem] = []
 
@@ -138,7 +254,7 @@ def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
 
     dirs = profile_search_path(path, site.profile_dirs)
     available = available_profiles(dirs)
-    profiles: dict[str, Profile] = {}
+    profiles: dict[str, AnyProfile] = {}
     seen_ids: dict[str, int] = {}
     # One unit id may front several devices at different bases (a CoolMasterNet's indoor
     # units); the same unit and base twice is the same registers polled twice.
@@ -163,40 +279,22 @@ def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
                 problems.extend(exc.problems)
                 continue
         profile = profiles[dev.profile]
-        names = {p.name for p in profile.points}
-        for j, point in enumerate(dev.points or []):
-            if point not in names:
+        if dev.modbus is not None:
+            if not isinstance(profile, Profile):
                 report(
-                    (*loc, "points", j),
-                    f"profile {profile.name} has no point '{point}'" + suggest(point, names),
+                    (*loc, "profile"),
+                    f"{dev.profile} is an MQTT profile; give `mqtt:`, not `modbus:`",
                 )
-        key = link_key(dev.modbus)
-        base = dev.modbus.base if dev.modbus.base is not None else profile.base
-        owner = units_on_link.setdefault((key, dev.modbus.unit, base), i)
-        if owner != i:
-            report(
-                (*loc, "modbus", "unit"),
-                f"unit {dev.modbus.unit} at base {base} on {key[1]} is already used by "
-                f"devices[{owner}]; give a different unit or base",
-            )
-        if isinstance(dev.modbus, RtuConnection):
-            settings = (
-                dev.modbus.baudrate,
-                dev.modbus.bytesize,
-                dev.modbus.parity,
-                dev.modbus.stopbits,
-            )
-            first = serial_settings.setdefault(dev.modbus.port, settings)
-            if first != settings:
+                continue
+            check_modbus(dev, profile, loc, report, units_on_link, serial_settings)
+        elif dev.mqtt is not None:
+            if not isinstance(profile, MqttProfile):
                 report(
-                    (*loc, "modbus"),
-                    f"{dev.modbus.port} is already opened with baudrate/bytesize/parity/"
-                    f"stopbits {first}; all devices on one line must match",
+                    (*loc, "profile"),
+                    f"{dev.profile} is a Modbus profile; give `modbus:`, not `mqtt:`",
                 )
-        try:  # a point larger than the device's request size cannot be read at all
-            device_plan(ModbusDevice(dev.id, profile, dev.modbus, dev.poll, dev.points))
-        except ValueError as exc:
-            report((*loc, "modbus"), str(exc))
+                continue
+            check_mqtt(dev, profile, loc, report, mqtt)
 
     secrets: dict[str, str] = {}
     db = site.influxdb
@@ -208,6 +306,15 @@ def load_site(path: Path, *, resolve_secrets: bool = True) -> LoadedSite:
                     secrets[name] = resolve_secret(ref, path.parent)
                 except ValueError as exc:
                     report(("influxdb", name), str(exc))
+    if resolve_secrets and mqtt is not None:
+        for b, broker in enumerate(mqtt.brokers):
+            if broker.password:
+                try:
+                    secrets[f"mqtt.{broker.name}"] = resolve_secret(broker.password, path.parent)
+                except ValueError as exc:
+                    report(("mqtt", "brokers", b, "password"), str(exc))
+        if mqtt.publish_to is not None and mqtt.publish_to not in [b.name for b in mqtt.brokers]:
+            report(("mqtt", "publish_to"), f"no broker '{mqtt.publish_to}'")
     if problems:
         raise ConfigError(problems)
     return LoadedSite(path, site, profiles, secrets)

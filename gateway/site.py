@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.config_types import ByteSize, Duration
 from drivers.modbus.config import ModbusConnection
@@ -93,12 +93,76 @@ class SpoolConfig(_Strict):
     fsync: bool = Field(default=True, description="fsync every batch (crash-safe).")
 
 
+class TlsConfig(_Strict):
+    """TLS to the broker."""
+
+    ca_file: str | None = Field(default=None, description="CA bundle (PEM) to verify the broker.")
+    cert_file: str | None = Field(default=None, description="Client certificate (PEM).")
+    key_file: str | None = Field(default=None, description="Client key (PEM).")
+
+
+class BrokerConfig(_Strict):
+    """An MQTT broker: the site broker, a vendor bridge, a central cluster."""
+
+    name: str = Field(pattern=_ID, description="Name devices refer to, e.g. `site`.")
+    host: str = Field(min_length=1, description="Broker address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Port (8883 for TLS).")
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; omit for plain TCP.")
+    username: str | None = Field(default=None, description="User name.")
+    password: Secret | None = Field(default=None, description="Password reference.")
+    client_id: str | None = Field(
+        default=None,
+        description="Fixed client id (the persistent session is keyed by it); "
+        "default guanjia-<site>-<broker>.",
+    )
+    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="MQTT version.")
+    keepalive: int = Field(default=30, ge=5, le=3600, description="Keep-alive seconds.")
+
+
+class CommandsConfig(_Strict):
+    """Which points may be written from outside (MQTT .../set), beyond the profile's range."""
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description="`device:point` patterns with * wildcards, e.g. `ac-*:setpoint_degc`; "
+        "empty allows none.",
+    )
+
+
+class MqttConfig(_Strict):
+    """MQTT: brokers to ingest from, and where the gateway publishes its own topics."""
+
+    brokers: list[BrokerConfig] = Field(min_length=1, description="Brokers.")
+    publish_to: str | None = Field(
+        default=None, description="Broker for status/state/commands; default the first."
+    )
+    prefix: str = Field(default="guanjia", description="Topic prefix of the gateway's topics.")
+    state_interval: Duration = Field(
+        default=5.0, description="At most one retained state message per device this often."
+    )
+    max_payload: ByteSize = Field(
+        default=256 * 1024, description="Larger payloads are refused and counted."
+    )
+    heartbeat_check: Duration = Field(default=10.0, description="How often silence is checked.")
+
+
+class MqttDeviceConfig(_Strict):
+    """How an MQTT device is found: its broker and the variables its profile's topics name."""
+
+    broker: str | None = Field(default=None, description="Broker name; default the first.")
+    vars: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values of the profile's topic variables, e.g. {id: door_1f_east}.",
+    )
+
+
 class DeviceConfig(_Strict):
     """One device: its profile, how to reach it, how often to poll it, where it is."""
 
     id: str = Field(pattern=_ID, description="Unique id, e.g. `meter-b1-main`.")
     profile: str = Field(description="Profile name, a file in config/profiles/ without .yaml.")
-    modbus: ModbusConnection = Field(description="Modbus connection.")
+    modbus: ModbusConnection | None = Field(default=None, description="Modbus connection.")
+    mqtt: MqttDeviceConfig | None = Field(default=None, description="MQTT device.")
     poll: Duration = Field(default=10.0, gt=0, description="Poll interval.")
     points: list[str] | None = Field(
         default=None, description="Read only these profile points (default: all)."
@@ -110,6 +174,12 @@ class DeviceConfig(_Strict):
         default=None, pattern=r"^[a-z][a-z0-9_]*$", description="Overrides the profile's kind."
     )
     enabled: bool = Field(default=True, description="false keeps the entry but doesn't poll.")
+
+    @model_validator(mode="after")
+    def _one_protocol(self) -> DeviceConfig:
+        if (self.modbus is None) == (self.mqtt is None):
+            raise ValueError("give exactly one of `modbus:` and `mqtt:`")
+        return self
 
     @field_validator("tags")
     @classmethod
@@ -131,5 +201,9 @@ class Site(_Strict):
     spool: SpoolConfig = Field(default_factory=SpoolConfig, description="Disk spool.")
     profile_dirs: list[str] = Field(
         default_factory=list, description="Extra profile directories, searched first."
+    )
+    mqtt: MqttConfig | None = Field(default=None, description="MQTT brokers and publishing.")
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig, description="Allowlist of writable points."
     )
     devices: list[DeviceConfig] = Field(default_factory=list, description="Devices.")

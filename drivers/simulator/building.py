@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -97,17 +97,18 @@ def _builtin_profiles(site: Site) -> dict[str, Profile]:
     """
     dirs = [Path(d) for d in site.profile_dirs if Path(d).is_absolute()]
     available = available_profiles([*dirs, BUILTIN_PROFILES])
-    return {
+    loaded = {
         name: load_profile(available[name])
-        for name in {d.profile for d in site.devices if d.enabled}
+        for name in {d.profile for d in site.devices if d.enabled and d.modbus is not None}
         if name in available
     }
+    return {name: p for name, p in loaded.items() if isinstance(p, Profile)}
 
 
 def models_for_site(
     site: LoadedSite | Site,
     clock: SimClock,
-    profiles: dict[str, Profile] | None = None,
+    profiles: Mapping[str, object] | None = None,
     *,
     seed: int = 0,
 ) -> list[DeviceSim]:
@@ -122,12 +123,14 @@ def models_for_site(
     StaticModel (zeros).
     """
     if isinstance(site, LoadedSite):
-        profiles = site.profiles if profiles is None else profiles
+        given = site.profiles if profiles is None else profiles
         site = site.site
-    if profiles is None:
-        profiles = _builtin_profiles(site)
-    devices = [d for d in site.devices if d.enabled]
-    unknown = sorted({d.profile for d in devices} - set(profiles))
+    else:
+        given = _builtin_profiles(site) if profiles is None else profiles
+    # MQTT devices are simulated by mqtt_devices.py; this building serves Modbus ones.
+    modbus_profiles = {name: p for name, p in given.items() if isinstance(p, Profile)}
+    devices = [d for d in site.devices if d.enabled and d.modbus is not None]
+    unknown = sorted({d.profile for d in devices} - set(modbus_profiles))
     if unknown:
         raise ValueError(f"no profile loaded for {', '.join(unknown)}")
     out: list[DeviceSim] = []
@@ -136,7 +139,7 @@ def models_for_site(
     ac_index = 0
     summer = 5 <= clock.now().month <= 10
     for dev in devices:
-        profile = profiles[dev.profile]
+        profile = modbus_profiles[dev.profile]
         kind = dev.kind or profile.kind
         s = _seed(seed, dev.id)
         use = dev.tags.get("use", "")
@@ -158,7 +161,7 @@ def models_for_site(
                 clock,
                 rated_w=PV_RATED_W.get(profile.name, PV_DEFAULT_RATED_W),
                 seed=s,
-                unit=dev.modbus.unit,
+                unit=dev.modbus.unit if dev.modbus else 1,
             )
             pending_pv.append(pv)
             model = pv
@@ -222,7 +225,7 @@ class Building:
 
 async def start_building(
     site: Site | LoadedSite,
-    profiles: dict[str, Profile] | None,
+    profiles: Mapping[str, object] | None,
     clock: SimClock,
     *,
     seed: int = 0,
@@ -260,11 +263,13 @@ async def start_building(
         for (host, port), members in groups.items():
             devices = []
             for sim in members:
+                member = sim.config.modbus
+                assert member is not None  # models_for_site keeps Modbus devices only
                 dev = SimulatedDevice(
                     sim.profile,
                     sim.model,
-                    unit=sim.config.modbus.unit,
-                    base=sim.config.modbus.base,
+                    unit=member.unit,
+                    base=member.base,
                     name=sim.config.id,
                 )
                 devices.append(dev)

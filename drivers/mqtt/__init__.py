@@ -1,0 +1,1 @@
+"""MQTT ingest (Zigbee2MQTT, Tasmota, Frigate, vendor bridges) driven by YAML profiles."""

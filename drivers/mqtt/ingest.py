@@ -1,0 +1,200 @@
+"""From an MQTT message to Samples: route by topic, decode once, map every claiming device.
+
+Runs on the MQTT client's network thread, so it must be cheap and must never raise: a bad
+payload is counted per topic and reason, logged once, and ingest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from paho.mqtt.client import topic_matches_sub
+
+from core.once import ProblemCounter
+from core.types import Sample
+from drivers.mqtt.mapping import Handler, availability_of, compile_profile, decode_payload
+from drivers.mqtt.mapping import substitute as fill
+from drivers.mqtt.profile import MqttProfile
+
+log = logging.getLogger("guanjia.mqtt")
+
+AVAILABLE = "available"  # the point that carries a device's availability
+
+
+@dataclass(frozen=True, slots=True)
+class MqttDevice:
+    """An MQTT device as the site file describes it."""
+
+    id: str
+    profile: MqttProfile
+    broker: str
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityHandler:
+    device: str
+    topic: str
+    online: tuple[str, ...]
+    offline: tuple[str, ...]
+
+
+@dataclass
+class DeviceState:
+    """What ingest knows about a device's health."""
+
+    online: bool | None = None
+    last_message: float = 0.0  # monotonic
+    heartbeat: float | None = None
+    messages: int = 0
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    samples: int = 0
+    unclaimed: int = 0
+    rejected: int = 0
+    problems: ProblemCounter = field(default_factory=lambda: ProblemCounter(log))
+
+
+class Router:
+    """Topic -> handlers; exact topics by dict, wildcard filters matched once per topic."""
+
+    def __init__(self, handlers: Iterable[Handler | AvailabilityHandler]) -> None:
+        self.exact: dict[str, list[Handler | AvailabilityHandler]] = {}
+        self.wild: list[Handler | AvailabilityHandler] = []
+        for h in handlers:
+            if "+" in h.topic or "#" in h.topic:
+                self.wild.append(h)
+            else:
+                self.exact.setdefault(h.topic, []).append(h)
+        self._cache: dict[str, list[Handler | AvailabilityHandler]] = {}
+
+    def filters(self) -> list[str]:
+        return sorted({*self.exact, *(h.topic for h in self.wild)})
+
+    def route(self, topic: str) -> list[Handler | AvailabilityHandler]:
+        found = self.exact.get(topic)
+        if not self.wild:
+            return found or []
+        cached = self._cache.get(topic)
+        if cached is not None:
+            return cached
+        result = list(found or []) + [h for h in self.wild if topic_matches_sub(h.topic, topic)]
+        if len(self._cache) > 10_000:  # topics with ids in them must not grow it forever
+            self._cache.clear()
+        self._cache[topic] = result
+        return result
+
+
+class Ingest:
+    def __init__(self, devices: Sequence[MqttDevice], max_payload: int = 256 * 1024) -> None:
+        self.max_payload = max_payload
+        self.stats = IngestStats()
+        self.devices = {d.id: d for d in devices}
+        self.state: dict[str, DeviceState] = {}
+        handlers: list[Handler | AvailabilityHandler] = []
+        for d in devices:
+            handlers.extend(compile_profile(d.id, d.profile, d.variables))
+            avail = d.profile.availability
+            if avail.topic:
+                handlers.append(
+                    AvailabilityHandler(
+                        d.id,
+                        fill(avail.topic, d.variables),
+                        tuple(avail.online),
+                        tuple(avail.offline),
+                    )
+                )
+            self.state[d.id] = DeviceState(heartbeat=avail.heartbeat)
+        self.router = Router(handlers)
+        self._started = time.monotonic()
+
+    def _problem(self, topic: str, reason: str, detail: str) -> None:
+        self.stats.rejected += 1
+        self.stats.problems.report(f"{topic}:{reason}", f"MQTT {topic}: {detail}")
+
+    def on_message(self, topic: str, payload: bytes) -> list[Sample]:
+        """Samples from one message; never raises."""
+        self.stats.messages += 1
+        handlers = self.router.route(topic)
+        if not handlers:
+            self.stats.unclaimed += 1
+            self.stats.problems.report(
+                f"{topic}:unclaimed", f"MQTT {topic}: no device profile claims this topic"
+            )
+            return []
+        if len(payload) > self.max_payload:
+            self._problem(
+                topic,
+                "too_large",
+                f"payload of {len(payload)} bytes is over the limit of {self.max_payload}; dropped",
+            )
+            return []
+        ts = time.time_ns()
+        now = time.monotonic()
+        out: list[Sample] = []
+        docs: dict[bool, object] = {}
+        for h in handlers:
+            state = self.state[h.device]
+            state.messages += 1
+            state.last_message = now
+            if isinstance(h, AvailabilityHandler):
+                online = availability_of(payload, list(h.online), list(h.offline))
+                if online is None:
+                    self._problem(topic, "availability", f"unknown availability {payload[:40]!r}")
+                    continue
+                out.extend(self.set_online(h.device, online, ts))
+                continue
+            if h.text not in docs:
+                try:
+                    docs[h.text] = decode_payload(payload, h.text)
+                except ValueError as exc:
+                    kind = "not_text" if h.text else "not_json"
+                    self._problem(topic, kind, f"cannot decode the payload: {exc}")
+                    docs[h.text] = None
+            doc = docs[h.text]
+            if doc is None or (h.match and not h.matches(doc)):
+                continue
+            values, bad = h.read(doc)
+            for name, reason in bad.items():
+                self.stats.problems.report(
+                    f"{topic}:{name}:{reason}", f"MQTT {topic}: {h.device}.{name} is {reason}"
+                )
+            if values or bad:
+                out.append(Sample(h.device, ts, values, bad))
+            if state.online is not True and values and state.heartbeat is not None:
+                out.extend(self.set_online(h.device, True, ts))
+        self.stats.samples += len(out)
+        return out
+
+    def set_online(self, device: str, online: bool, ts: int) -> list[Sample]:
+        """An availability change, as a reading of the `available` point (none if no change)."""
+        state = self.state[device]
+        if state.online is online:
+            return []
+        state.online = online
+        log.log(
+            logging.INFO if online else logging.WARNING,
+            "%s is %s",
+            device,
+            "online" if online else "offline",
+        )
+        return [Sample(device, ts, {AVAILABLE: online})]
+
+    def check_heartbeats(self) -> list[Sample]:
+        """Devices silent past their heartbeat go offline (call this now and then)."""
+        now = time.monotonic()
+        ts = time.time_ns()
+        out: list[Sample] = []
+        for device, state in self.state.items():
+            if state.heartbeat is None or state.online is False:
+                continue
+            silent_since = state.last_message or self._started
+            if now - silent_since > state.heartbeat:
+                out.extend(self.set_online(device, False, ts))
+        return out

@@ -1,0 +1,185 @@
+"""Profiles compiled against a device's variables: concrete topics and fast value extraction."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.mqtt.profile import JsonPoint, JsonScalar, MessageMapping, MqttProfile
+
+_MISSING: Any = object()
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+Path = tuple[str | int, ...]
+
+
+def parse_path(path: str) -> Path:
+    """`a.b[0].c` -> ("a", "b", 0, "c")."""
+    steps: list[str | int] = []
+    for key, index in _STEP.findall(path):
+        steps.append(int(index) if index else key)
+    return tuple(steps)
+
+
+def extract(obj: Any, path: Path) -> Any:
+    """The value at path, or _MISSING."""
+    for step in path:
+        try:
+            obj = obj[step]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return obj
+
+
+def substitute(text: str, variables: Mapping[str, str]) -> str:
+    for key, value in variables.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+class BadValue(Exception):
+    """A value of the wrong type or outside the map; ``reason`` is the counter key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPoint:
+    name: str
+    path: Path | None
+    const: JsonScalar
+    type: str
+    map: Mapping[JsonScalar, JsonScalar] | None
+    scale: float
+    offset: float
+    lo: float
+    hi: float
+    optional: bool
+
+    @classmethod
+    def of(cls, point: JsonPoint) -> CompiledPoint:
+        return cls(
+            name=point.name,
+            path=parse_path(point.path) if point.path is not None else None,
+            const=point.value,
+            type=point.type,
+            map=point.map,
+            scale=point.scale,
+            offset=point.offset,
+            lo=point.valid.min if point.valid else -math.inf,
+            hi=point.valid.max if point.valid else math.inf,
+            optional=point.optional,
+        )
+
+    def convert(self, raw: Any) -> float | int | bool | str:
+        if self.map is not None:
+            if isinstance(raw, dict | list) or raw not in self.map:
+                raise BadValue("unmapped")
+            raw = self.map[raw]
+        kind = self.type
+        if kind == "float":
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise BadValue("type")
+            value = raw * self.scale + self.offset if self.scale != 1 or self.offset else raw
+            value = float(value)
+            if not math.isfinite(value):
+                raise BadValue("nan")
+            if not self.lo <= value <= self.hi:
+                raise BadValue("out_of_range")
+            return value
+        if kind == "int":
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw):
+                raise BadValue("type")
+            number = int(raw)
+            if not self.lo <= number <= self.hi:
+                raise BadValue("out_of_range")
+            return number
+        if kind == "bool":
+            if not isinstance(raw, bool):
+                raise BadValue("type")
+            return raw
+        if isinstance(raw, dict | list) or raw is None:
+            raise BadValue("type")
+        return str(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """One device's mapping of one topic."""
+
+    device: str
+    topic: str  # concrete topic filter, may hold wildcards
+    text: bool
+    event: bool
+    match: tuple[tuple[Path, JsonScalar], ...]
+    points: tuple[CompiledPoint, ...]
+
+    def matches(self, doc: Any) -> bool:
+        return all(extract(doc, path) == want for path, want in self.match)
+
+    def read(self, doc: Any) -> tuple[dict[str, float | int | bool | str], dict[str, str]]:
+        """Values and bad points from a decoded payload (a JSON document or the text)."""
+        values: dict[str, float | int | bool | str] = {}
+        bad: dict[str, str] = {}
+        for point in self.points:
+            if point.path is None:
+                raw = point.const if point.const is not None else doc
+            else:
+                raw = extract(doc, point.path)
+                if raw is _MISSING:
+                    if not point.optional:
+                        bad[point.name] = "missing"
+                    continue
+            try:
+                values[point.name] = point.convert(raw)
+            except BadValue as exc:
+                bad[point.name] = exc.reason
+        return values, bad
+
+
+def compile_mapping(device: str, mapping: MessageMapping, variables: Mapping[str, str]) -> Handler:
+    return Handler(
+        device=device,
+        topic=substitute(mapping.topic, variables),
+        text=mapping.format == "text",
+        event=mapping.event,
+        match=tuple(
+            (parse_path(path), substitute(v, variables) if isinstance(v, str) else v)
+            for path, v in mapping.match.items()
+        ),
+        points=tuple(CompiledPoint.of(p) for p in mapping.points),
+    )
+
+
+def compile_profile(
+    device: str, profile: MqttProfile, variables: Mapping[str, str]
+) -> list[Handler]:
+    return [compile_mapping(device, m, variables) for m in profile.messages]
+
+
+def decode_payload(payload: bytes, text: bool) -> Any:
+    """The payload as a JSON document (or text); raises ValueError when it is neither."""
+    if text:
+        return payload.decode("utf-8").strip()
+    return json.loads(payload)
+
+
+def availability_of(payload: bytes, online: list[str], offline: list[str]) -> bool | None:
+    """Availability from `online`/`offline` text or Zigbee2MQTT's {"state": "online"}."""
+    text = payload.decode("utf-8", errors="replace").strip()
+    if text.startswith("{"):
+        try:
+            text = str(json.loads(text).get("state", ""))
+        except (ValueError, AttributeError):
+            return None
+    if text in online:
+        return True
+    if text in offline:
+        return False
+    return None

@@ -1,0 +1,131 @@
+"""MQTT device profiles: which topics a device model publishes and how its payloads map to points.
+
+Topics may name device variables in braces (`zigbee2mqtt/{id}`), filled from the site file, and
+MQTT wildcards (`+`, `#`). A message mapping says how to read the payload (JSON or text), which
+messages it applies to (`match`), and where each point's value is (`path`), with value maps,
+scale and units. A mapping marked `event: true` describes something that happened (a door
+forced open), not the latest state; both travel as readings and land in InfluxDB.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.config_types import Duration
+from drivers.modbus.profile import Range
+
+_VAR = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+JsonScalar = str | int | float | bool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def topic_vars(topic: str) -> set[str]:
+    return set(_VAR.findall(topic))
+
+
+class JsonPoint(_Strict):
+    """One value taken from a message."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Field name in InfluxDB.")
+    path: str | None = Field(
+        default=None,
+        description="Where the value is: `a.b.c`, `list[0].x`; omit for a text payload, "
+        "or with `value` for a constant.",
+    )
+    value: JsonScalar = Field(
+        default=None, description="A constant value, when the message itself is the fact."
+    )
+    type: Literal["float", "int", "bool", "str"] = Field(
+        default="float", description="Type stored in InfluxDB."
+    )
+    map: dict[JsonScalar, JsonScalar] | None = Field(
+        default=None,
+        description="Maps raw values before conversion, e.g. {ON: true, OFF: false}; "
+        "a value missing from the map is bad.",
+    )
+    scale: float = Field(default=1.0, description="value × scale + offset, for numbers.")
+    offset: float = Field(default=0.0, description="Added after scaling.")
+    unit: str = Field(default="", description="Unit.")
+    description: str = Field(default="", description="What it means.")
+    valid: Range | None = Field(default=None, description="Plausible range; outside is bad.")
+    optional: bool = Field(
+        default=False, description="A message without it is fine (else counted as missing)."
+    )
+
+
+class MessageMapping(_Strict):
+    """How messages on one topic become readings."""
+
+    topic: str = Field(min_length=1, description="Topic, with {vars} and MQTT wildcards.")
+    format: Literal["json", "text"] = Field(default="json", description="Payload format.")
+    match: dict[str, JsonScalar] = Field(
+        default_factory=dict,
+        description="Only messages whose paths have these values (strings may name {vars}).",
+    )
+    event: bool = Field(default=False, description="Messages are events, not state.")
+    points: list[JsonPoint] = Field(min_length=1, description="Values taken from the message.")
+
+    @model_validator(mode="after")
+    def _paths(self) -> MessageMapping:
+        for p in self.points:
+            if self.format == "json" and p.path is None and p.value is None:
+                raise ValueError(f"point {p.name!r} needs a `path` (or a constant `value`)")
+        return self
+
+
+class Availability(_Strict):
+    """How the device (or its bridge) says it is online."""
+
+    topic: str | None = Field(
+        default=None, description="Availability topic; `online`/`offline` text or {state: …}."
+    )
+    online: list[str] = Field(default=["online", "Online"], description="Payloads meaning up.")
+    offline: list[str] = Field(
+        default=["offline", "Offline", "stopped"], description="Payloads meaning down."
+    )
+    heartbeat: Duration | None = Field(
+        default=None, description="Offline when no message arrives for this long."
+    )
+
+
+class MqttProfile(_Strict):
+    """A device model that publishes over MQTT."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Must match the file name.")
+    protocol: Literal["mqtt"] = Field(description="`mqtt`")
+    description: str = Field(default="", description="Vendor, models, bridge.")
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="InfluxDB measurement.")
+    sources: list[str] = Field(default_factory=list, description="Where the shapes come from.")
+    variables: list[str] = Field(
+        default_factory=list, description="Variables the site file must give (e.g. `id`)."
+    )
+    availability: Availability = Field(default_factory=Availability, description="Online/offline.")
+    messages: list[MessageMapping] = Field(min_length=1, description="Topic mappings.")
+
+    @model_validator(mode="after")
+    def _vars_declared(self) -> MqttProfile:
+        declared = set(self.variables)
+        topics = [m.topic for m in self.messages] + [
+            v for m in self.messages for v in m.match.values() if isinstance(v, str)
+        ]
+        if self.availability.topic:
+            topics.append(self.availability.topic)
+        for topic in topics:
+            missing = topic_vars(topic) - declared
+            if missing:
+                raise ValueError(
+                    f"{topic!r} uses {', '.join(sorted(missing))}; list it under `variables`"
+                )
+        names: set[str] = set()
+        for m in self.messages:
+            for p in m.points:
+                if p.name in names and not m.event:
+                    raise ValueError(f"point {p.name!r} is mapped twice")
+                names.add(p.name)
+        return self
