@@ -68,3 +68,8 @@ class CommandResult:
     ok: bool
     old_value: Value | None
     reason: str = ""
+    failed: bool = False  # the device could not be written (versus refused by the checks)
+
+    @property
+    def outcome(self) -> str:
+        return "accepted" if self.ok else "failed" if self.failed else "refused"

@@ -32,6 +32,12 @@ class InfluxSink:
         if len(self._lines) >= self.max_points:
             self.flush()
 
+    def offer_line(self, line: str) -> None:
+        """A line built elsewhere (the audit trail), batched with the rest."""
+        self._lines.append(line)
+        if len(self._lines) >= self.max_points:
+            self.flush()
+
     def flush(self) -> None:
         if not self._lines:
             return

@@ -13,10 +13,12 @@ from typing import Any
 
 from core.types import Sample
 from drivers.modbus.driver import ModbusDriver
+from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
 from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.lineproto import LineEncoder, float_format, series_prefix
+from gateway.mqtt_service import MqttService
 from gateway.site import InfluxV1, InfluxV2
 from gateway.spool import Spool
 
@@ -100,6 +102,13 @@ class Gateway:
         self.latest: dict[str, Sample] = {}
         self.bus.subscribe(self.sink.offer)
         self.bus.subscribe(self._remember)
+        self.commands = CommandRouter(
+            site.site.id, self.modbus, site.commands.allow, self.sink.offer_line
+        )
+        self.mqtt: MqttService | None = None
+        if site.mqtt is not None:
+            self.mqtt = MqttService(loaded, site.mqtt, self.bus.publish, self.commands)
+            self.bus.subscribe(self.mqtt.observe)
         self.health_interval = health_interval
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,6 +119,8 @@ class Gateway:
     async def start(self) -> None:
         self.sink.start()
         self.modbus.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
         self._tasks.append(asyncio.create_task(self._health(), name="health"))
         log.info(
             "gateway %s started: %d devices, database %s",
@@ -124,6 +135,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.modbus.stop()
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         await self.sink.stop()
         log.info("gateway stopped: %s", json.dumps(self.health(), sort_keys=True))
 
@@ -151,6 +164,7 @@ class Gateway:
             "samples": self.bus.samples,
             "lines_encoded": self.sink.lines_encoded,
             "modbus_errors": sum(p.stats.errors.total() for p in self.modbus.pollers.values()),
+            **(self.mqtt.health() if self.mqtt is not None else {}),
             **{k: v for k, v in self.writer.snapshot().items() if v is not None},
         }
 

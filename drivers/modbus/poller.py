@@ -223,7 +223,7 @@ class DevicePoller:
             old = await self._read_point(spec, sf)
             await self._write_point(spec, value, sf)
         except ModbusError as exc:
-            return CommandResult(command, False, None, f"write failed: {exc}")
+            return CommandResult(command, False, None, f"write failed: {exc}", failed=True)
         except (struct.error, OverflowError) as exc:  # a range wider than the register type
             return CommandResult(command, False, None, f"cannot encode {value!r}: {exc}")
         return CommandResult(command, True, old)

@@ -111,6 +111,7 @@ class Connection:
         self.filters = list(filters)
         self.connected = threading.Event()
         self.connects = 0
+        self._stopping = False
         self._on_connected = on_connected
         v5 = settings.protocol == "5"
         self.v5 = v5
@@ -159,7 +160,7 @@ class Connection:
     def _disconnected(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
     ) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stopping:
             log.warning("MQTT %s disconnected: %s; reconnecting", self.settings.name, reason)
         self.connected.clear()
 
@@ -193,6 +194,7 @@ class Connection:
 
     def stop(self, final: tuple[str, str] | None = None, timeout: float = 3.0) -> None:
         """Publish a last retained message (status offline), then disconnect cleanly."""
+        self._stopping = True
         if final is not None and self.connected.is_set():
             info = self.client.publish(final[0], final[1], qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not sent: the will says it

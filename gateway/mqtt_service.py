@@ -1,0 +1,231 @@
+"""The gateway on MQTT: ingest from every broker, publish status and state, take commands.
+
+Topics (prefix `guanjia` by default):
+- `<prefix>/<site>/status`: `online` / `offline`, retained; `offline` is the last will.
+- `<prefix>/<site>/<device>/state`: the device's latest values as JSON, retained.
+- `<prefix>/<site>/<device>/<point>/set`: a command (a bare value, or JSON {"value", "by"});
+  the outcome is answered on the MQTT 5 response topic when given, else on `.../set/result`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core.types import Command, Sample, Value
+from drivers.mqtt.client import BrokerSettings, Connection, Handoff
+from drivers.mqtt.ingest import Ingest, MqttDevice
+from gateway.commands import CommandRouter
+from gateway.config_load import LoadedSite
+from gateway.site import BrokerConfig, MqttConfig
+
+log = logging.getLogger("guanjia.mqtt")
+
+
+def broker_settings(site_id: str, broker: BrokerConfig, password: str | None) -> BrokerSettings:
+    tls = broker.tls
+    return BrokerSettings(
+        name=broker.name,
+        host=broker.host,
+        port=broker.port,
+        client_id=broker.client_id or f"guanjia-{site_id}-{broker.name}",
+        username=broker.username,
+        password=password,
+        tls=tls is not None,
+        ca_file=tls.ca_file if tls else None,
+        cert_file=tls.cert_file if tls else None,
+        key_file=tls.key_file if tls else None,
+        keepalive=broker.keepalive,
+        protocol=broker.protocol,
+    )
+
+
+def parse_command(payload: bytes) -> tuple[Value, str]:
+    """(value, who) from `26`, `true`, `"auto"` or {"value": 26, "by": "alice"}."""
+    text = payload.decode("utf-8").strip()
+    try:
+        doc: Any = json.loads(text)
+    except ValueError:
+        return text, ""
+    if isinstance(doc, dict):
+        if "value" not in doc:
+            raise ValueError('a JSON command needs "value"')
+        value, who = doc["value"], str(doc.get("by", ""))
+    else:
+        value, who = doc, ""
+    if not isinstance(value, bool | int | float | str):
+        raise ValueError(f"cannot set a point to {type(value).__name__}")
+    return value, who
+
+
+class MqttService:
+    def __init__(
+        self,
+        loaded: LoadedSite,
+        config: MqttConfig,
+        publish: Callable[[Sample], None],
+        commands: CommandRouter,
+    ) -> None:
+        self.site_id = loaded.site.site.id
+        self.config = config
+        self.commands = commands
+        self._publish_sample = publish
+        prefix = f"{config.prefix}/{self.site_id}"
+        self.status_topic = f"{prefix}/status"
+        self.command_filter = f"{prefix}/+/+/set"
+        self._prefix = prefix
+        devices = loaded.mqtt_devices()
+        self.ingest: dict[str, Ingest] = {}
+        self.connections: dict[str, Connection] = {}
+        publish_to = config.publish_to or config.brokers[0].name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.handoff: Handoff | None = None
+        for broker in config.brokers:
+            mine: list[MqttDevice] = [d for d in devices if d.broker == broker.name]
+            ingest = Ingest(mine, config.max_payload)
+            filters = ingest.router.filters()
+            is_home = broker.name == publish_to
+            if is_home:
+                filters.append(self.command_filter)
+            self.ingest[broker.name] = ingest
+            self.connections[broker.name] = Connection(
+                broker_settings(self.site_id, broker, loaded.secrets.get(f"mqtt.{broker.name}")),
+                filters,
+                self._message_handler(ingest, is_home),
+                will=(self.status_topic, "offline") if is_home else None,
+                on_connected=self._announce if is_home else None,
+            )
+        self.home = self.connections[publish_to]
+        self._latest: dict[str, dict[str, Value]] = {}
+        self._dirty: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.commands_received = 0
+
+    # -- network thread --------------------------------------------------------------------
+
+    def _message_handler(self, ingest: Ingest, is_home: bool) -> Callable[[str, bytes, Any], None]:
+        prefix_len = len(self._prefix) + 1
+
+        def handle(topic: str, payload: bytes, message: Any) -> None:
+            if is_home and topic.endswith("/set") and topic.startswith(self._prefix + "/"):
+                parts = topic[prefix_len:].split("/")
+                if len(parts) == 3 and self._loop is not None:
+                    props = getattr(message, "properties", None)
+                    self._loop.call_soon_threadsafe(
+                        self._command_received, parts[0], parts[1], payload, props
+                    )
+                    return
+            if self.handoff is not None:
+                self.handoff.put(ingest.on_message(topic, payload))
+
+        return handle
+
+    def _announce(self) -> None:
+        self.home.publish(self.status_topic, "online", retain=True)
+
+    # -- event loop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.handoff = Handoff(self._loop, self._publish_sample)
+        for connection in self.connections.values():
+            connection.start()
+        self._tasks = [
+            asyncio.create_task(self._publish_states(), name="mqtt-state"),
+            asyncio.create_task(self._check_heartbeats(), name="mqtt-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._flush_states()
+        for name, connection in self.connections.items():
+            final = (self.status_topic, "offline") if connection is self.home else None
+            await asyncio.to_thread(connection.stop, final)
+            log.info("MQTT %s closed", name)
+
+    def observe(self, sample: Sample) -> None:
+        """Bus subscriber: remember the latest values for the retained state topics."""
+        if not sample.values:
+            return
+        self._latest.setdefault(sample.device, {}).update(sample.values)
+        self._dirty.add(sample.device)
+
+    def _flush_states(self) -> None:
+        for device in sorted(self._dirty):
+            state = {"ts": time.time(), **self._latest[device]}
+            payload = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+            self.home.publish(f"{self._prefix}/{device}/state", payload, retain=True)
+        self._dirty.clear()
+
+    async def _publish_states(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.state_interval)
+            self._flush_states()
+
+    async def _check_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_check)
+            for ingest in self.ingest.values():
+                for sample in ingest.check_heartbeats():
+                    self._publish_sample(sample)
+
+    def _command_received(self, device: str, point: str, payload: bytes, props: Any) -> None:
+        self.commands_received += 1
+        asyncio.get_running_loop().create_task(self._command(device, point, payload, props))
+
+    async def _command(self, device: str, point: str, payload: bytes, props: Any) -> None:
+        try:
+            value, who = parse_command(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            value, who, error = payload.decode("utf-8", "replace")[:64], "", str(exc)
+        else:
+            error = ""
+        origin = f"mqtt:{who or 'anonymous'}"
+        command = Command(device, point, value, origin)
+        if error:
+            result_ok, old, reason = False, None, f"bad command payload: {error}"
+            self.commands.audit_refusal(command, reason)
+        else:
+            result = await self.commands.execute(command)
+            result_ok, old, reason = result.ok, result.old_value, result.reason
+        reply = json.dumps(
+            {
+                "ok": result_ok,
+                "device": device,
+                "point": point,
+                "value": value,
+                "old": old,
+                "reason": reason,
+                "by": origin,
+            },
+            ensure_ascii=False,
+        )
+        topic = (
+            getattr(props, "ResponseTopic", None) or f"{self._prefix}/{device}/{point}/set/result"
+        )
+        reply_props = None
+        correlation = getattr(props, "CorrelationData", None)
+        if correlation is not None and self.home.v5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            reply_props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            reply_props.CorrelationData = correlation
+        self.home.publish(topic, reply, properties=reply_props)
+
+    def health(self) -> dict[str, int]:
+        stats = [i.stats for i in self.ingest.values()]
+        return {
+            "mqtt_messages": sum(s.messages for s in stats),
+            "mqtt_rejected": sum(s.rejected for s in stats),
+            "mqtt_unclaimed": sum(s.unclaimed for s in stats),
+            "mqtt_connected": sum(c.connected.is_set() for c in self.connections.values()),
+            "mqtt_handoff_dropped": self.handoff.dropped if self.handoff else 0,
+            "commands": self.commands_received,
+        }
