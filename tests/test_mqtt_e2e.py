@@ -89,9 +89,8 @@ def _site(
     return path
 
 
-def _broker_yaml(server: MosquittoServer, **extra: str) -> str:
-    fields = ", ".join(f"{k}: {v}" for k, v in extra.items())
-    return f"brokers: [{{name: site, host: 127.0.0.1, port: {server.port}{', ' if fields else ''}{fields}}}]"
+def _broker_yaml(server: MosquittoServer) -> str:
+    return f"brokers: [{{name: site, host: 127.0.0.1, port: {server.port}}}]"
 
 
 class Client:
