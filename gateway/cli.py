@@ -181,9 +181,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if writer.stats.database_up is False and last == len(spool):
             print(f"database unavailable; {len(spool)} points still spooled", file=sys.stderr)
             writer.stop()
+            spool.close()
             return 1
         last = len(spool)
     writer.stop()
+    spool.close()
     print(
         f"replayed {writer.stats.points_replayed} of {total} points from {spool_dir}"
         f" ({writer.stats.points_rejected} refused by the database)"

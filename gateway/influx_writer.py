@@ -135,6 +135,7 @@ class WriterStats:
     points_spooled: int = 0
     points_replayed: int = 0
     points_rejected: int = 0
+    points_lost: int = 0  # could not even be spooled (disk full)
     write_failures: int = 0
     database_up: bool | None = None
 
@@ -155,7 +156,9 @@ class Writer:
         *,
         queue_batches: int = 32,
         replay_points: int = 20_000,
+        replay_bytes: int = 1_000_000,  # under common proxy body limits (nginx: 1 MB)
         backoff_max: float = 30.0,
+        stop_timeout: float = 15.0,
     ) -> None:
         self.transport = transport
         self.spool = spool
@@ -163,26 +166,40 @@ class Writer:
         self.problems = ProblemCounter(log)
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=queue_batches)
         self._replay_points = replay_points
+        self._replay_bytes = replay_bytes
+        self._stop_timeout = stop_timeout
+        self._stop_deadline = 0.0
         self._backoff_max = backoff_max
         self._backoff = 0.0
         self._retry_at = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        # Not a daemon: at exit the interpreter waits for a batch in flight to be delivered
+        # or spooled rather than dropping it.
+        self._thread = threading.Thread(target=self._run, name="influx-writer")
 
     def start(self) -> None:
         self._thread.start()
 
     def submit(self, batch: Batch) -> None:
-        """Non-blocking hand-over from the event loop; a full queue overflows to the spool."""
+        """Non-blocking hand-over from the event loop; a full queue overflows to the spool.
+
+        Never raises: a spool that cannot be written (disk full) loses the batch, counted.
+        """
         try:
             self._queue.put_nowait(batch)
         except queue.Full:
             self._to_spool(batch, "writer queue full")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Deliver or spool everything queued, then stop. Nothing in memory is lost."""
+    def stop(self) -> None:
+        """Deliver or spool everything queued, then stop. Nothing in memory is lost.
+
+        While stopping, what is queued is still sent to a healthy database for a third of the
+        stop timeout; after that, or to a database that is down, it goes to the spool. A slow
+        database delays shutdown by that budget plus the one batch in flight.
+        """
+        self._stop_deadline = time.monotonic() + self._stop_timeout / 3
         self._stop.set()
-        self._thread.join(timeout)
+        self._thread.join(self._stop_timeout)
         while True:  # anything the thread could not take before the deadline
             try:
                 batch = self._queue.get_nowait()
@@ -200,12 +217,25 @@ class Writer:
                 batch: Batch | None = self._queue.get(timeout=0.05)
             except queue.Empty:
                 batch = None
-            if batch is not None:
-                self._deliver(batch)
-            elif self._stop.is_set():
+            stopping = self._stop.is_set()
+            if batch is None and stopping:
                 return
-            if not self._stop.is_set() and self._can_send() and len(self.spool):
-                self._replay_one()
+            try:
+                if batch is not None and stopping and not self._stop_budget_left():
+                    self._to_spool(batch, "shutting down")
+                elif batch is not None:
+                    self._deliver(batch)
+                if not stopping and self._can_send() and len(self.spool):
+                    self._replay_one()
+            except Exception as exc:  # the thread must outlive any one failure
+                self.problems.report(
+                    f"writer:{type(exc).__name__}", f"influx writer: {exc!r}", logging.ERROR
+                )
+                time.sleep(0.5)
+
+    def _stop_budget_left(self) -> bool:
+        """While stopping, a healthy database still gets what is queued, for a short while."""
+        return self.stats.database_up is not False and time.monotonic() < self._stop_deadline
 
     def _can_send(self) -> bool:
         return self.transport is not None and time.monotonic() >= self._retry_at
@@ -215,32 +245,44 @@ class Writer:
             self._to_spool(batch, "database unavailable")
             return
         try:
-            self._send(batch.body)
+            written = self._send_or_split(batch.body, batch.points)
         except WriteError as exc:
-            if exc.retryable:
-                self._to_spool(batch, str(exc))
-            else:
-                self._rejected(batch.points, exc)
+            self._to_spool(batch, str(exc))
             return
-        self.stats.points_written += batch.points
+        self.stats.points_written += written
         self.stats.batches_written += 1
 
     def _replay_one(self) -> None:
-        chunk = self.spool.peek(self._replay_points)
+        chunk = self.spool.peek(self._replay_points, self._replay_bytes)
         if chunk is None:
             return
         try:
-            self._send(chunk.body)
-        except WriteError as exc:
-            if exc.retryable:
-                return
-            self._rejected(chunk.points, exc)
-        else:
-            self.stats.points_written += chunk.points
-            self.stats.points_replayed += chunk.points
+            written = self._send_or_split(chunk.body, chunk.points)
+        except WriteError:
+            return  # the database went away again: the chunk stays spooled
+        self.stats.points_written += written
+        self.stats.points_replayed += written
         self.spool.ack(chunk)
         if not len(self.spool):
             log.info("spool replayed: %d points in all", self.stats.points_replayed)
+
+    def _send_or_split(self, body: bytes, points: int) -> int:
+        """Send; if the database refuses the data itself (400, 413), send each half on its
+        own, down to single lines, so one bad line or an oversized body loses only what
+        cannot be written. Returns the points written; raises WriteError when retryable."""
+        try:
+            self._send(body)
+            return points
+        except WriteError as exc:
+            if exc.retryable:
+                raise
+            lines = body.splitlines(keepends=True)
+            if len(lines) <= 1:
+                self._rejected(1, exc, body)
+                return 0
+        half = len(lines) // 2
+        first, second = b"".join(lines[:half]), b"".join(lines[half:])
+        return self._send_or_split(first, half) + self._send_or_split(second, len(lines) - half)
 
     def _send(self, body: bytes) -> None:
         assert self.transport is not None
@@ -269,13 +311,22 @@ class Writer:
         self._retry_at = time.monotonic() + self._backoff
 
     def _to_spool(self, batch: Batch, why: str) -> None:
-        self.spool.append(batch.body, batch.points)
+        try:
+            self.spool.append(batch.body, batch.points)
+        except OSError as exc:
+            self.stats.points_lost += batch.points
+            self.problems.report(
+                "spool_failed", f"cannot spool {batch.points} points ({why}): {exc}", logging.ERROR
+            )
+            return
         self.stats.points_spooled += batch.points
         self.problems.report("spooled", f"spooling points: {why}", logging.INFO)
 
-    def _rejected(self, points: int, exc: WriteError) -> None:
+    def _rejected(self, points: int, exc: WriteError, line: bytes) -> None:
         self.stats.points_rejected += points
-        self.problems.report(f"rejected:{exc.status}", f"database refused {points} points: {exc}")
+        # The first refused lines are logged whole, so the cause can be seen; then counted.
+        if self.stats.points_rejected <= 10:
+            log.error("database refused a line (%s): %s", exc, line[:300].decode(errors="replace"))
 
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
@@ -285,6 +336,7 @@ class Writer:
             "points_spooled": s.points_spooled,
             "points_replayed": s.points_replayed,
             "points_rejected": s.points_rejected,
+            "points_lost": s.points_lost,
             "write_failures": s.write_failures,
             "spool_points": len(self.spool),
             "spool_bytes": self.spool.total_bytes,

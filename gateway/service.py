@@ -130,14 +130,17 @@ class Gateway:
         )
 
     async def stop(self) -> None:
-        """Stop polling, then flush or spool everything in memory."""
+        """Stop polling, then flush or spool everything in memory, whatever fails on the way."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.modbus.stop()
-        if self.mqtt is not None:
-            await self.mqtt.stop()
-        await self.sink.stop()
+        try:
+            await self.modbus.stop()
+            if self.mqtt is not None:
+                await self.mqtt.stop()
+        finally:
+            await self.sink.stop()
+            self.spool.close()
         log.info("gateway stopped: %s", json.dumps(self.health(), sort_keys=True))
 
     async def run_until(self, stop: asyncio.Event) -> None:

@@ -10,6 +10,8 @@ InfluxDB absorbs (same series and timestamp overwrite).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -19,6 +21,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger("guanjia.spool")
 
@@ -40,6 +43,11 @@ class Chunk:
     body: bytes
     points: int
     end: Position
+    drops: int = 0  # the spool's drop count when it was read
+
+
+class SpoolBusy(RuntimeError):
+    """Another process holds the spool."""
 
 
 class Spool:
@@ -64,9 +72,34 @@ class Spool:
         self._segments: dict[int, int] = {}  # number -> size in bytes
         self._cursor = Position(0, 0)
         self._active: int | None = None  # segment open for appends
+        self._drops = 0
+        self._lock_file = self._take_lock()
         self._open()
 
     # -- state on disk -------------------------------------------------------------------
+
+    def _take_lock(self) -> IO[str]:
+        """One process per spool: a second (a `guanjia replay` beside the service) would
+        delete segments the first is still appending to."""
+        fh = (self.dir / "lock").open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise SpoolBusy(
+                f"spool {self.dir} is in use by another guanjia process; stop it first"
+            ) from None
+        return fh
+
+    def close(self) -> None:
+        """Release the spool for another process."""
+        self._lock_file.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def _path(self, number: int) -> Path:
         return self.dir / f"{number:012d}{_SUFFIX}"
@@ -130,10 +163,18 @@ class Spool:
             data = self._path(number).read_bytes()
             offset = pos.offset if number == pos.segment else 0
             while offset + _HEADER.size <= len(data):
-                _magic, length, points, _crc = _HEADER.unpack_from(data, offset)
+                magic, length, points, crc = _HEADER.unpack_from(data, offset)
                 start = offset + _HEADER.size
-                offset = start + length
-                yield Position(number, offset), points, data[start:offset]
+                end = start + length
+                body = data[start:end]
+                if magic != _MAGIC or end > len(data) or zlib.crc32(body) != crc:
+                    # Recovery cut torn tails at start-up; this is damage since: skip the rest
+                    # of the segment rather than send garbage.
+                    self.corrupt_records += 1
+                    log.error("spool segment %s damaged at byte %d; rest skipped", number, offset)
+                    break
+                offset = end
+                yield Position(number, offset), points, body
 
     def _save_cursor(self) -> None:
         tmp = self.dir / "cursor.tmp"
@@ -143,6 +184,17 @@ class Spool:
             if self.fsync:
                 os.fsync(fh.fileno())
         tmp.replace(self.dir / "cursor")
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        """Make a new file's name, or a rename, as durable as the data in it."""
+        if not self.fsync:
+            return
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _save_stats(self) -> None:
         tmp = self.dir / "stats.json.tmp"
@@ -159,15 +211,26 @@ class Spool:
         """Add a batch at the tail; durable when this returns (with fsync on)."""
         record = _HEADER.pack(_MAGIC, len(body), points, zlib.crc32(body)) + body
         with self._lock:
+            new_segment = False
             if self._active is None or self._segments.get(self._active, 0) >= self.segment_bytes:
                 self._active = max(self._segments, default=self._cursor.segment - 1) + 1
                 self._segments[self._active] = 0
+                new_segment = True
             path = self._path(self._active)
-            with path.open("ab") as fh:
-                fh.write(record)
-                fh.flush()
-                if self.fsync:
-                    os.fsync(fh.fileno())
+            size = self._segments[self._active]
+            try:
+                with path.open("ab") as fh:
+                    fh.write(record)
+                    fh.flush()
+                    if self.fsync:
+                        os.fsync(fh.fileno())
+            except OSError:
+                # A half-written record (disk full) must not sit in front of later appends.
+                with contextlib.suppress(OSError), path.open("r+b") as fh:
+                    fh.truncate(size)
+                raise
+            if new_segment:
+                self._fsync_dir()
             self._segments[self._active] += len(record)
             self.pending_points += points
             self._enforce_bound()
@@ -185,6 +248,7 @@ class Spool:
                 self._cursor = Position(min(self._segments), 0)
                 self._save_cursor()
         if dropped:
+            self._drops += 1
             self.dropped_points += dropped
             self.pending_points -= dropped
             self._save_stats()
@@ -195,34 +259,51 @@ class Spool:
                 self.dropped_points,
             )
 
-    def peek(self, max_points: int) -> Chunk | None:
-        """The oldest records, joined, up to max_points (at least one record)."""
+    def peek(self, max_points: int, max_bytes: int = 1 << 62) -> Chunk | None:
+        """The oldest records, joined, up to max_points and max_bytes (at least one record)."""
         with self._lock:
             body = bytearray()
             points = 0
             end = self._cursor
             for pos, n, data in self._records_from(self._cursor):
-                if points and points + n > max_points:
+                if points and (points + n > max_points or len(body) + len(data) > max_bytes):
                     break
                 body += data
                 points += n
                 end = pos
-            return Chunk(bytes(body), points, end) if points or body else None
+            if not points and not body:
+                return None
+            return Chunk(bytes(body), points, end, self._drops)
 
     def ack(self, chunk: Chunk) -> None:
         """The chunk reached the database: move past it and delete finished segments."""
         with self._lock:
+            if chunk.drops != self._drops:
+                # The bound dropped segments while this chunk was out: some of its points were
+                # counted as dropped already. Move on only if it is still ahead, and recount.
+                if (chunk.end.segment, chunk.end.offset) > (
+                    self._cursor.segment,
+                    self._cursor.offset,
+                ):
+                    self._cursor = chunk.end
+                self._delete_before(self._cursor.segment)
+                self.pending_points = sum(p for _, p, _ in self._records_from(self._cursor))
+                self._save_cursor()
+                return
             self._cursor = chunk.end
             self.pending_points = max(0, self.pending_points - chunk.points)
-            for number in [n for n in self._segments if n < chunk.end.segment]:
-                self._path(number).unlink(missing_ok=True)
-                del self._segments[number]
+            self._delete_before(chunk.end.segment)
             size = self._segments.get(chunk.end.segment)
             if size is not None and chunk.end.offset >= size and chunk.end.segment != self._active:
                 self._path(chunk.end.segment).unlink(missing_ok=True)
                 del self._segments[chunk.end.segment]
                 self._cursor = Position(chunk.end.segment + 1, 0)
             self._save_cursor()
+
+    def _delete_before(self, segment: int) -> None:
+        for number in [n for n in self._segments if n < segment]:
+            self._path(number).unlink(missing_ok=True)
+            del self._segments[number]
 
     def __len__(self) -> int:
         return self.pending_points

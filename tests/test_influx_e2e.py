@@ -174,18 +174,18 @@ async def test_sigterm_flushes_and_sigkill_loses_only_memory(
         _out, err = await asyncio.to_thread(proc.communicate, timeout=20)
         assert proc.returncode == 0, err[-2000:]
         summary = _summary(err)
-        spool = Spool(tmp_path / "spool", 1 << 30)
-        assert len(spool) == summary["lines_encoded"] > 10
+        with Spool(tmp_path / "spool", 1 << 30) as spool:
+            assert len(spool) == summary["lines_encoded"] > 10
 
         # SIGKILL while the database is down: what was spooled survives.
         proc = _start_gateway(site)
         await asyncio.sleep(2.5)
         proc.kill()
         await asyncio.to_thread(proc.wait, 20)
-        spool = Spool(tmp_path / "spool", 1 << 30)
-        spooled = len(spool)
+        with Spool(tmp_path / "spool", 1 << 30) as spool:
+            spooled = len(spool)
+            chunk = spool.peek(1 << 30)
         assert spooled > summary["lines_encoded"]  # type: ignore[operator]
-        chunk = spool.peek(1 << 30)
         assert chunk is not None
         last_spooled_ts = max(int(line.rsplit(b" ", 1)[1]) for line in chunk.body.splitlines())
 
@@ -194,10 +194,28 @@ async def test_sigterm_flushes_and_sigkill_loses_only_memory(
         proc = _start_gateway(site, "--duration", "3")
         _out, err = await asyncio.to_thread(proc.communicate, timeout=30)
         assert proc.returncode == 0, err[-2000:]
-    assert len(Spool(tmp_path / "spool", 1 << 30)) == 0
+    with Spool(tmp_path / "spool", 1 << 30) as spool:
+        assert len(spool) == 0
     result = influx1.query(
         f'SELECT count("voltage_v") FROM "meter" WHERE time <= {last_spooled_ts}', db=DB
     )
     assert result["results"][0]["series"][0]["values"][0][1] == spooled
     total = influx1.count_points(DB, "meter", field="voltage_v")
     assert total == spooled + _summary(err)["lines_encoded"]  # type: ignore[operator]
+
+
+def test_a_refused_line_costs_only_itself(tmp_path: Path, influx1: InfluxDB1Server) -> None:
+    from gateway.influx_writer import Batch, V1Transport, Writer
+
+    influx1.write("meter,device=a v=1.5 1", DB)  # v is a float field from now on
+    lines = [f"meter,device=a v={i}.5 {i + 10}" for i in range(9)]
+    lines.insert(4, 'meter,device=a v="text" 99')  # a field type conflict: refused
+    with Spool(tmp_path / "spool", 1 << 30) as spool:
+        writer = Writer(V1Transport(influx1.url, DB, None, None, None, 5.0), spool)
+        writer.start()
+        writer.submit(Batch(("\n".join(lines) + "\n").encode(), len(lines)))
+        writer.stop()
+        assert writer.stats.points_rejected == 1
+        assert writer.stats.points_written == 9
+        assert len(spool) == 0
+    assert influx1.count_points(DB, "meter", field="v") == 10

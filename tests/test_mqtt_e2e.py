@@ -178,8 +178,8 @@ async def test_ingest_status_state_and_availability(
     assert stats.rejected == 1  # the non-JSON payload
     assert (await watcher.wait("guanjia/t1/status", count=2))[-1] == b"offline"
     # What was ingested is in the spool (no database here), as line protocol.
-    spool = Spool(tmp_path / "spool", 1 << 30)
-    chunk = spool.peek(1 << 30)
+    with Spool(tmp_path / "spool", 1 << 30) as spool:
+        chunk = spool.peek(1 << 30)
     assert chunk is not None
     assert chunk.body.count(b"sensor,device=room-0,kind=sensor,site=t1,zone=300") >= 6
     watcher.close()
@@ -292,7 +292,8 @@ async def test_commands_accepted_refused_and_audited(
     assert "not writable" in others[0]["reason"]
     assert others[1]["ok"] is False
     assert "allowlist" in others[1]["reason"]
-    chunk = Spool(tmp_path / "spool", 1 << 30).peek(1 << 30)
+    with Spool(tmp_path / "spool", 1 << 30) as spool:
+        chunk = spool.peek(1 << 30)
     assert chunk is not None
     audit = [line for line in chunk.body.decode().splitlines() if line.startswith("audit,")]
     assert len(audit) == 5

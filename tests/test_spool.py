@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.spool import Spool
 
 
@@ -50,6 +52,7 @@ def test_unacked_points_survive_a_restart(tmp_path: Path) -> None:
     chunk = spool.peek(30)
     assert chunk is not None
     spool.ack(chunk)
+    spool.close()
     reopened = Spool(tmp_path, max_bytes=1_000_000, segment_bytes=1000)
     assert len(reopened) == 70
     assert b"".join(_drain(reopened)) == b"".join(_batch(i) for i in range(3, 10))
@@ -67,7 +70,9 @@ def test_bound_drops_oldest_and_counts_them(tmp_path: Path) -> None:
     assert drained.endswith(_batch(39))  # the newest points are the ones kept
     assert _batch(0) not in drained
     # The dropped count is part of the spool's state: it survives a restart.
-    assert Spool(tmp_path, max_bytes=4000).dropped_points == spool.dropped_points
+    spool.close()
+    with Spool(tmp_path, max_bytes=4000) as reopened:
+        assert reopened.dropped_points == spool.dropped_points
 
 
 def test_torn_record_after_a_crash_is_cut_off(tmp_path: Path) -> None:
@@ -77,6 +82,7 @@ def test_torn_record_after_a_crash_is_cut_off(tmp_path: Path) -> None:
     segment = sorted(tmp_path.glob("*.seg"))[-1]
     with segment.open("ab") as fh:  # half a record, as a power cut mid-write leaves it
         fh.write(b"GJS1\x40\x00\x00\x00\x0a\x00\x00\x00garbage")
+    spool.close()
     reopened = Spool(tmp_path, max_bytes=1_000_000)
     assert reopened.corrupt_records == 1
     assert len(reopened) == 20
@@ -89,5 +95,49 @@ def test_appends_after_a_full_drain_continue_in_order(tmp_path: Path) -> None:
     spool.append(_batch(0), 10)
     _drain(spool)
     spool.append(_batch(1), 10)
+    spool.close()
     reopened = Spool(tmp_path, max_bytes=1_000_000, segment_bytes=200)
     assert b"".join(_drain(reopened)) == _batch(1)
+
+
+def test_one_process_per_spool(tmp_path: Path) -> None:
+    from gateway.spool import SpoolBusy
+
+    with Spool(tmp_path, max_bytes=1_000_000), pytest.raises(SpoolBusy, match="in use"):
+        Spool(tmp_path, max_bytes=1_000_000)
+    Spool(tmp_path, max_bytes=1_000_000).close()  # free again once closed
+
+
+def test_failed_append_leaves_no_torn_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    spool = Spool(tmp_path, max_bytes=1_000_000)
+    spool.append(_batch(0), 10)
+    real_fsync = os.fsync
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        spool.append(_batch(1), 10)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    spool.append(_batch(2), 10)
+    assert b"".join(_drain(spool)) == _batch(0) + _batch(2)
+
+
+def test_drop_while_a_chunk_is_out_keeps_the_count_right(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1500, segment_bytes=500)
+    for i in range(4):
+        spool.append(_batch(i), 10)
+    chunk = spool.peek(10)  # out for sending ...
+    assert chunk is not None
+    for i in range(4, 20):  # ... while the bound drops the segment it came from
+        spool.append(_batch(i), 10)
+    assert spool.dropped_points > 0
+    spool.ack(chunk)
+    counted = len(spool)
+    lines = sum(body.count(b"\n") for body in _drain(spool, 1000))
+    assert counted == lines > 0
