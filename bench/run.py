@@ -28,6 +28,7 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
     ("cpu", "bench.bench_cpu", ("cpu", "cpu_pymodbus")),
     ("planner", "bench.bench_planner", ("planner",)),
     ("write", "bench.bench_write", ("write",)),
+    ("ingest", "bench.bench_ingest", ("ingest_vs_paho", "ingest_vs_aiomqtt")),
 ]
 
 

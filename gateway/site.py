@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,6 +12,20 @@ from drivers.modbus.config import ModbusConnection
 
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
 RESERVED_TAGS = frozenset({"site", "device", "kind"})
+_TAG_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def check_tags(tags: dict[str, str]) -> dict[str, str]:
+    """Tag keys are short identifiers; values are one line of text; the gateway's own are
+    not overridden (they would merge two devices' series)."""
+    for key, value in tags.items():
+        if key in RESERVED_TAGS:
+            raise ValueError(f"tag {key!r} is set by the gateway; remove it")
+        if not _TAG_KEY.match(key):
+            raise ValueError(f"tag key {key!r} must be lower case letters, digits and _")
+        if value != value.strip() or any(ord(c) < 32 for c in value):
+            raise ValueError(f"tag {key}: {value!r} has line breaks or spaces at its ends")
+    return tags
 
 
 class _Strict(BaseModel):
@@ -31,6 +46,11 @@ class SiteInfo(_Strict):
         default_factory=dict,
         description="Tags every device inherits (building, floor, zone); a device may override.",
     )
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        return check_tags(tags)
 
     @field_validator("timezone")
     @classmethod
@@ -80,7 +100,7 @@ class Batching(_Strict):
     """When a batch of points is sent."""
 
     max_points: int = Field(default=5000, ge=1, le=100_000, description="Send when this full.")
-    max_age: Duration = Field(default=1.0, description="Send at least this often.")
+    max_age: Duration = Field(default=1.0, gt=0, description="Send at least this often.")
 
 
 class SpoolConfig(_Strict):
@@ -138,12 +158,14 @@ class MqttConfig(_Strict):
     )
     prefix: str = Field(default="guanjia", description="Topic prefix of the gateway's topics.")
     state_interval: Duration = Field(
-        default=5.0, description="At most one retained state message per device this often."
+        default=5.0, gt=0, description="At most one retained state message per device this often."
     )
     max_payload: ByteSize = Field(
         default=256 * 1024, description="Larger payloads are refused and counted."
     )
-    heartbeat_check: Duration = Field(default=10.0, description="How often silence is checked.")
+    heartbeat_check: Duration = Field(
+        default=10.0, gt=0, description="How often silence is checked."
+    )
 
 
 class MqttDeviceConfig(_Strict):
@@ -184,10 +206,7 @@ class DeviceConfig(_Strict):
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        for key in tags:
-            if key in RESERVED_TAGS:
-                raise ValueError(f"tag {key!r} is set by the gateway; remove it")
-        return tags
+        return check_tags(tags)
 
 
 class Site(_Strict):

@@ -195,3 +195,26 @@ def test_cli_check_ok(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+
+
+def test_tags_must_be_one_line_identifiers(tmp_path: Path) -> None:
+    text = GOOD.replace("tags: {building: main}", 'tags: {building: "main\\n"}')
+    problems = _problems(_write(tmp_path, text))
+    assert len(problems) == 1
+    assert ":4: site.tags: tag building: 'main\\n' has line breaks" in problems[0]
+    problems = _problems(_write(tmp_path, GOOD.replace("{building: main}", "{Building: x}")))
+    assert ":4: site.tags: tag key 'Building' must be lower case" in problems[0]
+
+
+def test_addresses_past_the_register_space(tmp_path: Path) -> None:
+    text = GOOD.replace("port: 1502, unit: 1}", "port: 1502, unit: 1, base: 65530}")
+    problems = _problems(_write(tmp_path, text))
+    assert any("past 65535; check `base`" in p for p in problems), problems
+
+
+def test_zero_timeout_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("port: 1502, unit: 1}", "port: 1502, unit: 1, timeout: 0s}")
+    problems = _problems(_write(tmp_path, text))
+    assert problems == [
+        f"{tmp_path / 'site.yaml'}:8: devices[0].modbus.timeout: Input should be greater than 0"
+    ]

@@ -31,7 +31,10 @@ from drivers.modbus.planner import WireModel, plan
 from drivers.modbus.profile import DataType, Function, Profile
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
-PROFILE_FILES = sorted(PROFILE_DIR.glob("*.yaml"))
+# Modbus register maps; MQTT profiles (`protocol: mqtt`) have tests/test_mqtt_profiles.py.
+PROFILE_FILES = sorted(
+    p for p in PROFILE_DIR.glob("*.yaml") if "protocol: mqtt" not in p.read_text(encoding="utf-8")
+)
 
 Image = dict[tuple[Function, int], int]
 

@@ -259,6 +259,12 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, int | float | bool
             value = raw * (spec.scale * 10.0**sf) + spec.offset
         elif spec.scale != 1.0 or spec.offset != 0.0:
             value = raw * spec.scale + spec.offset
+        elif raw > _INT64_MAX:  # a uint64 InfluxDB cannot store as an integer field
+            bad[spec.name] = "out_of_range"
+            continue
+        if spec.is_float and (value != value or value in _INFINITIES):  # overflowed scaling
+            bad[spec.name] = "nan"
+            continue
         valid = spec.valid
         if valid is not None and not valid.min <= value <= valid.max:
             bad[spec.name] = "out_of_range"
@@ -268,6 +274,7 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, int | float | bool
 
 
 _INFINITIES = (math.inf, -math.inf)
+_INT64_MAX = 2**63 - 1
 
 
 def label(spec: PointSpec, value: Value) -> str:

@@ -19,7 +19,7 @@ class _Common(BaseModel):
         le=65535,
         description="Added to every profile address (e.g. a CoolMasterNet unit's VA×16).",
     )
-    timeout: Duration = Field(default=1.0, description="How long to wait for each answer.")
+    timeout: Duration = Field(default=1.0, gt=0, description="How long to wait for each answer.")
     retries: int = Field(default=1, ge=0, le=5, description="Retries of a request that timed out.")
     max_registers: int | None = Field(
         default=None, ge=1, le=125, description="Registers per request; defaults to the profile's."

@@ -89,6 +89,11 @@ def plan(
     holes: Sequence[Hole] = (),
 ) -> list[ReadRequest]:
     """The cheapest set of requests that reads every point once, in address order."""
+    for spec in specs:
+        if spec.end > 65535:
+            raise ValueError(
+                f"point {spec.name!r} ends at register {spec.end}, past 65535; check `base`"
+            )
     requests: list[ReadRequest] = []
     for function in Function:
         mine = [s for s in specs if s.function is function]

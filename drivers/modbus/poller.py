@@ -181,8 +181,12 @@ class DevicePoller:
         next_at = time.monotonic()
         failures = 0
         while True:
-            sample = await self.poll_once()
-            self.emit(sample)
+            try:
+                sample = await self.poll_once()
+                self.emit(sample)
+            except Exception as exc:  # a poller must never end: count it and carry on
+                self._count("internal", f"{plan.device}: poll failed: {exc!r}")
+                self._set_online(False, repr(exc))
             now = time.monotonic()
             if self.stats.online:
                 failures = 0
@@ -192,8 +196,10 @@ class DevicePoller:
                     next_at = now + plan.interval - (now - next_at) % plan.interval
             else:
                 failures += 1
+                # The exponent is capped: after days offline 2**n would overflow a float.
                 delay = min(
-                    plan.interval * 2 ** (failures - 1), max(plan.backoff_max, plan.interval)
+                    plan.interval * 2 ** min(failures - 1, 20),
+                    max(plan.backoff_max, plan.interval),
                 )
                 next_at = now + delay * random.uniform(0.9, 1.0)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))

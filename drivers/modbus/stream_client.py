@@ -154,19 +154,16 @@ class _StreamProtocol(asyncio.Protocol):
             # A frame nobody waits for is a late answer to a request that timed out: dropped.
 
     def _rtu_frames(self) -> None:
+        """Only a frame from the unit and function we wait for, of the length its request
+        implies, with a good CRC, is an answer; anything else is skipped a byte at a time.
+        Taking the length from an unverified byte count lets noise swallow the real answer."""
         buf = self.buffer
         while self.rtu_waiter is not None and len(buf) >= 5:
-            fut, unit, function, _count = self.rtu_waiter
-            fc = buf[1]
-            if fc & 0x80:
-                size = 5
-            elif fc in (1, 2, 3, 4):
-                size = 5 + buf[2]
-            elif fc in (5, 6, 15, 16):
-                size = 8
-            else:
-                del buf[:1]  # resynchronise on the next byte
+            fut, unit, function, count = self.rtu_waiter
+            if buf[0] != unit or buf[1] & 0x7F != function:
+                del buf[:1]
                 continue
+            size = 5 if buf[1] & 0x80 else 4 + _expected_body(function, count)  # unit, fc, crc
             if len(buf) < size:
                 return
             frame = bytes(buf[:size])
@@ -174,8 +171,6 @@ class _StreamProtocol(asyncio.Protocol):
                 del buf[:1]
                 continue
             del buf[:size]
-            if frame[0] != unit or (fc & 0x7F) != function:
-                continue  # a late answer from an earlier request
             self.rtu_waiter = None
             if not fut.done():
                 fut.set_result(frame[1:-2])
@@ -229,7 +224,7 @@ class StreamClient:
                     ),
                     self.connect_timeout,
                 )
-            except (OSError, TimeoutError) as exc:
+            except Exception as exc:  # OSError, TimeoutError, UnicodeError for a bad host name
                 raise ModbusConnectionError(
                     f"cannot connect to {self.host}:{self.port}: {exc or 'timeout'}"
                 ) from exc
@@ -264,11 +259,20 @@ class StreamClient:
         # on 3.11 wait_for costs an extra loop pass per request and can swallow a cancellation
         # racing with the answer (gh-86296); a timer per request is cheaper but still a heap
         # push and a cancel every time (bench/bench_cpu.py measures the whole path).
-        self._deadlines[fut] = (loop.time() + timeout, unit, timeout)
-        if self._watchdog is None:
-            self._watchdog = loop.call_at(loop.time() + timeout, self._expire_overdue)
+        deadline = loop.time() + timeout
+        self._deadlines[fut] = (deadline, unit, timeout)
+        if self._watchdog is None or deadline < self._watchdog.when():
+            if self._watchdog is not None:  # a shorter timeout than the one armed
+                self._watchdog.cancel()
+            self._watchdog = loop.call_at(deadline, self._expire_overdue)
         try:
             return await fut
+        except ModbusTimeout:
+            if tid < 0:
+                # RTU frames carry no id: a late answer would pass for the next request's.
+                # Drop the connection, and the late bytes with it.
+                self.close()
+            raise
         finally:
             del self._deadlines[fut]
             if tid >= 0:

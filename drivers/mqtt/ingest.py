@@ -22,6 +22,7 @@ from drivers.mqtt.profile import MqttProfile
 log = logging.getLogger("guanjia.mqtt")
 
 AVAILABLE = "available"  # the point that carries a device's availability
+_UNDECODABLE = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,8 @@ class DeviceState:
 class IngestStats:
     messages: int = 0
     samples: int = 0
-    unclaimed: int = 0
+    unclaimed: int = 0  # no profile subscribes to the topic
+    unmatched: int = 0  # a profile does, but no mapping's `match` accepted the message
     rejected: int = 0
     problems: ProblemCounter = field(default_factory=lambda: ProblemCounter(log))
 
@@ -139,6 +141,7 @@ class Ingest:
         now = time.monotonic()
         out: list[Sample] = []
         docs: dict[bool, object] = {}
+        mapped = 0
         for h in handlers:
             state = self.state[h.device]
             state.messages += 1
@@ -156,19 +159,34 @@ class Ingest:
                 except ValueError as exc:
                     kind = "not_text" if h.text else "not_json"
                     self._problem(topic, kind, f"cannot decode the payload: {exc}")
-                    docs[h.text] = None
+                    docs[h.text] = _UNDECODABLE
             doc = docs[h.text]
-            if doc is None or (h.match and not h.matches(doc)):
+            if doc is _UNDECODABLE:
                 continue
-            values, bad = h.read(doc)
-            for name, reason in bad.items():
-                self.stats.problems.report(
-                    f"{topic}:{name}:{reason}", f"MQTT {topic}: {h.device}.{name} is {reason}"
-                )
-            if values or bad:
-                out.append(Sample(h.device, ts, values, bad))
-            if state.online is not True and values and state.heartbeat is not None:
+            mapped += 1
+            alive = False
+            # Some bridges batch several events into one JSON list: each is a message.
+            items = doc if isinstance(doc, list) and h.match else [doc]
+            for item in items:
+                if h.match and not h.matches(item):
+                    continue
+                values, bad = h.read(item)
+                for name, reason in bad.items():
+                    self.stats.problems.report(
+                        f"{topic}:{name}:{reason}", f"MQTT {topic}: {h.device}.{name} is {reason}"
+                    )
+                if values or bad:
+                    out.append(Sample(h.device, ts, values, bad))
+                alive = alive or bool(values)
+            if state.online is not True and alive and state.heartbeat is not None:
                 out.extend(self.set_online(h.device, True, ts))
+        if mapped and not out:
+            # Every mapping filtered it out: another camera's event, or an event type no
+            # profile maps. Counted, so a typo in a match shows up in the health view.
+            self.stats.unmatched += 1
+            self.stats.problems.report(
+                f"{topic}:unmatched", f"MQTT {topic}: a message no mapping matched", logging.INFO
+            )
         self.stats.samples += len(out)
         return out
 

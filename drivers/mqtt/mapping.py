@@ -41,7 +41,21 @@ def substitute(text: str, variables: Mapping[str, str]) -> str:
     return text
 
 
-class BadValue(Exception):
+def _key(value: Any) -> tuple[bool, Any]:
+    return (isinstance(value, bool), value)
+
+
+def same(got: Any, want: JsonScalar) -> bool:
+    """A match value equals the message's: 27 matches 27 and "27" (XML bridges send text);
+    true matches only true, never 1."""
+    if isinstance(got, bool) or isinstance(want, bool):
+        return got is want
+    if got == want:
+        return True
+    return isinstance(got, str) and not isinstance(want, str) and got == str(want)
+
+
+class BadValue(ValueError):
     """A value of the wrong type or outside the map; ``reason`` is the counter key."""
 
     def __init__(self, reason: str) -> None:
@@ -55,7 +69,7 @@ class CompiledPoint:
     path: Path | None
     const: JsonScalar
     type: str
-    map: Mapping[JsonScalar, JsonScalar] | None
+    map: Mapping[tuple[bool, JsonScalar], JsonScalar] | None
     scale: float
     offset: float
     lo: float
@@ -69,7 +83,8 @@ class CompiledPoint:
             path=parse_path(point.path) if point.path is not None else None,
             const=point.value,
             type=point.type,
-            map=point.map,
+            # Keyed with their bool-ness: in a plain dict 1 and True are the same key.
+            map={_key(k): v for k, v in point.map.items()} if point.map is not None else None,
             scale=point.scale,
             offset=point.offset,
             lo=point.valid.min if point.valid else -math.inf,
@@ -78,10 +93,19 @@ class CompiledPoint:
         )
 
     def convert(self, raw: Any) -> float | int | bool | str:
+        """The stored value; BadValue (never anything else) when the raw one won't do."""
+        try:
+            return self._convert(raw)
+        except (ValueError, OverflowError, TypeError) as exc:  # NaN to int, 1e400, ...
+            if isinstance(exc, BadValue):
+                raise
+            raise BadValue("type") from None
+
+    def _convert(self, raw: Any) -> float | int | bool | str:
         if self.map is not None:
-            if isinstance(raw, dict | list) or raw not in self.map:
+            if isinstance(raw, dict | list) or _key(raw) not in self.map:
                 raise BadValue("unmapped")
-            raw = self.map[raw]
+            raw = self.map[_key(raw)]
         kind = self.type
         if kind == "float":
             if isinstance(raw, bool) or not isinstance(raw, int | float):
@@ -121,7 +145,7 @@ class Handler:
     points: tuple[CompiledPoint, ...]
 
     def matches(self, doc: Any) -> bool:
-        return all(extract(doc, path) == want for path, want in self.match)
+        return all(same(extract(doc, path), want) for path, want in self.match)
 
     def read(self, doc: Any) -> tuple[dict[str, float | int | bool | str], dict[str, str]]:
         """Values and bad points from a decoded payload (a JSON document or the text)."""
@@ -167,7 +191,10 @@ def decode_payload(payload: bytes, text: bool) -> Any:
     """The payload as a JSON document (or text); raises ValueError when it is neither."""
     if text:
         return payload.decode("utf-8").strip()
-    return json.loads(payload)
+    try:
+        return json.loads(payload)
+    except RecursionError:  # nesting deeper than the parser goes: no device sends that
+        raise ValueError("JSON nested too deeply") from None
 
 
 def availability_of(payload: bytes, online: list[str], offline: list[str]) -> bool | None:
@@ -176,7 +203,7 @@ def availability_of(payload: bytes, online: list[str], offline: list[str]) -> bo
     if text.startswith("{"):
         try:
             text = str(json.loads(text).get("state", ""))
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return None
     if text in online:
         return True
