@@ -38,7 +38,18 @@ def _load(path: str, resolve_secrets: bool = True) -> LoadedSite:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    loaded = _load(args.site)
+    from gateway.config_load import needs_embedded_broker
+    from gateway.site import BrokerConfig, MqttConfig
+
+    path = Path(args.site)
+    mqtt = None
+    if needs_embedded_broker(path):
+        print(
+            f"{args.site}: MQTT devices and no broker: `guanjia demo` brings one; "
+            "`guanjia run` needs an `mqtt: {brokers: [...]}` section"
+        )
+        mqtt = MqttConfig(brokers=[BrokerConfig(name="site", host="127.0.0.1")])
+    loaded = load_site(path, mqtt=mqtt)
     driver = ModbusDriver(loaded.modbus_devices(), lambda _s: None)
     requests = sum(len(p.plan.requests) for p in driver.pollers.values())
     print(
@@ -134,17 +145,40 @@ def _override_transport(args: argparse.Namespace) -> Transport | None:
 
 
 async def _demo(args: argparse.Namespace) -> None:
+    from drivers.simulator.broker import EmbeddedBroker, start_embedded_broker
     from drivers.simulator.building import start_building
     from drivers.simulator.clock import SimClock
+    from drivers.simulator.mqtt_devices import MqttBuilding, ac_units_by_zone, from_site
+    from gateway.config_load import needs_embedded_broker
+    from gateway.site import BrokerConfig, MqttConfig
 
-    loaded = _load(args.site)
-    building = await start_building(
-        loaded.site, loaded.profiles, SimClock(speed=args.speed, tz=loaded.site.site.timezone)
-    )
+    path = Path(args.site)
+    broker: EmbeddedBroker | None = None
+    mqtt: MqttConfig | None = None
+    if needs_embedded_broker(path):
+        # The site names no broker: the demo brings its own, on loopback.
+        broker = await start_embedded_broker()
+        mqtt = MqttConfig(brokers=[BrokerConfig(name="site", host=broker.host, port=broker.port)])
     try:
-        await _run(loaded, not args.no_view, args.duration, _override_transport(args), args.spool)
+        loaded = load_site(path, mqtt=mqtt)
+        clock = SimClock(speed=args.speed, tz=loaded.site.site.timezone)
+        building = await start_building(loaded.site, loaded.profiles, clock)
+        devices = MqttBuilding(
+            from_site(loaded.site), clock, ac_units=ac_units_by_zone(loaded.site, building)
+        )
+        try:
+            if loaded.site.mqtt is not None and devices.devices:
+                first = loaded.site.mqtt.brokers[0]
+                await devices.start(first.host, first.port)
+            await _run(
+                loaded, not args.no_view, args.duration, _override_transport(args), args.spool
+            )
+        finally:
+            await devices.stop()
+            await building.stop()
     finally:
-        await building.stop()
+        if broker is not None:
+            await broker.stop()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -149,6 +149,9 @@ class MqttService:
             await asyncio.to_thread(connection.stop, final)
             log.info("MQTT %s closed", name)
 
+    def latest_values(self, device: str) -> dict[str, Value]:
+        return self._latest.get(device, {})
+
     def observe(self, sample: Sample) -> None:
         """Bus subscriber: remember the latest values for the retained state topics."""
         if not sample.values:

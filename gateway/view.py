@@ -66,6 +66,14 @@ def render(gateway: Gateway, width: int = 120) -> str:
             f"{s.errors.total():>4}  {shown}"
         )
         lines.append(row[:width])
+    if gateway.mqtt is not None:
+        for ingest in gateway.mqtt.ingest.values():
+            for device, st in ingest.state.items():
+                state = {True: "online", False: "OFFLINE", None: "…"}[st.online]
+                values = gateway.mqtt.latest_values(device)
+                shown = "  ".join(f"{k}={_fmt(v)}" for k, v in list(values.items())[:_KEY_POINTS])
+                row = f"{device:<18} {state:<8} {'mqtt':>8} {st.messages:>6} {'':>4}  {shown}"
+                lines.append(row[:width])
     lines.append("")
     lines.append("Ctrl-C stops the gateway (everything in memory is written or spooled).")
     return "\n".join(lines)

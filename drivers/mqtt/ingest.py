@@ -144,9 +144,9 @@ class Ingest:
         mapped = 0
         for h in handlers:
             state = self.state[h.device]
-            state.messages += 1
-            state.last_message = now
             if isinstance(h, AvailabilityHandler):
+                state.messages += 1
+                state.last_message = now
                 online = availability_of(payload, list(h.online), list(h.offline))
                 if online is None:
                     self._problem(topic, "availability", f"unknown availability {payload[:40]!r}")
@@ -177,6 +177,9 @@ class Ingest:
                     )
                 if values or bad:
                     out.append(Sample(h.device, ts, values, bad))
+                    # Only messages meant for this device count as its traffic.
+                    state.messages += 1
+                    state.last_message = now
                 alive = alive or bool(values)
             if state.online is not True and alive and state.heartbeat is not None:
                 out.extend(self.set_online(h.device, True, ts))

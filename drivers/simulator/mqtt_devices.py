@@ -141,7 +141,8 @@ class DeviceDescription:
 
 @dataclass(frozen=True, slots=True)
 class EventRates:
-    """How often the random things happen, per device, at the busiest time of day."""
+    """How often the random things happen, per device, at the busiest time of day; and the
+    limits that keep a fast clock's traffic sane."""
 
     entrance_passes_per_hour: float = 60.0  # card swipes at a building entrance, 08:00-09:00
     secured_passes_per_hour: float = 3.0  # the archive room's few authorised visitors
@@ -308,8 +309,8 @@ class _Every:
         if now < self.next:
             return None
         fired = self.next
-        self.next = max(fired + self._effective(), now)
-        if self.next == now:
+        self.next = fired + self._effective()
+        if self.next <= now:  # periods were missed: go on from now
             self.next = now + self._effective()
         return fired
 
@@ -328,7 +329,6 @@ class _SimDevice:
         self.desc = desc
         self.ctx = ctx
         self.seed = ctx.seed * 1_000_003 + _crc(desc.id)
-        self._streams = 0
         self.rng = self.stream("main")
         self._queue: list[tuple[float, int, _Action]] = []
         self._order = 0
