@@ -160,9 +160,14 @@ class Gateway:
 
     def health(self) -> dict[str, Any]:
         online = sum(1 for p in self.modbus.pollers.values() if p.stats.online)
+        devices = len(self.modbus.pollers)
+        if self.mqtt is not None:
+            states = [s for i in self.mqtt.ingest.values() for s in i.state.values()]
+            devices += len(states)
+            online += sum(1 for s in states if s.online)
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
-            "devices": len(self.modbus.pollers),
+            "devices": devices,
             "devices_online": online,
             "samples": self.bus.samples,
             "lines_encoded": self.sink.lines_encoded,
