@@ -36,11 +36,13 @@ from drivers.simulator.models import (
 )
 from drivers.simulator.server import SimulatedDevice, serve
 from gateway.config_load import BUILTIN_PROFILES, load_profile, load_site
-from gateway.site import Site
+from gateway.site import BrokerConfig, MqttConfig, Site
 from tests.servers import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
+# The demo site names no broker (`guanjia demo` starts one); any will do for loading it.
+DEMO_BROKER = MqttConfig(brokers=[BrokerConfig(name="site", host="127.0.0.1")])
 # A Tuesday mid-morning in July: offices busy, sun up.
 WEEKDAY_10AM = datetime(2025, 7, 15, 10, 0)
 TIMEOUT = 1.0
@@ -374,11 +376,14 @@ def test_bits_coils_and_discrete_inputs() -> None:
 
 
 def _on_free_ports(site: Site) -> Site:
-    """The demo site with its fixed ports moved to free ones (tests may run in parallel)."""
-    ports = sorted({d.modbus.port for d in site.devices if isinstance(d.modbus.port, int)})
+    """The demo site's Modbus devices with their fixed ports moved to free ones (tests may run
+    in parallel); its MQTT devices are simulated elsewhere (test_mqtt_simulator.py)."""
+    modbus = [d for d in site.devices if d.modbus is not None]
+    ports = sorted({d.modbus.port for d in modbus if isinstance(d.modbus.port, int)})  # type: ignore[union-attr]
     mapping = dict(zip(ports, free_ports(len(ports)), strict=True))
     devices = []
-    for d in site.devices:
+    for d in modbus:
+        assert d.modbus is not None
         assert isinstance(d.modbus.port, int)  # the demo has no serial devices
         modbus = d.modbus.model_copy(update={"port": mapping[d.modbus.port]})
         devices.append(d.model_copy(update={"modbus": modbus}))
@@ -386,7 +391,7 @@ def _on_free_ports(site: Site) -> Site:
 
 
 def test_demo_site_is_valid_and_reads_clean_through_the_driver() -> None:
-    loaded = load_site(DEMO_SITE, resolve_secrets=False)
+    loaded = load_site(DEMO_SITE, resolve_secrets=False, mqtt=DEMO_BROKER)
     assert loaded.site.site.id == "city-hall"
     assert loaded.site.influxdb is None
     site = _on_free_ports(loaded.site)
@@ -396,8 +401,9 @@ def test_demo_site_is_valid_and_reads_clean_through_the_driver() -> None:
             clock = SimClock(speed=60.0, start=start)
             building = await start_building(site, loaded.profiles, clock)
             devices = [
-                ModbusDevice(d.id, loaded.profiles[d.profile], d.modbus, d.poll, d.points)
+                ModbusDevice(d.id, p, d.modbus, d.poll, d.points)
                 for d in site.devices
+                if d.modbus is not None and isinstance(p := loaded.profiles[d.profile], Profile)
             ]
             driver = ModbusDriver(devices, lambda sample: None)
             try:
@@ -428,7 +434,7 @@ def test_demo_site_is_valid_and_reads_clean_through_the_driver() -> None:
 
 
 def test_building_refuses_non_loopback_hosts() -> None:
-    loaded = load_site(DEMO_SITE, resolve_secrets=False)
+    loaded = load_site(DEMO_SITE, resolve_secrets=False, mqtt=DEMO_BROKER)
     dev = loaded.site.devices[0]
     remote = dev.model_copy(update={"modbus": dev.modbus.model_copy(update={"host": "10.1.2.3"})})
     site = loaded.site.model_copy(update={"devices": [remote]})
@@ -444,7 +450,7 @@ def test_building_refuses_non_loopback_hosts() -> None:
 
 
 def test_models_only_return_profile_points() -> None:
-    loaded = load_site(DEMO_SITE, resolve_secrets=False)
+    loaded = load_site(DEMO_SITE, resolve_secrets=False, mqtt=DEMO_BROKER)
     clock = SimClock(start=WEEKDAY_10AM)
     for sim in models_for_site(loaded, clock):
         names = {p.name for p in sim.profile.points}
