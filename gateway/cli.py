@@ -9,12 +9,14 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from drivers.modbus.codec import label
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.profile import Profile
+from gateway.alarm_store import AlarmStore
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
@@ -207,7 +209,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     total = len(spool)
     writer = Writer(transport, spool)
     writer.start()
-    import time
 
     last = -1
     while len(spool) and writer.stats.points_rejected + writer.stats.points_replayed < total:
@@ -225,6 +226,58 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f" ({writer.stats.points_rejected} refused by the database)"
     )
     return 0
+
+
+def _alarm_store(loaded: LoadedSite) -> AlarmStore:
+    path = Path(loaded.site.alarms.store)
+    return AlarmStore(path if path.is_absolute() else loaded.base_dir / path)
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    """Open alarms, newest first, with their texts in both languages."""
+    from rules.catalog import Catalog
+
+    loaded = _load(args.site, resolve_secrets=False)
+    store = _alarm_store(loaded)
+    catalog = Catalog.load().with_overrides(loaded.site.alarms.grades)
+    alarms = sorted(store.open_alarms(), key=lambda a: a.raised_at, reverse=True)
+    store.close()
+    if not alarms:
+        print("no open alarms")
+        return 0
+    for a in alarms:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.raised_at))
+        text = catalog.text(
+            a.kind,
+            args.lang,
+            place=a.subject,
+            device=a.subject,
+            value=a.value if a.value is not None else "",
+            limit=a.limit if a.limit is not None else "",
+            unit="",
+            **{k: v for k, v in a.details.items()},
+        )
+        print(f"{a.id:<32} {a.grade:<6} {a.state:<12} {when}  {text}")
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    """Ask the running gateway to acknowledge an alarm, and wait for its answer."""
+    loaded = _load(args.site, resolve_secrets=False)
+    store = _alarm_store(loaded)
+    request = store.ack_request(args.alarm, args.by or os.environ.get("USER", "cli"), args.note)
+    deadline = time.monotonic() + args.wait
+    try:
+        while time.monotonic() < deadline:
+            status = store.ack_status(request)
+            if status is not None and status.result is not None:
+                print(f"{args.alarm}: {status.result}")
+                return 0 if status.result in ("acked", "already acknowledged") else 1
+            time.sleep(0.2)
+    finally:
+        store.close()
+    print(f"{args.alarm}: the gateway has not answered; it will when it runs", file=sys.stderr)
+    return 2
 
 
 def _add_db_args(p: argparse.ArgumentParser) -> None:
@@ -273,6 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_args(p)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("alarms", help="list open alarms")
+    p.add_argument("site")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh", help="text language")
+    p.set_defaults(func=cmd_alarms)
+
+    p = sub.add_parser("ack", help="acknowledge an alarm (through the running gateway)")
+    p.add_argument("site")
+    p.add_argument("alarm", help="alarm id, as `guanjia alarms` lists it")
+    p.add_argument("--by", help="who acknowledges (default: $USER)")
+    p.add_argument("--note", default="", help="a note for the record")
+    p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the answer")
+    p.set_defaults(func=cmd_ack)
+
     p = sub.add_parser("replay", help="send spooled points to a database, then exit")
     p.add_argument("site", nargs="?", help="site file (its spool and database)")
     p.add_argument("--spool", help="spool directory (default: the site's)")
@@ -284,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = args.command == "demo" and not args.no_view
-    _setup_logging(args.verbose, quiet=quiet or args.command in ("check", "schema", "read"))
+    quiet = quiet or args.command in ("check", "schema", "read", "alarms", "ack")
+    _setup_logging(args.verbose, quiet=quiet)
     try:
         code: int = args.func(args)
     except ConfigError as exc:

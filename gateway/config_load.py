@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -17,6 +19,7 @@ from drivers.mqtt.ingest import MqttDevice
 from drivers.mqtt.profile import MqttProfile
 from gateway.config_errors import (
     ConfigError,
+    LineMap,
     Problem,
     format_loc,
     load_yaml,
@@ -221,6 +224,60 @@ def check_mqtt(
         )
 
 
+def check_rules(
+    site: Site, data: dict[str, Any], file: str, lines: LineMap, problems: list[Problem]
+) -> None:
+    """Each rule: a known kind, a unique id, parameters its kind accepts."""
+    from rules.registry import KINDS
+
+    seen: dict[str, int] = {}
+    raw = data.get("rules") or []
+    for i, entry in enumerate(site.rules):
+        loc: tuple[str | int, ...] = ("rules", i)
+        rule_id, kind = entry.get("id"), entry.get("kind")
+        if not isinstance(rule_id, str) or not re.match(r"^[a-z0-9][a-z0-9_-]*$", rule_id):
+            problems.append(
+                Problem(
+                    file,
+                    lines.line((*loc, "id")),
+                    format_loc((*loc, "id")),
+                    "every rule needs an `id` of lower case letters, digits, - or _",
+                )
+            )
+        elif rule_id in seen:
+            problems.append(
+                Problem(
+                    file,
+                    lines.line((*loc, "id")),
+                    format_loc((*loc, "id")),
+                    f"'{rule_id}' is already used by rules[{seen[rule_id]}]",
+                )
+            )
+        else:
+            seen[rule_id] = i
+        if kind not in KINDS:
+            problems.append(
+                Problem(
+                    file,
+                    lines.line((*loc, "kind")),
+                    format_loc((*loc, "kind")),
+                    f"unknown rule kind '{kind}'; kinds: {', '.join(sorted(KINDS))}"
+                    + suggest(str(kind), KINDS),
+                )
+            )
+            continue
+        params = {k: v for k, v in entry.items() if k not in ("id", "kind")}
+        cls = KINDS[kind]
+        try:
+            cls.Params.model_validate(params)
+        except ValidationError as exc:
+            problems.extend(
+                problems_from_validation(
+                    exc, cls.Params, raw[i] if i < len(raw) else params, file, lines, prefix=loc
+                )
+            )
+
+
 def needs_embedded_broker(path: Path) -> bool:
     """A site with MQTT devices and no brokers: the demo starts one of its own."""
     data, _ = load_yaml(path)
@@ -295,6 +352,8 @@ def load_site(
                 )
                 continue
             check_mqtt(dev, profile, loc, report, mqtt)
+
+    check_rules(site, data, file, lines, problems)
 
     secrets: dict[str, str] = {}
     db = site.influxdb

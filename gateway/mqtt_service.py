@@ -77,6 +77,9 @@ class MqttService:
         prefix = f"{config.prefix}/{self.site_id}"
         self.status_topic = f"{prefix}/status"
         self.command_filter = f"{prefix}/+/+/set"
+        self.ack_filter = f"{prefix}/alarm/+/ack"
+        # Set by the gateway when rules run: (alarm id, who, note) -> outcome text.
+        self.on_alarm_ack: Callable[[str, str, str], str] | None = None
         self._prefix = prefix
         devices = loaded.mqtt_devices()
         self.ingest: dict[str, Ingest] = {}
@@ -90,7 +93,7 @@ class MqttService:
             filters = ingest.router.filters()
             is_home = broker.name == publish_to
             if is_home:
-                filters.append(self.command_filter)
+                filters += [self.command_filter, self.ack_filter]
             self.ingest[broker.name] = ingest
             self.connections[broker.name] = Connection(
                 broker_settings(self.site_id, broker, loaded.secrets.get(f"mqtt.{broker.name}")),
@@ -111,6 +114,11 @@ class MqttService:
         prefix_len = len(self._prefix) + 1
 
         def handle(topic: str, payload: bytes, message: Any) -> None:
+            if is_home and topic.endswith("/ack") and topic.startswith(self._prefix + "/alarm/"):
+                parts = topic[prefix_len:].split("/")
+                if len(parts) == 3 and self._loop is not None:
+                    self._loop.call_soon_threadsafe(self._ack_received, parts[1], payload)
+                    return
             if is_home and topic.endswith("/set") and topic.startswith(self._prefix + "/"):
                 parts = topic[prefix_len:].split("/")
                 if len(parts) == 3 and self._loop is not None:
@@ -177,6 +185,24 @@ class MqttService:
             for ingest in self.ingest.values():
                 for sample in ingest.check_heartbeats():
                     self._publish_sample(sample)
+
+    def _ack_received(self, alarm_id: str, payload: bytes) -> None:
+        """`.../alarm/<id>/ack` with "" / a name / {"by": ..., "note": ...}."""
+        if self.on_alarm_ack is None:
+            return
+        by, note = "mqtt", ""
+        text = payload.decode("utf-8", "replace").strip()
+        try:
+            doc = json.loads(text) if text else {}
+        except ValueError:
+            doc = text
+        if isinstance(doc, dict):
+            by, note = str(doc.get("by", by)), str(doc.get("note", ""))
+        elif doc:
+            by = str(doc)
+        outcome = self.on_alarm_ack(alarm_id, f"mqtt:{by}", note)
+        reply = json.dumps({"alarm": alarm_id, "result": outcome}, ensure_ascii=False)
+        self.home.publish(f"{self._prefix}/alarm/{alarm_id}/ack/result", reply)
 
     def _command_received(self, device: str, point: str, payload: bytes, props: Any) -> None:
         self.commands_received += 1

@@ -13,6 +13,7 @@ from typing import Any
 
 from core.types import Sample
 from drivers.modbus.driver import ModbusDriver
+from gateway.alarm_service import AlarmService
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
 from gateway.influx_sink import InfluxSink
@@ -109,6 +110,22 @@ class Gateway:
         if site.mqtt is not None:
             self.mqtt = MqttService(loaded, site.mqtt, self.bus.publish, self.commands)
             self.bus.subscribe(self.mqtt.observe)
+        self.alarms: AlarmService | None = None
+        if site.rules:
+            store = Path(site.alarms.store)
+            mqtt = self.mqtt
+            self.alarms = AlarmService(
+                loaded,
+                self.commands,
+                self.sink.offer_line,
+                (lambda topic, payload, retain: mqtt.home.publish(topic, payload, retain=retain))
+                if mqtt is not None
+                else None,
+                store_path=store if store.is_absolute() else loaded.base_dir / store,
+            )
+            self.bus.subscribe(self.alarms.observe)
+            if mqtt is not None:
+                mqtt.on_alarm_ack = self.alarms.ack
         self.health_interval = health_interval
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,6 +138,8 @@ class Gateway:
         self.modbus.start()
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.alarms is not None:
+            self.alarms.start()
         self._tasks.append(asyncio.create_task(self._health(), name="health"))
         log.info(
             "gateway %s started: %d devices, database %s",
@@ -136,6 +155,8 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.modbus.stop()
+            if self.alarms is not None:
+                await self.alarms.stop()
             if self.mqtt is not None:
                 await self.mqtt.stop()
         finally:

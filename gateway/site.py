@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.config_types import ByteSize, Duration
 from drivers.modbus.config import ModbusConnection
+from rules.calendar import CalendarConfig
 
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
 RESERVED_TAGS = frozenset({"site", "device", "kind"})
@@ -209,6 +210,17 @@ class DeviceConfig(_Strict):
         return check_tags(tags)
 
 
+class AlarmsConfig(_Strict):
+    """Alarm grades and where alarm state is kept."""
+
+    store: str = Field(
+        default="var/alarms.sqlite", description="SQLite file (relative to the site file)."
+    )
+    grades: dict[str, Literal["red", "orange", "yellow", "blue"]] = Field(
+        default_factory=dict, description="Grade per alarm kind, over the defaults."
+    )
+
+
 class Site(_Strict):
     """A site file."""
 
@@ -224,5 +236,13 @@ class Site(_Strict):
     mqtt: MqttConfig | None = Field(default=None, description="MQTT brokers and publishing.")
     commands: CommandsConfig = Field(
         default_factory=CommandsConfig, description="Allowlist of writable points."
+    )
+    calendar: CalendarConfig = Field(
+        default_factory=CalendarConfig, description="Office hours and the site's own days."
+    )
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig, description="Alarm settings.")
+    rules: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Rules: {id, kind, ...parameters of the kind}; `guanjia schema --rules`.",
     )
     devices: list[DeviceConfig] = Field(default_factory=list, description="Devices.")

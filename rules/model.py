@@ -1,0 +1,166 @@
+"""What rules see and what they say: the pure interface between the gateway and every rule.
+
+A rule gets Samples and clock ticks with a read-only Context, and returns Effects: raise or
+clear an alarm, or issue a command. It does no I/O, reads no clock of its own (ctx.now), and
+keeps any state it needs across a restart (an on-delay that was running) in snapshot().
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.types import Command, Sample, Value
+
+Grade = Literal["red", "orange", "yellow", "blue"]
+
+
+@dataclass(frozen=True, slots=True)
+class PointInfo:
+    unit: str = ""
+    writable_min: float | None = None
+    writable_max: float | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.writable_min is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device as rules see it: identity, place and points."""
+
+    id: str
+    kind: str  # meter, pv_inverter, hvac, access, camera, sensor, ...
+    profile: str
+    tags: Mapping[str, str] = field(default_factory=dict)  # building, floor, zone, use
+    points: Mapping[str, PointInfo] = field(default_factory=dict)
+
+    @property
+    def zone(self) -> str:
+        return self.tags.get("zone", "")
+
+    def place(self) -> str:
+        """"main / 3F / 301" — for alarm texts."""
+        parts = [self.tags.get("building", ""), self.tags.get("floor", ""), self.zone]
+        return " / ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True, slots=True)
+class Raise:
+    """Raise (or keep raised) the alarm of (rule, subject)."""
+
+    rule: str
+    subject: str  # a device id or a zone
+    kind: str  # the alarm kind, e.g. door_forced_open: picks the grade and the text template
+    value: Value | None = None
+    limit: Value | None = None
+    grade: Grade | None = None  # None: the site's grade for this kind
+    details: Mapping[str, Value] = field(default_factory=dict)  # extra text parameters
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    """The condition behind (rule, subject) is over."""
+
+    rule: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """Write a point (e.g. a setpoint back to its limit), through the audited command path."""
+
+    command: Command
+    reason: str
+
+
+Effect = Raise | Clear | Issue
+
+
+class Calendar(Protocol):
+    def is_workday(self, day: datetime) -> bool: ...
+    def in_office_hours(self, moment: datetime) -> bool: ...
+
+
+class Context(Protocol):
+    """Read-only view of the site for a rule."""
+
+    @property
+    def now(self) -> datetime: ...  # aware, in the site's time zone
+
+    @property
+    def calendar(self) -> Calendar: ...
+
+    def device(self, device_id: str) -> DeviceInfo: ...
+
+    def latest(self, device_id: str, point: str) -> tuple[Value, int] | None: ...
+
+
+class Scope(BaseModel):
+    """Which devices a rule watches; every given filter must match."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    devices: list[str] = Field(default_factory=list, description="Device id globs.")
+    kinds: list[str] = Field(default_factory=list, description="Device kinds (meter, hvac...).")
+    zones: list[str] = Field(default_factory=list, description="Zone globs.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags that must match.")
+
+    def matches(self, device: DeviceInfo) -> bool:
+        if self.devices and not any(fnmatch.fnmatchcase(device.id, g) for g in self.devices):
+            return False
+        if self.kinds and device.kind not in self.kinds:
+            return False
+        if self.zones and not any(fnmatch.fnmatchcase(device.zone, g) for g in self.zones):
+            return False
+        return all(device.tags.get(k) == v for k, v in self.tags.items())
+
+
+class RuleParams(BaseModel):
+    """Parameters every rule kind shares; kinds subclass it with their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: Scope = Field(default_factory=Scope, description="Devices the rule watches.")
+    grade: Grade | None = Field(default=None, description="Overrides the kind's default grade.")
+
+
+class Rule(ABC):
+    """One rule instance from the site file. Subclasses set `kind` and `Params`."""
+
+    kind: ClassVar[str]
+    Params: ClassVar[type[RuleParams]] = RuleParams
+
+    def __init__(self, rule_id: str, params: RuleParams) -> None:
+        self.id = rule_id
+        self.params = params
+        self.watched: list[DeviceInfo] = []
+
+    def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
+        """Choose the devices to watch; returns their ids (the engine routes their Samples)."""
+        self.watched = [d for d in devices if self.params.scope.matches(d)]
+        return [d.id for d in self.watched]
+
+    def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
+        return ()
+
+    def on_tick(self, ctx: Context) -> Iterable[Effect]:
+        return ()
+
+    def snapshot(self) -> dict[str, Any]:
+        """State worth keeping across a restart (JSON-serialisable)."""
+        return {}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back what snapshot() returned before the restart."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line for `guanjia check` and the logs."""

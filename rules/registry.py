@@ -1,0 +1,25 @@
+"""Every rule kind, registered in one place: `kind` name -> class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rules.kinds.hvac import AcPolicyRule
+from rules.model import Rule
+
+KINDS: dict[str, type[Rule]] = {
+    AcPolicyRule.kind: AcPolicyRule,
+}
+
+
+def build_rule(entry: Mapping[str, Any]) -> Rule:
+    """A rule from its site-file entry {id, kind, ...params}; raises KeyError or
+    pydantic.ValidationError (the loader turns both into one-line config errors)."""
+    params = {k: v for k, v in entry.items() if k not in ("id", "kind")}
+    cls = KINDS[str(entry["kind"])]
+    return cls(str(entry["id"]), cls.Params.model_validate(params))
+
+
+def build_rules(entries: Sequence[Mapping[str, Any]]) -> list[Rule]:
+    return [build_rule(e) for e in entries]
