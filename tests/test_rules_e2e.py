@@ -77,7 +77,8 @@ async def test_summer_setpoint_is_enforced_and_everything_lands(tmp_path: Path) 
         assert transitions[:2] == ["raised", "cleared"]
         raised = alarms[0]
         assert raised[3] == pytest.approx(22.0)
-        assert "ac-301" in raised[4] and "26" in raised[4]  # the Chinese text names both
+        assert "ac-301" in raised[4]  # the Chinese text names the unit and the limit
+        assert "26" in raised[4]
         assert "ac-301" in raised[5]
         audit = influx.query(
             'SELECT "origin", "requested", "old", "outcome" FROM "audit"', db="building"
