@@ -65,6 +65,7 @@ class AlarmService:
         store_path: Path,
         rules: Sequence[Rule] | None = None,
         tick: float = 1.0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         site = loaded.site
         self.site_id = site.site.id
@@ -79,6 +80,7 @@ class AlarmService:
             list(self.devices.values()),
             self.calendar,
             site.site.timezone,
+            clock,
         )
         self.store = AlarmStore(store_path)
         self.book: AlarmBook = self.store.load()
@@ -93,7 +95,7 @@ class AlarmService:
 
     def observe(self, sample: Sample) -> None:
         """Bus subscriber. Cheap when no rule watches the device (a dict lookup)."""
-        effects = self.engine.on_sample(sample, None)
+        effects = self.engine.on_sample(sample)
         if effects:
             started = time.perf_counter()
             self._apply(effects, time.time())
@@ -129,8 +131,7 @@ class AlarmService:
                 log.exception("rules tick failed")
 
     def tick(self, t: float) -> None:
-        now = datetime.fromtimestamp(t, self.engine.ctx.tz)
-        self._apply(self.engine.on_tick(now), t)
+        self._apply(self.engine.on_tick(), t)
         self._publish(self.book.tick(t, self.catalog.response_time))
         acks_done = []
         for request in self.store.pending_acks():

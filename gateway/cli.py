@@ -10,7 +10,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from drivers.modbus.codec import label
@@ -110,8 +111,14 @@ async def _run(
     duration: float | None,
     transport: Transport | None = None,
     spool: str | None = None,
+    rules_clock: Callable[[], datetime] | None = None,
 ) -> None:
-    gateway = Gateway(loaded, transport=transport, spool_dir=Path(spool) if spool else None)
+    gateway = Gateway(
+        loaded,
+        transport=transport,
+        spool_dir=Path(spool) if spool else None,
+        rules_clock=rules_clock,
+    )
     stop = asyncio.Event()
     install_signal_handlers(stop)
     if duration:
@@ -173,7 +180,12 @@ async def _demo(args: argparse.Namespace) -> None:
                 first = loaded.site.mqtt.brokers[0]
                 await devices.start(first.host, first.port)
             await _run(
-                loaded, not args.no_view, args.duration, _override_transport(args), args.spool
+                loaded,
+                not args.no_view,
+                args.duration,
+                _override_transport(args),
+                args.spool,
+                clock.now,  # rules live in the building's (possibly faster) time
             )
         finally:
             await devices.stop()

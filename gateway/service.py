@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class Gateway:
         transport: Transport | None = None,
         spool_dir: Path | None = None,
         health_interval: float = 30.0,
+        rules_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.loaded = loaded
         site = loaded.site
@@ -122,6 +124,7 @@ class Gateway:
                 if mqtt is not None
                 else None,
                 store_path=store if store.is_absolute() else loaded.base_dir / store,
+                clock=rules_clock,
             )
             self.bus.subscribe(self.alarms.observe)
             if mqtt is not None:

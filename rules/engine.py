@@ -6,7 +6,7 @@ dict lookup; with rules, one call per rule that watches the device.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,8 +54,11 @@ class Engine:
         devices: Sequence[DeviceInfo],
         calendar: Calendar,
         tz: str = "Asia/Shanghai",
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.rules = list(rules)
+        # Rules read time only from ctx.now: the wall clock, or the demo's simulated one.
+        self.clock = clock or (lambda: datetime.now(self.ctx.tz))
         self.devices = {d.id: d for d in devices}
         self.ctx = EngineContext(self.devices, calendar, tz)
         self.by_device: dict[str, list[Rule]] = {}
@@ -64,7 +67,7 @@ class Engine:
                 self.by_device.setdefault(device_id, []).append(rule)
         self.samples = 0
 
-    def on_sample(self, sample: Sample, now: datetime | None = None) -> list[Effect]:
+    def on_sample(self, sample: Sample) -> list[Effect]:
         """Effects of one Sample. Latest values are kept for every device, watched or not:
         a rule may read another device's state (a window contact in the AC's zone)."""
         self.samples += 1
@@ -78,15 +81,14 @@ class Engine:
         rules = self.by_device.get(sample.device)
         if not rules:
             return []
-        if now is not None:
-            self.ctx.set_now(now)
+        self.ctx.set_now(self.clock())
         effects: list[Effect] = []
         for rule in rules:
             effects.extend(rule.on_sample(sample, self.ctx))
         return effects
 
-    def on_tick(self, now: datetime) -> list[Effect]:
-        self.ctx.set_now(now)
+    def on_tick(self) -> list[Effect]:
+        self.ctx.set_now(self.clock())
         effects: list[Effect] = []
         for rule in self.rules:
             effects.extend(rule.on_tick(self.ctx))

@@ -127,7 +127,7 @@ class AcPolicyRule(Rule):
         if unit is None:
             return ()
         value = sample.values.get(self.p.setpoint_point)
-        t = sample.ts / 1e9
+        t = ctx.now.timestamp()
         if isinstance(value, int | float) and not isinstance(value, bool):
             if unit.setpoint is not None and value != unit.setpoint:
                 unit.previous, unit.changed_at = unit.setpoint, t
