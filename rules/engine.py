@@ -6,6 +6,7 @@ dict lookup; with rules, one call per rule that watches the device.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -57,7 +58,9 @@ class Engine:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.rules = list(rules)
-        # Rules read time only from ctx.now: the wall clock, or the demo's simulated one.
+        # Rules read time from ctx.now and sample.ts. With a clock of its own (the demo's
+        # simulated building) the engine restamps Samples in that clock, so both agree.
+        self.restamp = clock is not None
         self.clock = clock or (lambda: datetime.now(self.ctx.tz))
         self.devices = {d.id: d for d in devices}
         self.ctx = EngineContext(self.devices, calendar, tz)
@@ -81,7 +84,10 @@ class Engine:
         rules = self.by_device.get(sample.device)
         if not rules:
             return []
-        self.ctx.set_now(self.clock())
+        now = self.clock()
+        self.ctx.set_now(now)
+        if self.restamp:
+            sample = dataclasses.replace(sample, ts=int(now.timestamp() * 1e9))
         effects: list[Effect] = []
         for rule in rules:
             effects.extend(rule.on_sample(sample, self.ctx))

@@ -47,7 +47,7 @@ class DeviceInfo:
         return self.tags.get("zone", "")
 
     def place(self) -> str:
-        """"main / 3F / 301" — for alarm texts."""
+        """ "main / 3F / 301" — for alarm texts."""
         parts = [self.tags.get("building", ""), self.tags.get("floor", ""), self.zone]
         return " / ".join(p for p in parts if p)
 

@@ -579,7 +579,9 @@ class AfterHoursConsumptionRule(_DeviceRule):
             night = self.nights[sample.device] = _Night(self.p.on_delay)
         t = sample.ts / 1e9
         after = self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo)
-        if after:
+        if after and sample.device not in self.alarms:
+            # Readings under an alarm stay out of the learning: a night with the AC left on
+            # must not teach the rule that AC at night is normal.
             night.total += power
             night.n += 1
         elif night.n:

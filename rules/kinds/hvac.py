@@ -45,13 +45,18 @@ class LimitOverride(BaseModel):
 
 class AcPolicyParams(RuleParams):
     scope: Scope = Field(default_factory=lambda: Scope(kinds=["hvac"]), description="AC units.")
-    summer: Season = Field(default=Season(start="06-01", end="09-30"), description="Cooling season.")
-    winter: Season = Field(default=Season(start="11-15", end="03-15"), description="Heating season.")
+    summer: Season = Field(
+        default=Season(start="06-01", end="09-30"), description="Cooling season."
+    )
+    winter: Season = Field(
+        default=Season(start="11-15", end="03-15"), description="Heating season."
+    )
     cooling_min: float = Field(default=26.0, description="Cooling setpoint floor in summer, °C.")
     heating_max: float = Field(default=20.0, description="Heating setpoint ceiling in winter, °C.")
     overrides: list[LimitOverride] = Field(default_factory=list, description="Per-zone limits.")
     exempt_zones: list[str] = Field(
-        default_factory=list, description="Zone globs never checked: server rooms, archives, clinics."
+        default_factory=list,
+        description="Zone globs never checked: server rooms, archives, clinics.",
     )
     grace: Duration = Field(default=600.0, description="A violation must last this long.")
     enforce: bool = Field(default=False, description="Write the setpoint back to the limit.")
@@ -114,12 +119,12 @@ class AcPolicyRule(Rule):
         if setpoint is None or mode is None or (power is not None and not power[0]):
             return None
         cooling, heating = self.limits(device)
-        if self.p.summer.contains(ctx.now) and mode[0] in self.p.cool_modes:
-            if setpoint < cooling:
-                return "below", setpoint, cooling
-        if self.p.winter.contains(ctx.now) and mode[0] in self.p.heat_modes:
-            if setpoint > heating:
-                return "above", setpoint, heating
+        cooling_now = self.p.summer.contains(ctx.now) and mode[0] in self.p.cool_modes
+        if cooling_now and setpoint < cooling:
+            return "below", setpoint, cooling
+        heating_now = self.p.winter.contains(ctx.now) and mode[0] in self.p.heat_modes
+        if heating_now and setpoint > heating:
+            return "above", setpoint, heating
         return None
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
@@ -163,8 +168,9 @@ class AcPolicyRule(Rule):
             "changed_at": unit.changed_at or "",
         }
         effects: list[Effect] = [
-            Raise(self.id, device.id, "ac_setpoint_violation", setpoint, limit,
-                  self.p.grade, details)
+            Raise(
+                self.id, device.id, "ac_setpoint_violation", setpoint, limit, self.p.grade, details
+            )
         ]
         if enforce_due:
             target = self._writable(device, limit)

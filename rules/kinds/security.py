@@ -464,8 +464,7 @@ _CAMERA_STATES: tuple[tuple[str, str, bool], ...] = (
     ("disk_error", "recorder_disk_error", True),
     ("disk_full", "recorder_disk_full", True),
 )
-_CAMERA_KINDS = (CAMERA_OFFLINE, VIDEO_LOSS, "camera_tamper", "recorder_disk_error",
-                 "recorder_disk_full")  # fmt: skip
+_CAMERA_KINDS = (CAMERA_OFFLINE, *dict.fromkeys(kind for _, kind, _ in _CAMERA_STATES))
 
 
 class CameraParams(RuleParams):
