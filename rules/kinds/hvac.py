@@ -168,9 +168,8 @@ class AcPolicyRule(Rule):
             "changed_at": unit.changed_at or "",
         }
         effects: list[Effect] = [
-            Raise(
-                self.id, device.id, "ac_setpoint_violation", setpoint, limit, self.p.grade, details
-            )
+            Raise(self.id, device.id, "ac_setpoint_violation", setpoint, limit,
+                  self.p.grade, details)
         ]
         if enforce_due:
             target = self._writable(device, limit)
@@ -187,9 +186,8 @@ class AcPolicyRule(Rule):
     def _writable(self, device: DeviceInfo, limit: float) -> float | None:
         """The limit, if the profile allows writing it; never a value outside its range."""
         point = device.points.get(self.p.setpoint_point)
-        if point is None or not point.writable:
+        if point is None or point.writable_min is None or point.writable_max is None:
             return None
-        assert point.writable_min is not None and point.writable_max is not None
         if not point.writable_min <= limit <= point.writable_max:
             return None
         return limit
