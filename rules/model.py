@@ -158,8 +158,8 @@ class Rule(ABC):
         """State worth keeping across a restart (JSON-serialisable)."""
         return {}
 
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Take back what snapshot() returned before the restart."""
+    def restore(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Take back what snapshot() returned before the restart (stateless rules: nothing)."""
 
     @abstractmethod
     def describe(self) -> str:
