@@ -181,14 +181,17 @@ class AlarmService:
                     )
 
     def texts(self, alarm: Alarm) -> tuple[str, str]:
-        device = self.devices.get(alarm.subject)
+        # A subject is a device id, or "device:what" when one device has several alarms.
+        device = self.devices.get(alarm.subject) or self.devices.get(
+            str(alarm.details.get("device", alarm.subject.split(":")[0]))
+        )
         unit = ""
         if device is not None:
             point = str(alarm.details.get("point", ""))
             unit = device.points[point].unit if point in device.points else ""
         params: dict[str, object] = {
             "place": device.place() if device else alarm.subject,
-            "device": alarm.subject,
+            "device": device.id if device else alarm.subject,
             "value": _fmt(alarm.value),
             "limit": _fmt(alarm.limit),
             "unit": unit or ("°C" if alarm.kind.startswith("ac_") else ""),
@@ -208,7 +211,7 @@ class AlarmService:
             "rule": alarm.rule,
             "subject": alarm.subject,
         }
-        device = self.devices.get(alarm.subject)
+        device = self.devices.get(alarm.subject.split(":")[0])
         if device is not None:
             tags.update(
                 {k: v for k, v in device.tags.items() if k in ("building", "floor", "zone")}

@@ -5,11 +5,46 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rules.kinds.energy import (
+    AfterHoursConsumptionRule,
+    CounterRule,
+    InverterFaultRule,
+    MeterOfflineRule,
+    MeterStuckRule,
+    PvUnderperformanceRule,
+    QuotaPaceRule,
+    ThresholdRule,
+)
 from rules.kinds.hvac import AcPolicyRule
+from rules.kinds.security import (
+    AfterHoursAccessRule,
+    CameraRule,
+    DoorForcedRule,
+    DoorHeldOpenRule,
+    InvalidCardsRule,
+    SafetyInputRule,
+)
 from rules.model import Rule
 
 KINDS: dict[str, type[Rule]] = {
-    AcPolicyRule.kind: AcPolicyRule,
+    cls.kind: cls
+    for cls in (
+        AcPolicyRule,
+        ThresholdRule,
+        MeterOfflineRule,
+        MeterStuckRule,
+        CounterRule,
+        AfterHoursConsumptionRule,
+        QuotaPaceRule,
+        PvUnderperformanceRule,
+        InverterFaultRule,
+        DoorForcedRule,
+        DoorHeldOpenRule,
+        InvalidCardsRule,
+        AfterHoursAccessRule,
+        CameraRule,
+        SafetyInputRule,
+    )
 }
 
 

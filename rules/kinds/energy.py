@@ -126,6 +126,12 @@ class ThresholdRule(_DeviceRule):
             level.high.update(value)
         if level.low is not None:
             level.low.update(value)
+        crossed = (level.high is not None and level.high.state) or (
+            level.low is not None and level.low.state
+        )
+        if not crossed and level.on.since is None and not level.off.on:
+            # The common case: within limits with nothing pending. Raised alarms keep off.on.
+            return ()
         return self._evaluate(sample.device, level, sample.ts / 1e9, ctx)
 
     def _evaluate(self, device_id: str, level: _Level, t: float, ctx: Context) -> Iterable[Effect]:
@@ -325,26 +331,28 @@ class MeterStuckRule(_DeviceRule):
             meter = self.meters[sample.device] = _Stuck(self.p.duration)
         same = value == meter.value
         if not same:
+            # A new value starts its own stuck period now (not at its first repeat).
             meter.value = value
+            meter.delay.reset()
         t = sample.ts / 1e9
         expected = self.p.always or not self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo)
-        if meter.delay.update(same and expected, t):
-            if sample.device in self.alarms:
-                return ()
-            since = meter.delay.since
-            assert since is not None
-            return self.alarms.raise_alarm(
-                sample.device,
-                "meter_stuck",
-                value=value,
-                limit=self.p.duration,
-                grade=self.p.grade,
-                details=self.details(
-                    sample.device, ctx, point=self.p.point, stuck_s=round(t - since)
-                ),
-            )
-        # Out of office hours an unchanged value proves nothing either way: keep the alarm.
-        return () if same else self.alarms.clear(sample.device)
+        # Only the time when load is expected counts; out of office hours an unchanged value
+        # proves nothing either way, so a raised alarm stays until the value moves.
+        stuck = meter.delay.update(expected, t)
+        if not same:
+            return self.alarms.clear(sample.device)
+        if not stuck or sample.device in self.alarms:
+            return ()
+        since = meter.delay.since
+        assert since is not None
+        return self.alarms.raise_alarm(
+            sample.device,
+            "meter_stuck",
+            value=value,
+            limit=self.p.duration,
+            grade=self.p.grade,
+            details=self.details(sample.device, ctx, point=self.p.point, stuck_s=round(t - since)),
+        )
 
     def snapshot(self) -> dict[str, Any]:
         meters = {

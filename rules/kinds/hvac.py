@@ -168,8 +168,9 @@ class AcPolicyRule(Rule):
             "changed_at": unit.changed_at or "",
         }
         effects: list[Effect] = [
-            Raise(self.id, device.id, "ac_setpoint_violation", setpoint, limit,
-                  self.p.grade, details)
+            Raise(
+                self.id, device.id, "ac_setpoint_violation", setpoint, limit, self.p.grade, details
+            )
         ]
         if enforce_due:
             target = self._writable(device, limit)

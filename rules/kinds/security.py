@@ -230,9 +230,14 @@ class DoorHeldOpenRule(_DeviceRule):
             if flag(held):
                 details = _details(_info(self.devices, sample.device, ctx), sample, "door_no")
                 details["source"] = "controller"
-                return self.alarms.raise_alarm(subject, "door_held_open", details=details)
+                return self.alarms.raise_alarm(
+                    subject, "door_held_open", grade=self.p.grade, details=details
+                )
             return self.alarms.clear(subject)
-        if flag(opened):
+        is_open = flag(opened)
+        if is_open is None:
+            return ()
+        if is_open:
             delay = self.open.get(subject)
             if delay is None:
                 delay = self.open[subject] = OnDelay(self._limit(subject))
@@ -249,13 +254,15 @@ class DoorHeldOpenRule(_DeviceRule):
         assert delay.since is not None
         details = _details(info, None)
         details["source"] = "contact"
-        if subject != info.id:
-            details["door_no"] = subject.rsplit("door", 1)[-1]
+        _, door, door_no = subject.rpartition(":door")
+        if door:
+            details["door_no"] = int(door_no) if door_no.isdigit() else door_no
         return self.alarms.raise_alarm(
             subject,
             "door_held_open",
             value=round(t - delay.since),
             limit=delay.delay,
+            grade=self.p.grade,
             details=details,
         )
 
@@ -296,8 +303,15 @@ class InvalidCardsParams(RuleParams):
     scope: Scope = Field(default_factory=_access_scope, description="Access controllers.")
     point: str = Field(default="invalid_card", description="Event point: unknown card presented.")
     card_point: str = Field(default="card_no", description="Point carrying the card number.")
-    count: int = Field(default=3, ge=2, description="This many invalid cards at one door...")
-    window: Duration = Field(default=300.0, gt=0, description="...within this long alarm.")
+    count: int = Field(
+        default=3, ge=2, description="Invalid cards at one door within `window` that alarm."
+    )
+    window: Duration = Field(
+        default=300.0,
+        gt=0,
+        description="Span the cards are counted in; also the quiet time "
+        "after the last card before the alarm clears.",
+    )
 
 
 class InvalidCardsRule(_DeviceRule):
