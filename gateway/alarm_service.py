@@ -48,6 +48,37 @@ def device_infos(loaded: LoadedSite) -> list[DeviceInfo]:
     return out
 
 
+_DIRECTIONS = {"below": ("低于", "below"), "above": ("高于", "above")}
+
+
+def derived_params(kind: str, alarm: Alarm) -> dict[str, object]:
+    """Template fields the catalog's texts name, from what the rules report."""
+    d = alarm.details
+    out: dict[str, object] = {}
+    direction = d.get("direction")
+    if (
+        direction is None
+        and isinstance(alarm.value, int | float)
+        and isinstance(alarm.limit, int | float)
+    ):
+        direction = "above" if alarm.value > alarm.limit else "below"
+    zh, en = _DIRECTIONS.get(str(direction), ("超出", "beyond"))
+    out.update(direction_zh=zh, direction_en=en)
+    seconds = alarm.value if isinstance(alarm.value, int | float) else None
+    if kind in ("meter_offline", "camera_offline") and seconds is not None:
+        out["minutes"] = f"{seconds / 60:.1f}"
+    if kind == "door_held_open" and seconds is not None:
+        out["seconds"] = f"{seconds:.0f}"
+    if kind == "invalid_cards_repeated":
+        out["count"] = _fmt(alarm.value)
+        window = d.get("window_s")
+        out["minutes"] = f"{float(window) / 60:g}" if isinstance(window, int | float) else "?"
+    if kind.startswith("quota_"):
+        out["quota"] = f"{alarm.rule} {d.get('period', '')}".strip()
+        out["used"] = _fmt(d.get("so_far_kwh"))
+    return out
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.1f}"
@@ -196,7 +227,10 @@ class AlarmService:
             "limit": _fmt(alarm.limit),
             "unit": unit or ("°C" if alarm.kind.startswith("ac_") else ""),
             **{k: _fmt(v) for k, v in alarm.details.items()},
+            **derived_params(alarm.kind, alarm),
         }
+        if alarm.kind.startswith("quota_"):
+            params["unit"] = "kWh"
         return (
             self.catalog.text(alarm.kind, "zh", **params),
             self.catalog.text(alarm.kind, "en", **params),

@@ -158,6 +158,7 @@ async def _demo(args: argparse.Namespace) -> None:
     from drivers.simulator.building import start_building
     from drivers.simulator.clock import SimClock
     from drivers.simulator.mqtt_devices import MqttBuilding, ac_units_by_zone, from_site
+    from drivers.simulator.scenario import Scenario
     from gateway.config_load import needs_embedded_broker
     from gateway.site import BrokerConfig, MqttConfig
 
@@ -170,15 +171,22 @@ async def _demo(args: argparse.Namespace) -> None:
         mqtt = MqttConfig(brokers=[BrokerConfig(name="site", host=broker.host, port=broker.port)])
     try:
         loaded = load_site(path, mqtt=mqtt)
-        clock = SimClock(speed=args.speed, tz=loaded.site.site.timezone)
+        if args.alarm_store:
+            alarms = loaded.site.alarms.model_copy(update={"store": args.alarm_store})
+            loaded.site = loaded.site.model_copy(update={"alarms": alarms})
+        start = datetime.fromisoformat(args.start) if args.start else None
+        clock = SimClock(speed=args.speed, start=start, tz=loaded.site.site.timezone)
         building = await start_building(loaded.site, loaded.profiles, clock)
         devices = MqttBuilding(
             from_site(loaded.site), clock, ac_units=ac_units_by_zone(loaded.site, building)
         )
+        scenario = Scenario.default(clock, building, devices)
         try:
             if loaded.site.mqtt is not None and devices.devices:
                 first = loaded.site.mqtt.brokers[0]
                 await devices.start(first.host, first.port)
+            if not args.no_scenario:
+                scenario.start()
             await _run(
                 loaded,
                 not args.no_view,
@@ -188,6 +196,7 @@ async def _demo(args: argparse.Namespace) -> None:
                 clock.now,  # rules live in the building's (possibly faster) time
             )
         finally:
+            await scenario.stop()
             await devices.stop()
             await building.stop()
     finally:
@@ -335,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--no-view", action="store_true", help="log instead of the live view")
     p.add_argument("--spool", help="spool directory (default: the site file's)")
+    p.add_argument(
+        "--start",
+        default="2026-07-14T07:58",
+        help="simulated start, local time (default: a July Tuesday before office hours)",
+    )
+    p.add_argument("--no-scenario", action="store_true", help="no scripted misbehaviour")
+    p.add_argument("--alarm-store", help="alarm database (default: the site file's)")
     _add_db_args(p)
     p.set_defaults(func=cmd_demo)
 

@@ -74,6 +74,12 @@ def render(gateway: Gateway, width: int = 120) -> str:
                 shown = "  ".join(f"{k}={_fmt(v)}" for k, v in list(values.items())[:_KEY_POINTS])
                 row = f"{device:<18} {state:<8} {'mqtt':>8} {st.messages:>6} {'':>4}  {shown}"
                 lines.append(row[:width])
+    if gateway.alarms is not None:
+        alarms = sorted(gateway.alarms.book.open_alarms(), key=lambda a: -a.raised_at)
+        lines += ["", f"alarms: {len(alarms)} open", "-" * min(width, 120)]
+        for alarm in alarms[:10]:
+            zh, en = gateway.alarms.texts(alarm)
+            lines.append(f"{alarm.grade:<6} {alarm.state:<12} {zh} | {en}"[:width])
     lines.append("")
     lines.append("Ctrl-C stops the gateway (everything in memory is written or spooled).")
     return "\n".join(lines)

@@ -30,6 +30,8 @@ def test_demo_writes_the_virtual_building_to_influxdb(tmp_path: Path) -> None:
                 "60",
                 "--spool",
                 str(tmp_path / "spool"),
+                "--alarm-store",
+                str(tmp_path / "alarms.sqlite"),
                 "--influx-v1",
                 influx.url,
                 "--database",
@@ -47,6 +49,11 @@ def test_demo_writes_the_virtual_building_to_influxdb(tmp_path: Path) -> None:
         measurements = {v[0] for v in shown["results"][0]["series"][0]["values"]}
         # Modbus devices polled, MQTT devices published through the embedded broker.
         assert {"meter", "pv_inverter", "hvac", "sensor", "camera"} <= measurements
+        # The scripted misbehaviour set off alarms, and the AC policy wrote a setpoint back.
+        assert {"alarm", "audit"} <= measurements
+        kinds = influx.query('SHOW TAG VALUES FROM "alarm" WITH KEY = "kind"', db="building")
+        raised = {v[1] for v in kinds["results"][0]["series"][0]["values"]}
+        assert {"ac_setpoint_violation", "door_forced_open", "video_loss"} <= raised
         devices = influx.query('SHOW TAG VALUES FROM "hvac" WITH KEY = "zone"', db="building")
         zones = {v[1] for v in devices["results"][0]["series"][0]["values"]}
         assert zones == {"301", "302", "401", "srv-1"}

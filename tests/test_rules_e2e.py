@@ -99,4 +99,3 @@ async def test_summer_setpoint_is_enforced_and_everything_lands(tmp_path: Path) 
     assert [a.kind for a in open_alarms] == ["ac_setpoint_violation"]  # cleared, not yet acked
     assert open_alarms[0].state == "cleared"
     assert history[:2] == ["raised", "cleared"]
-
