@@ -17,6 +17,7 @@ from pathlib import Path
 from drivers.modbus.codec import label
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.profile import Profile
+from drivers.mqtt.profile import MqttProfile
 from gateway.alarm_store import AlarmStore
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
@@ -63,7 +64,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    model: type[Site] | type[Profile] = Profile if args.profile else Site
+    if args.rules:
+        from rules.registry import KINDS
+
+        schemas = {kind: cls.Params.model_json_schema() for kind, cls in sorted(KINDS.items())}
+        print(json.dumps(schemas, indent=2, ensure_ascii=False))
+        return 0
+    model: type[Site] | type[Profile] | type[MqttProfile] = Site
+    if args.profile:
+        model = MqttProfile if args.profile == "mqtt" else Profile
     print(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
@@ -322,7 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("schema", help="print the JSON Schema of site files (or profiles)")
-    p.add_argument("--profile", action="store_true", help="the profile schema instead")
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="modbus",
+        choices=["modbus", "mqtt"],
+        help="the profile schema instead (modbus or mqtt)",
+    )
+    p.add_argument("--rules", action="store_true", help="parameters of every rule kind")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("read", help="poll one device once and print its decoded values")
