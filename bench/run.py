@@ -29,6 +29,7 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
     ("planner", "bench.bench_planner", ("planner",)),
     ("write", "bench.bench_write", ("write",)),
     ("ingest", "bench.bench_ingest", ("ingest_vs_paho", "ingest_vs_aiomqtt")),
+    ("rules", "bench.bench_rules", ("rules_cpu", "rules_p99_ms")),
 ]
 
 

@@ -118,6 +118,8 @@ class AlarmService:
         self.engine.restore(self.store.load_rule_state())
         self.prefix = f"{site.mqtt.prefix if site.mqtt else 'guanjia'}/{self.site_id}/alarm"
         self.tick_interval = tick
+        self.state_save_interval = 60.0
+        self._states_saved = 0.0
         self._task: asyncio.Task[None] | None = None
         self.transitions = 0
         self.latency: list[float] = []  # seconds from a Sample's arrival to its transitions
@@ -167,7 +169,13 @@ class AlarmService:
         acks_done = []
         for request in self.store.pending_acks():
             acks_done.append((request.id, self.ack(request.alarm_id, request.by, request.note)))
-        self.store.save([], self.book, acks_done=acks_done, rule_states=self.engine.snapshot(), t=t)
+        # Rule states (running on-delays, learned baselines) are saved once a minute, not
+        # every tick: a restart loses at most a minute of a delay, and the store is spared
+        # rewriting thousands of rows each second.
+        states = None
+        if t - self._states_saved >= self.state_save_interval:
+            states, self._states_saved = self.engine.snapshot(), t
+        self.store.save([], self.book, acks_done=acks_done, rule_states=states, t=t)
 
     # -- outputs ---------------------------------------------------------------------------
 

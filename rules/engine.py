@@ -23,16 +23,20 @@ class EngineContext:
         self._devices = devices
         self._calendar = calendar
         self.tz = ZoneInfo(tz)
-        self._now = datetime.now(self.tz)
+        self._now: datetime | None = datetime.now(self.tz)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(self.tz)
         self.values: dict[str, dict[str, Value]] = {}
         self.stamps: dict[str, int] = {}
 
     @property
     def now(self) -> datetime:
+        # Read lazily: most rules judge a Sample by its own timestamp and never ask.
+        if self._now is None:
+            self._now = self.clock().astimezone(self.tz)
         return self._now
 
-    def set_now(self, now: datetime) -> None:
-        self._now = now.astimezone(self.tz)
+    def set_now(self, now: datetime | None) -> None:
+        self._now = None if now is None else now.astimezone(self.tz)
 
     @property
     def calendar(self) -> Calendar:
@@ -58,12 +62,13 @@ class Engine:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.rules = list(rules)
+        self.devices = {d.id: d for d in devices}
+        self.ctx = EngineContext(self.devices, calendar, tz)
         # Rules read time from ctx.now and sample.ts. With a clock of its own (the demo's
         # simulated building) the engine restamps Samples in that clock, so both agree.
         self.restamp = clock is not None
-        self.clock = clock or (lambda: datetime.now(self.ctx.tz))
-        self.devices = {d.id: d for d in devices}
-        self.ctx = EngineContext(self.devices, calendar, tz)
+        self.clock = clock or self.ctx.clock
+        self.ctx.clock = self.clock
         self.by_device: dict[str, list[Rule]] = {}
         for rule in self.rules:
             for device_id in rule.bind(devices):
@@ -84,14 +89,19 @@ class Engine:
         rules = self.by_device.get(sample.device)
         if not rules:
             return []
-        now = self.clock()
-        self.ctx.set_now(now)
+        ctx = self.ctx
+        ctx.set_now(None)
         if self.restamp:
-            sample = dataclasses.replace(sample, ts=int(now.timestamp() * 1e9))
-        effects: list[Effect] = []
+            sample = dataclasses.replace(sample, ts=int(ctx.now.timestamp() * 1e9))
+        effects: list[Effect] | None = None
         for rule in rules:
-            effects.extend(rule.on_sample(sample, self.ctx))
-        return effects
+            out = rule.on_sample(sample, ctx)
+            if out:
+                if effects is None:
+                    effects = list(out)
+                else:
+                    effects.extend(out)
+        return effects or []
 
     def on_tick(self) -> list[Effect]:
         self.ctx.set_now(self.clock())

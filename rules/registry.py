@@ -15,7 +15,12 @@ from rules.kinds.energy import (
     QuotaPaceRule,
     ThresholdRule,
 )
-from rules.kinds.hvac import AcPolicyRule
+from rules.kinds.hvac import (
+    AcAfterHoursRule,
+    AcPolicyRule,
+    AcWindowOpenRule,
+    DemandResponseRule,
+)
 from rules.kinds.security import (
     AfterHoursAccessRule,
     CameraRule,
@@ -30,6 +35,9 @@ KINDS: dict[str, type[Rule]] = {
     cls.kind: cls
     for cls in (
         AcPolicyRule,
+        AcAfterHoursRule,
+        AcWindowOpenRule,
+        DemandResponseRule,
         ThresholdRule,
         MeterOfflineRule,
         MeterStuckRule,

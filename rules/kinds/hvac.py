@@ -12,6 +12,9 @@ Point names are those of the coolmaster_indoor profile (mode: 0 Cool, 1 Heat, 2 
 What a unit is doing comes from ctx.latest, which the engine keeps for every device. Right
 after a restart it is empty until the first poll: a rule then knows nothing about the unit and
 keeps its state (a running delay, a raised alarm) instead of taking "unknown" for "off".
+
+Every Raise carries `device` and `place` in its details. ac_after_hours and ac_window_open
+report as value how many seconds the condition has lasted and as limit their delay.
 """
 
 from __future__ import annotations
@@ -367,17 +370,14 @@ class AcAfterHoursRule(_AcRule):
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         if self.p.power_point not in sample.values or sample.device not in self.delays:
             return ()
-        return self._evaluate(sample.device, ctx, ctx.now.timestamp())
+        return self._evaluate(sample.device, ctx, sample.ts / 1e9)
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
         # The delay runs out, and office hours begin or end, between two polls.
         t = ctx.now.timestamp()
         effects: list[Effect] = []
-        for device_id, delay in self.delays.items():
-            if delay.since is not None or device_id in self.alarms:
-                effects.extend(self._evaluate(device_id, ctx, t))
-            elif self.p.power(device_id, ctx):
-                effects.extend(self._evaluate(device_id, ctx, t))  # on when office hours end
+        for device_id in self.delays:
+            effects.extend(self._evaluate(device_id, ctx, t))
         return effects
 
     def _evaluate(self, device_id: str, ctx: Context, t: float) -> Iterable[Effect]:
@@ -395,10 +395,14 @@ class AcAfterHoursRule(_AcRule):
         return self.alarms.raise_alarm(
             device_id,
             "ac_after_hours",
-            value=round((t - delay.since) / 60),
-            limit=round(self.p.delay / 60),
+            value=round(t - delay.since),
+            limit=self.p.delay,
             grade=self.p.grade,
-            details={"device": device_id, "place": info.place(), "since": _iso(delay.since, ctx.now)},
+            details={
+                "device": device_id,
+                "place": info.place(),
+                "since": _iso(delay.since, ctx.now),
+            },
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -431,9 +435,7 @@ class AcWindowOpenParams(AcUnitParams):
         description="Window and door contacts: devices of this scope that have contact_point, "
         "matched to AC units by their zone tag (e.g. add tags: {use: window}).",
     )
-    contact_point: str = Field(
-        default="door_open", description="Contact state point (true: open)."
-    )
+    contact_point: str = Field(default="door_open", description="Contact state point (true: open).")
     delay: Duration = Field(
         default=300.0,
         description="A unit cooling or heating with a contact in its zone open this long alarms.",
@@ -461,13 +463,14 @@ class AcWindowOpenRule(_AcRule):
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         super().bind(devices)
         units = [d for d in self.watched if d.zone]
+        unit_ids = {u.id for u in units}
         contacts = [
             d
             for d in devices
             if d.zone
+            and d.id not in unit_ids
             and self.p.contact_point in d.points
             and self.p.contacts.matches(d)
-            and d.id not in {u.id for u in units}
         ]
         self.contacts = {}
         for c in contacts:
@@ -501,7 +504,7 @@ class AcWindowOpenRule(_AcRule):
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         device_id = sample.device
         values = sample.values
-        t = ctx.now.timestamp()
+        t = sample.ts / 1e9
         if device_id in self.units:
             if self.p.mode_point not in values and self.p.power_point not in values:
                 return ()
@@ -646,7 +649,9 @@ class DemandResponseRule(_AcRule):
     every unit in scope that is cooling gets its own setpoint plus the largest offset of the
     running events (capped by max_offset and the setpoint's writable maximum); a unit that
     starts cooling during the event joins it. When the last event ends (its end, max_duration
-    after its start, or cancel()), each unit gets its own setpoint back.
+    after its start, or cancel()), each unit gets its own setpoint back, also one that was
+    switched off meanwhile (it starts at that setpoint next time). Of overlapping events the
+    largest offset applies; when it ends the units go down to the next one's.
 
     A person who changes a unit's setpoint during the event wins: the unit is left alone for
     the rest of the event and keeps that value at the end, unless restore_manual. Events and
