@@ -23,6 +23,7 @@ from rules.alarms import Alarm, AlarmBook, Transition
 from rules.calendar import WorkCalendar
 from rules.catalog import Catalog
 from rules.engine import Engine
+from rules.kinds.hvac import DemandResponseRule
 from rules.model import Clear, DeviceInfo, Effect, Issue, PointInfo, Raise, Rule
 from rules.registry import build_rules
 
@@ -135,6 +136,35 @@ class AlarmService:
             self.latency.append(time.perf_counter() - started)
             if len(self.latency) > 10_000:
                 del self.latency[:5_000]
+
+    def demand_response(self, payload: bytes) -> str:
+        """A grid operator's event: {"id", "start", "end", "offset"} (ISO times with a zone),
+        or {"cancel": id}. Handed to every demand_response rule; commands follow on ticks."""
+        rules = [r for r in self.engine.rules if isinstance(r, DemandResponseRule)]
+        if not rules:
+            return "no demand_response rule in this site"
+        try:
+            doc = json.loads(payload)
+            if not isinstance(doc, dict):
+                raise ValueError("expected a JSON object")
+            if "cancel" in doc:
+                found = [r.cancel(str(doc["cancel"])) for r in rules]
+                return "cancelled" if any(found) else "unknown event"
+            start = datetime.fromisoformat(str(doc["start"]))
+            end = datetime.fromisoformat(str(doc["end"]))
+            offset = doc.get("offset")
+            for rule in rules:
+                rule.event(
+                    start,
+                    end,
+                    None if offset is None else float(offset),
+                    str(doc.get("id", "")) or None,
+                )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("demand response event refused: %s", exc)
+            return f"refused: {exc}"
+        log.info("demand response event %s from %s to %s", doc.get("id"), start, end)
+        return "accepted"
 
     def ack(self, alarm_id: str, by: str, note: str = "") -> str:
         if self.book.get(alarm_id) is None:

@@ -78,6 +78,9 @@ class MqttService:
         self.status_topic = f"{prefix}/status"
         self.command_filter = f"{prefix}/+/+/set"
         self.ack_filter = f"{prefix}/alarm/+/ack"
+        self.dr_topic = f"{prefix}/dr/event"
+        # Set by the gateway when demand-response rules run: payload -> outcome text.
+        self.on_dr_event: Callable[[bytes], str] | None = None
         # Set by the gateway when rules run: (alarm id, who, note) -> outcome text.
         self.on_alarm_ack: Callable[[str, str, str], str] | None = None
         self._prefix = prefix
@@ -93,7 +96,7 @@ class MqttService:
             filters = ingest.router.filters()
             is_home = broker.name == publish_to
             if is_home:
-                filters += [self.command_filter, self.ack_filter]
+                filters += [self.command_filter, self.ack_filter, self.dr_topic]
             self.ingest[broker.name] = ingest
             self.connections[broker.name] = Connection(
                 broker_settings(self.site_id, broker, loaded.secrets.get(f"mqtt.{broker.name}")),
@@ -114,6 +117,9 @@ class MqttService:
         prefix_len = len(self._prefix) + 1
 
         def handle(topic: str, payload: bytes, message: Any) -> None:
+            if is_home and topic == self.dr_topic and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._dr_received, payload)
+                return
             if is_home and topic.endswith("/ack") and topic.startswith(self._prefix + "/alarm/"):
                 parts = topic[prefix_len:].split("/")
                 if len(parts) == 3 and self._loop is not None:
@@ -185,6 +191,13 @@ class MqttService:
             for ingest in self.ingest.values():
                 for sample in ingest.check_heartbeats():
                     self._publish_sample(sample)
+
+    def _dr_received(self, payload: bytes) -> None:
+        if self.on_dr_event is None:
+            outcome = "no demand_response rule in this site"
+        else:
+            outcome = self.on_dr_event(payload)
+        self.home.publish(f"{self.dr_topic}/result", json.dumps({"result": outcome}))
 
     def _ack_received(self, alarm_id: str, payload: bytes) -> None:
         """`.../alarm/<id>/ack` with "" / a name / {"by": ..., "note": ...}."""

@@ -129,6 +129,7 @@ class Gateway:
             self.bus.subscribe(self.alarms.observe)
             if mqtt is not None:
                 mqtt.on_alarm_ack = self.alarms.ack
+                mqtt.on_dr_event = self.alarms.demand_response
         self.health_interval = health_interval
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from gateway.alarm_store import AlarmStore
 from gateway.config_load import load_site
 from gateway.service import Gateway
+from gateway.spool import Spool
 from tests.modbus_devices import modbus_server
 from tests.servers import InfluxDB1Server
 
@@ -99,3 +101,77 @@ async def test_summer_setpoint_is_enforced_and_everything_lands(tmp_path: Path) 
     assert [a.kind for a in open_alarms] == ["ac_setpoint_violation"]  # cleared, not yet acked
     assert open_alarms[0].state == "cleared"
     assert history[:2] == ["raised", "cleared"]
+
+
+async def test_demand_response_over_mqtt_raises_then_restores(tmp_path: Path) -> None:
+    import json
+    from datetime import datetime, timedelta
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tests.servers import MosquittoServer
+
+    with MosquittoServer(tmp_path / "mosquitto") as broker:
+        async with modbus_server({1: _coolmaster(26.0)}) as port:
+            site = tmp_path / "site.yaml"
+            site.write_text(
+                textwrap.dedent(f"""\
+                site: {{name: 市行政中心, id: city-hall}}
+                spool: {{path: spool}}
+                batching: {{max_age: 0.1s}}
+                alarms: {{store: alarms.sqlite}}
+                mqtt: {{brokers: [{{name: site, host: 127.0.0.1, port: {broker.port}}}]}}
+                devices:
+                  - id: ac-301
+                    profile: coolmaster_indoor
+                    modbus: {{transport: tcp, host: 127.0.0.1, port: {port}, base: 16}}
+                    poll: 0.2s
+                    tags: {{zone: "301"}}
+                rules:
+                  - {{id: dr, kind: demand_response, offset: 1}}
+                """),
+                encoding="utf-8",
+            )
+            gateway = Gateway(load_site(site), health_interval=3600)
+            setpoints: list[float] = []
+            gateway.bus.subscribe(
+                lambda s: (
+                    setpoints.append(float(s.values["setpoint_degc"]))
+                    if s.device == "ac-301" and "setpoint_degc" in s.values
+                    else None
+                )
+            )
+            await gateway.start()
+            try:
+                for _ in range(50):
+                    if gateway.mqtt is not None and gateway.mqtt.home.connected.is_set():
+                        break
+                    await asyncio.sleep(0.1)
+                now = datetime.now(UTC)
+                event = {
+                    "id": "grid-1",
+                    "start": (now - timedelta(seconds=1)).isoformat(),
+                    "end": (now + timedelta(seconds=3)).isoformat(),
+                    "offset": 1,
+                }
+                operator = mqtt.Client(CallbackAPIVersion.VERSION2)
+                operator.connect("127.0.0.1", broker.port)
+                operator.loop_start()
+                operator.publish("guanjia/city-hall/dr/event", json.dumps(event), qos=1)
+                for _ in range(100):
+                    if 27.0 in setpoints and setpoints[-1] == 26.0:
+                        break
+                    await asyncio.sleep(0.1)
+                operator.loop_stop()
+                operator.disconnect()
+            finally:
+                await gateway.stop()
+    assert 27.0 in setpoints, setpoints  # raised by the offset during the event
+    assert setpoints[-1] == 26.0  # the unit's own setpoint is back after it
+    with Spool(tmp_path / "spool", 1 << 30) as spool:
+        chunk = spool.peek(1 << 30)
+    assert chunk is not None
+    audit = [x for x in chunk.body.decode().splitlines() if x.startswith("audit,")]
+    assert len(audit) == 2  # the raise and the restore, both audited
+    assert all('origin="rule:dr"' in line for line in audit)
