@@ -166,6 +166,25 @@ class AlarmService:
         log.info("demand response event %s from %s to %s", doc.get("id"), start, end)
         return "accepted"
 
+    def shelve(self, alarm_id: str, payload: bytes) -> str:
+        """{"for": "2h", "reason": "...", "by": "..."}: quiet for a while, with a reason."""
+        from core.config_types import parse_duration
+
+        if self.book.get(alarm_id) is None:
+            return "unknown alarm"
+        try:
+            doc = json.loads(payload)
+            seconds = parse_duration(doc["for"])
+            reason = str(doc["reason"]).strip()
+            if not reason:
+                raise ValueError("a reason is required")
+        except (ValueError, KeyError, TypeError) as exc:
+            return f'refused: {exc}; send {{"for": "2h", "reason": "..."}}'
+        t = time.time()
+        by = f"mqtt:{doc.get('by', 'anonymous')}"
+        self._publish(self.book.shelve(alarm_id, t + seconds, reason, by, t))
+        return "shelved"
+
     def ack(self, alarm_id: str, by: str, note: str = "") -> str:
         if self.book.get(alarm_id) is None:
             return "unknown alarm"

@@ -78,6 +78,9 @@ class MqttService:
         self.status_topic = f"{prefix}/status"
         self.command_filter = f"{prefix}/+/+/set"
         self.ack_filter = f"{prefix}/alarm/+/ack"
+        self.shelve_filter = f"{prefix}/alarm/+/shelve"
+        # (alarm id, payload) -> outcome text.
+        self.on_alarm_shelve: Callable[[str, bytes], str] | None = None
         self.dr_topic = f"{prefix}/dr/event"
         # Set by the gateway when demand-response rules run: payload -> outcome text.
         self.on_dr_event: Callable[[bytes], str] | None = None
@@ -96,7 +99,7 @@ class MqttService:
             filters = ingest.router.filters()
             is_home = broker.name == publish_to
             if is_home:
-                filters += [self.command_filter, self.ack_filter, self.dr_topic]
+                filters += [self.command_filter, self.ack_filter, self.shelve_filter, self.dr_topic]
             self.ingest[broker.name] = ingest
             self.connections[broker.name] = Connection(
                 broker_settings(self.site_id, broker, loaded.secrets.get(f"mqtt.{broker.name}")),
@@ -120,6 +123,19 @@ class MqttService:
             if is_home and topic == self.dr_topic and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._dr_received, payload)
                 return
+            if is_home and topic.endswith("/shelve") and topic.startswith(self._prefix + "/alarm/"):
+                parts = topic[prefix_len:].split("/")
+                if len(parts) == 3 and self._loop is not None and self.on_alarm_shelve:
+                    handler = self.on_alarm_shelve
+                    alarm_id = parts[1]
+
+                    def shelve() -> None:
+                        outcome = handler(alarm_id, payload)
+                        reply = json.dumps({"alarm": alarm_id, "result": outcome})
+                        self.home.publish(f"{self._prefix}/alarm/{alarm_id}/shelve/result", reply)
+
+                    self._loop.call_soon_threadsafe(shelve)
+                    return
             if is_home and topic.endswith("/ack") and topic.startswith(self._prefix + "/alarm/"):
                 parts = topic[prefix_len:].split("/")
                 if len(parts) == 3 and self._loop is not None:

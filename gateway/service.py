@@ -130,6 +130,7 @@ class Gateway:
             if mqtt is not None:
                 mqtt.on_alarm_ack = self.alarms.ack
                 mqtt.on_dr_event = self.alarms.demand_response
+                mqtt.on_alarm_shelve = self.alarms.shelve
         self.health_interval = health_interval
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []

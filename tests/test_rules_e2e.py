@@ -175,3 +175,83 @@ async def test_demand_response_over_mqtt_raises_then_restores(tmp_path: Path) ->
     audit = [x for x in chunk.body.decode().splitlines() if x.startswith("audit,")]
     assert len(audit) == 2  # the raise and the restore, both audited
     assert all('origin="rule:dr"' in line for line in audit)
+
+
+async def test_alarm_topic_shelve_over_mqtt_and_ack_from_the_cli(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tests.servers import MosquittoServer
+
+    with MosquittoServer(tmp_path / "mosquitto") as broker:
+        async with modbus_server({1: _coolmaster(22.0)}) as port:
+            site = tmp_path / "site.yaml"
+            site.write_text(
+                textwrap.dedent(f"""\
+                site: {{name: 市行政中心, id: city-hall}}
+                spool: {{path: spool}}
+                alarms: {{store: alarms.sqlite}}
+                mqtt: {{brokers: [{{name: site, host: 127.0.0.1, port: {broker.port}}}]}}
+                devices:
+                  - id: ac-301
+                    profile: coolmaster_indoor
+                    modbus: {{transport: tcp, host: 127.0.0.1, port: {port}, base: 16}}
+                    poll: 0.2s
+                rules:
+                  - {{id: ac, kind: ac_policy, grace: 0s, summer: {{start: "01-01", end: "12-31"}}}}
+                """),
+                encoding="utf-8",
+            )
+            seen: dict[str, bytes] = {}
+            watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
+            watcher.on_message = lambda _c, _u, m: seen.__setitem__(m.topic, bytes(m.payload))
+            watcher.connect("127.0.0.1", broker.port)
+            watcher.subscribe("guanjia/city-hall/alarm/#", qos=1)
+            watcher.loop_start()
+            gateway = Gateway(load_site(site), health_interval=3600)
+            await gateway.start()
+            try:
+                topic = "guanjia/city-hall/alarm/ac.ac-301"
+                for _ in range(100):
+                    if topic in seen:
+                        break
+                    await asyncio.sleep(0.1)
+                state = json.loads(seen[topic])
+                assert state["kind"] == "ac_setpoint_violation"
+                assert state["state"] == "active"
+                watcher.publish(
+                    f"{topic}/shelve", '{"for": "2h", "reason": "repair booked"}', qos=1
+                )
+                for _ in range(50):
+                    if f"{topic}/shelve/result" in seen:
+                        break
+                    await asyncio.sleep(0.1)
+                assert json.loads(seen[f"{topic}/shelve/result"])["result"] == "shelved"
+                result = await asyncio.to_thread(
+                    subprocess.run,
+                    [
+                        sys.executable,
+                        "-m",
+                        "gateway.cli",
+                        "ack",
+                        str(site),
+                        "ac.ac-301",
+                        "--by",
+                        "duty-officer",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                assert result.returncode == 0, result.stderr
+                assert "acked" in result.stdout
+                await asyncio.sleep(0.3)
+                assert json.loads(seen[topic])["acked_by"] == "duty-officer"
+            finally:
+                await gateway.stop()
+                watcher.loop_stop()
+                watcher.disconnect()
