@@ -14,7 +14,7 @@ details.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any, Literal, Self
 
@@ -22,8 +22,9 @@ from pydantic import Field, model_validator
 
 from core.config_types import Duration
 from core.types import Sample, Value
-from rules.blocks import AlarmLatch, Hysteresis, OffDelay, OfficeHours, OnDelay
-from rules.model import Context, DeviceInfo, Effect, Grade, Rule, RuleParams, Scope
+from rules.blocks import Hysteresis, OffDelay, OfficeHours, OnDelay
+from rules.kinds.base import DeviceRule
+from rules.model import Context, Effect, Grade, RuleParams, Scope
 
 AVAILABLE = "available"  # the point MQTT ingest uses for a device's availability
 
@@ -42,26 +43,6 @@ def _meter_scope() -> Scope:
 
 def _inverter_scope() -> Scope:
     return Scope(kinds=["pv_inverter"])
-
-
-class _DeviceRule(Rule):
-    """Keeps the bound devices by id (for alarm texts) and the latch of raised alarms."""
-
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
-        super().__init__(rule_id, params)
-        self.devices: dict[str, DeviceInfo] = {}
-        self.alarms = AlarmLatch(rule_id)
-
-    def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
-        ids = super().bind(devices)
-        self.devices = {d.id: d for d in self.watched}
-        return ids
-
-    def details(self, device_id: str, ctx: Context, **extra: Value) -> dict[str, Value]:
-        info = self.devices.get(device_id)
-        if info is None:
-            info = ctx.device(device_id)
-        return {"device": info.id, "place": info.place(), **extra}
 
 
 # --- threshold ---------------------------------------------------------------------------
@@ -102,7 +83,7 @@ class _Level:
         self.value: float | None = None
 
 
-class ThresholdRule(_DeviceRule):
+class ThresholdRule(DeviceRule):
     """Any numeric point above or below a limit, with a dead band and on/off delays."""
 
     kind = "threshold"
@@ -224,7 +205,7 @@ class MeterOfflineParams(RuleParams):
         return self.intervals * self.poll if self.poll is not None else self.max_silence
 
 
-class MeterOfflineRule(_DeviceRule):
+class MeterOfflineRule(DeviceRule):
     """A meter that has given no good value for a while: failed polls (every point bad,
     "offline") or MQTT silence. A Sample with only `available` is not a reading."""
 
@@ -308,7 +289,7 @@ class _Stuck:
         self.delay = OnDelay(duration)
 
 
-class MeterStuckRule(_DeviceRule):
+class MeterStuckRule(DeviceRule):
     """A reading that does not move at all while there is load: a frozen register or a
     gateway repeating its last value. Only the time in office hours counts (unless always)."""
 
@@ -412,7 +393,7 @@ class _Counter:
         self.subjects = {kind: f"{device_id}:{kind}" for kind in _COUNTER_KINDS}
 
 
-class CounterRule(_DeviceRule):
+class CounterRule(DeviceRule):
     """An energy counter going backwards, jumping faster than the meter can count, or reset.
 
     One odd reading is compared with the last plausible one; when the next reading agrees
@@ -547,7 +528,7 @@ class _Night:
         self.delay = OnDelay(on_delay)
 
 
-class AfterHoursConsumptionRule(_DeviceRule):
+class AfterHoursConsumptionRule(DeviceRule):
     """Power outside office hours above the configured or learned night-time baseline: AC or
     lights left on. A "night" is a stretch out of office hours (a weekend is one)."""
 
@@ -703,7 +684,7 @@ class _Quota:
         self.over = f"{device_id}:{QUOTA_EXCEEDED}"
 
 
-class QuotaPaceRule(_DeviceRule):
+class QuotaPaceRule(DeviceRule):
     """Consumption of a period against its quota: a warning when the pace projects an
     overrun, an alarm once it is exceeded. A period joined mid-way (a new gateway) is judged
     on the part it saw, against the prorated quota."""
@@ -895,7 +876,7 @@ class PvParams(RuleParams):
         return self
 
 
-class PvUnderperformanceRule(_DeviceRule):
+class PvUnderperformanceRule(DeviceRule):
     """PV output far below what the sun (or an irradiance sensor) says it should be."""
 
     kind = "pv_performance"
@@ -1008,7 +989,7 @@ class InverterFaultParams(RuleParams):
         return self
 
 
-class InverterFaultRule(_DeviceRule):
+class InverterFaultRule(DeviceRule):
     """An inverter reporting a fault. With neither fault_values nor bits, any non-zero value
     is a fault (fault_code: 0 = no fault)."""
 

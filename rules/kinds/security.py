@@ -22,8 +22,9 @@ from pydantic import Field
 
 from core.config_types import Duration
 from core.types import Sample, Value
-from rules.blocks import AlarmLatch, CountWindow, OfficeHours, OnDelay
-from rules.model import Context, DeviceInfo, Effect, Grade, Rule, RuleParams, Scope
+from rules.blocks import CountWindow, OfficeHours, OnDelay
+from rules.kinds.base import DeviceRule
+from rules.model import Context, DeviceInfo, Effect, Grade, RuleParams, Scope
 
 _TRUE = frozenset({"true", "on", "1", "active", "alarm", "open", "yes"})
 _FALSE = frozenset({"false", "off", "0", "inactive", "normal", "closed", "no"})
@@ -92,20 +93,6 @@ class _SecuredZones(RuleParams):
         return any(fnmatch.fnmatchcase(device.zone, g) for g in self.secured_zones)
 
 
-class _DeviceRule(Rule):
-    """Keeps the bound devices by id (their tags are read on the hot path) and the latch."""
-
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
-        super().__init__(rule_id, params)
-        self.devices: dict[str, DeviceInfo] = {}
-        self.alarms = AlarmLatch(rule_id)
-
-    def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
-        ids = super().bind(devices)
-        self.devices = {d.id: d for d in self.watched}
-        return ids
-
-
 # --- doors -------------------------------------------------------------------------------
 
 
@@ -122,7 +109,7 @@ class DoorForcedParams(_SecuredZones):
     )
 
 
-class DoorForcedRule(_DeviceRule):
+class DoorForcedRule(DeviceRule):
     """A door opened without a valid unlock; red after hours in a secured zone."""
 
     kind = "door_forced"
@@ -201,7 +188,7 @@ class DoorHeldOpenParams(RuleParams):
     )
 
 
-class DoorHeldOpenRule(_DeviceRule):
+class DoorHeldOpenRule(DeviceRule):
     """A door left open: the controller's own timeout event, or a contact open too long."""
 
     kind = "door_held_open"
@@ -314,7 +301,7 @@ class InvalidCardsParams(RuleParams):
     )
 
 
-class InvalidCardsRule(_DeviceRule):
+class InvalidCardsRule(DeviceRule):
     """Repeated invalid cards at one door: someone trying cards, or a lock-out in the making."""
 
     kind = "invalid_cards"
@@ -406,7 +393,7 @@ class AfterHoursAccessParams(_SecuredZones):
     )
 
 
-class AfterHoursAccessRule(_DeviceRule):
+class AfterHoursAccessRule(DeviceRule):
     """Someone came through a door of a secured zone outside office hours."""
 
     kind = "after_hours_access"
@@ -516,7 +503,7 @@ class _Camera:
         self.subjects = {kind: f"{device_id}:{kind}" for kind in _CAMERA_KINDS}
 
 
-class CameraRule(_DeviceRule):
+class CameraRule(DeviceRule):
     """Camera offline (unavailable or silent), video loss, tamper, recorder disk error or full."""
 
     kind = "camera"
@@ -671,7 +658,7 @@ class SafetyInputParams(RuleParams):
     )
 
 
-class SafetyInputRule(_DeviceRule):
+class SafetyInputRule(DeviceRule):
     """A fire, gas, duress or tamper input: raised at once, red unless configured otherwise."""
 
     kind = "safety_input"

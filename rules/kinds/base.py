@@ -1,0 +1,30 @@
+"""What most rule kinds share: the devices they watch, by id, and the latch of raised alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.types import Value
+from rules.blocks import AlarmLatch
+from rules.model import Context, DeviceInfo, Rule, RuleParams
+
+
+class DeviceRule(Rule):
+    """Keeps the bound devices by id (their tags are read on the hot path) and the latch."""
+
+    def __init__(self, rule_id: str, params: RuleParams) -> None:
+        super().__init__(rule_id, params)
+        self.devices: dict[str, DeviceInfo] = {}
+        self.alarms = AlarmLatch(rule_id)
+
+    def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
+        ids = super().bind(devices)
+        self.devices = {d.id: d for d in self.watched}
+        return ids
+
+    def details(self, device_id: str, ctx: Context, **extra: Value) -> dict[str, Value]:
+        """`device` and `place` for the alarm texts, plus the rule's own fields."""
+        info = self.devices.get(device_id)
+        if info is None:
+            info = ctx.device(device_id)
+        return {"device": info.id, "place": info.place(), **extra}
