@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from core.types import Value
 from rules.blocks import AlarmLatch
-from rules.model import Context, DeviceInfo, Rule, RuleParams
+from rules.model import Context, DeviceInfo, Effect, Rule, RuleParams
 
 
 class DeviceRule(Rule):
@@ -16,6 +16,7 @@ class DeviceRule(Rule):
         super().__init__(rule_id, params)
         self.devices: dict[str, DeviceInfo] = {}
         self.alarms = AlarmLatch(rule_id)
+        self.last: dict[str, float] = {}  # subject -> time of its last event, for expire()
 
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         ids = super().bind(devices)
@@ -28,3 +29,15 @@ class DeviceRule(Rule):
         if info is None:
             info = ctx.device(device_id)
         return {"device": info.id, "place": info.place(), **extra}
+
+    def expire(self, ctx: Context, clear_after: float) -> list[Effect]:
+        """Clear the alarms of subjects whose last event is `clear_after` seconds old: for
+        alarms raised by events (a forced door), which never send an all-clear."""
+        if not self.last:
+            return []
+        now = ctx.now.timestamp()
+        effects: list[Effect] = []
+        for subject in [s for s, t in self.last.items() if now - t >= clear_after]:
+            del self.last[subject]
+            effects.extend(self.alarms.clear(subject))
+        return effects

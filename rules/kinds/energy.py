@@ -455,14 +455,7 @@ class CounterRule(DeviceRule):
         )
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
-        if not self.last:
-            return ()
-        now = ctx.now.timestamp()
-        effects: list[Effect] = []
-        for subject in [s for s, t in self.last.items() if now - t >= self.p.clear_after]:
-            del self.last[subject]
-            effects.extend(self.alarms.clear(subject))
-        return effects
+        return self.expire(ctx, self.p.clear_after)
 
     def snapshot(self) -> dict[str, Any]:
         counters = {d: [c.base, c.base_t, c.suspect, c.suspect_t] for d, c in self.counters.items()}

@@ -431,14 +431,7 @@ class AfterHoursAccessRule(DeviceRule):
         )
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
-        if not self.last:
-            return ()
-        now = ctx.now.timestamp()
-        effects: list[Effect] = []
-        for subject in [s for s, t in self.last.items() if now - t >= self.p.clear_after]:
-            del self.last[subject]
-            effects.extend(self.alarms.clear(subject))
-        return effects
+        return self.expire(ctx, self.p.clear_after)
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.alarms.snapshot(), "last": dict(self.last)}
@@ -694,14 +687,7 @@ class SafetyInputRule(DeviceRule):
         )
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
-        if not self.last:
-            return ()
-        now = ctx.now.timestamp()
-        effects: list[Effect] = []
-        for subject in [s for s, t in self.last.items() if now - t >= self.p.clear_after]:
-            del self.last[subject]
-            effects.extend(self.alarms.clear(subject))
-        return effects
+        return self.expire(ctx, self.p.clear_after)
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.alarms.snapshot(), "last": dict(self.last)}
