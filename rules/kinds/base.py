@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from core.types import Value
-from rules.blocks import AlarmLatch
+from rules.blocks import AlarmLatch, OnDelay
 from rules.model import Context, DeviceInfo, Effect, Rule, RuleParams
 
 
@@ -41,3 +42,21 @@ class DeviceRule(Rule):
             del self.last[subject]
             effects.extend(self.alarms.clear(subject))
         return effects
+
+
+def snapshot_delays(alarms: AlarmLatch, delays: Mapping[str, OnDelay]) -> dict[str, Any]:
+    """The raised alarms and the running delays: what a restart must not forget."""
+    running = {d: x.snapshot() for d, x in delays.items() if x.since is not None}
+    if not running and not alarms.raised:
+        return {}
+    return {**alarms.snapshot(), "delays": running}
+
+
+def restore_delays(
+    alarms: AlarmLatch, delays: Mapping[str, OnDelay], state: Mapping[str, Any]
+) -> None:
+    alarms.restore(state)
+    for device_id, s in state.get("delays", {}).items():
+        delay = delays.get(device_id)
+        if delay is not None:
+            delay.restore(s)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.config_types import Duration
 from core.types import Command, Sample, Value
 from rules.blocks import AlarmLatch, OfficeHours, OnDelay
+from rules.kinds.base import restore_delays, snapshot_delays
 from rules.kinds.security import flag
 from rules.model import Clear, Context, DeviceInfo, Effect, Issue, Raise, Rule, RuleParams, Scope
 
@@ -406,17 +407,10 @@ class AcAfterHoursRule(_AcRule):
         )
 
     def snapshot(self) -> dict[str, Any]:
-        running = {d: x.snapshot() for d, x in self.delays.items() if x.since is not None}
-        if not running and not self.alarms.raised:
-            return {}
-        return {**self.alarms.snapshot(), "delays": running}
+        return snapshot_delays(self.alarms, self.delays)
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.alarms.restore(state)
-        for device_id, s in state.get("delays", {}).items():
-            delay = self.delays.get(device_id)
-            if delay is not None:
-                delay.restore(s)
+        restore_delays(self.alarms, self.delays, state)
 
     def describe(self) -> str:
         return f"{self.p.power_point} on outside office hours for {self.p.delay:g} s"
@@ -549,17 +543,10 @@ class AcWindowOpenRule(_AcRule):
         )
 
     def snapshot(self) -> dict[str, Any]:
-        running = {d: x.snapshot() for d, x in self.delays.items() if x.since is not None}
-        if not running and not self.alarms.raised:
-            return {}
-        return {**self.alarms.snapshot(), "delays": running}
+        return snapshot_delays(self.alarms, self.delays)
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.alarms.restore(state)
-        for device_id, s in state.get("delays", {}).items():
-            delay = self.delays.get(device_id)
-            if delay is not None:
-                delay.restore(s)
+        restore_delays(self.alarms, self.delays, state)
 
     def describe(self) -> str:
         return (
