@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.once import ProblemCounter
 from core.types import Sample
 from drivers.modbus.driver import ModbusDriver
 from gateway.alarm_service import AlarmService
@@ -62,6 +63,7 @@ class Bus:
     def __init__(self) -> None:
         self.subscribers: list[Callable[[Sample], None]] = []
         self.samples = 0
+        self.problems = ProblemCounter(log)
 
     def subscribe(self, callback: Callable[[Sample], None]) -> None:
         self.subscribers.append(callback)
@@ -69,7 +71,15 @@ class Bus:
     def publish(self, sample: Sample) -> None:
         self.samples += 1
         for callback in self.subscribers:
-            callback(sample)
+            try:
+                callback(sample)
+            except Exception as exc:  # one subscriber's bug (a rule's) must not starve the rest
+                name = getattr(callback, "__qualname__", repr(callback))
+                self.problems.report(
+                    f"subscriber:{name}",
+                    f"{name} failed on a sample of {sample.device}: {exc!r}",
+                    logging.ERROR,
+                )
 
 
 class Gateway:
