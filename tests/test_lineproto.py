@@ -53,20 +53,3 @@ def test_float_formats_keep_every_digit_a_register_can_hold() -> None:
     assert float_format("int16", True) % (2302 * 0.1) == "230.2"
     assert float_format("uint32", True) % (4294967295 * 0.01) == "42949672.95"
     assert float_format("float64", False) % 0.1 == repr(0.1)
-
-
-def test_a_failing_bus_subscriber_does_not_starve_the_others() -> None:
-    from gateway.service import Bus
-
-    bus = Bus()
-    seen: list[Sample] = []
-
-    def broken(_sample: Sample) -> None:
-        raise RuntimeError("a rule's bug")
-
-    bus.subscribe(broken)
-    bus.subscribe(seen.append)
-    for ts in range(3):
-        bus.publish(Sample("m1", ts, {"p_w": 1.0}))
-    assert [s.ts for s in seen] == [0, 1, 2]
-    assert sum(bus.problems.counts.values()) == 3
