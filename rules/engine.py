@@ -7,6 +7,7 @@ dict lookup; with rules, one call per rule that watches the device.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from core.types import Sample, Value
 from rules.model import Calendar, DeviceInfo, Effect, Rule
+
+log = logging.getLogger("guanjia.rules")
 
 
 class EngineContext:
@@ -74,6 +77,7 @@ class Engine:
             for device_id in rule.bind(devices):
                 self.by_device.setdefault(device_id, []).append(rule)
         self.samples = 0
+        self.errors: dict[str, int] = {}
 
     def on_sample(self, sample: Sample) -> list[Effect]:
         """Effects of one Sample. Latest values are kept for every device, watched or not:
@@ -95,7 +99,11 @@ class Engine:
             sample = dataclasses.replace(sample, ts=int(ctx.now.timestamp() * 1e9))
         effects: list[Effect] | None = None
         for rule in rules:
-            out = rule.on_sample(sample, ctx)
+            try:
+                out = list(rule.on_sample(sample, ctx))
+            except Exception as exc:  # one rule's bug must not silence the others
+                self._failed(rule, exc)
+                continue
             if out:
                 if effects is None:
                     effects = list(out)
@@ -107,8 +115,23 @@ class Engine:
         self.ctx.set_now(self.clock())
         effects: list[Effect] = []
         for rule in self.rules:
-            effects.extend(rule.on_tick(self.ctx))
+            try:
+                effects.extend(rule.on_tick(self.ctx))
+            except Exception as exc:
+                self._failed(rule, exc)
         return effects
+
+    def _failed(self, rule: Rule, exc: Exception) -> None:
+        """Counted per rule, logged with its traceback the first time only."""
+        self.errors[rule.id] = self.errors.get(rule.id, 0) + 1
+        if self.errors[rule.id] == 1:
+            log.error(
+                "rule %s (%s) failed; counting further failures: %r",
+                rule.id,
+                rule.kind,
+                exc,
+                exc_info=exc,
+            )
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {rule.id: state for rule in self.rules if (state := rule.snapshot())}
