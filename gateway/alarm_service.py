@@ -49,6 +49,8 @@ def device_infos(loaded: LoadedSite) -> list[DeviceInfo]:
     return out
 
 
+MAX_SHELVE_S = 7 * 86400  # a week: longer is a rule to change, not an alarm to hide
+
 _DIRECTIONS = {"below": ("低于", "below"), "above": ("高于", "above")}
 
 
@@ -123,6 +125,7 @@ class AlarmService:
         self._states_saved = 0.0
         self._task: asyncio.Task[None] | None = None
         self.transitions = 0
+        self.store_errors = 0
         self.latency: list[float] = []  # seconds from a Sample's arrival to its transitions
 
     # -- inputs ----------------------------------------------------------------------------
@@ -160,7 +163,7 @@ class AlarmService:
                     None if offset is None else float(offset),
                     str(doc.get("id", "")) or None,
                 )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             log.warning("demand response event refused: %s", exc)
             return f"refused: {exc}"
         log.info("demand response event %s from %s to %s", doc.get("id"), start, end)
@@ -175,10 +178,14 @@ class AlarmService:
         try:
             doc = json.loads(payload)
             seconds = parse_duration(doc["for"])
+            if not 0 < seconds <= MAX_SHELVE_S:  # also refuses NaN and infinity
+                raise ValueError(
+                    f"shelve for more than 0 and at most {MAX_SHELVE_S / 86400:g} days"
+                )
             reason = str(doc["reason"]).strip()
             if not reason:
                 raise ValueError("a reason is required")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             return f'refused: {exc}; send {{"for": "2h", "reason": "..."}}'
         t = time.time()
         by = f"mqtt:{doc.get('by', 'anonymous')}"
@@ -248,11 +255,21 @@ class AlarmService:
         if not transitions:
             return
         self.transitions += len(transitions)
-        self.store.save(transitions, self.book)
-        for tr in transitions:
+        try:
+            self.store.save(transitions, self.book)
+        except Exception as exc:  # a locked or full disk must not silence the alarm itself
+            self.store_errors += 1
+            log.error(
+                "alarm store: cannot save %d transitions (%r); announcing them anyway",
+                len(transitions),
+                exc,
+            )
+        for i, tr in enumerate(transitions):
             alarm = tr.alarm
             text_zh, text_en = self.texts(alarm)
-            self.write_line(self.line(tr, text_zh, text_en))
+            # Transitions of one instant (cleared and closed) must not overwrite each other
+            # in InfluxDB: same series, so a nanosecond apart.
+            self.write_line(self.line(tr, text_zh, text_en, i))
             level = logging.WARNING if tr.what in ("raised", "escalated") else logging.INFO
             log.log(
                 level, "alarm %s %s [%s] %s | %s", alarm.id, tr.what, alarm.grade, text_zh, text_en
@@ -267,6 +284,15 @@ class AlarmService:
                         json.dumps(self.state_json(alarm, text_zh, text_en), ensure_ascii=False),
                         True,
                     )
+
+    def republish(self) -> None:
+        """Every open alarm's retained topic again (after the broker was away)."""
+        if self.publish is None:
+            return
+        for alarm in self.book.open_alarms():
+            text_zh, text_en = self.texts(alarm)
+            payload = json.dumps(self.state_json(alarm, text_zh, text_en), ensure_ascii=False)
+            self.publish(f"{self.prefix}/{alarm.id}", payload, True)
 
     def texts(self, alarm: Alarm) -> tuple[str, str]:
         # A subject is a device id, or "device:what" when one device has several alarms.
@@ -293,7 +319,7 @@ class AlarmService:
             self.catalog.text(alarm.kind, "en", **params),
         )
 
-    def line(self, tr: Transition, text_zh: str, text_en: str) -> str:
+    def line(self, tr: Transition, text_zh: str, text_en: str, index: int = 0) -> str:
         alarm = tr.alarm
         tags = {
             "site": self.site_id,
@@ -318,7 +344,7 @@ class AlarmService:
         if isinstance(alarm.value, int | float) and not isinstance(alarm.value, bool):
             fields["value"] = float(alarm.value)
         body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())  # type: ignore[arg-type]
-        return f"{series_prefix('alarm', tags)} {body} {int(tr.t * 1e9)}"
+        return f"{series_prefix('alarm', tags)} {body} {int(tr.t * 1e9) + index}"
 
     @staticmethod
     def state_json(alarm: Alarm, text_zh: str, text_en: str) -> dict[str, object]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,17 +27,41 @@ class AuditRecord:
     reason: str
 
 
-def audit_line(site: str, record: AuditRecord) -> str:
-    """The `audit` measurement: tags bounded (site, device, point, outcome), the rest fields."""
+def _number(value: Value | None) -> float | None:
+    """A value as a float field, if it is one (bools as 0/1): one field type in InfluxDB."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]) -> str:
+    """The `audit` measurement. Tags stay bounded: a device or point the site doesn't know is
+    tagged `_unknown` (topics come from outside) and kept as a field. Each field has one type
+    whatever the caller sent: numbers in `requested`/`old`, text in `requested_text`/`old_text`.
+    """
     c = record.command
+    real = known(c.device, c.point)
     prefix = series_prefix(
-        "audit", {"site": site, "device": c.device, "point": c.point, "outcome": record.outcome}
+        "audit",
+        {
+            "site": site,
+            "device": c.device if real else "_unknown",
+            "point": c.point if real else "_unknown",
+            "outcome": record.outcome,
+        },
     )
-    fields = {"origin": c.origin, "requested": c.value, "reason": record.reason}
-    if record.old_value is not None:
-        fields["old"] = record.old_value
-    if isinstance(c.value, int) and not isinstance(c.value, bool):
-        fields["requested"] = float(c.value)  # one field type, whatever the caller sent
+    fields: dict[str, Value] = {"origin": c.origin, "reason": record.reason}
+    if not real:
+        fields.update(device_name=c.device[:64], point_name=c.point[:64])
+    for name, value in (("requested", c.value), ("old", record.old_value)):
+        number = _number(value)
+        if number is not None:
+            fields[name] = number
+        elif value is not None:
+            fields[f"{name}_text"] = str(value)[:128]
     body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())
     return f"{prefix} {body} {record.ts}"
 
@@ -56,6 +81,10 @@ class CommandRouter:
         self.allow = list(allow)
         self.audit = audit
         self.records = 0
+
+    def known(self, device: str, point: str) -> bool:
+        poller = self.modbus.pollers.get(device)
+        return poller is not None and any(s.name == point for s in poller.plan.specs)
 
     def allowed(self, command: Command) -> bool:
         """A rule's own commands are authorised by the rule (`enforce: true` in the site file);
@@ -89,7 +118,7 @@ class CommandRouter:
         command, outcome = result.command, result.outcome
         record = AuditRecord(time.time_ns(), command, outcome, result.old_value, result.reason)
         self.records += 1
-        self.audit(audit_line(self.site_id, record))
+        self.audit(audit_line(self.site_id, record, self.known))
         log.info(
             "command %s.%s = %r by %s: %s%s%s",
             command.device,

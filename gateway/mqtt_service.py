@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +60,9 @@ def parse_command(payload: bytes) -> tuple[Value, str]:
         value, who = doc, ""
     if not isinstance(value, bool | int | float | str):
         raise ValueError(f"cannot set a point to {type(value).__name__}")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and (not math.isfinite(value) or abs(value) > 1e15):  # type: ignore[arg-type]
+        raise ValueError(f"{value!r} is not a value any register holds")
     return value, who
 
 
@@ -84,6 +88,7 @@ class MqttService:
         self.dr_topic = f"{prefix}/dr/event"
         # Set by the gateway when demand-response rules run: payload -> outcome text.
         self.on_dr_event: Callable[[bytes], str] | None = None
+        self.on_connected: Callable[[], None] | None = None
         # Set by the gateway when rules run: (alarm id, who, note) -> outcome text.
         self.on_alarm_ack: Callable[[str, str, str], str] | None = None
         self._prefix = prefix
@@ -113,6 +118,8 @@ class MqttService:
         self._dirty: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.commands_received = 0
+        self._control_ignored = 0
+        self._tasks_running: set[asyncio.Task[None]] = set()
 
     # -- network thread --------------------------------------------------------------------
 
@@ -120,6 +127,10 @@ class MqttService:
         prefix_len = len(self._prefix) + 1
 
         def handle(topic: str, payload: bytes, message: Any) -> None:
+            if is_home and getattr(message, "retain", False) and self._is_control(topic):
+                # A retained command, ack or event would run again on every reconnect.
+                self._control_ignored += 1
+                return
             if is_home and topic == self.dr_topic and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._dr_received, payload)
                 return
@@ -154,8 +165,16 @@ class MqttService:
 
         return handle
 
+    def _is_control(self, topic: str) -> bool:
+        return topic.startswith(self._prefix + "/") and (
+            topic.endswith(("/set", "/ack", "/shelve")) or topic == self.dr_topic
+        )
+
     def _announce(self) -> None:
         self.home.publish(self.status_topic, "online", retain=True)
+        if self._loop is not None and self.on_connected is not None:
+            # Whatever was dropped while we were away (open alarms) is published again.
+            self._loop.call_soon_threadsafe(self.on_connected)
 
     # -- event loop ------------------------------------------------------------------------
 
@@ -170,14 +189,22 @@ class MqttService:
         ]
 
     async def stop(self) -> None:
+        """Commands in flight finish; ingest stops; what it handed over reaches the bus; the
+        status goes offline. Each step runs whatever the one before did."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._flush_states()
+        await asyncio.gather(*self._tasks, *self._tasks_running, return_exceptions=True)
         for name, connection in self.connections.items():
             final = (self.status_topic, "offline") if connection is self.home else None
-            await asyncio.to_thread(connection.stop, final)
+            try:
+                if connection is self.home:
+                    self._flush_states()
+                await asyncio.to_thread(connection.stop, final)
+            except Exception as exc:
+                log.error("MQTT %s: stopping failed: %r", name, exc)
             log.info("MQTT %s closed", name)
+        if self.handoff is not None:
+            self.handoff.close()  # QoS 1 messages paho already acknowledged: onto the bus
 
     def latest_values(self, device: str) -> dict[str, Value]:
         return self._latest.get(device, {})
@@ -193,7 +220,8 @@ class MqttService:
         for device in sorted(self._dirty):
             state = {"ts": time.time(), **self._latest[device]}
             payload = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
-            self.home.publish(f"{self._prefix}/{device}/state", payload, retain=True)
+            # QoS 0: only the latest matters, and a full queue must not crowd out alarms.
+            self.home.publish(f"{self._prefix}/{device}/state", payload, qos=0, retain=True)
         self._dirty.clear()
 
     async def _publish_states(self) -> None:
@@ -235,7 +263,9 @@ class MqttService:
 
     def _command_received(self, device: str, point: str, payload: bytes, props: Any) -> None:
         self.commands_received += 1
-        asyncio.get_running_loop().create_task(self._command(device, point, payload, props))
+        task = asyncio.get_running_loop().create_task(self._command(device, point, payload, props))
+        self._tasks_running.add(task)
+        task.add_done_callback(self._tasks_running.discard)
 
     async def _command(self, device: str, point: str, payload: bytes, props: Any) -> None:
         try:
@@ -264,9 +294,10 @@ class MqttService:
             },
             ensure_ascii=False,
         )
-        topic = (
-            getattr(props, "ResponseTopic", None) or f"{self._prefix}/{device}/{point}/set/result"
-        )
+        topic = getattr(props, "ResponseTopic", None)
+        if not topic or topic.startswith(self._prefix + "/") or "#" in topic or "+" in topic:
+            # Never answer into our own command topics: a reply must not become a command.
+            topic = f"{self._prefix}/{device}/{point}/set/result"
         reply_props = None
         correlation = getattr(props, "CorrelationData", None)
         if correlation is not None and self.home.v5:

@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,7 @@ class Gateway:
                 mqtt.on_alarm_ack = self.alarms.ack
                 mqtt.on_dr_event = self.alarms.demand_response
                 mqtt.on_alarm_shelve = self.alarms.shelve
+                mqtt.on_connected = self.alarms.republish
         self.health_interval = health_interval
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -168,14 +169,21 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Inputs first (pollers, MQTT ingest), then the rules that judge them, then the sink's
+        # last flush: nothing arrives after it. A failing step doesn't skip the others.
+        steps: list[Callable[[], Awaitable[None]]] = [self.modbus.stop]
+        if self.mqtt is not None:
+            steps.append(self.mqtt.stop)
+        if self.alarms is not None:
+            steps.append(self.alarms.stop)
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping %s failed", getattr(step, "__qualname__", step))
         try:
-            await self.modbus.stop()
-            if self.alarms is not None:
-                await self.alarms.stop()
-            if self.mqtt is not None:
-                await self.mqtt.stop()
-        finally:
             await self.sink.stop()
+        finally:
             self.spool.close()
         log.info("gateway stopped: %s", json.dumps(self.health(), sort_keys=True))
 

@@ -223,6 +223,7 @@ async def test_write_within_range_refused_outside_and_for_read_only_points() -> 
         too_low = await driver.write(Command("m1", "setpoint_degc", 12.0, "test"))
         read_only = await driver.write(Command("m1", "temp_degc", 20.0, "test"))
         unknown = await driver.write(Command("m1", "nope", 1, "test"))
+        boolean = await driver.write(Command("m1", "setpoint_degc", True, "test"))
         await driver.stop()
     assert ok.ok
     assert ok.old_value == pytest.approx(24.5)
@@ -232,6 +233,8 @@ async def test_write_within_range_refused_outside_and_for_read_only_points() -> 
     assert not read_only.ok
     assert "not writable" in read_only.reason
     assert not unknown.ok
+    assert not boolean.ok  # `true` is no temperature
+    assert "takes a number" in boolean.reason
 
 
 def test_nan_is_not_a_number_we_store() -> None:

@@ -212,6 +212,10 @@ class DevicePoller:
         if spec.writable is None:
             return CommandResult(command, False, None, f"{command.point} is not writable")
         value = command.value
+        if isinstance(value, bool) and spec.dtype is not DataType.BOOL:
+            return CommandResult(
+                command, False, None, f"{command.point} takes a number, not {value!r}"
+            )
         if isinstance(value, str) or (
             isinstance(value, int | float)
             and not isinstance(value, bool)

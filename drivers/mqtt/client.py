@@ -76,9 +76,10 @@ class Handoff:
         self._buffer: collections.deque[Sample] = collections.deque()
         self._lock = threading.Lock()
         self._scheduled = False
+        self.closed = False
 
     def put(self, samples: Sequence[Sample]) -> None:
-        if not samples:
+        if not samples or self.closed:
             return
         with self._lock:
             self._buffer.extend(samples)
@@ -93,6 +94,11 @@ class Handoff:
         with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
             self.loop.call_soon_threadsafe(self._drain)
 
+    def close(self) -> None:
+        """Deliver what is buffered now and take no more (the connection is stopped)."""
+        self.closed = True
+        self._drain()
+
     def _drain(self) -> None:
         with self._lock:
             batch, self._buffer = self._buffer, collections.deque()
@@ -100,7 +106,7 @@ class Handoff:
             self._scheduled = bool(batch)
         for sample in batch:
             self.publish(sample)
-        if batch:
+        if batch and not self.closed:
             self.loop.call_later(self.every, self._drain)
 
 
