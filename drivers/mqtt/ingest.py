@@ -7,6 +7,7 @@ payload is counted per topic and reason, logged once, and ingest goes on.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -115,13 +116,19 @@ class Ingest:
             self.state[d.id] = DeviceState(heartbeat=avail.heartbeat)
         self.router = Router(handlers)
         self._started = time.monotonic()
+        self._lock = threading.Lock()
 
     def _problem(self, topic: str, reason: str, detail: str) -> None:
         self.stats.rejected += 1
         self.stats.problems.report(f"{topic}:{reason}", f"MQTT {topic}: {detail}")
 
     def on_message(self, topic: str, payload: bytes) -> list[Sample]:
-        """Samples from one message; never raises."""
+        """Samples from one message; never raises. Runs on the MQTT network thread; the lock
+        keeps the event loop's heartbeat check from judging a device mid-message."""
+        with self._lock:
+            return self._on_message(topic, payload)
+
+    def _on_message(self, topic: str, payload: bytes) -> list[Sample]:
         self.stats.messages += 1
         handlers = self.router.route(topic)
         if not handlers:
@@ -209,6 +216,10 @@ class Ingest:
 
     def check_heartbeats(self) -> list[Sample]:
         """Devices silent past their heartbeat go offline (call this now and then)."""
+        with self._lock:
+            return self._check_heartbeats()
+
+    def _check_heartbeats(self) -> list[Sample]:
         now = time.monotonic()
         ts = time.time_ns()
         out: list[Sample] = []
