@@ -1,4 +1,4 @@
-"""The `guanjia` command: check, schema, read, run, demo, replay."""
+"""The `guanjia` command: check, schema, read, run, demo, alarms, ack, replay."""
 
 from __future__ import annotations
 
