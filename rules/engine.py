@@ -100,15 +100,13 @@ class Engine:
         effects: list[Effect] | None = None
         for rule in rules:
             try:
-                out = list(rule.on_sample(sample, ctx))
+                out = rule.on_sample(sample, ctx)
+                if out:  # usually an empty tuple: no list is made for it
+                    if effects is None:
+                        effects = []
+                    effects.extend(out)
             except Exception as exc:  # one rule's bug must not silence the others
                 self._failed(rule, exc)
-                continue
-            if out:
-                if effects is None:
-                    effects = list(out)
-                else:
-                    effects.extend(out)
         return effects or []
 
     def on_tick(self) -> list[Effect]:

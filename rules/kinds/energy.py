@@ -29,6 +29,9 @@ from rules.model import Context, Effect, Grade, RuleParams, Scope
 AVAILABLE = "available"  # the point MQTT ingest uses for a device's availability
 
 
+_INFINITE = (math.inf, -math.inf)
+
+
 def number(value: Value | None) -> float | None:
     """A reading as a finite number; None for text, booleans and NaN."""
     if value is None or isinstance(value, bool | str):
@@ -93,11 +96,16 @@ class ThresholdRule(DeviceRule):
         super().__init__(rule_id, params)
         assert isinstance(params, ThresholdParams)
         self.p = params
+        self.point = params.point
         self.levels: dict[str, _Level] = {}
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = number(sample.values.get(self.p.point))
-        if value is None:
+        raw = sample.values.get(self.point)
+        # Inline number(): this runs for every reading of every watched device.
+        if raw is None or raw.__class__ is bool or raw.__class__ is str:
+            return ()
+        value = float(raw)
+        if value != value or value in _INFINITE:
             return ()
         level = self.levels.get(sample.device)
         if level is None:
