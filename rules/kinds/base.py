@@ -17,7 +17,8 @@ class DeviceRule(Rule):
         super().__init__(rule_id, params)
         self.devices: dict[str, DeviceInfo] = {}
         self.alarms = AlarmLatch(rule_id)
-        self.last: dict[str, float] = {}  # subject -> time of its last event, for expire()
+        # subject -> time of its last event (or last implausible reading), for expire()
+        self.last: dict[str, float] = {}
 
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         ids = super().bind(devices)

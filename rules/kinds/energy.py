@@ -418,7 +418,6 @@ class CounterRule(DeviceRule):
         assert isinstance(params, CounterParams)
         self.p = params
         self.counters: dict[str, _Counter] = {}
-        self.last: dict[str, float] = {}  # subject -> last implausible reading
 
     def _check(self, previous: float, previous_t: float, value: float, t: float) -> str | None:
         delta = value - previous

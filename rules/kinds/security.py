@@ -120,7 +120,6 @@ class DoorForcedRule(DeviceRule):
         assert isinstance(params, DoorForcedParams)
         self.p = params
         self.hours = OfficeHours(params.breaks_up_to)
-        self.last: dict[str, float] = {}  # subject -> time of its last event
         self.red: set[str] = set()  # subjects raised with the secured grade
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
@@ -404,7 +403,6 @@ class AfterHoursAccessRule(DeviceRule):
         assert isinstance(params, AfterHoursAccessParams)
         self.p = params
         self.hours = OfficeHours(params.breaks_up_to)
-        self.last: dict[str, float] = {}
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         values = sample.values
@@ -662,7 +660,6 @@ class SafetyInputRule(DeviceRule):
         assert isinstance(params, SafetyInputParams)
         self.p = params
         self.grade: Grade = params.grade or _SAFETY_GRADES[params.alarm_kind]
-        self.last: dict[str, float] = {}  # event inputs: subject -> last event
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         value = sample.values.get(self.p.point)
