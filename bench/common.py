@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypedDict, cast
+from typing import IO, Any, Self, TypedDict, cast
 
 from drivers.modbus.config import TcpConnection
 from drivers.modbus.driver import ModbusDevice, ModbusDriver
@@ -120,7 +120,27 @@ class _Child:
                 proc.wait()
 
 
-class ModbusFarm:
+class _Helper:
+    """A helper process owned as a context manager: stopped on exit."""
+
+    _child: _Child
+
+    def close(self) -> None:
+        self._child.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ModbusFarm(_Helper):
     """``ports`` fake Modbus TCP devices in one separate process (bench/fake_modbus.py).
 
     ``healthy`` ports answer FC3/FC4 after ``delay_ms``; the last ``dead`` ports accept
@@ -135,22 +155,8 @@ class ModbusFarm:
         self.healthy: list[int] = list(self._child.hello["healthy"])
         self.dead: list[int] = list(self._child.hello["dead"])
 
-    def close(self) -> None:
-        self._child.close()
 
-    def __enter__(self) -> ModbusFarm:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class FakeInflux:
+class FakeInflux(_Helper):
     """An HTTP endpoint answering every write with 204, in its own process (fake_influx.py)."""
 
     def __init__(self) -> None:
@@ -166,20 +172,6 @@ class FakeInflux:
         request = urllib.request.Request(self.url + "/reset", data=b"", method="POST")
         with urllib.request.urlopen(request, timeout=10):
             pass
-
-    def close(self) -> None:
-        self._child.close()
-
-    def __enter__(self) -> FakeInflux:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # -- the benchmark device ------------------------------------------------------------------
