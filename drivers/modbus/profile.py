@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.field_types import FieldType, modbus_field_type
+
 
 class Function(enum.StrEnum):
     """The Modbus data table a point lives in."""
@@ -49,6 +51,17 @@ REGISTERS_PER_TYPE: dict[DataType, int] = {
 }
 
 Order = Literal["big", "little"]
+_WHOLE_TYPES = frozenset(
+    {
+        DataType.INT16,
+        DataType.UINT16,
+        DataType.INT32,
+        DataType.UINT32,
+        DataType.INT64,
+        DataType.UINT64,
+        DataType.SUNSSF,
+    }
+)
 
 
 class _Strict(BaseModel):
@@ -122,6 +135,12 @@ class Point(_Strict):
     )
     writable: Range | None = Field(
         default=None, description="Present if the point may be written, with the allowed range."
+    )
+    store: Literal["float", "integer"] | None = Field(
+        default=None,
+        description="InfluxDB field type of a number: `float` (the default) or `integer` for "
+        "whole values on purpose (counters, codes); points with `enum` or `bits` labels are "
+        "integers unless scaled. See core/field_types.py.",
     )
 
     def registers(self, default_type: DataType) -> int:
@@ -220,6 +239,12 @@ class Profile(_Strict):
                 raise ValueError(f"point {p.name!r}: {func.value} points must be `type: bool`")
             if p.writable is not None and func in (Function.INPUT, Function.DISCRETE):
                 raise ValueError(f"point {p.name!r}: {func.value} points are read-only")
+            scaled = p.scale != 1.0 or p.offset != 0.0 or p.scale_factor is not None
+            if p.store == "integer" and (dtype not in _WHOLE_TYPES or scaled):
+                raise ValueError(
+                    f"point {p.name!r}: `store: integer` needs an unscaled integer type "
+                    f"(this one is {dtype.value}{', scaled' if scaled else ''}); remove `store`"
+                )
             end = p.address + p.registers(self.defaults.type) - 1
             for hole in self.holes:
                 if hole.function is func and p.address <= hole.end and end >= hole.start:
@@ -234,3 +259,13 @@ class Profile(_Strict):
             if p.name == name:
                 return p
         raise KeyError(name)
+
+    def field_types(self) -> dict[str, FieldType]:
+        """The InfluxDB field type of every point, by the rule in core/field_types.py."""
+        types = {}
+        for p in self.points:
+            scaled = p.scale != 1.0 or p.offset != 0.0 or p.scale_factor is not None
+            coded = p.enum is not None or p.bits is not None
+            dtype = (p.type or self.defaults.type).value
+            types[p.name] = modbus_field_type(dtype, scaled=scaled, coded=coded, store=p.store)
+        return types

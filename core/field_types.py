@@ -1,0 +1,73 @@
+"""The storage type of every InfluxDB field, decided in one place.
+
+InfluxDB keeps one type per (measurement, field) and refuses a line whose field has another
+type (`field type conflict`); two profiles of one kind that disagree would lose every line of
+one of them. So the type is a property of the point's definition, never of the value at hand:
+
+- numbers are stored as floats, whatever register or JSON type carried them;
+- integers only where a profile says so on purpose: a Modbus point with `store: integer`, or
+  one that declares `enum` or `bits` labels (codes and bit fields), or a SunSpec scale factor;
+  an MQTT point with `type: int`;
+- booleans and strings as themselves.
+
+A float64 holds every integer up to 2**53 exactly, so storing counters as floats loses nothing
+a meter can count. `guanjia check` compares the types of every (measurement, field) the site's
+profiles and the gateway's own measurements write, before anything connects.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+
+class FieldType(enum.StrEnum):
+    FLOAT = "float"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    STRING = "string"
+
+
+def modbus_field_type(
+    dtype: str, *, scaled: bool, coded: bool, store: str | None = None
+) -> FieldType:
+    """A Modbus point: `dtype` is its register type, `scaled` whether scale, offset or a
+    scale factor apply, `coded` whether it declares enum or bit labels, `store` what the
+    profile asks for (validated by the profile model: integer only where values are whole)."""
+    if dtype == "bool":
+        return FieldType.BOOLEAN
+    if dtype == "string":
+        return FieldType.STRING
+    if store is not None:
+        return FieldType(store)
+    whole = dtype in _INTEGER_REGISTERS and not scaled
+    if whole and (coded or dtype == "sunssf"):
+        return FieldType.INTEGER
+    return FieldType.FLOAT
+
+
+def json_field_type(declared: str) -> FieldType:
+    """An MQTT (JSON) point: its `type` says what it stores."""
+    return _JSON_TYPES[declared]
+
+
+_INTEGER_REGISTERS = frozenset(
+    {"int16", "uint16", "int32", "uint32", "int64", "uint64", "sunssf"}
+)
+_JSON_TYPES: Mapping[str, FieldType] = {
+    "float": FieldType.FLOAT,
+    "int": FieldType.INTEGER,
+    "bool": FieldType.BOOLEAN,
+    "str": FieldType.STRING,
+}
+
+
+def line_protocol_type(literal: str) -> FieldType:
+    """The type InfluxDB infers for a field value as written in line protocol."""
+    if literal.endswith(("i", "u")) and literal[:-1].lstrip("-").isdigit():
+        return FieldType.INTEGER
+    if literal.startswith('"'):
+        return FieldType.STRING
+    if literal in ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"):
+        return FieldType.BOOLEAN
+    return FieldType.FLOAT
