@@ -26,6 +26,7 @@ from gateway.config_errors import (
     problems_from_validation,
     suggest,
 )
+from gateway.field_catalog import DeviceFields, type_conflicts
 from gateway.site import DeviceConfig, MqttConfig, Site
 
 AnyProfile = Profile | MqttProfile
@@ -353,6 +354,23 @@ def load_site(
                 continue
             check_mqtt(dev, profile, loc, report, mqtt)
 
+    problems.extend(
+        type_conflicts(
+            file,
+            lines,
+            (
+                DeviceFields(
+                    i,
+                    dev.kind or profiles[dev.profile].kind,
+                    profiles[dev.profile],
+                    available[dev.profile],
+                    dev.points,
+                )
+                for i, dev in enumerate(site.devices)
+                if dev.enabled and dev.profile in profiles
+            ),
+        )
+    )
     check_rules(site, data, file, lines, problems)
 
     secrets: dict[str, str] = {}

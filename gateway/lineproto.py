@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from core.field_types import FieldType
 from core.types import Sample, Value
 
 # Line protocol has no escape for a newline: it becomes an (escaped) space.
@@ -70,28 +71,49 @@ class LineEncoder:
     A device sends the same fields in the same order poll after poll, so each (device, fields)
     gets a %-format template compiled once and every later line is one C-level formatting call
     (bench/bench_write.py measures what that buys).
+
+    A field's type in the line is the one its definition declares (`field_types`, by the rule
+    in core/field_types.py), not the Python type of the value at hand: a whole number of a
+    float field is written as a float, so one device can never send one field as two types.
+    Fields without a declaration (the gateway's own health) keep their Python type.
     """
 
     def __init__(
         self,
         prefixes: Mapping[str, str],
         float_formats: Mapping[str, Mapping[str, str]] | None = None,
+        field_types: Mapping[str, Mapping[str, FieldType]] | None = None,
     ) -> None:
         self._prefixes = dict(prefixes)
         self._float_formats = {d: dict(f) for d, f in (float_formats or {}).items()}
+        self._field_types = {d: dict(t) for d, t in (field_types or {}).items()}
         self._templates: dict[tuple[str, tuple[str, ...], tuple[type, ...]], _Template] = {}
 
-    def add(self, device: str, prefix: str, float_formats: Mapping[str, str] | None = None) -> None:
+    def add(
+        self,
+        device: str,
+        prefix: str,
+        float_formats: Mapping[str, str] | None = None,
+        field_types: Mapping[str, FieldType] | None = None,
+    ) -> None:
         self._prefixes[device] = prefix
         self._float_formats[device] = dict(float_formats or {})
+        self._field_types[device] = dict(field_types or {})
         self._templates.clear()
 
     def _compile(self, device: str, values: Mapping[str, Value]) -> _Template:
         formats = self._float_formats.get(device, {})
+        declared = self._field_types.get(device, {})
         parts, converted = [], []
         for i, (name, value) in enumerate(values.items()):
             key = escape_tag(name).replace("%", "%%")
-            if isinstance(value, bool | str):
+            ftype = declared.get(name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and ftype is FieldType.FLOAT:
+                parts.append(f"{key}={formats.get(name, '%r')}")
+            elif number and ftype is FieldType.INTEGER:
+                parts.append(f"{key}=%di")
+            elif isinstance(value, bool | str):
                 parts.append(f"{key}=%s")
                 converted.append(i)
             elif isinstance(value, int):

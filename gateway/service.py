@@ -18,6 +18,7 @@ from drivers.modbus.driver import ModbusDriver
 from gateway.alarm_service import AlarmService
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
+from gateway.field_catalog import site_field_types
 from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.lineproto import LineEncoder, float_format, series_prefix
@@ -106,8 +107,11 @@ class Gateway:
             device: {s.name: float_format(s.dtype.value, s.scaled) for s in poller.plan.specs}
             for device, poller in self.modbus.pollers.items()
         }
+        field_types = site_field_types(
+            (d.id, loaded.profiles[d.profile], d.points) for d in site.devices if d.enabled
+        )
         self.sink = InfluxSink(
-            LineEncoder(series_prefixes(loaded), float_formats),
+            LineEncoder(series_prefixes(loaded), float_formats, field_types),
             self.writer,
             site.batching.max_points,
             site.batching.max_age,

@@ -53,3 +53,20 @@ def test_float_formats_keep_every_digit_a_register_can_hold() -> None:
     assert float_format("int16", True) % (2302 * 0.1) == "230.2"
     assert float_format("uint32", True) % (4294967295 * 0.01) == "42949672.95"
     assert float_format("float64", False) % 0.1 == repr(0.1)
+
+
+def test_declared_field_types_win_over_the_python_type_of_a_value() -> None:
+    from core.field_types import FieldType
+
+    enc = LineEncoder(
+        {"inv": "pv_inverter,device=inv"},
+        {"inv": {"p_w": "%r"}},
+        {"inv": {"p_w": FieldType.FLOAT, "state": FieldType.INTEGER, "ok": FieldType.BOOLEAN}},
+    )
+    # An unscaled int32 register decodes to a Python int; its field is a float all the same.
+    assert enc.encode(Sample("inv", 1, {"p_w": 5000, "state": 512, "ok": True})) == (
+        "pv_inverter,device=inv p_w=5000,state=512i,ok=true 1"
+    )
+    assert enc.encode(Sample("inv", 2, {"p_w": 5000.5, "state": 512})) == (
+        "pv_inverter,device=inv p_w=5000.5,state=512i 2"
+    )
