@@ -51,9 +51,7 @@ def json_field_type(declared: str) -> FieldType:
     return _JSON_TYPES[declared]
 
 
-_INTEGER_REGISTERS = frozenset(
-    {"int16", "uint16", "int32", "uint32", "int64", "uint64", "sunssf"}
-)
+_INTEGER_REGISTERS = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64", "sunssf"})
 _JSON_TYPES: Mapping[str, FieldType] = {
     "float": FieldType.FLOAT,
     "int": FieldType.INTEGER,

@@ -41,7 +41,9 @@ def _fields(
         types = profile.field_types()
         if points is not None:
             wanted = set(points)
-            wanted |= {p.scale_factor for p in profile.points if p.name in wanted and p.scale_factor}
+            wanted |= {
+                p.scale_factor for p in profile.points if p.name in wanted and p.scale_factor
+            }
             types = {name: t for name, t in types.items() if name in wanted}
         yield from types.items()
         return

@@ -82,7 +82,8 @@ def test_check_reports_a_field_type_conflict_between_two_profiles(
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{tmp_path / 'profiles' / 'my_inverter.yaml'}:5: ")
     assert "'pv_inverter' field 'active_power_w' would be integer here but float" in lines[0]
-    assert "huawei_sun2000.yaml:" in lines[0] and "store: float|integer" in lines[0]
+    assert "huawei_sun2000.yaml:" in lines[0]
+    assert "store: float|integer" in lines[0]
     assert "Traceback" not in out.err
 
 
