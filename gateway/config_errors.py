@@ -52,8 +52,11 @@ class LineMap:
 
     @classmethod
     def of(cls, text: str) -> LineMap:
+        return cls.from_node(_compose(text, "<text>")[0])
+
+    @classmethod
+    def from_node(cls, node: yaml.Node | None) -> LineMap:
         lm = cls()
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
             lm._walk(node, ())
         return lm
@@ -76,20 +79,164 @@ class LineMap:
         return None
 
 
-def load_yaml(path: Path) -> tuple[Any, LineMap]:
-    """Parse a YAML file; syntax errors become a Problem with the line of the fault."""
+# A site file uses few aliases, if any. Past this many values beyond those written out, the
+# aliases are an expansion bomb: a few hundred bytes that validate as a billion values.
+MAX_ALIAS_EXPANSION = 100_000
+# Nesting this deep is no configuration, and deeper would exhaust Python's stack.
+MAX_DEPTH = 64
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Refused(yaml.YAMLError):
+    """A document that parses but that the gateway will not load."""
+
+    def __init__(self, line: int, loc: Loc, message: str) -> None:
+        super().__init__(message)
+        self.line, self.loc, self.message = line, loc, message
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that notes duplicate keys and refuses alias bombs, alias loops, deep nesting.
+
+    Each node's expanded size (how many values it stands for once aliases are followed) is known
+    as soon as it is composed, so a bomb is refused while reading it, before anything expands.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._size: dict[int, int] = {}  # id(node) -> expanded size; the tree keeps nodes alive
+        self._composed = 0
+        self._aliases = 0
+        self._path: list[str | int] = []
+        self.duplicates: list[tuple[int, Loc, str]] = []
+
+    def _mark_line(self) -> int:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        return event.start_mark.line + 1 if event.start_mark is not None else 1
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        step = index if isinstance(index, int) else getattr(index, "value", None)
+        if len(self._path) >= MAX_DEPTH:
+            line = self._mark_line()
+            message = f"nested deeper than {MAX_DEPTH} levels; flatten the structure"
+            raise _Refused(line, tuple(self._path[:4]), message)
+        if step is not None:
+            self._path.append(step if isinstance(step, int) else str(step))
+        try:
+            return self._compose_counted(parent, index)
+        finally:
+            if step is not None:
+                self._path.pop()
+
+    def _compose_counted(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            line = self._mark_line()
+            node = super().compose_node(parent, index)
+            self._aliases += 1
+            # An anchor still being composed has no size yet: the alias is inside it.
+            if node is not None and id(node) not in self._size:
+                message = "this alias refers to the value that contains it; write it out"
+                raise _Refused(line, tuple(self._path), message)
+            return node
+        node = super().compose_node(parent, index)
+        if node is None:
+            return None
+        self._composed += 1
+        size = 1
+        if isinstance(node, yaml.MappingNode):
+            size += sum(self._size[id(k)] + self._size[id(v)] for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size += sum(self._size[id(item)] for item in node.value)
+        self._size[id(node)] = size
+        if size - self._composed > MAX_ALIAS_EXPANSION:
+            raise _Refused(
+                node.start_mark.line + 1,
+                tuple(self._path),
+                f"{self._aliases} YAML aliases expand to more than {MAX_ALIAS_EXPANSION} "
+                "values here; write the values out (a site file needs few aliases, if any)",
+            )
+        return node
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, Any], int] = {}
+        for key, _value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+                continue
+            line = key.start_mark.line + 1
+            seen = first.setdefault((key.tag, key.value), line)
+            if seen != line:
+                self.duplicates.append(
+                    (
+                        line,
+                        (*self._path, str(key.value)),
+                        f"'{key.value}' is given twice (first at line {seen}) and YAML would "
+                        "silently keep only this one; remove one of them",
+                    )
+                )
+        return node
+
+
+def _compose(text: str, file: str) -> tuple[yaml.Node | None, _GuardedLoader]:
+    """The document's node tree; each fault a ConfigError. Dispose of the loader after use."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc.strerror}")]) from exc
+        loader = _GuardedLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:
+        what = f"character #x{exc.character:04x} is not allowed in YAML; remove it"
+        raise ConfigError([Problem(file, _line_at(text, exc.position), "", what)]) from None
     try:
-        return yaml.safe_load(text), LineMap.of(text)
+        node: yaml.Node | None = loader.get_single_node()
+    except _Refused as exc:
+        loader.dispose()
+        raise ConfigError([Problem(file, exc.line, format_loc(exc.loc), exc.message)]) from None
     except yaml.YAMLError as exc:
+        loader.dispose()
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        what = getattr(exc, "problem", None) or str(exc)
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         fix = "; check indentation and quoting (a value with ': ' or '#' needs quotes)"
-        raise ConfigError([Problem(str(path), line, "", f"YAML syntax: {what}{fix}")]) from exc
+        raise ConfigError([Problem(file, line, "", f"YAML syntax: {what}{fix}")]) from None
+    if loader.duplicates:
+        loader.dispose()
+        raise ConfigError(
+            [Problem(file, line, format_loc(loc), msg) for line, loc, msg in loader.duplicates]
+        )
+    return node, loader
+
+
+def _line_at(text: str | bytes, offset: int) -> int:
+    if isinstance(text, bytes):
+        return text[:offset].count(b"\n") + 1
+    return text[:offset].count("\n") + 1
+
+
+def load_yaml(path: Path) -> tuple[Any, LineMap]:
+    """Parse a YAML file; every fault in it becomes a Problem with its line and the fix."""
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Problem(file, None, "", f"cannot read: {exc.strerror}")]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = (
+            f"not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+            f" (from GBK: iconv -f GBK -t UTF-8 {path.name})"
+        )
+        raise ConfigError([Problem(file, _line_at(raw, exc.start), "", message)]) from None
+    node, loader = _compose(text, file)
+    try:
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:  # e.g. a value of an unknown !tag
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        fix = "write a plain value, without a !tag"
+        raise ConfigError([Problem(file, line, "", f"YAML: {what}; {fix}")]) from None
+    finally:
+        loader.dispose()
+    return data, LineMap.from_node(node)
 
 
 def _unwrap(annotation: Any) -> list[Any]:
