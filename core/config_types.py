@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _BYTES = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+# RFC 1123 labels; `_` is allowed too, as Docker and many site DNS servers hand such names out.
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 
 def parse_duration(value: Any) -> float:
@@ -72,4 +75,49 @@ ByteSize = Annotated[
         }
     ),
     Field(ge=0),
+]
+
+
+def check_host(value: str) -> str:
+    """A host name (`meter-gw.local`) or an IP literal (`10.0.8.20`, `fe80::1`), nothing else."""
+    example = "e.g. 10.0.8.20 or broker.local"
+    if not value:
+        raise ValueError(f"empty host; write the address, {example}")
+    if value != value.strip() or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} contains a space; remove it ({example})")
+    if "://" in value:
+        raise ValueError(f"{value!r} is a URL; write only the address, {example}")
+    if value.startswith("[") and value.endswith("]"):
+        raise ValueError(f"{value!r}: write the IPv6 address without brackets")
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if ":" in value:
+        host, _, port = value.rpartition(":")
+        if port.isdigit() and host and ":" not in host:
+            raise ValueError(f"{value!r} includes a port; write `host: {host}, port: {port}`")
+        raise ValueError(f"{value!r} is not a valid IPv6 address")
+    labels = value.removesuffix(".").split(".")
+    if all(label.isdigit() for label in labels):
+        raise ValueError(f"{value!r} is not a valid IPv4 address; {example}")
+    if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"{value!r} is not a host name or IP address: use letters, digits, - and . "
+            f"({example})"
+        )
+    return value
+
+
+Host = Annotated[
+    str,
+    AfterValidator(check_host),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "description": "Host name or IP address, e.g. 10.0.8.20 or broker.local.",
+        }
+    ),
 ]

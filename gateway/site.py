@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.config_types import ByteSize, Duration
+from core.config_types import ByteSize, Duration, Host
 from drivers.modbus.config import ModbusConnection
 from rules.calendar import CalendarConfig
 
@@ -126,7 +126,7 @@ class BrokerConfig(_Strict):
     """An MQTT broker: the site broker, a vendor bridge, a central cluster."""
 
     name: str = Field(pattern=_ID, description="Name devices refer to, e.g. `site`.")
-    host: str = Field(min_length=1, description="Broker address.")
+    host: Host = Field(description="Broker address.")
     port: int = Field(default=1883, ge=1, le=65535, description="Port (8883 for TLS).")
     tls: TlsConfig | None = Field(default=None, description="TLS settings; omit for plain TCP.")
     username: str | None = Field(default=None, description="User name.")

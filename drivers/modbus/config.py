@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.config_types import Duration
+from core.config_types import Duration, Host
 
 
 class _Common(BaseModel):
@@ -33,7 +33,7 @@ class TcpConnection(_Common):
     """Modbus TCP (MBAP framing) to the device or to a TCP gateway."""
 
     transport: Literal["tcp"] = Field(description="`tcp`")
-    host: str = Field(min_length=1, description="Device or gateway address.")
+    host: Host = Field(description="Device or gateway address.")
     port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
 
 
@@ -41,7 +41,7 @@ class RtuOverTcpConnection(_Common):
     """RTU frames tunnelled through a TCP serial server (a 'transparent' RS-485 gateway)."""
 
     transport: Literal["rtu_over_tcp"] = Field(description="`rtu_over_tcp`")
-    host: str = Field(min_length=1, description="Serial server address.")
+    host: Host = Field(description="Serial server address.")
     port: int = Field(default=502, ge=1, le=65535, description="TCP port of the serial server.")
     baudrate: int = Field(
         default=9600, ge=300, le=921600, description="Baud rate of the RS-485 line behind it."
