@@ -48,8 +48,10 @@ class LoadedSite:
         return self.path.parent
 
     def spool_dir(self) -> Path:
-        path = Path(self.site.spool.path)
-        return path if path.is_absolute() else self.base_dir / path
+        return site_relative(self.base_dir, self.site.spool.path)
+
+    def alarm_store_path(self) -> Path:
+        return site_relative(self.base_dir, self.site.alarms.store)
 
     def modbus_devices(self) -> list[ModbusDevice]:
         out = []
@@ -89,6 +91,89 @@ class LoadedSite:
 
     def kind_of(self, device: DeviceConfig) -> str:
         return device.kind or self.profiles[device.profile].kind
+
+
+def site_relative(base_dir: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else base_dir / path
+
+
+def _who() -> str:
+    uid = os.geteuid()
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def writable_dir_problem(path: Path) -> str | None:
+    """Why `path` cannot be used, or created, as a directory this process writes; None if it can.
+
+    Only looks: the directory is created when the gateway runs, not when the file is checked.
+    """
+    nearest = path
+    while not os.path.lexists(nearest) and nearest.parent != nearest:
+        nearest = nearest.parent
+    if not nearest.exists():
+        return f"{nearest} is a broken symbolic link; remove it or point it at a directory"
+    if not nearest.is_dir():
+        if nearest == path:
+            return f"{path} is a file, not a directory"
+        return f"{path} goes through {nearest}, which is a file, not a directory"
+    if nearest != path:
+        if not os.access(nearest, os.W_OK | os.X_OK):
+            return f"{path} cannot be created: {nearest} is not writable by {_who()}"
+        return None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        return f"{path} is not writable by {_who()}"
+    return None
+
+
+def writable_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be opened (or created) for reading and writing; None if it can."""
+    if not os.path.lexists(path):
+        return writable_dir_problem(path)  # the same walk up to the nearest existing directory
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if not path.exists():
+        return f"{path} is a broken symbolic link; remove it or point it at a file"
+    if not os.access(path, os.R_OK | os.W_OK):
+        return f"{path} is not writable by {_who()}"
+    return writable_dir_problem(path.parent)  # SQLite writes its journal beside the file
+
+
+def check_storage(site: Site, data: dict[str, Any], base_dir: Path, report: Report) -> None:
+    """The spool directory and the alarm store can be created and written, before `run`."""
+    spool = site_relative(base_dir, site.spool.path)
+    problem = writable_dir_problem(spool)
+    if problem is None and spool.is_dir():
+        for entry in sorted(spool.iterdir()):
+            if entry.is_file() and not os.access(entry, os.R_OK | os.W_OK):
+                problem = f"{entry} is not writable by {_who()} (left by another user?)"
+                break
+    if problem is not None:
+        report(
+            ("spool", "path"),
+            f"spool directory: {problem}; fix the permissions or set spool.path "
+            "to a directory this user can write",
+        )
+    alarms = data.get("alarms")
+    if not site.rules and not (isinstance(alarms, dict) and "store" in alarms):
+        return  # without rules, `run` opens no alarm store
+    store = site_relative(base_dir, site.alarms.store)
+    problem = writable_file_problem(store)
+    for suffix in ("-wal", "-shm"):
+        beside = store.with_name(store.name + suffix)
+        if problem is None and os.path.lexists(beside) and not os.access(beside, os.W_OK):
+            problem = f"{beside} is not writable by {_who()} (left by another user?)"
+    if problem is not None:
+        report(
+            ("alarms", "store"),
+            f"alarm store: {problem}; fix the permissions or set alarms.store "
+            "to a file path this user can write, e.g. var/alarms.sqlite",
+        )
 
 
 def profile_search_path(site_path: Path, extra: list[str]) -> list[Path]:
@@ -145,6 +230,34 @@ def resolve_secret(ref: str, base_dir: Path) -> str:
 
 
 Report = Callable[[tuple[str | int, ...], str], None]
+
+
+def check_connection(
+    dev: DeviceConfig, profile: AnyProfile, loc: tuple[str | int, ...], report: Report
+) -> bool:
+    """The device gives exactly the connection its profile's protocol needs; say which."""
+    is_mqtt = isinstance(profile, MqttProfile)
+    what = f"{profile.name} is {'an MQTT' if is_mqtt else 'a Modbus'} profile"
+    if dev.modbus is not None and dev.mqtt is not None:
+        report(
+            loc,
+            f"device {dev.id} has both modbus: and mqtt:; keep the one that matches its "
+            f"profile ({what})",
+        )
+        return False
+    if dev.modbus is None and dev.mqtt is None:
+        example = "mqtt: {vars: {...}}" if is_mqtt else "modbus: {transport: tcp, host: ...}"
+        report(loc, f"device {dev.id} has neither modbus: nor mqtt:; add `{example}` ({what})")
+        return False
+    given, needed = ("modbus", "mqtt") if dev.modbus is not None else ("mqtt", "modbus")
+    if (given == "mqtt") != is_mqtt:
+        report(
+            (*loc, given),
+            f"device {dev.id} has {given}: but {what}; replace {given}: with {needed}: "
+            f"or choose {'a Modbus' if is_mqtt else 'an MQTT'} profile",
+        )
+        return False
+    return True
 
 
 def check_modbus(
@@ -329,6 +442,8 @@ def load_site(
                 f"no profile '{dev.profile}' in {', '.join(str(d) for d in dirs)}"
                 + suggest(dev.profile, available),
             )
+            if dev.modbus is not None and dev.mqtt is not None:
+                report(loc, f"device {dev.id} has both modbus: and mqtt:; keep one")
             continue
         if dev.profile not in profiles:
             try:
@@ -337,21 +452,11 @@ def load_site(
                 problems.extend(exc.problems)
                 continue
         profile = profiles[dev.profile]
-        if dev.modbus is not None:
-            if not isinstance(profile, Profile):
-                report(
-                    (*loc, "profile"),
-                    f"{dev.profile} is an MQTT profile; give `mqtt:`, not `modbus:`",
-                )
-                continue
+        if not check_connection(dev, profile, loc, report):
+            continue
+        if dev.modbus is not None and isinstance(profile, Profile):
             check_modbus(dev, profile, loc, report, units_on_link, serial_settings)
-        elif dev.mqtt is not None:
-            if not isinstance(profile, MqttProfile):
-                report(
-                    (*loc, "profile"),
-                    f"{dev.profile} is a Modbus profile; give `modbus:`, not `mqtt:`",
-                )
-                continue
+        elif dev.mqtt is not None and isinstance(profile, MqttProfile):
             check_mqtt(dev, profile, loc, report, mqtt)
 
     problems.extend(
@@ -372,6 +477,7 @@ def load_site(
         )
     )
     check_rules(site, data, file, lines, problems)
+    check_storage(site, data, path.parent, report)
 
     secrets: dict[str, str] = {}
     db = site.influxdb

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.config_types import ByteSize, Duration, Host
 from drivers.modbus.config import ModbusConnection
@@ -180,7 +180,11 @@ class MqttDeviceConfig(_Strict):
 
 
 class DeviceConfig(_Strict):
-    """One device: its profile, how to reach it, how often to poll it, where it is."""
+    """One device: its profile, how to reach it, how often to poll it, where it is.
+
+    Exactly one of `modbus` and `mqtt`, the one its profile's protocol needs: `load_site`
+    checks that against the profile, so the error can say which one to keep.
+    """
 
     id: str = Field(pattern=_ID, description="Unique id, e.g. `meter-b1-main`.")
     profile: str = Field(description="Profile name, a file in config/profiles/ without .yaml.")
@@ -197,12 +201,6 @@ class DeviceConfig(_Strict):
         default=None, pattern=r"^[a-z][a-z0-9_]*$", description="Overrides the profile's kind."
     )
     enabled: bool = Field(default=True, description="false keeps the entry but doesn't poll.")
-
-    @model_validator(mode="after")
-    def _one_protocol(self) -> DeviceConfig:
-        if (self.modbus is None) == (self.mqtt is None):
-            raise ValueError("give exactly one of `modbus:` and `mqtt:`")
-        return self
 
     @field_validator("tags")
     @classmethod
