@@ -13,15 +13,19 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
 
 from core.once import ProblemCounter
+from gateway.dead_letter import DeadLetters
 from gateway.spool import Spool
 
 log = logging.getLogger("guanjia.influx")
+
+PING_TIMEOUT = 2.0  # a probe of a database that is away must not hold the writer long
 
 
 class WriteError(Exception):
@@ -42,7 +46,34 @@ def _retryable(status: int) -> bool:
 
 class Transport(Protocol):
     def send(self, body: bytes) -> None: ...
+    def ping(self) -> bool: ...
     def close(self) -> None: ...
+
+
+def _ping(http: urllib3.PoolManager, url: str) -> bool:
+    """Whether the server answers at all (InfluxDB 1.x and 2.x answer GET /ping with 204;
+    any HTTP answer means it is back, and the next write says whether it takes data)."""
+    try:
+        http.request("GET", url, timeout=urllib3.Timeout(total=PING_TIMEOUT))
+    except (urllib3.exceptions.HTTPError, OSError):
+        return False
+    return True
+
+
+def advice(exc: WriteError) -> str:
+    """What an operator can do about a failed write."""
+    if exc.status is None:
+        return "is the database running and reachable at its URL?"
+    if exc.status in (401, 403):
+        return "check the token or user and password, and their write permission"
+    if exc.status == 404:
+        return "create the database (v1) or the bucket and organisation (v2) it names"
+    if exc.status in (400, 422):
+        return "the lines are kept in the dead-letter file; fix the cause, then run "
+        "`guanjia replay --dead-letter`"
+    if exc.status == 413:
+        return "lower batching.max_points, or raise the server's body size limit"
+    return "the database answered with an error; its log says why"
 
 
 class V2Transport:
@@ -61,6 +92,9 @@ class V2Transport:
             url=url, token=token or "", org=org, timeout=int(timeout * 1000), enable_gzip=False
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
+        # The client's own ping waits the whole write timeout on a silent network.
+        self._ping_url = url.rstrip("/") + "/ping"
+        self._ping_http = urllib3.PoolManager(retries=False, maxsize=1)
 
     def send(self, body: bytes) -> None:
         from influxdb_client.domain.write_precision import WritePrecision
@@ -83,8 +117,12 @@ class V2Transport:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise WriteError(f"cannot reach the database: {exc}", retryable=True) from None
 
+    def ping(self) -> bool:
+        return _ping(self._ping_http, self._ping_url)
+
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
+        self._ping_http.clear()
 
 
 class V1Transport:
@@ -103,6 +141,7 @@ class V1Transport:
         if retention_policy:
             params["rp"] = retention_policy
         self._url = url.rstrip("/") + "/write?" + urlencode(params)
+        self._ping_url = url.rstrip("/") + "/ping"
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         if username:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
@@ -124,8 +163,38 @@ class V1Transport:
                 status=status,
             )
 
+    def ping(self) -> bool:
+        return _ping(self._http, self._ping_url)
+
     def close(self) -> None:
         self._http.clear()
+
+
+def send_or_split(
+    send: Callable[[bytes], None],
+    body: bytes,
+    points: int,
+    refused: Callable[[WriteError, bytes], None],
+) -> int:
+    """Send; if the database refuses the data itself (400, 413), send each half on its own,
+    down to single lines, so one bad line or an oversized body costs only what cannot be
+    written, and that is handed to `refused` with the database's reason. Returns the points
+    written; raises WriteError when the failure is retryable (the database is away)."""
+    try:
+        send(body)
+        return points
+    except WriteError as exc:
+        if exc.retryable:
+            raise
+        lines = body.splitlines(keepends=True)
+        if len(lines) <= 1:
+            refused(exc, body)
+            return 0
+    half = len(lines) // 2
+    first, second = b"".join(lines[:half]), b"".join(lines[half:])
+    return send_or_split(send, first, half, refused) + send_or_split(
+        send, second, len(lines) - half, refused
+    )
 
 
 @dataclass
@@ -135,9 +204,12 @@ class WriterStats:
     points_spooled: int = 0
     points_replayed: int = 0
     points_rejected: int = 0
-    points_lost: int = 0  # could not even be spooled (disk full)
+    points_lost: int = 0  # could not even be spooled (disk full) or dead-lettered
+    points_dead_lettered: int = 0  # refused by the database, kept in the dead-letter file
     write_failures: int = 0
+    spool_failures: int = 0  # episodes of a spool that could not be written
     database_up: bool | None = None
+    last_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,21 +219,27 @@ class Batch:
 
 
 class Writer:
-    """Thread that delivers batches; anything it cannot deliver goes to the spool."""
+    """Thread that delivers batches; anything it cannot deliver goes to the spool, and a line
+    the database refuses goes to the dead-letter file."""
 
     def __init__(
         self,
         transport: Transport | None,
         spool: Spool,
         *,
+        dead_letters: DeadLetters | None = None,
         queue_batches: int = 32,
         replay_points: int = 20_000,
         replay_bytes: int = 1_000_000,  # under common proxy body limits (nginx: 1 MB)
         backoff_max: float = 30.0,
+        probe_interval: float = 1.0,
         stop_timeout: float = 15.0,
     ) -> None:
         self.transport = transport
         self.spool = spool
+        self.dead_letters = dead_letters or DeadLetters(
+            spool.dir, max(1 << 20, spool.max_bytes // 16), fsync=spool.fsync
+        )
         self.stats = WriterStats()
         self.problems = ProblemCounter(log)
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=queue_batches)
@@ -172,6 +250,11 @@ class Writer:
         self._backoff_max = backoff_max
         self._backoff = 0.0
         self._retry_at = 0.0
+        self._probe_interval = probe_interval
+        self._probe_at = 0.0
+        self._unreachable = False  # the last failure was the network, not an HTTP answer
+        self._spool_episode_lost = 0  # points lost since the spool stopped accepting writes
+        self._spool_failing = False
         self._stop = threading.Event()
         # Not a daemon: at exit the interpreter waits for a batch in flight to be delivered
         # or spooled rather than dropping it.
@@ -225,6 +308,8 @@ class Writer:
                     self._to_spool(batch, "shutting down")
                 elif batch is not None:
                     self._deliver(batch)
+                if not stopping:
+                    self._probe()
                 if not stopping and self._can_send() and len(self.spool):
                     self._replay_one()
             except Exception as exc:  # the thread must outlive any one failure
@@ -232,6 +317,22 @@ class Writer:
                     f"writer:{type(exc).__name__}", f"influx writer: {exc!r}", logging.ERROR
                 )
                 time.sleep(0.5)
+
+    def _probe(self) -> None:
+        """While the database is unreachable, ask it once a second whether it is back (a
+        cheap /ping), so writes resume within a couple of seconds of its return instead of
+        at the end of a long backoff."""
+        now = time.monotonic()
+        if (
+            self.transport is None
+            or not self._unreachable
+            or now >= self._retry_at
+            or now < self._probe_at
+        ):
+            return
+        self._probe_at = now + self._probe_interval
+        if self.transport.ping():
+            self._retry_at = now
 
     def _stop_budget_left(self) -> bool:
         """While stopping, a healthy database still gets what is queued, for a short while."""
@@ -267,22 +368,7 @@ class Writer:
             log.info("spool replayed: %d points in all", self.stats.points_replayed)
 
     def _send_or_split(self, body: bytes, points: int) -> int:
-        """Send; if the database refuses the data itself (400, 413), send each half on its
-        own, down to single lines, so one bad line or an oversized body loses only what
-        cannot be written. Returns the points written; raises WriteError when retryable."""
-        try:
-            self._send(body)
-            return points
-        except WriteError as exc:
-            if exc.retryable:
-                raise
-            lines = body.splitlines(keepends=True)
-            if len(lines) <= 1:
-                self._rejected(1, exc, body)
-                return 0
-        half = len(lines) // 2
-        first, second = b"".join(lines[:half]), b"".join(lines[half:])
-        return self._send_or_split(first, half) + self._send_or_split(second, len(lines) - half)
+        return send_or_split(self._send, body, points, self._rejected)
 
     def _send(self, body: bytes) -> None:
         assert self.transport is not None
@@ -301,12 +387,21 @@ class Writer:
         if self.stats.database_up is not True:
             log.info("database is accepting writes")
         self.stats.database_up = True
+        self.stats.last_error = ""
+        self._unreachable = False
         self._backoff = 0.0
 
     def _down(self, exc: WriteError) -> None:
         if self.stats.database_up is not False:
-            log.warning("database unavailable (%s); spooling to %s", exc, self.spool.dir)
+            log.warning(
+                "database unavailable (%s): %s; spooling to %s meanwhile",
+                exc,
+                advice(exc),
+                self.spool.dir,
+            )
         self.stats.database_up = False
+        self.stats.last_error = str(exc)[:200]
+        self._unreachable = exc.status is None
         self._backoff = min(self._backoff_max, max(0.25, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
 
@@ -315,18 +410,47 @@ class Writer:
             self.spool.append(batch.body, batch.points)
         except OSError as exc:
             self.stats.points_lost += batch.points
-            self.problems.report(
-                "spool_failed", f"cannot spool {batch.points} points ({why}): {exc}", logging.ERROR
-            )
+            self._spool_episode_lost += batch.points
+            if not self._spool_failing:  # each episode is logged, not each batch
+                self._spool_failing = True
+                self.stats.spool_failures += 1
+                log.error(
+                    "cannot spool %d points (%s): %s; points are being lost until the disk "
+                    "under %s has room (free space, or lower spool.max_bytes)",
+                    batch.points,
+                    why,
+                    exc,
+                    self.spool.dir,
+                )
             return
+        if self._spool_failing:
+            log.warning(
+                "spool writable again: %d points were lost while it was not",
+                self._spool_episode_lost,
+            )
+            self._spool_failing = False
+            self._spool_episode_lost = 0
         self.stats.points_spooled += batch.points
         self.problems.report("spooled", f"spooling points: {why}", logging.INFO)
 
-    def _rejected(self, points: int, exc: WriteError, line: bytes) -> None:
-        self.stats.points_rejected += points
-        # The first refused lines are logged whole, so the cause can be seen; then counted.
-        if self.stats.points_rejected <= 10:
-            log.error("database refused a line (%s): %s", exc, line[:300].decode(errors="replace"))
+    def _rejected(self, exc: WriteError, line: bytes) -> None:
+        """A line the database refused: kept in the dead-letter file with the reason."""
+        self.stats.points_rejected += 1
+        if self.dead_letters.add(line, str(exc)):
+            self.stats.points_dead_lettered += 1
+            where = f"kept in {self.dead_letters.path}"
+        else:
+            self.stats.points_lost += 1
+            where = "LOST: the dead-letter file is full"
+        # Logged once per kind of refusal (the measurement and the error without numbers).
+        measurement = line.split(b",", 1)[0].split(b" ", 1)[0][:64].decode(errors="replace")
+        kind = "".join(c for c in str(exc)[:80] if not c.isdigit())
+        self.problems.report(
+            f"refused:{measurement}:{kind}",
+            f"database refused a line ({exc}); {where}; {advice(exc)}: "
+            f"{line[:300].decode(errors='replace')}",
+            logging.ERROR,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
@@ -336,9 +460,13 @@ class Writer:
             "points_spooled": s.points_spooled,
             "points_replayed": s.points_replayed,
             "points_rejected": s.points_rejected,
+            "points_dead_lettered": s.points_dead_lettered,
             "points_lost": s.points_lost,
             "write_failures": s.write_failures,
+            "spool_failures": s.spool_failures,
             "spool_points": len(self.spool),
             "spool_bytes": self.spool.total_bytes,
             "spool_dropped_points": self.spool.dropped_points,
+            "dead_letter_points": self.dead_letters.lines,
+            "dead_letter_bytes": self.dead_letters.bytes,
         }

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from core.private_fs import make_private_dir, open_private
+
 log = logging.getLogger("guanjia.spool")
 
 _HEADER = struct.Struct("<4sIII")  # magic, length, points, crc32
@@ -65,7 +67,7 @@ class Spool:
         # Small enough that dropping one segment at the bound loses little.
         self.segment_bytes = segment_bytes or max(64 * 1024, min(8 * 1024 * 1024, max_bytes // 16))
         self._lock = threading.Lock()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         self.dropped_points = 0
         self.corrupt_records = 0
         self.pending_points = 0
@@ -81,7 +83,7 @@ class Spool:
     def _take_lock(self) -> IO[str]:
         """One process per spool: a second (a `guanjia replay` beside the service) would
         delete segments the first is still appending to."""
-        fh = (self.dir / "lock").open("a+")
+        fh: IO[str] = open_private(self.dir / "lock", "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -178,7 +180,7 @@ class Spool:
 
     def _save_cursor(self) -> None:
         tmp = self.dir / "cursor.tmp"
-        with tmp.open("w") as fh:
+        with open_private(tmp, "w") as fh:
             json.dump({"segment": self._cursor.segment, "offset": self._cursor.offset}, fh)
             fh.flush()
             if self.fsync:
@@ -198,7 +200,8 @@ class Spool:
 
     def _save_stats(self) -> None:
         tmp = self.dir / "stats.json.tmp"
-        tmp.write_text(json.dumps({"dropped_points": self.dropped_points}))
+        with open_private(tmp, "w") as fh:
+            fh.write(json.dumps({"dropped_points": self.dropped_points}))
         tmp.replace(self.dir / "stats.json")
 
     # -- operations ----------------------------------------------------------------------
@@ -219,7 +222,7 @@ class Spool:
             path = self._path(self._active)
             size = self._segments[self._active]
             try:
-                with path.open("ab") as fh:
+                with open_private(path, "ab") as fh:
                     fh.write(record)
                     fh.flush()
                     if self.fsync:
@@ -286,19 +289,27 @@ class Spool:
                     self._cursor.offset,
                 ):
                     self._cursor = chunk.end
-                self._delete_before(self._cursor.segment)
+                self._reclaim()
                 self.pending_points = sum(p for _, p, _ in self._records_from(self._cursor))
                 self._save_cursor()
                 return
             self._cursor = chunk.end
             self.pending_points = max(0, self.pending_points - chunk.points)
-            self._delete_before(chunk.end.segment)
-            size = self._segments.get(chunk.end.segment)
-            if size is not None and chunk.end.offset >= size and chunk.end.segment != self._active:
-                self._path(chunk.end.segment).unlink(missing_ok=True)
-                del self._segments[chunk.end.segment]
-                self._cursor = Position(chunk.end.segment + 1, 0)
+            self._reclaim()
             self._save_cursor()
+
+    def _reclaim(self) -> None:
+        """Delete every segment the cursor has passed, the one it has just finished included,
+        even the one open for appends: delivered data must not hold disk the next outage
+        needs. Under the lock, so no append is between its size and its deletion."""
+        self._delete_before(self._cursor.segment)
+        size = self._segments.get(self._cursor.segment)
+        if size is not None and self._cursor.offset >= size:
+            self._path(self._cursor.segment).unlink(missing_ok=True)
+            del self._segments[self._cursor.segment]
+            if self._active == self._cursor.segment:
+                self._active = None
+            self._cursor = Position(self._cursor.segment + 1, 0)
 
     def _delete_before(self, segment: int) -> None:
         for number in [n for n in self._segments if n < segment]:

@@ -141,3 +141,43 @@ def test_drop_while_a_chunk_is_out_keeps_the_count_right(tmp_path: Path) -> None
     counted = len(spool)
     lines = sum(body.count(b"\n") for body in _drain(spool, 1000))
     assert counted == lines > 0
+
+
+def test_a_drained_spool_gives_its_disk_back_and_the_next_outage_has_all_of_it(
+    tmp_path: Path,
+) -> None:
+    # Issue 7: after a replay the last (active) segment stayed on disk, so on a small bound
+    # the next outage found the bound taken by delivered data and dropped every new point.
+    spool = Spool(tmp_path, max_bytes=4000, segment_bytes=1000)
+    for i in range(3):
+        spool.append(_batch(i), 10)
+    _drain(spool)
+    assert spool.total_bytes == 0
+    assert list(tmp_path.glob("*.seg")) == []
+    # The next outage: as much as the bound holds, none of it dropped.
+    for i in range(3, 6):
+        spool.append(_batch(i), 10)
+    assert spool.dropped_points == 0
+    assert b"".join(_drain(spool)) == b"".join(_batch(i) for i in range(3, 6))
+    spool.close()
+    # And the order survives a restart after the segment numbers moved on.
+    spool = Spool(tmp_path, max_bytes=4000, segment_bytes=1000)
+    spool.append(_batch(9), 10)
+    assert b"".join(_drain(spool)) == _batch(9)
+
+
+def test_spool_files_are_private(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    spool = Spool(directory, max_bytes=1_000_000, segment_bytes=1000)
+    spool.append(_batch(0), 10)
+    spool.append(_batch(1), 10)
+    chunk = spool.peek(10)
+    assert chunk is not None
+    spool.ack(chunk)
+    spool.close()
+    assert directory.stat().st_mode & 0o777 == 0o700
+    files = list(directory.iterdir())
+    assert {f.name for f in files} >= {"cursor", "lock"}
+    assert any(f.suffix == ".seg" for f in files)
+    for f in files:
+        assert f.stat().st_mode & 0o777 == 0o600, f
