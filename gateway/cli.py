@@ -236,6 +236,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if transport is None:
         raise SystemExit("guanjia replay: no database: use --influx URL or --influx-v1 URL")
     spool = Spool(spool_dir, max_bytes)
+    if args.dead_letter:
+        return _replay_dead_letters(spool, transport)
     total = len(spool)
     writer = Writer(transport, spool)
     writer.start()
@@ -253,9 +255,39 @@ def cmd_replay(args: argparse.Namespace) -> int:
     spool.close()
     print(
         f"replayed {writer.stats.points_replayed} of {total} points from {spool_dir}"
-        f" ({writer.stats.points_rejected} refused by the database)"
+        f" ({writer.stats.points_rejected} refused by the database"
+        + (
+            f", kept in {writer.dead_letters.path}: fix the cause, then "
+            "`guanjia replay --dead-letter`)"
+            if writer.stats.points_rejected
+            else ")"
+        )
     )
     return 0
+
+
+def _replay_dead_letters(spool: Spool, transport: Transport) -> int:
+    """Send the dead-letter file again; what the database still refuses stays in it."""
+    from gateway.dead_letter import DeadLetters, replay
+    from gateway.influx_writer import send_or_split
+
+    try:
+        dead = DeadLetters(spool.dir, 1 << 40)
+        total = dead.lines
+        result = replay(
+            dead, lambda body, lines, refused: send_or_split(transport.send, body, lines, refused)
+        )
+    finally:
+        transport.close()
+        spool.close()
+    print(
+        f"dead letters: sent {result.sent} of {total} lines from {dead.path}; "
+        f"{result.refused} refused again, {result.left} not tried (database unavailable)"
+    )
+    if result.refused:
+        first = dead.read()[0]
+        print(f"still refused, e.g.: {first.reason}", file=sys.stderr)
+    return 0 if not (result.refused or result.left) else 1
 
 
 def _alarm_store(loaded: LoadedSite) -> AlarmStore:
@@ -386,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="send spooled points to a database, then exit")
     p.add_argument("site", nargs="?", help="site file (its spool and database)")
     p.add_argument("--spool", help="spool directory (default: the site's)")
+    p.add_argument(
+        "--dead-letter",
+        action="store_true",
+        help="send the lines the database refused (dead-letter.lp in the spool) again, "
+        "after the cause is fixed; what is refused again stays, with the new reason",
+    )
     _add_db_args(p)
     p.set_defaults(func=cmd_replay)
     return parser

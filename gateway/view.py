@@ -35,6 +35,20 @@ def _fmt(value: Value) -> str:
     return str(value)
 
 
+def _problems(gateway: Gateway) -> list[str]:
+    """What needs a person, one line each: the view is where an operator looks first."""
+    out = []
+    writer = gateway.writer
+    if writer.stats.database_up is False and writer.stats.last_error:
+        out.append(f"! database: {writer.stats.last_error}")
+    if writer.dead_letters.lines:
+        out.append(
+            f"! {writer.dead_letters.lines} refused lines in {writer.dead_letters.path}: "
+            "fix the cause, then `guanjia replay --dead-letter`"
+        )
+    return out
+
+
 def render(gateway: Gateway, width: int = 120) -> str:
     h = gateway.health()
     db = {True: "up", False: "DOWN", None: "none" if not gateway.writer.transport else "?"}
@@ -44,6 +58,9 @@ def render(gateway: Gateway, width: int = 120) -> str:
         f"database {db[h.get('database_up')]}   written {h['points_written']}"
         f"   spool {h['spool_points']} points / {h['spool_bytes'] // 1024} KiB"
         f"   dropped {h['spool_dropped_points']}   modbus errors {h['modbus_errors']}",
+        f"refused by the database {h['points_rejected']}"
+        f"   dead letters {h['dead_letter_points']}   lost {h['points_lost']}",
+        *_problems(gateway),
         "",
         f"{'device':<18} {'state':<8} {'poll ms':>8} {'polls':>6} {'err':>4}  latest values",
         "-" * min(width, 120),
