@@ -1,12 +1,17 @@
-"""Files and directories only the gateway's user can read: spools, alarm stores, dead letters.
+"""Files and directories only the gateway's user can read: spool segments, the alarm store.
 
-Readings, alarm texts and audit records are the site's business; on a shared edge box they
-must not be world-readable, whatever the umask of the shell that started the service.
+Readings, alarms and audit records of a public building are not for every local account. The
+helpers create with private modes from the start (no window in which a file is world-readable)
+and never depend on the process umask. They tighten what the gateway made before (0644/0755)
+but never touch the parents of the directory they are given, which may be shared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,36 +19,85 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
-def make_private_dir(path: Path) -> None:
-    """Create the directory (and its parents) if missing; the directory itself is 0700.
+def make_private_dir(path: Path | str) -> Path:
+    """Create `path` (and missing parents) as 0700, or tighten it to 0700 if it exists.
 
-    Parents that exist keep their mode: they may be shared (/var/lib).
+    Parents that exist are left alone; parents this call creates are 0700 too.
     """
-    path.mkdir(parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o777 != DIR_MODE:
-        path.chmod(DIR_MODE)
+    path = Path(path)
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:  # made meanwhile by another process: checked below
+            continue
+        os.chmod(directory, DIR_MODE)  # exactly: a strict umask could leave it unusable
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a directory")
+    _tighten(path, DIR_MODE)
+    return path
 
 
-def open_private(path: Path, mode: str = "ab") -> IO[Any]:
-    """Open a file for writing, created 0600 if new (an existing file is made 0600)."""
-    flags = os.O_WRONLY | os.O_CREAT
-    if "a" in mode:
-        flags |= os.O_APPEND
-    elif "w" in mode:
-        flags |= os.O_TRUNC
-    if "+" in mode:
-        flags = (flags & ~os.O_WRONLY) | os.O_RDWR
-    fd = os.open(path, flags, FILE_MODE)
+def open_private(path: Path | str, mode: str = "ab", **kwargs: Any) -> IO[Any]:
+    """`open(path, mode)`, creating the file 0600 (an existing file is tightened to 0600).
+
+    `mode` is any of open()'s modes ("ab", "wb", "r+b", "w", "a+", ...); "x" is honoured.
+    """
+    path = Path(path)
+    flags = {"r": 0, "w": os.O_CREAT | os.O_TRUNC, "a": os.O_CREAT | os.O_APPEND, "x": 0}
+    kind = next(c for c in mode if c in flags)
+    flags_ = flags[kind] | (os.O_CREAT | os.O_EXCL if kind == "x" else 0)
+    flags_ |= os.O_RDWR if "+" in mode else (os.O_RDONLY if kind == "r" else os.O_WRONLY)
+    flags_ |= getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags_, FILE_MODE)
     try:
-        if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
-            os.fchmod(fd, FILE_MODE)
-        return os.fdopen(fd, mode)
+        _tighten_fd(fd, FILE_MODE)
+        return os.fdopen(fd, mode, **kwargs)
     except BaseException:
         os.close(fd)
         raise
 
 
-def make_private(path: Path) -> None:
-    """An existing file (a SQLite database and its -wal, -shm files) made 0600."""
-    if path.exists() and path.stat().st_mode & 0o777 != FILE_MODE:
-        path.chmod(FILE_MODE)
+def touch_private(path: Path | str) -> Path:
+    """Make sure `path` exists as a 0600 file, e.g. before `sqlite3.connect(path)`.
+
+    SQLite creates its `-wal` and `-shm` files with the database file's mode, so a database
+    created through this stays private with all its journals.
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        _tighten_fd(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return path
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Within the block, files and directories this process creates get no group/other bits.
+
+    The umask is process-wide: use it around code that creates files itself (a library),
+    briefly; other threads' files made meanwhile are private too, which errs the safe way.
+    """
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    st = os.stat(path)
+    if stat.S_IMODE(st.st_mode) & ~mode and st.st_uid == os.geteuid():
+        os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+
+
+def _tighten_fd(fd: int, mode: int) -> None:
+    st = os.fstat(fd)
+    if stat.S_IMODE(st.st_mode) & ~mode and st.st_uid == os.geteuid():
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & mode)

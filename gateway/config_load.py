@@ -227,6 +227,10 @@ def resolve_secret(ref: str, base_dir: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"secret file {path} is not UTF-8 (byte offset {exc.start}); save it as UTF-8"
+        ) from None
 
 
 Report = Callable[[tuple[str | int, ...], str], None]
