@@ -1,4 +1,4 @@
-"""Files and directories only the gateway's user can read: spool segments, the alarm store.
+"""Files and directories only the gateway's user can read: spools, alarm stores, dead letters.
 
 Readings, alarms and audit records of a public building are not for every local account. The
 helpers create with private modes from the start (no window in which a file is world-readable)
@@ -75,6 +75,13 @@ def touch_private(path: Path | str) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def make_private(path: Path | str) -> None:
+    """An existing file (a SQLite database and its -wal, -shm files) tightened to 0600."""
+    path = Path(path)
+    if path.exists():
+        _tighten(path, FILE_MODE)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from core.private_fs import make_private_dir, open_private, private_umask, touch_private
+from core.private_fs import (
+    make_private,
+    make_private_dir,
+    open_private,
+    private_umask,
+    touch_private,
+)
 
 
 def _mode(path: Path) -> int:
@@ -105,3 +111,12 @@ def test_private_umask_covers_files_a_library_creates(tmp_path: Path) -> None:
     assert _mode(tmp_path / "made-by-library") == 0o600
     assert _mode(tmp_path / "dir-by-library") == 0o700
     assert os.umask(0) == 0  # restored
+
+
+def test_make_private_tightens_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "alarms.sqlite-wal"
+    path.write_text("")
+    path.chmod(0o644)
+    make_private(path)
+    assert _mode(path) == 0o600
+    make_private(tmp_path / "missing")  # nothing to do
