@@ -75,6 +75,7 @@ class Spool:
         self._cursor = Position(0, 0)
         self._active: int | None = None  # segment open for appends
         self._drops = 0
+        self._episode_dropped = 0  # points dropped since the spool last reached its bound
         self._lock_file = self._take_lock()
         self._open()
 
@@ -255,12 +256,14 @@ class Spool:
             self.dropped_points += dropped
             self.pending_points -= dropped
             self._save_stats()
-            log.warning(
-                "spool over its bound of %d bytes: dropped the oldest %d points (%d in all)",
-                self.max_bytes,
-                dropped,
-                self.dropped_points,
-            )
+            if not self._episode_dropped:  # each episode is logged, not each drop
+                log.warning(
+                    "spool %s is full (%d bytes): dropping the oldest points until the "
+                    "database takes them again (raise spool.max_bytes to keep more)",
+                    self.dir,
+                    self.max_bytes,
+                )
+            self._episode_dropped += dropped
 
     def peek(self, max_points: int, max_bytes: int = 1 << 62) -> Chunk | None:
         """The oldest records, joined, up to max_points and max_bytes (at least one record)."""
@@ -298,6 +301,15 @@ class Spool:
             self._reclaim()
             self._save_cursor()
 
+    def _end_full_episode(self) -> None:
+        if self._episode_dropped and self.total_bytes < self.max_bytes // 2:
+            log.warning(
+                "spool %s has room again: %d points were dropped while it was full",
+                self.dir,
+                self._episode_dropped,
+            )
+            self._episode_dropped = 0
+
     def _reclaim(self) -> None:
         """Delete every segment the cursor has passed, the one it has just finished included,
         even the one open for appends: delivered data must not hold disk the next outage
@@ -310,6 +322,7 @@ class Spool:
             if self._active == self._cursor.segment:
                 self._active = None
             self._cursor = Position(self._cursor.segment + 1, 0)
+        self._end_full_episode()
 
     def _delete_before(self, segment: int) -> None:
         for number in [n for n in self._segments if n < segment]:

@@ -181,3 +181,20 @@ def test_spool_files_are_private(tmp_path: Path) -> None:
     assert any(f.suffix == ".seg" for f in files)
     for f in files:
         assert f.stat().st_mode & 0o777 == 0o600, f
+
+
+def test_a_full_spool_logs_each_episode_not_each_drop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path, max_bytes=3000, segment_bytes=1000)
+    with caplog.at_level("WARNING", logger="guanjia.spool"):
+        for episode in range(2):
+            for i in range(30):  # far past the bound: many segments dropped
+                spool.append(_batch(i), 10)
+            _drain(spool)
+    full = [r for r in caplog.records if "is full" in r.getMessage()]
+    room = [r for r in caplog.records if "has room again" in r.getMessage()]
+    assert len(full) == 2
+    assert len(room) == 2
+    first_episode = int(room[0].getMessage().split(": ")[1].split()[0])
+    assert first_episode == spool.dropped_points // 2 > 0
