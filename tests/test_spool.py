@@ -188,7 +188,7 @@ def test_a_full_spool_logs_each_episode_not_each_drop(
 ) -> None:
     spool = Spool(tmp_path, max_bytes=3000, segment_bytes=1000)
     with caplog.at_level("WARNING", logger="guanjia.spool"):
-        for episode in range(2):
+        for _episode in range(2):
             for i in range(30):  # far past the bound: many segments dropped
                 spool.append(_batch(i), 10)
             _drain(spool)
