@@ -121,33 +121,75 @@ async def _run(
     transport: Transport | None = None,
     spool: str | None = None,
     rules_clock: Callable[[], datetime] | None = None,
+    reload: Callable[[], LoadedSite] | None = None,
 ) -> None:
-    gateway = Gateway(
-        loaded,
-        transport=transport,
-        spool_dir=Path(spool) if spool else None,
-        rules_clock=rules_clock,
-    )
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
+    """Run until SIGTERM, SIGINT or `duration`. SIGHUP reloads the site file through
+    `reload`: a file that does not validate is reported and the gateway goes on with the
+    one it has; a good one replaces the running gateway (the old one flushes or spools
+    everything first)."""
+    stop, hangup = asyncio.Event(), asyncio.Event()
+    install_signal_handlers(stop, hangup)
     if duration:
         asyncio.get_running_loop().call_later(duration, stop.set)
-    view_task = None
-    if view:
-        from gateway.view import show
+    while True:
+        gateway = Gateway(
+            loaded,
+            transport=transport,
+            spool_dir=Path(spool) if spool else None,
+            rules_clock=rules_clock,
+        )
+        view_task = None
+        if view:
+            from gateway.view import show
 
-        view_task = asyncio.create_task(show(gateway))
-    try:
-        await gateway.run_until(stop)
-    finally:
-        if view_task is not None:
-            view_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await view_task
+            view_task = asyncio.create_task(show(gateway))
+        try:
+            await gateway.start()
+            following = await _next_site(stop, hangup, reload)
+        finally:
+            if view_task is not None:
+                view_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await view_task
+            await gateway.stop()
+        if following is None:
+            return
+        loaded, transport = following, None
+        log.info("site file reloaded: the gateway starts again on it")
+
+
+async def _next_site(
+    stop: asyncio.Event, hangup: asyncio.Event, reload: Callable[[], LoadedSite] | None
+) -> LoadedSite | None:
+    """Wait for the end (None) or for a SIGHUP with a site file that validates."""
+    while True:
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(hangup.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        if stop.is_set():
+            return None
+        hangup.clear()
+        if reload is None:
+            log.warning("SIGHUP: this command does not reload its site file; still running")
+            continue
+        try:
+            return await asyncio.to_thread(reload)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("site file not reloaded, still running on the previous one: %s", problem)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    asyncio.run(_run(_load(args.site), args.view, args.duration, spool=args.spool))
+    asyncio.run(
+        _run(
+            _load(args.site),
+            args.view,
+            args.duration,
+            spool=args.spool,
+            reload=lambda: _load(args.site),
+        )
+    )
     return 0
 
 

@@ -212,7 +212,7 @@ class Gateway:
         if self.mqtt is not None:
             states = [s for i in self.mqtt.ingest.values() for s in i.state.values()]
             devices += len(states)
-            online += sum(1 for s in states if s.online)
+            online += sum(1 for s in states if s.up)  # never judged: not offline
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
             "devices": devices,
@@ -225,8 +225,10 @@ class Gateway:
         }
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT end the run through the normal shutdown (flush or spool)."""
+def install_signal_handlers(stop: asyncio.Event, hangup: asyncio.Event | None = None) -> None:
+    """SIGTERM and SIGINT end the run through the normal shutdown (flush or spool); SIGHUP,
+    whose default would kill the process without a flush, asks for a reload."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, (hangup or stop).set)
