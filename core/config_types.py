@@ -104,8 +104,7 @@ def check_host(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid IPv4 address; {example}")
     if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
         raise ValueError(
-            f"{value!r} is not a host name or IP address: use letters, digits, - and . "
-            f"({example})"
+            f"{value!r} is not a host name or IP address: use letters, digits, - and . ({example})"
         )
     return value
 
