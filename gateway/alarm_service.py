@@ -22,10 +22,11 @@ from gateway.lineproto import format_field, series_prefix
 from rules.alarms import Alarm, AlarmBook, Transition
 from rules.calendar import WorkCalendar
 from rules.catalog import Catalog
-from rules.engine import Engine
+from rules.engine import STALE_POLLS, Engine
 from rules.kinds.hvac import DemandResponseRule
 from rules.model import Clear, DeviceInfo, Effect, Issue, PointInfo, Raise, Rule
 from rules.registry import build_rules
+from rules.texts import AlarmTexts
 
 log = logging.getLogger("guanjia.alarms")
 
@@ -37,55 +38,27 @@ def device_infos(loaded: LoadedSite) -> list[DeviceInfo]:
     for d in loaded.site.devices:
         profile = loaded.profiles.get(d.profile)
         points: dict[str, PointInfo] = {}
+        stale_after: float | None = None
         if isinstance(profile, Profile):
             for p in profile.points:
                 w = p.writable
-                points[p.name] = PointInfo(p.unit, w.min if w else None, w.max if w else None)
+                points[p.name] = PointInfo(
+                    p.unit, w.min if w else None, w.max if w else None, dict(p.enum or {})
+                )
+            stale_after = STALE_POLLS * d.poll
         elif isinstance(profile, MqttProfile):
             for m in profile.messages:
                 for jp in m.points:
                     points[jp.name] = PointInfo(jp.unit)
-        out.append(DeviceInfo(d.id, loaded.kind_of(d), d.profile, {**site_tags, **d.tags}, points))
+            stale_after = profile.availability.heartbeat
+        tags = {**site_tags, **d.tags}
+        out.append(
+            DeviceInfo(d.id, loaded.kind_of(d), d.profile, tags, points, stale_after=stale_after)
+        )
     return out
 
 
 MAX_SHELVE_S = 7 * 86400  # a week: longer is a rule to change, not an alarm to hide
-
-_DIRECTIONS = {"below": ("低于", "below"), "above": ("高于", "above")}
-
-
-def derived_params(kind: str, alarm: Alarm) -> dict[str, object]:
-    """Template fields the catalog's texts name, from what the rules report."""
-    d = alarm.details
-    out: dict[str, object] = {}
-    direction = d.get("direction")
-    if (
-        direction is None
-        and isinstance(alarm.value, int | float)
-        and isinstance(alarm.limit, int | float)
-    ):
-        direction = "above" if alarm.value > alarm.limit else "below"
-    zh, en = _DIRECTIONS.get(str(direction), ("超出", "beyond"))
-    out.update(direction_zh=zh, direction_en=en)
-    seconds = alarm.value if isinstance(alarm.value, int | float) else None
-    if kind in ("meter_offline", "camera_offline") and seconds is not None:
-        out["minutes"] = f"{seconds / 60:.1f}"
-    if kind == "door_held_open" and seconds is not None:
-        out["seconds"] = f"{seconds:.0f}"
-    if kind == "invalid_cards_repeated":
-        out["count"] = _fmt(alarm.value)
-        window = d.get("window_s")
-        out["minutes"] = f"{float(window) / 60:g}" if isinstance(window, int | float) else "?"
-    if kind.startswith("quota_"):
-        out["quota"] = f"{alarm.rule} {d.get('period', '')}".strip()
-        out["used"] = _fmt(d.get("so_far_kwh"))
-    return out
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return "" if value is None else str(value)
 
 
 class AlarmService:
@@ -109,6 +82,7 @@ class AlarmService:
         self.catalog = Catalog.load().with_overrides(site.alarms.grades)
         self.calendar = WorkCalendar.from_config(site.calendar, site.site.timezone)
         self.devices = {d.id: d for d in device_infos(loaded)}
+        self.alarm_texts = AlarmTexts(self.catalog, self.devices)
         self.engine = Engine(
             list(rules) if rules is not None else build_rules(site.rules),
             list(self.devices.values()),
@@ -295,29 +269,8 @@ class AlarmService:
             self.publish(f"{self.prefix}/{alarm.id}", payload, True)
 
     def texts(self, alarm: Alarm) -> tuple[str, str]:
-        # A subject is a device id, or "device:what" when one device has several alarms.
-        device = self.devices.get(alarm.subject) or self.devices.get(
-            str(alarm.details.get("device", alarm.subject.split(":")[0]))
-        )
-        unit = ""
-        if device is not None:
-            point = str(alarm.details.get("point", ""))
-            unit = device.points[point].unit if point in device.points else ""
-        params: dict[str, object] = {
-            "place": device.place() if device else alarm.subject,
-            "device": device.id if device else alarm.subject,
-            "value": _fmt(alarm.value),
-            "limit": _fmt(alarm.limit),
-            "unit": unit or ("°C" if alarm.kind.startswith("ac_") else ""),
-            **{k: _fmt(v) for k, v in alarm.details.items()},
-            **derived_params(alarm.kind, alarm),
-        }
-        if alarm.kind.startswith("quota_"):
-            params["unit"] = "kWh"
-        return (
-            self.catalog.text(alarm.kind, "zh", **params),
-            self.catalog.text(alarm.kind, "en", **params),
-        )
+        """(Chinese, English), through rules.texts like `guanjia alarms`."""
+        return self.alarm_texts.render(alarm)
 
     def line(self, tr: Transition, text_zh: str, text_en: str, index: int = 0) -> str:
         alarm = tr.alarm

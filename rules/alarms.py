@@ -227,10 +227,10 @@ ResponseTime = Callable[[Grade], float]  # seconds; <= 0 or inf: this grade neve
 class AlarmBook:
     """Every alarm of the site, one per (rule, subject), and the rules for changing them.
 
-    `value_tolerance` decides when a re-raise is news: rules raise again on every sample, so a
-    new value only makes an "updated" transition when it moved by more than this fraction of
-    the limit (or of the old value when there is no numeric limit). A grade, kind or limit
-    change always does. The stored value is the one last reported, so slow drift still
+    `value_tolerance` decides when a re-raise is news: a rule may raise again on every sample,
+    so a new value only makes an "updated" transition when it moved by more than this fraction
+    of the limit (or of the old value when there is no numeric limit). A grade, kind, limit or
+    details change always does. The stored value is the one last reported, so slow drift still
     produces an update once it adds up.
     """
 
@@ -332,6 +332,10 @@ class AlarmBook:
     def _news(self, old: Alarm, r: Raise, grade: Grade) -> bool:
         if grade != old.grade or r.kind != old.kind or not _same(r.limit, old.limit):
             return True
+        if dict(r.details) != dict(old.details):
+            # The rule says something else (an AC unit set from 24 to 23.5 °C): the text must
+            # not keep naming what no longer is, however small the change in value.
+            return True
         scale = old.limit if _num(old.limit) is not None else old.value
         return _moved(old.value, r.value, self.value_tolerance, scale)
 
@@ -355,7 +359,7 @@ class AlarmBook:
             note = f"{len(clears)} clears within {self.flap.window_s:g} s; held"
             return [self._put(new, "flapping", t, by, note)]
         return self._close_if_acked(
-            replace(old, cleared_at=t, updated_at=t, flap_clears=clears), t, by
+            replace(old, cleared_at=t, updated_at=t, flap_clears=clears), t, by, c.note
         )
 
     def _release(self, old: Alarm, t: float, by: str) -> list[Transition]:

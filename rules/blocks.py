@@ -227,11 +227,19 @@ class AlarmLatch:
         self.raised[subject] = kind
         return (Raise(self.rule, subject, kind, value, limit, grade, details or {}),)
 
-    def clear(self, subject: str) -> tuple[Effect, ...]:
+    def clear(self, subject: str, note: str = "") -> tuple[Effect, ...]:
         """A Clear if the subject is raised; nothing (and no allocation) otherwise."""
         if self.raised.pop(subject, None) is None:
             return ()
-        return (Clear(self.rule, subject),)
+        return (Clear(self.rule, subject, note),)
+
+    def clear_device(self, device_id: str, note: str = "") -> tuple[Effect, ...]:
+        """Clear every raised subject of a device: its id and `<device>:...`."""
+        prefix = f"{device_id}:"
+        out: tuple[Effect, ...] = ()
+        for subject in [s for s in self.raised if s == device_id or s.startswith(prefix)]:
+            out += self.clear(subject, note)
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         return {"raised": dict(self.raised)}

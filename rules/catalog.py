@@ -84,6 +84,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Texts(_Strict):
+    """A pair of templates, Chinese and English."""
+
+    zh: str = Field(min_length=1, description="Chinese text template (str.format, plain fields).")
+    en: str = Field(min_length=1, description="English text template (str.format, plain fields).")
+
+
 class AlarmKind(_Strict):
     """One kind of alarm: its default grade and its texts."""
 
@@ -97,6 +104,11 @@ class AlarmKind(_Strict):
     params: list[str] = Field(
         default_factory=list,
         description="The kind's own template fields, besides place, device, value, limit, unit.",
+    )
+    fallback: Texts | None = Field(
+        default=None,
+        description="Texts for an alarm that lacks a field of zh/en (a held door whose opening "
+        "the gateway did not see has no duration): used instead of showing '?'.",
     )
 
     @field_validator("params")
@@ -114,8 +126,11 @@ class AlarmKind(_Strict):
         # A typo in a template ({devcie}) would otherwise show "?" in every alarm of the kind;
         # catching it when the catalog loads makes it a startup error instead.
         known = set(COMMON_PARAMS) | set(self.params)
-        for lang in ("zh", "en"):
-            for name in template_fields(getattr(self, lang)):
+        templates = [("zh", self.zh), ("en", self.en)]
+        if self.fallback is not None:
+            templates += [("fallback.zh", self.fallback.zh), ("fallback.en", self.fallback.en)]
+        for lang, template in templates:
+            for name in template_fields(template):
                 if name not in known:
                     raise ValueError(
                         f"{lang}: field {{{name}}} is neither common "
@@ -190,14 +205,22 @@ class Catalog(_Strict):
         `kind` and `lang` are positional-only so that a template field of any name (even one
         called kind) can be passed as a keyword, e.g. text(k, "zh", **raise_.details).
 
-        Never raises on a missing parameter: the field shows "?" and the gap is logged once per
+        A parameter given as None counts as missing. When a field of the text is missing and
+        the kind has `fallback` texts whose fields are all given, those are used. Otherwise it
+        never raises on a missing parameter: the field shows "?" and the gap is logged once per
         kind and field. Parameters the template does not use are ignored (Raise.details may
         carry more than the text needs). Values are rendered with format_value().
         """
         if lang not in ("zh", "en"):
             raise ValueError(f"language {lang!r}: use zh or en")
-        template: str = getattr(self.kind(kind), lang)
-        values = _Fill({k: format_value(v) for k, v in params.items()})
+        spec = self.kind(kind)
+        template: str = getattr(spec, lang)
+        given = {k for k, v in params.items() if v is not None}
+        if spec.fallback is not None and not set(template_fields(template)) <= given:
+            other: str = getattr(spec.fallback, lang)
+            if set(template_fields(other)) <= given:
+                template = other
+        values = _Fill({k: format_value(v) for k, v in params.items() if v is not None})
         text = template.format_map(values)
         for name in values.missing:
             self._problems.report(

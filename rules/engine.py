@@ -2,6 +2,20 @@
 
 The ingest path runs through here for every Sample, so the cost with no interested rule is one
 dict lookup; with rules, one call per rule that watches the device.
+
+Values of unknown age are not facts. The engine keeps every device's latest good values for
+ctx.latest() and forgets them:
+
+- a point read as bad (an exception, a failed poll: Sample.bad) has no value until it is read
+  again;
+- a device that has sent nothing for its allowance (DeviceInfo.stale_after: STALE_POLLS poll
+  intervals for a polled device, the profile's heartbeat for an MQTT device) or whose
+  availability says offline is stale: its values are kept only as Quality.STALE readings
+  (ctx.reading), and each rule that watches it is told once (Rule.on_stale). Devices that
+  only report events or changes (no heartbeat) never go stale by age.
+
+Between a failed poll and the allowance a rule sees "not known" and keeps its state, as right
+after a restart; once stale, rules that hold state on a value drop it (see Rule.on_stale).
 """
 
 from __future__ import annotations
@@ -13,10 +27,16 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.types import Sample, Value
+from core.types import Quality, Reading, Sample, Value
 from rules.model import Calendar, DeviceInfo, Effect, Rule
 
 log = logging.getLogger("guanjia.rules")
+
+STALE_POLLS = 3
+"""A polled device's values are stale this many poll intervals after its last good reading:
+two polls may fail (a timeout, a busy line) before the rules stop trusting the last values."""
+
+AVAILABLE = "available"  # MQTT ingest's availability point: False means offline
 
 
 class EngineContext:
@@ -29,7 +49,8 @@ class EngineContext:
         self._now: datetime | None = datetime.now(self.tz)
         self.clock: Callable[[], datetime] = lambda: datetime.now(self.tz)
         self.values: dict[str, dict[str, Value]] = {}
-        self.stamps: dict[str, int] = {}
+        self.stamps: dict[str, int] = {}  # ns of each device's last good values
+        self.stale: dict[str, dict[str, Value]] = {}  # expired devices: their last values
 
     @property
     def now(self) -> datetime:
@@ -53,6 +74,16 @@ class EngineContext:
         if values is None or point not in values:
             return None
         return values[point], self.stamps[device_id]
+
+    def reading(self, device_id: str, point: str) -> Reading | None:
+        """The last value with its quality: GOOD, or STALE once the device has expired."""
+        latest = self.latest(device_id, point)
+        if latest is not None:
+            return Reading(device_id, point, latest[0], latest[1], Quality.GOOD)
+        expired = self.stale.get(device_id)
+        if expired is None or point not in expired:
+            return None
+        return Reading(device_id, point, expired[point], self.stamps[device_id], Quality.STALE)
 
 
 class Engine:
@@ -78,25 +109,43 @@ class Engine:
                 self.by_device.setdefault(device_id, []).append(rule)
         self.samples = 0
         self.errors: dict[str, int] = {}
+        # device -> seconds its values last for the rules; devices without one never expire
+        self.allowance = {d.id: d.stale_after for d in devices if d.stale_after is not None}
+        self.seen: dict[str, float] = {}  # device -> epoch s of its last message with values
+        self.started: float | None = None  # first tick: silence is counted from there
+        self.stale_count = 0  # devices that went stale, for health
 
     def on_sample(self, sample: Sample) -> list[Effect]:
         """Effects of one Sample. Latest values are kept for every device, watched or not:
         a rule may read another device's state (a window contact in the AC's zone)."""
         self.samples += 1
+        ctx = self.ctx
+        rules = self.by_device.get(sample.device)
+        ctx.set_now(None)
+        if self.restamp:  # every Sample: staleness compares their times with the clock's
+            sample = dataclasses.replace(sample, ts=int(ctx.now.timestamp() * 1e9))
+        offline = False
         if sample.values:
-            known = self.ctx.values.get(sample.device)
+            known = ctx.values.get(sample.device)
             if known is None:
-                self.ctx.values[sample.device] = dict(sample.values)
+                known = ctx.values[sample.device] = dict(sample.values)
             else:
                 known.update(sample.values)
-            self.ctx.stamps[sample.device] = sample.ts
-        rules = self.by_device.get(sample.device)
+            ctx.stamps[sample.device] = sample.ts
+            self.seen[sample.device] = sample.ts / 1e9
+            if sample.values.get(AVAILABLE) is False:
+                offline = sample.device not in ctx.stale  # rules are told once
+            elif ctx.stale:
+                ctx.stale.pop(sample.device, None)  # back: its values count again
+        if sample.bad:
+            known = ctx.values.get(sample.device)
+            if known:
+                for point in sample.bad:
+                    known.pop(point, None)
         if not rules:
+            if offline:
+                self._expire(sample.device, sample.ts / 1e9, ())
             return []
-        ctx = self.ctx
-        ctx.set_now(None)
-        if self.restamp:
-            sample = dataclasses.replace(sample, ts=int(ctx.now.timestamp() * 1e9))
         effects: list[Effect] | None = None
         for rule in rules:
             try:
@@ -107,11 +156,46 @@ class Engine:
                     effects.extend(out)
             except Exception as exc:  # one rule's bug must not silence the others
                 self._failed(rule, exc)
+        if offline:  # the device says it is gone: what it said before is no longer known
+            effects = effects or []
+            self._expire(sample.device, sample.ts / 1e9, rules, effects)
         return effects or []
+
+    def _expire(
+        self,
+        device_id: str,
+        since: float | None,
+        rules: Sequence[Rule],
+        effects: list[Effect] | None = None,
+    ) -> None:
+        """The device's values are stale: kept aside as STALE readings, its rules told."""
+        ctx = self.ctx
+        ctx.stale[device_id] = ctx.values.pop(device_id, None) or {}
+        self.stale_count += 1
+        for rule in rules:
+            try:
+                out = rule.on_stale(device_id, since, ctx)
+                if out and effects is not None:
+                    effects.extend(out)
+            except Exception as exc:
+                self._failed(rule, exc)
+
+    def _expire_silent(self, now: float, effects: list[Effect]) -> None:
+        if self.started is None:
+            self.started = now
+        stale = self.ctx.stale
+        for device_id, allowance in self.allowance.items():
+            if device_id in stale:
+                continue
+            last = self.seen.get(device_id)
+            if now - (self.started if last is None else last) > allowance:
+                self._expire(device_id, last, self.by_device.get(device_id, ()), effects)
 
     def on_tick(self) -> list[Effect]:
         self.ctx.set_now(self.clock())
         effects: list[Effect] = []
+        if self.allowance:
+            self._expire_silent(self.ctx.now.timestamp(), effects)
         for rule in self.rules:
             try:
                 effects.extend(rule.on_tick(self.ctx))

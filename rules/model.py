@@ -26,6 +26,7 @@ class PointInfo:
     unit: str = ""
     writable_min: float | None = None
     writable_max: float | None = None
+    labels: Mapping[int, str] = field(default_factory=dict)  # enum labels of a coded point
 
     @property
     def writable(self) -> bool:
@@ -41,6 +42,9 @@ class DeviceInfo:
     profile: str
     tags: Mapping[str, str] = field(default_factory=dict)  # building, floor, zone, use
     points: Mapping[str, PointInfo] = field(default_factory=dict)
+    # Seconds after its last message that the device's values are stale for the rules (see
+    # rules.engine); None: never by age (devices that report only events, or changes).
+    stale_after: float | None = None
 
     @property
     def zone(self) -> str:
@@ -67,10 +71,11 @@ class Raise:
 
 @dataclass(frozen=True, slots=True)
 class Clear:
-    """The condition behind (rule, subject) is over."""
+    """The condition behind (rule, subject) is over, or no longer known (`note` says why)."""
 
     rule: str
     subject: str
+    note: str = ""  # goes with the cleared transition, e.g. "no data since 22:14"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,10 @@ class Context(Protocol):
 
     def device(self, device_id: str) -> DeviceInfo: ...
 
-    def latest(self, device_id: str, point: str) -> tuple[Value, int] | None: ...
+    def latest(self, device_id: str, point: str) -> tuple[Value, int] | None:
+        """The point's last good value and its time (ns); None when not known: never read,
+        read as bad since, or stale (the device has been silent past its allowance)."""
+        ...
 
 
 class Scope(BaseModel):
@@ -152,6 +160,14 @@ class Rule(ABC):
         return ()
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
+        return ()
+
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        """The device's values have expired (no message within its allowance since `since`,
+        epoch seconds; None: none since the gateway started). ctx.latest() now returns None
+        for them. Rules that hold state on a value (a delay running, an alarm raised because
+        of it) drop it here: a stale value neither raises nor keeps an alarm raised. Rules
+        that act on events, or must not forget (fire, faults), keep theirs: the default."""
         return ()
 
     def snapshot(self) -> dict[str, Any]:

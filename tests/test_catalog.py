@@ -142,11 +142,11 @@ def test_missing_parameter_shows_a_gap_and_logs_once(
     caplog.set_level(logging.WARNING, logger="rules.catalog")
     fresh = catalog.with_overrides()  # its own log-once memory
     for _ in range(3):
-        text = fresh.text("door_held_open", "en", place="lobby", device="door-1")
-        assert text == "lobby: door door-1 held open for ? s"
+        text = fresh.text("meter_stuck", "en", place="B1", device="m-1", value=5, unit="kWh")
+        assert text == "B1: meter m-1 reading 5kWh has not changed for ? h"
     assert len(caplog.records) == 1
-    assert "door_held_open" in caplog.records[0].getMessage()
-    assert "{seconds}" in caplog.records[0].getMessage()
+    assert "meter_stuck" in caplog.records[0].getMessage()
+    assert "{hours}" in caplog.records[0].getMessage()
     # Nothing at all still gives a text.
     assert fresh.text("fire_alarm", "zh") == "? 火灾报警：?，请立即处置"
     # Extra parameters are ignored; a value that looks like a field is not expanded.
@@ -155,6 +155,35 @@ def test_missing_parameter_shows_a_gap_and_logs_once(
     )
     # Details named like text()'s own arguments are parameters too.
     assert fresh.text("duress", "en", place="p", device="d", kind="k", lang="l").startswith("p:")
+
+
+def test_a_kind_with_fallback_texts_uses_them_for_a_missing_field(
+    catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="rules.catalog")
+    fresh = catalog.with_overrides()
+    # The controller said "held open" but the gateway never saw the door open: no duration.
+    for seconds in (None, 95):
+        text = fresh.text("door_held_open", "en", place="lobby", device="door-1", seconds=seconds)
+        expected = "held open too long" if seconds is None else "held open for 95 s"
+        assert text == f"lobby: door door-1 {expected}"
+    assert fresh.text("door_held_open", "zh", place="大厅", device="door-1") == (
+        "大厅 门 door-1 开门超时未关闭"
+    )
+    assert not caplog.records
+
+
+def test_fallback_texts_name_only_known_fields() -> None:
+    with pytest.raises(ValidationError, match=r"fallback\.en: field"):
+        AlarmKind.model_validate(
+            {
+                "grade": "blue",
+                "zh": "{device}",
+                "en": "{device}",
+                "description": "d",
+                "fallback": {"zh": "{device}", "en": "{devcie}"},
+            }
+        )
 
 
 @pytest.mark.parametrize(
