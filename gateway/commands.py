@@ -1,6 +1,8 @@
-"""Commands to devices, from MQTT `.../set` today and from the rules tomorrow: one checked,
-audited path. Every command, accepted or refused, leaves an audit record (who, what, old
-value, new value, outcome) in InfluxDB and the log."""
+"""Commands to devices, whatever asks for them (MQTT `.../set`, the rules, demand response):
+one checked, audited path, CommandRouter.execute. Every write passes the site's allowlist and
+the profile's writable range; no origin is trusted more than another. Every command, accepted
+or refused, leaves an audit record (who, what, old value, new value, outcome) in InfluxDB and
+the log, with what came from outside cut to a bounded length."""
 
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ def _number(value: Value | None) -> float | None:
     return None
 
 
+def shorten(text: str, limit: int = 64) -> str:
+    """Text from outside, cut for a log line, a reply or an audit field."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]) -> str:
     """The `audit` measurement. Tags stay bounded: a device or point the site doesn't know is
     tagged `_unknown` (topics come from outside) and kept as a field. Each field has one type
@@ -53,7 +60,10 @@ def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]
             "outcome": record.outcome,
         },
     )
-    fields: dict[str, Value] = {"origin": c.origin, "reason": record.reason}
+    fields: dict[str, Value] = {
+        "origin": shorten(c.origin, 80),
+        "reason": shorten(record.reason, 300),
+    }
     if not real:
         fields.update(device_name=c.device[:64], point_name=c.point[:64])
     for name, value in (("requested", c.value), ("old", record.old_value)):
@@ -87,10 +97,8 @@ class CommandRouter:
         return poller is not None and any(s.name == point for s in poller.plan.specs)
 
     def allowed(self, command: Command) -> bool:
-        """A rule's own commands are authorised by the rule (`enforce: true` in the site file);
-        everyone else's need the site's allowlist."""
-        if command.origin.startswith("rule:"):
-            return True
+        """The site's allowlist, for every origin: a rule (`enforce: true`, demand response)
+        writes only what the site lets anyone write."""
         target = f"{command.device}:{command.point}"
         return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.allow)
 
@@ -106,8 +114,9 @@ class CommandRouter:
                 command,
                 False,
                 None,
-                f"{command.device}:{command.point} is not in the site's "
-                "command allowlist (commands.allow)",
+                f"{shorten(command.device)}:{shorten(command.point)} is not in the site's "
+                "command allowlist: add it to commands.allow to let anyone (MQTT, rules) "
+                "write it",
             )
         else:
             result = await self.modbus.write(command)
@@ -120,12 +129,12 @@ class CommandRouter:
         self.records += 1
         self.audit(audit_line(self.site_id, record, self.known))
         log.info(
-            "command %s.%s = %r by %s: %s%s%s",
-            command.device,
-            command.point,
-            command.value,
-            command.origin,
+            "command %s.%s = %s by %s: %s%s%s",
+            shorten(command.device),
+            shorten(command.point),
+            shorten(repr(command.value)),
+            shorten(command.origin),
             outcome,
             f" (was {result.old_value!r})" if result.old_value is not None else "",
-            f": {result.reason}" if result.reason else "",
+            f": {shorten(result.reason, 300)}" if result.reason else "",
         )

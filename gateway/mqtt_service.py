@@ -3,28 +3,44 @@
 Topics (prefix `guanjia` by default):
 - `<prefix>/<site>/status`: `online` / `offline`, retained; `offline` is the last will.
 - `<prefix>/<site>/<device>/state`: the device's latest values as JSON, retained.
-- `<prefix>/<site>/<device>/<point>/set`: a command (a bare value, or JSON {"value", "by"});
-  the outcome is answered on the MQTT 5 response topic when given, else on `.../set/result`.
+- Control topics, each subscribed only when the site file enables it (`mqtt.control`):
+  `<prefix>/<site>/<device>/<point>/set` (a command: a bare value, or JSON
+  {"value", "by", "ts"}), `<prefix>/<site>/alarm/<id>/ack`, `.../alarm/<id>/shelve` and
+  `<prefix>/<site>/dr/event`. A command's outcome is answered on `.../set/result`, or on its
+  MQTT 5 response topic when that lies under `<prefix>/<site>/reply/`.
+- `<prefix>/<site>/sync`: the gateway's own marker, published at each connect to find where
+  the broker's backlog (what it queued while the gateway was away) ends.
+
+A command runs only while it is fresh: within its MQTT 5 message expiry when the sender sets
+one, else within `commands.max_age` of its `ts`. A command without either that was queued
+while the gateway was offline has an unknown age: it is refused and audited, never run late.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from core.types import Command, Sample, Value
 from drivers.mqtt.client import BrokerSettings, Connection, Handoff
-from drivers.mqtt.ingest import Ingest, MqttDevice
-from gateway.commands import CommandRouter
+from drivers.mqtt.ingest import BoundedProblems, Ingest, MqttDevice
+from gateway.commands import CommandRouter, shorten
 from gateway.config_load import LoadedSite
 from gateway.site import BrokerConfig, MqttConfig
 
 log = logging.getLogger("guanjia.mqtt")
+
+MAX_RESPONSE_TOPIC = 256
+MAX_CORRELATION = 256
 
 
 def broker_settings(site_id: str, broker: BrokerConfig, password: str | None) -> BrokerSettings:
@@ -45,17 +61,37 @@ def broker_settings(site_id: str, broker: BrokerConfig, password: str | None) ->
     )
 
 
-def parse_command(payload: bytes) -> tuple[Value, str]:
-    """(value, who) from `26`, `true`, `"auto"` or {"value": 26, "by": "alice"}."""
+def _command_time(raw: Any) -> float:
+    """A command's `ts`: epoch seconds (or ms), or ISO 8601 with a UTC offset."""
+    if isinstance(raw, bool):
+        raise ValueError('"ts" must be epoch seconds or an ISO 8601 time with an offset')
+    if isinstance(raw, int | float):
+        seconds = float(raw) / 1000 if raw > 1e11 else float(raw)
+        if not math.isfinite(seconds):
+            raise ValueError('"ts" is not a time')
+        return seconds
+    if isinstance(raw, str) and len(raw) <= 64:
+        when = datetime.fromisoformat(raw.strip())
+        if when.tzinfo is None:
+            raise ValueError('"ts" needs a UTC offset, e.g. 2025-07-15T09:30:00+08:00')
+        return when.timestamp()
+    raise ValueError('"ts" must be epoch seconds or an ISO 8601 time with an offset')
+
+
+def parse_command(payload: bytes) -> tuple[Value, str, float | None]:
+    """(value, who, ts) from `26`, `true`, `"auto"` or {"value": 26, "by": "alice", "ts": ...}."""
     text = payload.decode("utf-8").strip()
     try:
         doc: Any = json.loads(text)
     except ValueError:
-        return text, ""
+        return text, "", None
+    ts: float | None = None
     if isinstance(doc, dict):
         if "value" not in doc:
             raise ValueError('a JSON command needs "value"')
         value, who = doc["value"], str(doc.get("by", ""))
+        if doc.get("ts") is not None:
+            ts = _command_time(doc["ts"])
     else:
         value, who = doc, ""
     if not isinstance(value, bool | int | float | str):
@@ -63,7 +99,24 @@ def parse_command(payload: bytes) -> tuple[Value, str]:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if number and (not math.isfinite(value) or abs(value) > 1e15):  # type: ignore[arg-type]
         raise ValueError(f"{value!r} is not a value any register holds")
-    return value, who
+    return value, shorten(who), ts
+
+
+def _echo(value: Value | None) -> Value | None:
+    """A value as a reply may repeat it: text from outside is cut short."""
+    return shorten(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """How a control message arrived: when, from the broker's backlog or live, and the
+    MQTT 5 properties that bound its life and its reply."""
+
+    at: float  # epoch seconds, on arrival
+    backlog: bool  # delivered from the session's queue, before our sync marker came back
+    expiry: int | None  # MQTT 5 message expiry interval left, in seconds
+    response_topic: str | None
+    correlation: bytes | None
 
 
 class MqttService:
@@ -74,12 +127,18 @@ class MqttService:
         publish: Callable[[Sample], None],
         commands: CommandRouter,
     ) -> None:
-        self.site_id = loaded.site.site.id
+        site = loaded.site
+        self.site_id = site.site.id
         self.config = config
+        self.control = config.control
         self.commands = commands
+        self.max_age = site.commands.max_age
+        self.max_control_payload = site.commands.max_payload
         self._publish_sample = publish
         prefix = f"{config.prefix}/{self.site_id}"
         self.status_topic = f"{prefix}/status"
+        self.sync_topic = f"{prefix}/sync"
+        self.reply_prefix = f"{prefix}/reply/"
         self.command_filter = f"{prefix}/+/+/set"
         self.ack_filter = f"{prefix}/alarm/+/ack"
         self.shelve_filter = f"{prefix}/alarm/+/shelve"
@@ -98,13 +157,18 @@ class MqttService:
         publish_to = config.publish_to or config.brokers[0].name
         self._loop: asyncio.AbstractEventLoop | None = None
         self.handoff: Handoff | None = None
+        # Network thread only: True from a connect until the broker hands back our marker.
+        self._backlog = False
+        self._sync_nonce = ""
+        self._sync_count = itertools.count(1)
+        self._sync_session = os.urandom(4).hex()
         for broker in config.brokers:
             mine: list[MqttDevice] = [d for d in devices if d.broker == broker.name]
-            ingest = Ingest(mine, config.max_payload)
+            ingest = Ingest(mine, config.max_payload, timezone=site.site.timezone)
             filters = ingest.router.filters()
             is_home = broker.name == publish_to
             if is_home:
-                filters += [self.command_filter, self.ack_filter, self.shelve_filter, self.dr_topic]
+                filters += self.control_filters()
             self.ingest[broker.name] = ingest
             self.connections[broker.name] = Connection(
                 broker_settings(self.site_id, broker, loaded.secrets.get(f"mqtt.{broker.name}")),
@@ -118,59 +182,111 @@ class MqttService:
         self._dirty: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.commands_received = 0
-        self._control_ignored = 0
+        self.commands_stale = 0
+        self._control_ignored = 0  # retained control messages: never acted on
+        self._control_refused = 0  # control payloads over the size limit
+        self.problems = BoundedProblems(log, 100)
         self._tasks_running: set[asyncio.Task[None]] = set()
+
+    def control_filters(self) -> list[str]:
+        """The control topics the site enabled; the others are not even subscribed."""
+        c = self.control
+        filters = []
+        if c.commands:
+            filters += [self.command_filter, self.sync_topic]
+        if c.ack:
+            filters.append(self.ack_filter)
+        if c.shelve:
+            filters.append(self.shelve_filter)
+        if c.demand_response:
+            filters.append(self.dr_topic)
+        return filters
 
     # -- network thread --------------------------------------------------------------------
 
-    def _message_handler(self, ingest: Ingest, is_home: bool) -> Callable[[str, bytes, Any], None]:
-        prefix_len = len(self._prefix) + 1
+    def _control_kind(self, topic: str) -> tuple[str, list[str]] | None:
+        """("set" | "ack" | "shelve" | "dr", topic levels under the site) for an enabled
+        control topic, else None (the message is ingest's, or nobody's)."""
+        if not topic.startswith(self._prefix + "/"):
+            return None
+        c = self.control
+        if topic == self.dr_topic:
+            return ("dr", []) if c.demand_response else None
+        parts = topic[len(self._prefix) + 1 :].split("/")
+        if len(parts) != 3:
+            return None
+        if parts[0] == "alarm" and parts[2] in ("ack", "shelve"):
+            enabled = c.ack if parts[2] == "ack" else c.shelve
+            return (parts[2], parts) if enabled else None
+        if parts[2] == "set" and c.commands:
+            return "set", parts
+        return None
 
+    def _message_handler(self, ingest: Ingest, is_home: bool) -> Callable[[str, bytes, Any], None]:
         def handle(topic: str, payload: bytes, message: Any) -> None:
-            if is_home and getattr(message, "retain", False) and self._is_control(topic):
+            if is_home and topic == self.sync_topic and self.control.commands:
+                if payload.decode("utf-8", "replace") == self._sync_nonce:
+                    self._backlog = False  # everything the broker queued came before this
+                return
+            control = self._control_kind(topic) if is_home else None
+            if control is None:
+                if self.handoff is not None:
+                    self.handoff.put(ingest.on_message(topic, payload))
+                return
+            if getattr(message, "retain", False):
                 # A retained command, ack or event would run again on every reconnect.
                 self._control_ignored += 1
                 return
-            if is_home and topic == self.dr_topic and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._dr_received, payload)
+            kind, parts = control
+            too_large = len(payload) > self.max_control_payload
+            if too_large:
+                self._control_refused += 1
+                self.problems.report(
+                    f"too_large:{kind}",
+                    f"MQTT {shorten(topic, 120)}: a payload of {len(payload)} bytes is over "
+                    f"commands.max_payload ({self.max_control_payload}); refused",
+                )
+                payload = b""  # refused with a reply, and never echoed
+            loop = self._loop
+            if loop is None:
                 return
-            if is_home and topic.endswith("/shelve") and topic.startswith(self._prefix + "/alarm/"):
-                parts = topic[prefix_len:].split("/")
-                if len(parts) == 3 and self._loop is not None and self.on_alarm_shelve:
-                    handler = self.on_alarm_shelve
-                    alarm_id = parts[1]
-
-                    def shelve() -> None:
-                        outcome = handler(alarm_id, payload)
-                        reply = json.dumps({"alarm": alarm_id, "result": outcome})
-                        self.home.publish(f"{self._prefix}/alarm/{alarm_id}/shelve/result", reply)
-
-                    self._loop.call_soon_threadsafe(shelve)
-                    return
-            if is_home and topic.endswith("/ack") and topic.startswith(self._prefix + "/alarm/"):
-                parts = topic[prefix_len:].split("/")
-                if len(parts) == 3 and self._loop is not None:
-                    self._loop.call_soon_threadsafe(self._ack_received, parts[1], payload)
-                    return
-            if is_home and topic.endswith("/set") and topic.startswith(self._prefix + "/"):
-                parts = topic[prefix_len:].split("/")
-                if len(parts) == 3 and self._loop is not None:
-                    props = getattr(message, "properties", None)
-                    self._loop.call_soon_threadsafe(
-                        self._command_received, parts[0], parts[1], payload, props
-                    )
-                    return
-            if self.handoff is not None:
-                self.handoff.put(ingest.on_message(topic, payload))
+            if kind == "dr":
+                loop.call_soon_threadsafe(self._dr_received, payload, too_large)
+            elif kind == "ack":
+                loop.call_soon_threadsafe(self._ack_received, parts[1], payload, too_large)
+            elif kind == "shelve":
+                loop.call_soon_threadsafe(self._shelve_received, parts[1], payload, too_large)
+            else:
+                loop.call_soon_threadsafe(
+                    self._command_received,
+                    parts[0],
+                    parts[1],
+                    payload,
+                    self._received(message),
+                    too_large,
+                )
 
         return handle
 
-    def _is_control(self, topic: str) -> bool:
-        return topic.startswith(self._prefix + "/") and (
-            topic.endswith(("/set", "/ack", "/shelve")) or topic == self.dr_topic
+    def _received(self, message: Any) -> Received:
+        props = getattr(message, "properties", None)
+        expiry = getattr(props, "MessageExpiryInterval", None)
+        response = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+        return Received(
+            at=time.time(),
+            backlog=self._backlog,
+            expiry=expiry if isinstance(expiry, int) else None,
+            response_topic=response if isinstance(response, str) else None,
+            correlation=bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
         )
 
     def _announce(self) -> None:
+        """Connected (network thread): status online, and the marker that ends the backlog."""
+        if self.control.commands:
+            self._backlog = True
+            self._sync_nonce = f"{self._sync_session}-{next(self._sync_count)}"
+            self.home.publish(self.sync_topic, self._sync_nonce)
         self.home.publish(self.status_topic, "online", retain=True)
         if self._loop is not None and self.on_connected is not None:
             # Whatever was dropped while we were away (open alarms) is published again.
@@ -236,15 +352,34 @@ class MqttService:
                 for sample in ingest.check_heartbeats():
                     self._publish_sample(sample)
 
-    def _dr_received(self, payload: bytes) -> None:
-        if self.on_dr_event is None:
+    def _too_large(self) -> str:
+        return f"refused: the payload is over commands.max_payload ({self.max_control_payload})"
+
+    def _dr_received(self, payload: bytes, too_large: bool = False) -> None:
+        if too_large:
+            outcome = self._too_large()
+        elif self.on_dr_event is None:
             outcome = "no demand_response rule in this site"
         else:
             outcome = self.on_dr_event(payload)
-        self.home.publish(f"{self.dr_topic}/result", json.dumps({"result": outcome}))
+        self.home.publish(f"{self.dr_topic}/result", json.dumps({"result": shorten(outcome, 300)}))
 
-    def _ack_received(self, alarm_id: str, payload: bytes) -> None:
+    def _shelve_received(self, alarm_id: str, payload: bytes, too_large: bool = False) -> None:
+        if too_large:
+            outcome = self._too_large()
+        elif self.on_alarm_shelve is None:
+            outcome = "no rules in this site"
+        else:
+            outcome = self.on_alarm_shelve(alarm_id, payload)
+        reply = json.dumps({"alarm": shorten(alarm_id), "result": shorten(outcome, 300)})
+        self.home.publish(f"{self._prefix}/alarm/{alarm_id}/shelve/result", reply)
+
+    def _ack_received(self, alarm_id: str, payload: bytes, too_large: bool = False) -> None:
         """`.../alarm/<id>/ack` with "" / a name / {"by": ..., "note": ...}."""
+        if too_large:
+            reply = json.dumps({"alarm": shorten(alarm_id), "result": self._too_large()})
+            self.home.publish(f"{self._prefix}/alarm/{alarm_id}/ack/result", reply)
+            return
         if self.on_alarm_ack is None:
             return
         by, note = "mqtt", ""
@@ -257,27 +392,72 @@ class MqttService:
             by, note = str(doc.get("by", by)), str(doc.get("note", ""))
         elif doc:
             by = str(doc)
-        outcome = self.on_alarm_ack(alarm_id, f"mqtt:{by}", note)
-        reply = json.dumps({"alarm": alarm_id, "result": outcome}, ensure_ascii=False)
+        outcome = self.on_alarm_ack(alarm_id, f"mqtt:{shorten(by)}", shorten(note, 500))
+        reply = json.dumps({"alarm": shorten(alarm_id), "result": outcome}, ensure_ascii=False)
         self.home.publish(f"{self._prefix}/alarm/{alarm_id}/ack/result", reply)
 
-    def _command_received(self, device: str, point: str, payload: bytes, props: Any) -> None:
+    def _command_received(
+        self, device: str, point: str, payload: bytes, received: Received, too_large: bool
+    ) -> None:
         self.commands_received += 1
-        task = asyncio.get_running_loop().create_task(self._command(device, point, payload, props))
+        task = asyncio.get_running_loop().create_task(
+            self._command(device, point, payload, received, too_large)
+        )
         self._tasks_running.add(task)
         task.add_done_callback(self._tasks_running.discard)
 
-    async def _command(self, device: str, point: str, payload: bytes, props: Any) -> None:
-        try:
-            value, who = parse_command(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            value, who, error = payload.decode("utf-8", "replace")[:64], "", str(exc)
+    def staleness(self, ts: float | None, received: Received) -> str:
+        """Why a command is too old to run, or "" when it is fresh."""
+        now = time.time()
+        if received.expiry is not None:
+            # The sender's own limit; the broker dropped it if it ran out while queued.
+            if now > received.at + received.expiry:
+                return "its MQTT 5 message expiry ran out before it could run; not executed"
+            return ""
+        if ts is not None:
+            age = now - ts
+            if age > self.max_age:
+                return (
+                    f"stale: sent {age:.0f} s ago, older than commands.max_age "
+                    f"({self.max_age:g} s); not executed, send it again if it still holds"
+                )
+            if age < -self.max_age:
+                return (
+                    f'its "ts" is {-age:.0f} s in the future; not executed: check the '
+                    "sender's clock"
+                )
+            return ""
+        if received.backlog:
+            return (
+                'queued by the broker while the gateway was offline; with neither a "ts" '
+                "nor an MQTT 5 message expiry its age is unknown, so it is not executed: "
+                'send it again (and give commands a "ts")'
+            )
+        return ""
+
+    async def _command(
+        self, device: str, point: str, payload: bytes, received: Received, too_large: bool
+    ) -> None:
+        ts: float | None = None
+        if too_large:
+            value: Value = f"({self.max_control_payload}+ bytes)"
+            who, error = "", self._too_large().removeprefix("refused: ")
         else:
-            error = ""
+            try:
+                value, who, ts = parse_command(payload)
+            except (ValueError, UnicodeDecodeError, OverflowError) as exc:
+                value, who, error = shorten(payload.decode("utf-8", "replace")), "", str(exc)
+            else:
+                error = ""
         origin = f"mqtt:{who or 'anonymous'}"
         command = Command(device, point, value, origin)
+        stale = "" if error else self.staleness(ts, received)
         if error:
-            result_ok, old, reason = False, None, f"bad command payload: {error}"
+            result_ok, old, reason = False, None, f"bad command payload: {shorten(error, 200)}"
+            self.commands.audit_refusal(command, reason)
+        elif stale:
+            self.commands_stale += 1
+            result_ok, old, reason = False, None, stale
             self.commands.audit_refusal(command, reason)
         else:
             result = await self.commands.execute(command)
@@ -285,36 +465,86 @@ class MqttService:
         reply = json.dumps(
             {
                 "ok": result_ok,
-                "device": device,
-                "point": point,
-                "value": value,
-                "old": old,
-                "reason": reason,
+                "device": shorten(device),
+                "point": shorten(point),
+                "value": _echo(value),
+                "old": _echo(old),
+                "reason": shorten(reason, 300),
                 "by": origin,
             },
             ensure_ascii=False,
         )
-        topic = getattr(props, "ResponseTopic", None)
-        if not topic or topic.startswith(self._prefix + "/") or "#" in topic or "+" in topic:
-            # Never answer into our own command topics: a reply must not become a command.
-            topic = f"{self._prefix}/{device}/{point}/set/result"
-        reply_props = None
-        correlation = getattr(props, "CorrelationData", None)
-        if correlation is not None and self.home.v5:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
+        self.home.publish(
+            self._reply_topic(device, point, received.response_topic),
+            reply,
+            properties=self._reply_properties(received.correlation),
+        )
 
-            reply_props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            reply_props.CorrelationData = correlation
-        self.home.publish(topic, reply, properties=reply_props)
+    def _reply_topic(self, device: str, point: str, asked: str | None) -> str:
+        """The MQTT 5 response topic when it lies under `<prefix>/<site>/reply/`: never a
+        device's command topic, never one of the gateway's own."""
+        default = f"{self._prefix}/{device}/{point}/set/result"
+        if not asked:
+            return default
+        if (
+            asked.startswith(self.reply_prefix)
+            and len(asked) <= MAX_RESPONSE_TOPIC
+            and not any(c in asked for c in "+#\0")
+        ):
+            return asked
+        self.problems.report(
+            "response_topic",
+            f"MQTT: a command asked for its reply on {shorten(asked, 120)!r}, outside "
+            f"{self.reply_prefix}; answered on .../set/result instead",
+        )
+        return default
+
+    def _reply_properties(self, correlation: bytes | None) -> Any:
+        if correlation is None or len(correlation) > MAX_CORRELATION or not self.home.v5:
+            return None
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.CorrelationData = correlation
+        return props
+
+    def broker_status(self) -> list[dict[str, Any]]:
+        """Per broker, for the live view: where, whether connected, failed attempts, why."""
+        return [
+            {
+                "name": name,
+                "host": c.settings.host,
+                "port": c.settings.port,
+                "connected": c.connected.is_set(),
+                "connect_failures": c.failures,
+                "last_error": c.last_error,
+            }
+            for name, c in self.connections.items()
+        ]
 
     def health(self) -> dict[str, int]:
         stats = [i.stats for i in self.ingest.values()]
+        states = [s for i in self.ingest.values() for s in i.state.values()]
         return {
             "mqtt_messages": sum(s.messages for s in stats),
             "mqtt_rejected": sum(s.rejected for s in stats),
             "mqtt_unclaimed": sum(s.unclaimed for s in stats),
+            "mqtt_unmatched": sum(s.unmatched for s in stats),
+            "mqtt_duplicates": sum(s.duplicates for s in stats),
+            "mqtt_clock_refused": sum(s.clock_refused for s in stats),
+            "mqtt_problems_folded": sum(s.problems.folded for s in stats),
+            "mqtt_devices_unmonitored": sum(not s.tracked for s in states),
+            "mqtt_brokers": len(self.connections),
             "mqtt_connected": sum(c.connected.is_set() for c in self.connections.values()),
+            "mqtt_connect_failures": sum(c.failures for c in self.connections.values()),
+            **{
+                f"mqtt_connected_{name}": int(c.connected.is_set())
+                for name, c in self.connections.items()
+            },
             "mqtt_handoff_dropped": self.handoff.dropped if self.handoff else 0,
+            "mqtt_control_ignored": self._control_ignored,
+            "mqtt_control_refused": self._control_refused,
             "commands": self.commands_received,
+            "commands_stale": self.commands_stale,
         }

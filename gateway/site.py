@@ -141,12 +141,50 @@ class BrokerConfig(_Strict):
 
 
 class CommandsConfig(_Strict):
-    """Which points may be written from outside (MQTT .../set), beyond the profile's range."""
+    """Which points may be written, by anyone (MQTT .../set, rules, demand response), beyond
+    the profile's writable range; and how old a command may be."""
 
     allow: list[str] = Field(
         default_factory=list,
         description="`device:point` patterns with * wildcards, e.g. `ac-*:setpoint_degc`; "
-        "empty allows none.",
+        "empty allows none. Rules that write (ac_policy with `enforce: true`, "
+        "demand_response) need their points here too.",
+    )
+    max_age: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="A command older than this (by its `ts`) is refused and audited, not "
+        "executed; an MQTT 5 message expiry, where the sender sets one, replaces it.",
+    )
+    max_payload: ByteSize = Field(
+        default=4096,
+        ge=64,
+        le=65536,
+        description="Larger command, acknowledgement, shelving and demand-response payloads "
+        "are refused.",
+    )
+
+
+class ControlConfig(_Strict):
+    """Which control topics the gateway listens to. Each is off until enabled here: whoever
+    may publish on the broker may use it, so enable one only with the broker's ACL in place
+    (config/mosquitto/)."""
+
+    commands: bool = Field(
+        default=False,
+        description="`<prefix>/<site>/<device>/<point>/set`: writes, checked against "
+        "`commands.allow`.",
+    )
+    ack: bool = Field(
+        default=False, description="`<prefix>/<site>/alarm/<id>/ack`: acknowledge alarms."
+    )
+    shelve: bool = Field(
+        default=False, description="`<prefix>/<site>/alarm/<id>/shelve`: shelve alarms."
+    )
+    demand_response: bool = Field(
+        default=False,
+        description="`<prefix>/<site>/dr/event`: demand-response events for the "
+        "demand_response rules.",
     )
 
 
@@ -166,6 +204,10 @@ class MqttConfig(_Strict):
     )
     heartbeat_check: Duration = Field(
         default=10.0, gt=0, description="How often silence is checked."
+    )
+    control: ControlConfig = Field(
+        default_factory=ControlConfig,
+        description="Control topics to listen to (all off by default).",
     )
 
 

@@ -57,6 +57,7 @@ def _site(
     modbus_port: int | None = None,
     allow: str = "[]",
     sensors: int = 1,
+    control: str = "{}",
 ) -> Path:
     profiles = tmp_path / "profiles"
     profiles.mkdir(exist_ok=True)
@@ -81,6 +82,7 @@ def _site(
         "batching: {max_age: 0.1s}\n"
         f"mqtt:\n{textwrap.indent(broker_yaml, '  ')}\n"
         f"  state_interval: 0.2s\n"
+        f"  control: {control}\n"
         f"commands: {{allow: {allow}}}\n"
         f"devices:\n{devices}"
     )
@@ -249,6 +251,7 @@ async def test_commands_accepted_refused_and_audited(
             _broker_yaml(broker),
             modbus_port=port,
             allow="['ac-*:setpoint_degc', 'ac-*:temp_degc']",
+            control="{commands: true}",
         )
         gateway = Gateway(load_site(site), health_interval=3600)
         operator = Client(broker.port)

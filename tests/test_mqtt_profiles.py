@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import json
 import logging
 import math
@@ -580,8 +581,14 @@ ACS_ALERT: dict[str, Any] = {
 ACS_TOPIC = "hikvision/entrance/event"
 
 
+_serials = itertools.count(2000)
+
+
 def acs(major: Any, minor: Any, **fields: Any) -> dict[str, Any]:
+    """The recorded alert with other codes, numbered as the controller numbers its events (a
+    repeated serialNo and time is a redelivery, dropped)."""
     doc = copy.deepcopy(ACS_ALERT)
+    fields.setdefault("serialNo", next(_serials))
     doc["AccessControllerEvent"].update(majorEventType=major, subEventType=minor, **fields)
     return doc
 
@@ -622,7 +629,7 @@ def test_acs_door_closed_and_locked_clear() -> None:
 
 
 def test_acs_invalid_card_with_card_number() -> None:
-    doc = acs(5, 9, cardNo="3215470981", doorNo=1)
+    doc = acs(5, 9, cardNo="3215470981", doorNo=1, serialNo=1234)
     del doc["AccessControllerEvent"]["employeeNoString"]  # nobody: the card is unknown
     assert send(acs_ingest(), ACS_TOPIC, doc) == [
         (DEV, {"invalid_card": True, "card_no": "3215470981", "door_no": 1, "serial_no": 1234}, {})

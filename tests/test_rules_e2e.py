@@ -39,6 +39,7 @@ async def test_summer_setpoint_is_enforced_and_everything_lands(tmp_path: Path) 
                 batching: {{max_age: 0.1s}}
                 spool: {{path: spool}}
                 alarms: {{store: alarms.sqlite}}
+                commands: {{allow: ["ac-*:setpoint_degc"]}}
                 devices:
                   - id: ac-301
                     profile: coolmaster_indoor
@@ -121,7 +122,10 @@ async def test_demand_response_over_mqtt_raises_then_restores(tmp_path: Path) ->
                 spool: {{path: spool}}
                 batching: {{max_age: 0.1s}}
                 alarms: {{store: alarms.sqlite}}
-                mqtt: {{brokers: [{{name: site, host: 127.0.0.1, port: {broker.port}}}]}}
+                mqtt:
+                  brokers: [{{name: site, host: 127.0.0.1, port: {broker.port}}}]
+                  control: {{demand_response: true}}
+                commands: {{allow: ["ac-*:setpoint_degc"]}}
                 devices:
                   - id: ac-301
                     profile: coolmaster_indoor
@@ -195,7 +199,9 @@ async def test_alarm_topic_shelve_over_mqtt_and_ack_from_the_cli(tmp_path: Path)
                 site: {{name: 市行政中心, id: city-hall}}
                 spool: {{path: spool}}
                 alarms: {{store: alarms.sqlite}}
-                mqtt: {{brokers: [{{name: site, host: 127.0.0.1, port: {broker.port}}}]}}
+                mqtt:
+                  brokers: [{{name: site, host: 127.0.0.1, port: {broker.port}}}]
+                  control: {{shelve: true}}
                 devices:
                   - id: ac-301
                     profile: coolmaster_indoor

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Sequence
@@ -110,8 +111,29 @@ class Handoff:
             self.loop.call_later(self.every, self._drain)
 
 
+# CONNACK reason codes (MQTT 5 numbering; paho maps 3.1.1's return codes onto them) that mean
+# the broker does not accept these credentials.
+_AUTH_REFUSALS = {134, 135}  # bad user name or password, not authorized
+
+
+def _probe(host: str, port: int, timeout: float = 2.0) -> str:
+    """Why a TCP connection to the broker fails, in words, for the one log line."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return "the port answers, but the MQTT (or TLS) handshake failed"
+    except socket.gaierror as exc:
+        return f"the host name does not resolve ({exc.strerror})"
+    except TimeoutError:
+        return "no answer (timed out)"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
 class Connection:
-    """A paho client with a persistent session, QoS 1 subscriptions and capped reconnects."""
+    """A paho client with a persistent session, QoS 1 subscriptions and capped reconnects.
+
+    A broker that cannot be reached or refuses the gateway is logged once per outage, with
+    what to check, and every failed attempt is counted (`failures`)."""
 
     def __init__(
         self,
@@ -126,6 +148,9 @@ class Connection:
         self.filters = list(filters)
         self.connected = threading.Event()
         self.connects = 0
+        self.failures = 0  # connection attempts that failed (unreachable or refused)
+        self.last_error = ""
+        self._failing = False  # in an outage that has been logged
         self._stopping = False
         self._on_connected = on_connected
         v5 = settings.protocol == "5"
@@ -153,6 +178,7 @@ class Connection:
         if will is not None:
             client.will_set(will[0], will[1], qos=1, retain=True)
         client.on_connect = self._connected
+        client.on_connect_fail = self._connect_failed
         client.on_disconnect = self._disconnected
         client.on_message = lambda _c, _u, msg: on_message(msg.topic, cast(bytes, msg.payload), msg)
 
@@ -160,17 +186,65 @@ class Connection:
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
     ) -> None:
         if reason.is_failure:
-            log.warning("MQTT %s refused the connection: %s", self.settings.name, reason)
+            code = getattr(reason, "value", None)
+            if code in _AUTH_REFUSALS:
+                fix = (
+                    "check the user name and password of this broker in the site file "
+                    "(mqtt.brokers: username, password) and that the broker knows the user"
+                )
+            else:
+                fix = "see the broker's log for why"
+            self._failed(
+                f"refused the connection: {reason} (reason code {code}); {fix}",
+                f"refused: {reason} (reason code {code})",
+            )
             return
         self.connects += 1
         self.connected.set()
-        log.info(
-            "MQTT %s connected (%s:%d)", self.settings.name, self.settings.host, self.settings.port
-        )
+        s = self.settings
+        if self._failing:
+            log.info(
+                "MQTT %s connected (%s:%d) after %d failed attempts",
+                s.name,
+                s.host,
+                s.port,
+                self.failures,
+            )
+        else:
+            log.info("MQTT %s connected (%s:%d)", s.name, s.host, s.port)
+        self._failing = False
+        self.last_error = ""
         if self.filters:
             client.subscribe([(f, 1) for f in self.filters])
         if self._on_connected is not None:
             self._on_connected()
+
+    def _connect_failed(self, _client: mqtt.Client, _userdata: Any) -> None:
+        s = self.settings
+        why = _probe(s.host, s.port) if not self._failing else self.last_error
+        self._failed(
+            f"cannot reach the broker at {s.host}:{s.port}: {why}; check the host and port "
+            "in the site file (mqtt.brokers), that the broker runs, and that no firewall is "
+            "in the way",
+            why,
+        )
+
+    def _failed(self, message: str, short: str | None = None) -> None:
+        """One failed attempt: counted; logged at the first of an outage only."""
+        self.failures += 1
+        self.last_error = short or message
+        if self._failing or self._stopping:
+            return
+        self._failing = True
+        s = self.settings
+        log.warning(
+            "MQTT %s %s; retrying every %d-%d s (attempts are counted in health as "
+            "mqtt_connect_failures, not logged)",
+            s.name,
+            message,
+            s.reconnect_min,
+            s.reconnect_max,
+        )
 
     def _disconnected(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any

@@ -1,7 +1,14 @@
 """From an MQTT message to Samples: route by topic, decode once, map every claiming device.
 
 Runs on the MQTT client's network thread, so it must be cheap and must never raise: a bad
-payload is counted per topic and reason, logged once, and ingest goes on.
+payload is counted per topic and reason, logged once, and ingest goes on. Every map keyed by
+something a publisher chooses (topics, ids) is bounded: anyone on the broker can invent topics.
+
+A reading carries the device's own time where the profile says where it is (`timestamp`), and
+the delay to its arrival as the field `arrival_lag_s`; a time too far from the arrival (a clock
+never set, a wrong zone) is not trusted: the arrival time is used and the device counted. QoS 1
+delivers at least once, so a message may come twice; where the device numbers its messages
+(`event_id`) a copy already seen is dropped and counted.
 """
 
 from __future__ import annotations
@@ -9,8 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
 
 from paho.mqtt.client import topic_matches_sub
 
@@ -23,7 +32,53 @@ from drivers.mqtt.profile import MqttProfile
 log = logging.getLogger("guanjia.mqtt")
 
 AVAILABLE = "available"  # the point that carries a device's availability
+ARRIVAL_LAG = "arrival_lag_s"  # arrival time minus the device's own time, where it sends one
 _UNDECODABLE = object()
+# A device time this far ahead of the arrival, or this far behind it, is a clock not to trust.
+# Behind: the broker keeps a session's messages for a week (BrokerSettings.session_expiry).
+MAX_AHEAD_NS = 5 * 60 * 1_000_000_000
+MAX_BEHIND_NS = 7 * 86400 * 1_000_000_000
+OTHER = "_other"
+
+
+class BoundedProblems(ProblemCounter):
+    """A ProblemCounter whose keys are capped: past `max_keys` distinct keys, new ones are
+    counted together under `_other` (logged once), so a publisher inventing topics cannot
+    grow memory."""
+
+    def __init__(self, logger: logging.Logger, max_keys: int = 1000) -> None:
+        super().__init__(logger)
+        self.max_keys = max_keys
+        self.folded = 0
+
+    def report(self, key: str, message: str, level: int = logging.WARNING) -> None:
+        if key not in self.counts and len(self.counts) >= self.max_keys:
+            self.folded += 1
+            key = OTHER
+            message = (
+                f"more than {self.max_keys} different MQTT problems (topic and reason); new "
+                f"ones are counted together as {OTHER!r}; the first was: {message}"
+            )
+        super().report(key, message, level)
+
+
+class RecentIds:
+    """The last `size` ids seen, as a set with the oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: dict[Hashable, None] = {}
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, key: Hashable) -> None:
+        self._ids[key] = None
+        if len(self._ids) > self.size:
+            del self._ids[next(iter(self._ids))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +103,18 @@ class AvailabilityHandler:
 class DeviceState:
     """What ingest knows about a device's health."""
 
-    online: bool | None = None
+    online: bool | None = None  # None: not known (yet, or ever: see `tracked`)
     last_message: float = 0.0  # monotonic
     heartbeat: float | None = None
     messages: int = 0
+    # False for a device with neither an availability topic nor a heartbeat (an access
+    # controller speaks only when something happens): it is never judged offline.
+    tracked: bool = True
+
+    @property
+    def up(self) -> bool:
+        """Counts as online in health: online, or never judged at all."""
+        return bool(self.online) or not self.tracked
 
 
 @dataclass
@@ -61,7 +124,9 @@ class IngestStats:
     unclaimed: int = 0  # no profile subscribes to the topic
     unmatched: int = 0  # a profile does, but no mapping's `match` accepted the message
     rejected: int = 0
-    problems: ProblemCounter = field(default_factory=lambda: ProblemCounter(log))
+    duplicates: int = 0  # a message whose event id was seen already (a QoS 1 redelivery)
+    clock_refused: int = 0  # a device time too far from the arrival: arrival time used
+    problems: BoundedProblems = field(default_factory=lambda: BoundedProblems(log))
 
 
 class Router:
@@ -95,11 +160,22 @@ class Router:
 
 
 class Ingest:
-    def __init__(self, devices: Sequence[MqttDevice], max_payload: int = 256 * 1024) -> None:
+    def __init__(
+        self,
+        devices: Sequence[MqttDevice],
+        max_payload: int = 256 * 1024,
+        *,
+        timezone: str | tzinfo = "Asia/Shanghai",
+        max_problem_keys: int = 1000,
+        recent_ids: int = 1024,
+    ) -> None:
         self.max_payload = max_payload
-        self.stats = IngestStats()
+        self.local = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
+        self.stats = IngestStats(problems=BoundedProblems(log, max_problem_keys))
         self.devices = {d.id: d for d in devices}
         self.state: dict[str, DeviceState] = {}
+        # Per device, the ids of its recent messages: one per configured device, each bounded.
+        self.seen: dict[str, RecentIds] = {d.id: RecentIds(recent_ids) for d in devices}
         handlers: list[Handler | AvailabilityHandler] = []
         for d in devices:
             handlers.extend(compile_profile(d.id, d.profile, d.variables))
@@ -113,7 +189,10 @@ class Ingest:
                         tuple(avail.offline),
                     )
                 )
-            self.state[d.id] = DeviceState(heartbeat=avail.heartbeat)
+            self.state[d.id] = DeviceState(
+                heartbeat=avail.heartbeat,
+                tracked=bool(avail.topic) or avail.heartbeat is not None,
+            )
         self.router = Router(handlers)
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -149,6 +228,9 @@ class Ingest:
         out: list[Sample] = []
         docs: dict[bool, object] = {}
         mapped = 0
+        duplicates = 0
+        # Ids first seen in this very message: several mappings of one device may read it.
+        fresh: set[tuple[str, Hashable]] = set()
         for h in handlers:
             state = self.state[h.device]
             if isinstance(h, AvailabilityHandler):
@@ -177,20 +259,33 @@ class Ingest:
             for item in items:
                 if h.match and not h.matches(item):
                     continue
+                key = h.identity(item)
+                if key is not None:
+                    seen = self.seen[h.device]
+                    if key in seen and (h.device, key) not in fresh:
+                        duplicates += 1
+                        continue
+                    seen.add(key)
+                    fresh.add((h.device, key))
                 values, bad = h.read(item)
                 for name, reason in bad.items():
                     self.stats.problems.report(
                         f"{topic}:{name}:{reason}", f"MQTT {topic}: {h.device}.{name} is {reason}"
                     )
                 if values or bad:
-                    out.append(Sample(h.device, ts, values, bad))
+                    stamp = self._device_time(h, item, topic, ts)
+                    if stamp != ts and values:
+                        values[ARRIVAL_LAG] = round((ts - stamp) / 1e9, 3)
+                    out.append(Sample(h.device, stamp, values, bad))
                     # Only messages meant for this device count as its traffic.
                     state.messages += 1
                     state.last_message = now
                 alive = alive or bool(values)
             if state.online is not True and alive and state.heartbeat is not None:
                 out.extend(self.set_online(h.device, True, ts))
-        if mapped and not out:
+        if duplicates:
+            self.stats.duplicates += 1
+        elif mapped and not out:
             # Every mapping filtered it out: another camera's event, or an event type no
             # profile maps. Counted, so a typo in a match shows up in the health view.
             self.stats.unmatched += 1
@@ -199,6 +294,32 @@ class Ingest:
             )
         self.stats.samples += len(out)
         return out
+
+    def _device_time(self, h: Handler, item: object, topic: str, arrival: int) -> int:
+        """The message's own time where the profile names it and it is plausible, else the
+        arrival time."""
+        try:
+            stamp = h.device_time(item, self.local)
+        except (ValueError, OverflowError, TypeError) as exc:
+            self.stats.problems.report(
+                f"{topic}:time:bad",
+                f"MQTT {topic}: {h.device} sent a time that cannot be read ({exc}); "
+                "the arrival time is used",
+            )
+            return arrival
+        if stamp is None:
+            return arrival
+        lag = arrival - stamp
+        if -MAX_AHEAD_NS <= lag <= MAX_BEHIND_NS:
+            return stamp
+        self.stats.clock_refused += 1
+        ahead = "ahead of" if lag < 0 else "behind"
+        self.stats.problems.report(
+            f"{h.device}:clock",
+            f"MQTT {topic}: {h.device}'s clock is {abs(lag) / 1e9:.0f} s {ahead} the gateway's; "
+            "its readings keep their arrival time until it is set right (NTP, time zone)",
+        )
+        return arrival
 
     def set_online(self, device: str, online: bool, ts: int) -> list[Sample]:
         """An availability change, as a reading of the `available` point (none if no change)."""

@@ -7,9 +7,10 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any
 
-from drivers.mqtt.profile import JsonPoint, JsonScalar, MessageMapping, MqttProfile
+from drivers.mqtt.profile import DeviceTime, JsonPoint, JsonScalar, MessageMapping, MqttProfile
 
 _MISSING: Any = object()
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -133,6 +134,32 @@ class CompiledPoint:
         return str(raw)
 
 
+def parse_device_time(raw: Any, fmt: str, local: tzinfo) -> int:
+    """ns since the epoch from a device's time; ValueError when it is no time.
+
+    ISO times without an offset are the site's local time (Tasmota's `Time`); old Tasmota
+    firmware writes `2018.02.01 22:52:09`."""
+    if isinstance(raw, bool):
+        raise ValueError("a boolean is no time")
+    if fmt == "iso8601":
+        if not isinstance(raw, str) or len(raw) > 64:
+            raise ValueError("expected an ISO 8601 text")
+        text = raw.strip()
+        if len(text) >= 10 and text[4] == "." and text[7] == ".":
+            text = text[:10].replace(".", "-") + text[10:]
+        when = datetime.fromisoformat(text)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=local)
+        return int(when.timestamp() * 1_000_000) * 1000
+    number = float(raw) if isinstance(raw, str) and len(raw) <= 32 else raw
+    if not isinstance(number, int | float) or not math.isfinite(number):
+        raise ValueError("expected a number")
+    seconds = number / 1000 if fmt == "unix_ms" else number
+    if not 0 < seconds < 1e11:
+        raise ValueError("not a plausible time")
+    return round(seconds * 1_000_000) * 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Handler:
     """One device's mapping of one topic."""
@@ -143,9 +170,33 @@ class Handler:
     event: bool
     match: tuple[tuple[Path, JsonScalar], ...]
     points: tuple[CompiledPoint, ...]
+    event_id: tuple[Path, ...] = ()
+    time_path: Path | None = None
+    time_format: str = "iso8601"
 
     def matches(self, doc: Any) -> bool:
         return all(same(extract(doc, path), want) for path, want in self.match)
+
+    def identity(self, doc: Any) -> tuple[JsonScalar, ...] | None:
+        """The message's id (values at the event_id paths), or None when it has none."""
+        if not self.event_id:
+            return None
+        key = tuple(extract(doc, path) for path in self.event_id)
+        if all(v is _MISSING for v in key):
+            return None
+        if any(isinstance(v, dict | list) for v in key):
+            return None  # not an id: ignore rather than guess
+        return tuple(None if v is _MISSING else v for v in key)
+
+    def device_time(self, doc: Any, local: tzinfo) -> int | None:
+        """The message's own time (ns), None when the mapping or the message has none;
+        ValueError (or OverflowError, TypeError) when it is there and no time."""
+        if self.time_path is None:
+            return None
+        raw = extract(doc, self.time_path)
+        if raw is _MISSING or raw is None:
+            return None
+        return parse_device_time(raw, self.time_format, local)
 
     def read(self, doc: Any) -> tuple[dict[str, float | int | bool | str], dict[str, str]]:
         """Values and bad points from a decoded payload (a JSON document or the text)."""
@@ -167,24 +218,41 @@ class Handler:
         return values, bad
 
 
-def compile_mapping(device: str, mapping: MessageMapping, variables: Mapping[str, str]) -> Handler:
+def compile_mapping(
+    device: str,
+    mapping: MessageMapping,
+    variables: Mapping[str, str],
+    event_id: list[str] | None = None,
+    timestamp: DeviceTime | None = None,
+) -> Handler:
+    """A mapping for one device; `event_id` and `timestamp` are the profile's defaults, used
+    for JSON mappings that declare none of their own."""
+    text = mapping.format == "text"
+    ids = mapping.event_id if mapping.event_id is not None else (event_id or [])
+    time = mapping.timestamp or timestamp
     return Handler(
         device=device,
         topic=substitute(mapping.topic, variables),
-        text=mapping.format == "text",
+        text=text,
         event=mapping.event,
         match=tuple(
             (parse_path(path), substitute(v, variables) if isinstance(v, str) else v)
             for path, v in mapping.match.items()
         ),
         points=tuple(CompiledPoint.of(p) for p in mapping.points),
+        event_id=() if text else tuple(parse_path(p) for p in ids),
+        time_path=parse_path(time.path) if time is not None and not text else None,
+        time_format=time.format if time is not None else "iso8601",
     )
 
 
 def compile_profile(
     device: str, profile: MqttProfile, variables: Mapping[str, str]
 ) -> list[Handler]:
-    return [compile_mapping(device, m, variables) for m in profile.messages]
+    return [
+        compile_mapping(device, m, variables, profile.event_id, profile.timestamp)
+        for m in profile.messages
+    ]
 
 
 def decode_payload(payload: bytes, text: bool) -> Any:

@@ -5,6 +5,13 @@ MQTT wildcards (`+`, `#`). A message mapping says how to read the payload (JSON 
 messages it applies to (`match`), and where each point's value is (`path`), with value maps,
 scale and units. A mapping marked `event: true` describes something that happened (a door
 forced open), not the latest state; both travel as readings and land in InfluxDB.
+
+A point may come from several mappings (Tasmota's relay state is in tele/STATE and in
+stat/POWER): each message gives its value when it arrives, so the latest wins. It must keep one
+type, or InfluxDB would refuse the second.
+
+Where the device says when something happened (`timestamp`) the reading carries that time, and
+where it numbers its messages (`event_id`) a redelivered copy is recognised and dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_types import Duration
 from drivers.modbus.profile import Range
@@ -59,6 +67,28 @@ class JsonPoint(_Strict):
     )
 
 
+class DeviceTime(_Strict):
+    """Where a message says when it happened, and how the time is written."""
+
+    path: str = Field(min_length=1, description="JSON path of the time, e.g. `dateTime`.")
+    format: Literal["iso8601", "unix_s", "unix_ms"] = Field(
+        default="iso8601",
+        description="`iso8601` (a time without a UTC offset is the site's local time, as "
+        "Tasmota sends it), `unix_s` or `unix_ms` (numbers or numeric strings).",
+    )
+
+
+EVENT_ID_DESCRIPTION = (
+    "JSON paths whose values together identify one message (e.g. a controller's event "
+    "counter and its time): a message seen again with the same values is a redelivery and is "
+    "dropped, counted as a duplicate. Omit when the device numbers nothing."
+)
+TIMESTAMP_DESCRIPTION = (
+    "The device's own time of the message: readings carry it instead of the arrival time "
+    "(a time far from the arrival is not trusted; the arrival time is used and counted)."
+)
+
+
 class MessageMapping(_Strict):
     """How messages on one topic become readings."""
 
@@ -70,6 +100,12 @@ class MessageMapping(_Strict):
     )
     event: bool = Field(default=False, description="Messages are events, not state.")
     points: list[JsonPoint] = Field(min_length=1, description="Values taken from the message.")
+    event_id: list[str] | None = Field(
+        default=None, description=EVENT_ID_DESCRIPTION + " Overrides the profile's."
+    )
+    timestamp: DeviceTime | None = Field(
+        default=None, description=TIMESTAMP_DESCRIPTION + " Overrides the profile's."
+    )
 
     @model_validator(mode="after")
     def _paths(self) -> MessageMapping:
@@ -106,6 +142,14 @@ class MqttProfile(_Strict):
         default_factory=list, description="Variables the site file must give (e.g. `id`)."
     )
     availability: Availability = Field(default_factory=Availability, description="Online/offline.")
+    event_id: list[str] = Field(
+        default_factory=list,
+        description=EVENT_ID_DESCRIPTION + " Applies to every JSON mapping without its own.",
+    )
+    timestamp: DeviceTime | None = Field(
+        default=None,
+        description=TIMESTAMP_DESCRIPTION + " Applies to every JSON mapping without its own.",
+    )
     messages: list[MessageMapping] = Field(min_length=1, description="Topic mappings.")
 
     @model_validator(mode="after")
@@ -122,10 +166,25 @@ class MqttProfile(_Strict):
                 raise ValueError(
                     f"{topic!r} uses {', '.join(sorted(missing))}; list it under `variables`"
                 )
-        names: set[str] = set()
-        for m in self.messages:
-            for p in m.points:
-                if p.name in names and not m.event:
-                    raise ValueError(f"point {p.name!r} is mapped twice")
-                names.add(p.name)
+        # A point in several mappings is fine (the latest message wins), as long as it keeps
+        # one type: the error names the later declaration's line, where the fix goes.
+        first: dict[str, tuple[int, str]] = {}
+        for i, m in enumerate(self.messages):
+            for j, p in enumerate(m.points):
+                seen = first.setdefault(p.name, (i, p.type))
+                if seen[1] != p.type:
+                    message = (
+                        f"point {p.name!r} is {p.type} here and {seen[1]} in messages[{seen[0]}]; "
+                        "InfluxDB keeps one type per field: give both the same type, or rename "
+                        "one of them"
+                    )
+                    error = PydanticCustomError("value_error", message)
+                    raise ValidationError.from_exception_data(
+                        type(self).__name__,
+                        [
+                            InitErrorDetails(
+                                type=error, loc=("messages", i, "points", j, "type"), input=p.type
+                            )
+                        ],
+                    )
         return self
