@@ -170,7 +170,7 @@ class Engine:
     ) -> None:
         """The device's values are stale: kept aside as STALE readings, its rules told."""
         ctx = self.ctx
-        ctx.stale[device_id] = ctx.values.pop(device_id, None) or {}
+        ctx.stale[device_id] = ctx.values.pop(device_id, {})
         self.stale_count += 1
         for rule in rules:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from core.types import Value
@@ -43,6 +44,14 @@ class DeviceRule(Rule):
             del self.last[subject]
             effects.extend(self.alarms.clear(subject))
         return effects
+
+
+def stale_note(device_id: str, since: float | None, ctx: Context) -> str:
+    """Why an alarm cleared when its device's values expired, for the cleared transition."""
+    if since is None:
+        return f"{device_id}: no data since the gateway started; the condition is not known"
+    when = datetime.fromtimestamp(since, ctx.now.tzinfo).isoformat(timespec="seconds")
+    return f"{device_id}: no data since {when}; the condition is no longer known"
 
 
 def snapshot_delays(alarms: AlarmLatch, delays: Mapping[str, OnDelay]) -> dict[str, Any]:

@@ -9,6 +9,14 @@ taken in the site's zone (ctx.now's tzinfo).
 Subjects are device ids, or `<device>:<alarm kind>` where one rule keeps several independent
 alarms per device (a Clear names no kind). Every Raise carries `device` and `place` in its
 details.
+
+Stale values (rules.engine): threshold, meter_stuck, after_hours_consumption and
+pv_performance judge a device's current values, so when its values expire they stop their
+delays and clear its alarm (the cleared transition says since when it has sent nothing); the
+device must hold the condition again once it is back. meter_offline is the staleness alarm
+itself; energy_counter and quota judge counter readings at their own times, and a gap between
+two readings does not make either wrong; inverter_fault keeps a fault raised: losing contact with
+an inverter in fault is no sign that the fault is gone.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pydantic import Field, model_validator
 from core.config_types import Duration
 from core.types import Sample, Value
 from rules.blocks import Hysteresis, OffDelay, OfficeHours, OnDelay
-from rules.kinds.base import DeviceRule
+from rules.kinds.base import DeviceRule, stale_note
 from rules.model import Context, Effect, Grade, RuleParams, Scope
 
 AVAILABLE = "available"  # the point MQTT ingest uses for a device's availability
@@ -142,6 +150,10 @@ class ThresholdRule(DeviceRule):
             grade=self.p.grade,
             details=self.details(device_id, ctx, point=self.p.point, direction=direction),
         )
+
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        self.levels.pop(device_id, None)
+        return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
         # The delays run out between readings of a slowly reporting device.
@@ -343,6 +355,10 @@ class MeterStuckRule(DeviceRule):
             details=self.details(sample.device, ctx, point=self.p.point, stuck_s=round(t - since)),
         )
 
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        self.meters.pop(device_id, None)
+        return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
+
     def snapshot(self) -> dict[str, Any]:
         meters = {
             d: {"value": m.value, "delay": m.delay.snapshot()} for d, m in self.meters.items()
@@ -419,12 +435,19 @@ class CounterRule(DeviceRule):
         self.p = params
         self.counters: dict[str, _Counter] = {}
 
+    def _most(self, previous_t: float, t: float) -> float | None:
+        """The largest plausible rise between two readings; None without max_rate_kw."""
+        rate = self.p.max_rate_kw
+        if rate is None:
+            return None
+        return rate * max(t - previous_t, 0.0) / 3600.0 + self.p.tolerance
+
     def _check(self, previous: float, previous_t: float, value: float, t: float) -> str | None:
         delta = value - previous
         if delta < -self.p.tolerance:
             return COUNTER_RESET if value <= previous * self.p.reset_fraction else COUNTER_BACKWARDS
-        rate = self.p.max_rate_kw
-        if rate is not None and delta > rate * max(t - previous_t, 0.0) / 3600.0 + self.p.tolerance:
+        most = self._most(previous_t, t)
+        if most is not None and delta > most:
             return COUNTER_JUMP
         return None
 
@@ -437,8 +460,8 @@ class CounterRule(DeviceRule):
         if c is None:
             self.counters[sample.device] = _Counter(sample.device, value, t)
             return ()
-        previous = c.base
-        kind = self._check(previous, c.base_t, value, t)
+        previous, previous_t = c.base, c.base_t
+        kind = self._check(previous, previous_t, value, t)
         if kind is None or kind == COUNTER_RESET:
             c.base, c.base_t, c.suspect = value, t, None
             if kind is None:
@@ -450,11 +473,14 @@ class CounterRule(DeviceRule):
             c.suspect, c.suspect_t = value, t
         subject = c.subjects[kind]
         self.last[subject] = t
+        # A jump is judged against the largest plausible rise; a counter going back or reset
+        # against the reading before.
+        most = self._most(previous_t, t) if kind == COUNTER_JUMP else None
         return self.alarms.raise_alarm(
             subject,
             kind,
             value=value,
-            limit=previous,
+            limit=round(most, 3) if most is not None else previous,
             grade=self.p.grade,
             details=self.details(
                 sample.device, ctx, point=self.p.point, previous=previous, delta=value - previous
@@ -591,6 +617,12 @@ class AfterHoursConsumptionRule(DeviceRule):
             grade=self.p.grade,
             details=self.details(sample.device, ctx, point=self.p.point, baseline=source),
         )
+
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        night = self.nights.get(device_id)
+        if night is not None:
+            night.delay.reset()  # what it learned of past nights stays
+        return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
 
     def snapshot(self) -> dict[str, Any]:
         nights = {
@@ -945,6 +977,10 @@ class PvUnderperformanceRule(DeviceRule):
             ),
         )
 
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        self.delays.pop(device_id, None)
+        return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
+
     def snapshot(self) -> dict[str, Any]:
         delays = {d: x.snapshot() for d, x in self.delays.items() if x.since is not None}
         return {**self.alarms.snapshot(), "delays": delays}
@@ -1025,15 +1061,27 @@ class InverterFaultRule(DeviceRule):
         if self.codes.get(device_id) == value:
             return ()
         self.codes[device_id] = value
+        details = self.details(device_id, ctx, point=self.p.point, code=value)
+        fault = self.label(device_id, value, ctx)
+        if fault:
+            details["fault"] = fault
         # Again when the code changes: the text must name the fault the inverter has now.
         return self.alarms.raise_alarm(
             device_id,
             "inverter_fault",
             value=value,
             grade=self.p.grade,
-            details=self.details(device_id, ctx, point=self.p.point),
+            details=details,
             again=True,
         )
+
+    def label(self, device_id: str, value: Value, ctx: Context) -> str:
+        """The profile's words for the code (its enum label), or "" when it has none."""
+        info = self.devices.get(device_id) or ctx.device(device_id)
+        point = info.points.get(self.p.point)
+        if point is None or isinstance(value, bool) or not isinstance(value, int):
+            return ""
+        return point.labels.get(value, "")
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.alarms.snapshot(), "codes": dict(self.codes)}

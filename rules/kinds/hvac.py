@@ -10,8 +10,12 @@ Point names are those of the coolmaster_indoor profile (mode: 0 Cool, 1 Heat, 2 
 (door_open); every rule takes them as parameters.
 
 What a unit is doing comes from ctx.latest, which the engine keeps for every device. Right
-after a restart it is empty until the first poll: a rule then knows nothing about the unit and
-keeps its state (a running delay, a raised alarm) instead of taking "unknown" for "off".
+after a restart it is empty until the first poll, and after a failed poll until the next good
+one: a rule then knows nothing about the unit and keeps its state (a running delay, a raised
+alarm) instead of taking "unknown" for "off". Once the unit's values are stale (no good poll for
+STALE_POLLS intervals, see rules.engine) on_stale drops that state: running delays stop and a
+raised alarm clears, its cleared transition saying since when the unit has sent nothing. A unit
+that comes back still in breach must hold the full delay (grace) again before it alarms.
 
 Every Raise carries `device` and `place` in its details. ac_after_hours and ac_window_open
 report as value how many seconds the condition has lasted and as limit their delay.
@@ -31,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.config_types import Duration
 from core.types import Command, Sample, Value
 from rules.blocks import AlarmLatch, OfficeHours, OnDelay
-from rules.kinds.base import restore_delays, snapshot_delays
+from rules.kinds.base import restore_delays, snapshot_delays, stale_note
 from rules.kinds.security import flag
 from rules.model import Clear, Context, DeviceInfo, Effect, Issue, Raise, Rule, RuleParams, Scope
 
@@ -263,6 +267,7 @@ class AcPolicyRule(_AcRule):
                 "direction": direction,
                 "direction_zh": direction_zh,
                 "direction_en": direction_en,
+                "point": self.p.setpoint_point,
                 "previous_setpoint": unit.previous if unit.previous is not None else "",
                 "changed_at": _iso(unit.changed_at, ctx.now) if unit.changed_at else "",
             }
@@ -291,6 +296,18 @@ class AcPolicyRule(_AcRule):
                     )
                 )
         return effects
+
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        unit = self.units.get(device_id)
+        if unit is None:
+            return ()
+        unit.setpoint = None  # the next good poll says what it is now
+        unit.delay.reset()
+        unit.enforced_at = None
+        if unit.raised is None:
+            return ()
+        unit.raised = None
+        return (Clear(self.id, device_id, stale_note(device_id, since, ctx)),)
 
     def _writable(self, device: DeviceInfo, limit: float) -> float | None:
         """The limit, if the profile allows writing it; never a value outside its range."""
@@ -405,6 +422,12 @@ class AcAfterHoursRule(_AcRule):
                 "since": _iso(delay.since, ctx.now),
             },
         )
+
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        delay = self.delays.get(device_id)
+        if delay is not None:
+            delay.reset()
+        return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
 
     def snapshot(self) -> dict[str, Any]:
         return snapshot_delays(self.alarms, self.delays)
@@ -541,6 +564,19 @@ class AcWindowOpenRule(_AcRule):
             grade=self.p.grade,
             details={"device": unit, "place": info.place(), "window": ", ".join(opened)},
         )
+
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        # A stale unit, or a stale contact: the units of its zone no longer know the window.
+        zone = self.contact_zone.get(device_id)
+        units = [device_id] if zone is None else self.zone_units.get(zone, [])
+        note = stale_note(device_id, since, ctx)
+        effects: list[Effect] = []
+        for unit in units:
+            delay = self.delays.get(unit)
+            if delay is not None:
+                delay.reset()
+            effects.extend(self.alarms.clear(unit, note))
+        return effects
 
     def snapshot(self) -> dict[str, Any]:
         return snapshot_delays(self.alarms, self.delays)

@@ -10,6 +10,12 @@ Subjects: an alarm is one per (rule, subject) and a Clear names no kind, so a su
 device id, `<device>:door<n>` for one door of a multi-door controller, and
 `<device>:<alarm kind>` where one rule keeps several independent alarms per device (cameras).
 Every Raise carries `device` and `place` in its details, so no one has to parse a subject.
+
+Stale values (rules.engine): these rules act on events, which are facts whatever their age,
+and on the devices' own alarm states. door_held_open times a contact that is open: when the
+contact's values expire the timing stops and a held-open alarm it raised clears (the cleared
+transition says since when). Cameras have their own offline alarm. A fire, gas, duress or
+tamper input stays raised when its device falls silent: silence is no all-clear.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pydantic import Field
 from core.config_types import Duration
 from core.types import Sample, Value
 from rules.blocks import CountWindow, OfficeHours, OnDelay
-from rules.kinds.base import DeviceRule
+from rules.kinds.base import DeviceRule, stale_note
 from rules.model import Context, DeviceInfo, Effect, Grade, RuleParams, Scope
 
 _TRUE = frozenset({"true", "on", "1", "active", "alarm", "open", "yes"})
@@ -216,8 +222,17 @@ class DoorHeldOpenRule(DeviceRule):
             if flag(held):
                 details = _details(_info(self.devices, sample.device, ctx), sample, "door_no")
                 details["source"] = "controller"
+                # How long: since the opening the controller reported before (its door_open
+                # event); unknown if the gateway did not see it, and the text says less.
+                delay = self.open.get(subject)
+                since = delay.since if delay is not None else None
+                t = sample.ts / 1e9
                 return self.alarms.raise_alarm(
-                    subject, "door_held_open", grade=self.p.grade, details=details
+                    subject,
+                    "door_held_open",
+                    value=round(t - since) if since is not None else None,
+                    grade=self.p.grade,
+                    details=details,
                 )
             return self.alarms.clear(subject)
         is_open = flag(opened)
@@ -251,6 +266,15 @@ class DoorHeldOpenRule(DeviceRule):
             grade=self.p.grade,
             details=details,
         )
+
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        """The contact fell silent: whether the door is still open is not known any more."""
+        note = stale_note(device_id, since, ctx)
+        effects: list[Effect] = []
+        for subject in [s for s in self.open if _device_of(s) == device_id]:
+            del self.open[subject]
+            effects.extend(self.alarms.clear(subject, note))
+        return effects
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
         # Contacts report a change, not the duration: the delay runs out between messages.
@@ -424,6 +448,9 @@ class AfterHoursAccessRule(DeviceRule):
             return ()
         details = _details(info, sample, "door_no", "employee_no", "card_no")
         details["point"] = point
+        person = details.get("employee_no") or details.get("card_no")
+        if person:
+            details["person"] = person
         return self.alarms.raise_alarm(
             subject, "after_hours_access", grade=self.p.grade, details=details
         )
@@ -547,8 +574,9 @@ class CameraRule(DeviceRule):
                     info = _info(self.devices, sample.device, ctx)
                     details = _details(info, sample, "channel_id")
                     details["point"] = point
+                    # The value is a flag, not a quantity: the alarm carries none.
                     out += self.alarms.raise_alarm(
-                        subject, kind, value=value, grade=self.p.grade, details=details
+                        subject, kind, grade=self.p.grade, details=details
                     )
             else:
                 if kind == VIDEO_LOSS:
