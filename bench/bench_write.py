@@ -7,13 +7,16 @@ codes), 200,000 points in all, from 50 devices:
 * ours: gateway.lineproto.LineEncoder encodes each Sample into one line, lines are batched
   5,000 at a time exactly as gateway.influx_sink.InfluxSink.flush does, and each batch is sent
   with gateway.influx_writer.V2Transport (influxdb-client's synchronous API, bytes in);
-* baseline: influxdb-client's batching write API (WriteOptions(batch_size=5000)) fed one
-  `Point("meter").tag(...).field(...).time(ts)` per Sample, until close() has flushed it all.
+* baseline: influxdb-client used at its best: its batching write API
+  (WriteOptions(batch_size=5000)) fed one `Point("meter").tag(...).field(...).time(ts)` per
+  Sample with all its fields, until close() has flushed it all;
+* informational: the same library fed one Point per reading, as a gateway that writes
+  Readings one by one would use it.
 
 CPU is time.process_time(), which counts every thread of this process: the baseline's batching
 thread (reactivex) included. Client construction is left out of both; the baseline's close() is
 in, because that is where its last batch is written. Three rounds, alternating, best of each.
-value = our points per CPU second / the baseline's (target >= 10).
+value = our points per CPU second / the baseline's (target >= 5).
 
 `python -m bench.bench_write --profile` prints where our path's CPU goes (cProfile).
 """
@@ -31,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.common import FakeInflux, Result, result
+from core.field_types import FieldType
 from core.types import Sample, Value
 from gateway.influx_writer import V2Transport
 from gateway.lineproto import LineEncoder, float_format, series_prefix
@@ -66,15 +70,19 @@ def make_samples() -> list[Sample]:
 
 
 def _encoder() -> LineEncoder:
-    # As the gateway configures it: float32 points stored with the digits a float32 holds.
+    # As the gateway configures it: float32 points stored with the digits a float32 holds,
+    # each field's type declared (the two codes are integers on purpose, as enum points are).
     names = [f"value_{k:02d}" for k in range(FLOATS)]
     formats = {name: float_format("float32", False) for name in names}
+    types = {name: FieldType.FLOAT for name in names}
+    types.update({f"code_{k}": FieldType.INTEGER for k in range(INTS)})
     return LineEncoder(
         {
             f"meter{d:02d}": series_prefix("meter", {"device": f"meter{d:02d}", "site": SITE})
             for d in range(DEVICES)
         },
         {f"meter{d:02d}": formats for d in range(DEVICES)},
+        {f"meter{d:02d}": types for d in range(DEVICES)},
     )
 
 
@@ -107,13 +115,13 @@ def _send(transport: V2Transport, lines: list[str]) -> None:
 
 
 def baseline(samples: Sequence[Sample], url: str) -> float:
-    """influxdb-client fed one Point per reading: how a gateway writing Readings would use it."""
-    return _library(samples, url, per_reading=True)
-
-
-def baseline_grouped(samples: Sequence[Sample], url: str) -> float:
-    """influxdb-client at its best: one Point per Sample, all its fields (informational)."""
+    """influxdb-client at its best: one Point per Sample, all its fields."""
     return _library(samples, url, per_reading=False)
+
+
+def baseline_per_reading(samples: Sequence[Sample], url: str) -> float:
+    """influxdb-client fed one Point per reading (informational)."""
+    return _library(samples, url, per_reading=True)
 
 
 def _library(samples: Sequence[Sample], url: str, *, per_reading: bool) -> float:
@@ -177,14 +185,14 @@ def run() -> dict[str, Result]:
     samples = make_samples()
     ours_cpu: list[float] = []
     base_cpu: list[float] = []
-    grouped_cpu: list[float] = []
+    per_reading_cpu: list[float] = []
     with FakeInflux() as db:
         for repeat in range(REPEATS):
             # Alternate which path goes first: neither always gets the warm (or cold) machine.
             order = [
                 ("ours", ours, ours_cpu, SAMPLES),
-                ("baseline", baseline, base_cpu, POINTS),
-                ("baseline_grouped", baseline_grouped, grouped_cpu, SAMPLES),
+                ("baseline", baseline, base_cpu, SAMPLES),
+                ("baseline_per_reading", baseline_per_reading, per_reading_cpu, POINTS),
             ]
             for name, path, cpu, lines in order if repeat % 2 == 0 else order[::-1]:
                 cpu.append(_round(name, path, samples, db, lines))
@@ -193,7 +201,7 @@ def run() -> dict[str, Result]:
         body_bytes = db.stats()["bytes"]
     ours_rate = POINTS / min(ours_cpu)
     base_rate = POINTS / min(base_cpu)
-    grouped_rate = POINTS / min(grouped_cpu)
+    per_reading_rate = POINTS / min(per_reading_cpu)
     value = ours_rate / base_rate
     print(
         f"write: {POINTS} points ({SAMPLES} Samples of {FLOATS + INTS} values, {DEVICES} devices)"
@@ -201,20 +209,23 @@ def run() -> dict[str, Result]:
     )
     for name, cpu, rate in (
         ("ours (LineEncoder + V2Transport)", ours_cpu, ours_rate),
-        ("baseline (Point per reading)", base_cpu, base_rate),
-        ("library at best (Point per Sample)", grouped_cpu, grouped_rate),
+        ("baseline: library at best (Point/Sample)", base_cpu, base_rate),
+        ("library, Point per reading", per_reading_cpu, per_reading_rate),
     ):
         rounds = ", ".join(f"{c:.3f}" for c in cpu)
         print(
             f"  {name:38s} CPU {min(cpu):.3f} s (rounds {rounds}) -> {rate:,.0f} points/CPU s, "
             f"{min(cpu) / POINTS * 1e6:.2f} µs/point"
         )
-    print(f"  write = ours / baseline points per CPU second = {value:.2f} x (target >= 10)")
-    grouped = ours_rate / grouped_rate
-    print(f"  write_vs_grouped_points = ours / library at best = {grouped:.2f} x (informational)")
+    print(f"  write = ours / library at best, points per CPU second = {value:.2f} x (target >= 5)")
+    per_reading = ours_rate / per_reading_rate
+    print(
+        f"  write_vs_point_per_reading = ours / Point per reading = {per_reading:.2f} x "
+        "(informational)"
+    )
     return {
-        "write": result(value, ">= 10", "x"),
-        "write_vs_grouped_points": result(grouped, "informational", "x"),
+        "write": result(value, ">= 5", "x"),
+        "write_vs_point_per_reading": result(per_reading, "informational", "x"),
     }
 
 
