@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from drivers.modbus.codec import label
-from drivers.modbus.driver import ModbusDriver
+from drivers.modbus.driver import ModbusDriver, device_plan
 from drivers.modbus.profile import Profile
 from drivers.mqtt.profile import MqttProfile
 from gateway.alarm_store import AlarmStore
@@ -37,8 +37,18 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
+# Commands that talk to no MQTT broker: they load a site whose MQTT devices have none yet (the
+# demo's, whose broker `guanjia demo` brings). Every other command, `run` first, needs one.
+NO_BROKER_COMMANDS = frozenset({"read", "replay", "alarms", "ack"})
+_command: str | None = None  # the command main() runs
+
+
 def _load(path: str, resolve_secrets: bool = True) -> LoadedSite:
-    return load_site(Path(path), resolve_secrets=resolve_secrets)
+    return load_site(
+        Path(path),
+        resolve_secrets=resolve_secrets,
+        need_broker=_command not in NO_BROKER_COMMANDS,
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -54,8 +64,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         mqtt = MqttConfig(brokers=[BrokerConfig(name="site", host="127.0.0.1")])
     loaded = load_site(path, mqtt=mqtt)
-    driver = ModbusDriver(loaded.modbus_devices(), lambda _s: None)
-    requests = sum(len(p.plan.requests) for p in driver.pollers.values())
+    # The plans only: a driver would open serial ports, which needs a running event loop
+    # (and check connects to nothing).
+    requests = sum(len(device_plan(d).requests) for d in loaded.modbus_devices())
     print(
         f"{args.site}: ok — site {loaded.site.site.id}, {len(loaded.site.devices)} devices, "
         f"{len(loaded.profiles)} profiles, {requests} Modbus requests per poll cycle"
@@ -339,29 +350,29 @@ def _alarm_store(loaded: LoadedSite) -> AlarmStore:
 
 def cmd_alarms(args: argparse.Namespace) -> int:
     """Open alarms, newest first, with their texts in both languages."""
+    from zoneinfo import ZoneInfo
+
+    from gateway.alarm_service import device_infos
     from rules.catalog import Catalog
+    from rules.texts import AlarmTexts
 
     loaded = _load(args.site, resolve_secrets=False)
     store = _alarm_store(loaded)
     catalog = Catalog.load().with_overrides(loaded.site.alarms.grades)
-    alarms = sorted(store.open_alarms(), key=lambda a: a.raised_at, reverse=True)
-    store.close()
+    # The gateway's own renderer, so the list reads as the log, MQTT and the live view do.
+    texts = AlarmTexts(catalog, {d.id: d for d in device_infos(loaded)})
+    try:
+        alarms = sorted(store.open_alarms(), key=lambda a: a.raised_at, reverse=True)
+    finally:
+        store.close()
     if not alarms:
         print("no open alarms")
         return 0
+    tz = ZoneInfo(loaded.site.site.timezone)
     for a in alarms:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.raised_at))
-        text = catalog.text(
-            a.kind,
-            args.lang,
-            place=a.subject,
-            device=a.subject,
-            value=a.value if a.value is not None else "",
-            limit=a.limit if a.limit is not None else "",
-            unit="",
-            **{k: v for k, v in a.details.items()},
-        )
-        print(f"{a.id:<32} {a.grade:<6} {a.state:<12} {when}  {text}")
+        when = datetime.fromtimestamp(a.raised_at, tz).strftime("%Y-%m-%d %H:%M:%S")
+        zh, en = texts.render(a)
+        print(f"{a.id:<32} {a.grade:<6} {a.state:<12} {when}  {zh if args.lang == 'zh' else en}")
     return 0
 
 
@@ -472,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _command
     args = build_parser().parse_args(argv)
+    _command = args.command
     quiet = args.command == "demo" and not args.no_view
     quiet = quiet or args.command in ("check", "schema", "read", "alarms", "ack")
     _setup_logging(args.verbose, quiet=quiet)

@@ -312,6 +312,7 @@ def check_mqtt(
     loc: tuple[str | int, ...],
     report: Report,
     mqtt: MqttConfig | None,
+    need_broker: bool = True,
 ) -> None:
     assert dev.mqtt is not None
     given = set(dev.mqtt.vars)
@@ -329,10 +330,11 @@ def check_mqtt(
     if dev.points:
         report((*loc, "points"), "`points` applies to Modbus devices only")
     if mqtt is None:
-        report(
-            (*loc, "mqtt"),
-            "no MQTT broker: add `mqtt: {brokers: [{name: site, host: ...}]}` to the site file",
-        )
+        if need_broker:
+            report(
+                (*loc, "mqtt"),
+                "no MQTT broker: add `mqtt: {brokers: [{name: site, host: ...}]}` to the site file",
+            )
         return
     names = [b.name for b in mqtt.brokers]
     if dev.mqtt.broker is not None and dev.mqtt.broker not in names:
@@ -405,9 +407,17 @@ def needs_embedded_broker(path: Path) -> bool:
 
 
 def load_site(
-    path: Path, *, resolve_secrets: bool = True, mqtt: MqttConfig | None = None
+    path: Path,
+    *,
+    resolve_secrets: bool = True,
+    mqtt: MqttConfig | None = None,
+    need_broker: bool = True,
 ) -> LoadedSite:
-    """Validate the site file, every profile it names and their consistency; raise ConfigError."""
+    """Validate the site file, every profile it names and their consistency; raise ConfigError.
+
+    `need_broker=False`: MQTT devices without a broker are no problem, for commands that talk
+    to no broker (read, replay, alarms, ack) on a site whose broker comes later (the demo's);
+    such a LoadedSite must not be run (its mqtt_devices() would fail)."""
     file = str(path)
     data, lines = load_yaml(path)
     if not isinstance(data, dict):
@@ -461,7 +471,7 @@ def load_site(
         if dev.modbus is not None and isinstance(profile, Profile):
             check_modbus(dev, profile, loc, report, units_on_link, serial_settings)
         elif dev.mqtt is not None and isinstance(profile, MqttProfile):
-            check_mqtt(dev, profile, loc, report, mqtt)
+            check_mqtt(dev, profile, loc, report, mqtt, need_broker)
 
     problems.extend(
         type_conflicts(
