@@ -89,6 +89,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
+    """Poll one device once and print its values; BAD points with the reason, in words.
+
+    Exit status: 0 every point good, 2 the device did not answer, 3 it answered but some
+    points are bad (each named on stderr, so a script notices).
+    """
+    from drivers.modbus.codec import explain
+
     dev = loaded.device(device_id)
     if dev.modbus is None:
         print(f"{dev.id} is an MQTT device: it publishes, it is not polled", file=sys.stderr)
@@ -100,12 +107,15 @@ async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
         sample = await poller.poll_once()
     finally:
         await driver.stop()
+    specs = {spec.name: spec for spec in poller.plan.specs}
+    why = {name: explain(specs[name], reason) for name, reason in sample.bad.items()}
     if as_json:
-        print(json.dumps({"values": sample.values, "bad": sample.bad}, ensure_ascii=False))
+        out = {"values": sample.values, "bad": sample.bad, "why": why}
+        print(json.dumps(out, ensure_ascii=False))
     else:
         print(
             f"{dev.id} ({dev.profile}, unit {dev.modbus.unit}) — "
-            f"{len(poller.plan.requests)} requests, {poller.stats.last_poll_s * 1000:.1f} ms"
+            f"{poller.stats.requests} requests, {poller.stats.last_poll_s * 1000:.1f} ms"
         )
         for spec in poller.plan.specs:
             if spec.name in sample.values:
@@ -113,11 +123,16 @@ async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
                 text = f"{value:.6g}" if isinstance(value, float) else str(value)
                 extra = label(spec, value)
                 print(f"  {spec.name:<36} {text:>14} {spec.unit:<6} {extra}")
-            elif spec.name in sample.bad:
-                print(f"  {spec.name:<36} {'BAD':>14} {'':<6} {sample.bad[spec.name]}")
+            elif spec.name in why:
+                print(f"  {spec.name:<36} {'BAD':>14} {'':<6} {why[spec.name]}")
     if poller.stats.online is False:
         print(f"{dev.id} did not answer: {poller.stats.last_error}", file=sys.stderr)
         return 2
+    if why:
+        print(f"{dev.id}: {len(why)} of {len(specs)} points are bad:", file=sys.stderr)
+        for name, text in why.items():
+            print(f"  {name}: {text}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import struct
 
@@ -121,22 +122,159 @@ async def test_bad_values_are_marked_and_counted_and_polling_goes_on() -> None:
     assert stats.errors.counts == {"m1:nan": 2, "m1:out_of_range": 2, "m1:not_available": 2}
 
 
-async def test_exception_response_marks_only_that_requests_points(
+REFUSED_ENERGY = (
+    "refused by the device: exception 2 (illegal_data_address) at input registers 100..101"
+)
+
+
+async def test_a_refused_request_marks_only_its_points_and_is_not_asked_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     image = _image()
     del image["input"][100], image["input"][101]  # the device refuses the energy registers
     async with modbus_server({1: image}) as port:
         driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
-        samples = [await driver.read_once("m1") for _ in range(3)]
+        stats = driver.pollers["m1"].stats
+        samples, requests = [], []
+        for _ in range(3):
+            before = stats.requests
+            samples.append(await driver.read_once("m1"))
+            requests.append(stats.requests - before)
         await driver.stop()
     for sample in samples:
-        assert sample.bad == {"energy_kwh": "exception_illegal_data_address"}
+        assert sample.bad == {"energy_kwh": REFUSED_ENERGY}
         assert sample.values["voltage_v"] == pytest.approx(230.5)
-    assert driver.pollers["m1"].stats.online is True
-    logged = [r for r in caplog.records if "illegal_data_address" in r.getMessage()]
-    assert len(logged) == 1  # logged once, counted three times
-    assert driver.pollers["m1"].stats.errors.counts["m1:exception_illegal_data_address"] == 3
+    assert requests == [3, 2, 2]  # learned: the refused registers are skipped
+    assert stats.online is True
+    assert stats.refused == {"input registers 100..101": REFUSED_ENERGY}
+    logged = [r for r in caplog.records if "refuses input registers 100..101" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in caplog.records]
+    assert "energy_kwh" in logged[0].getMessage()
+    assert stats.errors.counts == {"m1:refused": 1}
+
+
+async def test_one_refused_register_in_a_merged_request_costs_only_its_point(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    image = _image()
+    del image["holding"][2]  # setpoint_degc, inside the one request for holding 0..3
+    async with modbus_server({1: image}) as port:
+        driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
+        poller = driver.pollers["m1"]
+        assert ("holding", 0, 4) in [
+            (r.function.value, r.start, r.count) for r in poller.plan.requests
+        ]
+        samples, requests = [], []
+        for _ in range(3):
+            before = poller.stats.requests
+            samples.append(await driver.read_once("m1"))
+            requests.append(poller.stats.requests - before)
+        await driver.stop()
+    reason = "refused by the device: exception 2 (illegal_data_address) at holding register 2"
+    for sample in samples:
+        assert sample.bad == {"setpoint_degc": reason}
+        assert sample.values["status"] == 3
+        assert sample.values["temp_degc"] == pytest.approx(-5.5)
+        assert sample.values["alarm_bits"] == 0b1001
+        assert sample.values["voltage_v"] == pytest.approx(230.5)
+    # First poll: 0..3 refused, then 0..1 answered, 2..3 refused, 2 refused, 3 answered; plus
+    # the two input requests. Later polls: 0..1 and 3 and the input requests.
+    assert requests == [7, 4, 4]
+    assert poller.stats.online is True
+    assert poller.stats.errors.counts == {"m1:refused": 1}
+    logged = [r.getMessage() for r in caplog.records if "refuses" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert "holding register 2 " in logged[0]
+
+
+GAPPY = Profile.model_validate(
+    {
+        "name": "gappy",
+        "kind": "meter",
+        "defaults": {"function": "holding", "type": "uint16"},
+        "points": [
+            {"name": "a", "address": 0},
+            {"name": "b", "address": 1},
+            {"name": "c", "address": 5},
+        ],
+    }
+)
+
+
+async def test_registers_between_points_that_the_device_refuses_are_read_around(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No point uses 2..4 and the device has nothing there: TCP merges 0..5 into one request,
+    # which the device refuses whole; its parts are answered.
+    async with modbus_server({1: {"holding": {0: 10, 1: 11, 5: 15}}}) as port:
+        driver = _driver([ModbusDevice("g", GAPPY, _tcp(port), 1.0)])
+        poller = driver.pollers["g"]
+        assert [(r.start, r.count) for r in poller.plan.requests] == [(0, 6)]
+        samples, requests = [], []
+        for _ in range(3):
+            before = poller.stats.requests
+            samples.append(await driver.read_once("g"))
+            requests.append(poller.stats.requests - before)
+        await driver.stop()
+    for sample in samples:
+        assert sample.bad == {}
+        assert sample.values == {"a": 10, "b": 11, "c": 15}
+    assert requests == [3, 2, 2]
+    assert poller.stats.errors.counts == {"g:refused": 1}
+    logged = [r.getMessage() for r in caplog.records if "refuses" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert "holding registers 0..5 in one request" in logged[0]
+    assert "holding registers 0..1, holding register 5" in logged[0]
+
+
+async def test_refusals_are_tried_again_after_the_retry_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from drivers.modbus.driver import device_plan
+    from drivers.modbus.link import Link
+    from drivers.modbus.poller import DevicePoller
+
+    image = _image()
+    del image["holding"][2]
+    async with modbus_server({1: image}) as port:
+        device = ModbusDevice("m1", PROFILE, _tcp(port), 1.0)
+        plan = dataclasses.replace(device_plan(device), refused_retry_s=0.0)
+        link = Link.for_connection(device.connection, 1.0)
+        poller = DevicePoller(plan, link, lambda _s: None)
+        requests = []
+        for _ in range(3):
+            before = poller.stats.requests
+            sample = await poller.poll_once()
+            requests.append(poller.stats.requests - before)
+            assert set(sample.bad) == {"setpoint_degc"}
+        link.close()
+    assert requests == [7, 7, 7]  # the full plan every time: the retry time is 0
+    assert poller.stats.errors.counts == {"m1:refused": 3}  # counted each time it is found
+    assert len([r for r in caplog.records if "refuses" in r.getMessage()]) == 1  # logged once
+
+
+async def test_not_available_sentinels_of_every_width_in_a_poll() -> None:
+    profile = Profile.model_validate(
+        {
+            "name": "sentinels",
+            "kind": "meter",
+            "defaults": {"function": "holding"},
+            "points": [
+                {"name": "temp_degc", "address": 0, "type": "int16", "invalid": [0x8000]},
+                {"name": "power_w", "address": 1, "type": "float32", "invalid": ["0x8000 0x8000"]},
+                {"name": "energy_wh", "address": 3, "type": "int32", "invalid": [0x7FFFFFFF]},
+                {"name": "flow_m3", "address": 5, "type": "float32", "invalid": ["0x8000 0x8000"]},
+            ],
+        }
+    )
+    holding = {0: 0x8000, 1: 0x8000, 2: 0x8000, 3: 0x7FFF, 4: 0xFFFF}
+    holding[5], holding[6] = _f32(12.5)
+    async with modbus_server({1: {"holding": holding}}) as port:
+        driver = _driver([ModbusDevice("s", profile, _tcp(port), 1.0)])
+        sample = await driver.read_once("s")
+        await driver.stop()
+    assert sample.bad == dict.fromkeys(("temp_degc", "power_w", "energy_wh"), "not_available")
+    assert sample.values == {"flow_m3": 12.5}
 
 
 async def test_dead_device_is_offline_and_never_delays_healthy_ones() -> None:
@@ -245,4 +383,4 @@ def test_nan_is_not_a_number_we_store() -> None:
     raw = decode_raw(spec, list(_f32(float("nan"))))
     assert isinstance(raw, float)
     assert math.isnan(raw)
-    assert check(spec, raw) == "nan"
+    assert check(raw) == "nan"

@@ -19,8 +19,10 @@ import yaml
 from drivers.modbus.codec import (
     INT_RANGES,
     PointSpec,
+    Raw,
     decode_all,
     decode_raw,
+    decode_registers,
     encode_raw,
     label,
     resolve,
@@ -74,13 +76,13 @@ def words(spec: PointSpec, image: Mapping[tuple[Function, int], int]) -> list[in
 
 def decode_image(
     specs: Sequence[PointSpec], image: Mapping[tuple[Function, int], int]
-) -> dict[str, int | float | bool | str]:
+) -> dict[str, Raw]:
     """Raw values of the points whose registers are all in the image."""
-    raws: dict[str, int | float | bool | str] = {}
+    raws: dict[str, Raw] = {}
     for spec in specs:
         keys = [(spec.function, spec.address + i) for i in range(spec.count)]
         if all(k in image for k in keys):
-            raws[spec.name] = decode_raw(spec, words(spec, image))
+            raws[spec.name] = decode_registers(spec, words(spec, image))
     return raws
 
 
@@ -439,13 +441,22 @@ def test_huawei_sun2000_night_dump() -> None:
 def test_huawei_sun2000_not_available_values_are_bad() -> None:
     specs = resolve(profile_named("huawei_sun2000"))
     names = ("power_factor", "active_power_w", "grid_frequency_hz", "daily_yield_energy_kwh")
-    sentinels = {"int16": 32767, "int32": 2147483647, "uint16": 65535, "uint32": 4294967295}
-    raws: dict[str, int | float | bool | str] = {}
+    # The register words huawei-solar-lib reads as "no value", by register type.
+    sentinels = {
+        "int16": [0x7FFF],
+        "int32": [0x7FFF, 0xFFFF],
+        "uint16": [0xFFFF],
+        "uint32": [0xFFFF, 0xFFFF],
+    }
+    raws: dict[str, Raw] = {}
     for name in names:
         spec = spec_of(specs, name)
-        raws[name] = sentinels[spec.dtype.value]
+        raws[name] = decode_registers(spec, sentinels[spec.dtype.value])
     decoded = decode_all(specs, raws)
     assert decoded.bad == dict.fromkeys(names, "not_available")
+    # One bit less is a value (valid or not), never "not available".
+    near = {name: decode_registers(spec_of(specs, name), [0, 1]) for name in names[1:2]}
+    assert decode_all(specs, near).values == {"active_power_w": 1}
 
 
 def test_sunspec_layout_and_discovery_words() -> None:
@@ -478,13 +489,13 @@ def test_sunspec_scale_factors() -> None:
     w, wh = spec_of(specs, "active_power_w"), spec_of(specs, "energy_total_wh")
     assert (w.scale_factor, wh.scale_factor) == ("w_sf", "wh_sf")
     assert wh.unit == "Wh"
-    raws: dict[str, int | float | bool | str] = {
+    raws: dict[str, Raw] = {
         "active_power_w": decode_raw(w, [2345]),
         "w_sf": decode_raw(spec_of(specs, "w_sf"), [0xFFFF]),  # -1
         "energy_total_wh": decode_raw(wh, [0x0001, 0x86A0]),
         "wh_sf": decode_raw(spec_of(specs, "wh_sf"), [0]),
         "current_total_a": decode_raw(spec_of(specs, "current_total_a"), [411]),
-        "a_sf": decode_raw(spec_of(specs, "a_sf"), [0x8000]),  # -32768: not implemented
+        "a_sf": decode_registers(spec_of(specs, "a_sf"), [0x8000]),  # not implemented
         "operating_state": 4,
     }
     decoded = decode_all(specs, raws)
@@ -526,3 +537,79 @@ def test_coolmaster_base_per_virtual_address() -> None:
     mode = spec_of(specs, "mode")
     assert label(mode, 0) == "Cool"
     assert label(mode, 5) == "Fan"
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation refuses what could never work, at the point's own key
+
+
+def _problems(point: dict[str, Any], **profile: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    from pydantic import ValidationError
+
+    data = {"name": "t", "kind": "meter", "points": [point], **profile}
+    with pytest.raises(ValidationError) as caught:
+        Profile.model_validate(data)
+    return [(tuple(e["loc"]), e["msg"]) for e in caught.value.errors()]
+
+
+@pytest.mark.parametrize(
+    ("point", "loc", "says"),
+    [
+        ({"type": "int16", "invalid": [0x18000]}, ("invalid", 0), "does not fit in 1 register"),
+        ({"type": "int16", "invalid": [-32768]}, ("invalid", 0), "0x8000"),
+        ({"type": "int32", "invalid": [-1]}, ("invalid", 0), "0xffffffff"),
+        ({"type": "float32", "invalid": [[0x8000]]}, ("invalid", 0), "1 register word given"),
+        ({"type": "float32", "invalid": ["0x8000 0x8000 0"]}, ("invalid", 0), "has 2"),
+        ({"type": "uint32", "invalid": [[0x10000, 0]]}, ("invalid", 0), "not a register word"),
+        ({"type": "uint16", "invalid": [0, "n/a"]}, ("invalid", 1), "not a list of register"),
+        ({"function": "coil", "type": "bool", "invalid": [1]}, ("invalid",), "one bit"),
+        ({"type": "string", "length": 2, "enum": {1: "a"}}, ("enum",), "no codes"),
+        ({"type": "float32", "bits": {0: "alarm"}}, ("bits",), "unscaled integer"),
+        ({"type": "uint16", "scale": 0.1, "bits": {0: "alarm"}}, ("bits",), "scaled"),
+    ],
+)
+def test_validation_refuses_what_could_never_match(
+    point: dict[str, Any], loc: tuple[str | int, ...], says: str
+) -> None:
+    problems = _problems({"name": "flow_m3", "address": 0, **point})
+    assert len(problems) == 1, problems
+    where, message = problems[0]
+    assert where == ("points", 0, *loc)
+    assert "'flow_m3'" in message
+    assert says in message
+
+
+def test_a_boolean_is_no_sentinel() -> None:
+    problems = _problems({"name": "p", "address": 0, "invalid": [True]})
+    assert problems
+    assert all(loc[:4] == ("points", 0, "invalid", 0) for loc, _ in problems)
+
+
+def test_sentinel_word_count_follows_the_default_type() -> None:
+    problems = _problems(
+        {"name": "p", "address": 0, "invalid": [[0xFFFF]]}, defaults={"type": "float32"}
+    )
+    assert problems == [
+        (
+            ("points", 0, "invalid", 0),
+            "point 'p' (float32, 2 registers): 1 register word given, the point has 2; "
+            "write one word per register, e.g. '0xFFFF 0xFFFF'",
+        )
+    ]
+
+
+def test_every_problem_of_a_profile_is_reported_at_once() -> None:
+    from pydantic import ValidationError
+
+    data = {
+        "name": "t",
+        "kind": "meter",
+        "points": [
+            {"name": "a", "address": 0, "type": "int16", "invalid": [-1]},
+            {"name": "a", "address": 1, "type": "float32", "bits": {0: "x"}},
+        ],
+    }
+    with pytest.raises(ValidationError) as caught:
+        Profile.model_validate(data)
+    locs = [tuple(e["loc"]) for e in caught.value.errors()]
+    assert locs == [("points", 0, "invalid", 0), ("points", 1, "name"), ("points", 1, "bits")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.types import Value
-from drivers.modbus.profile import DataType, Function, Order, Profile, Range
+from drivers.modbus.profile import DataType, Function, Order, Profile, Range, resolved_sentinels
 
 _STRUCT: dict[DataType, str] = {
     DataType.INT16: "h",
@@ -55,8 +56,11 @@ class PointSpec:
     enum: Mapping[int, str] | None
     bits: Mapping[int, str] | None
     valid: Range | None
-    invalid: frozenset[int]
+    # The profile's "not available" sentinels decoded, as a device simulator sends them; polls
+    # match `invalid_words`, the sentinels' register bytes, before decoding.
+    invalid: frozenset[int | float | bool | str]
     writable: Range | None
+    invalid_words: frozenset[bytes]
 
     @property
     def end(self) -> int:
@@ -75,15 +79,42 @@ class PointSpec:
         object.__setattr__(self, "is_number", self.dtype not in (DataType.BOOL, DataType.STRING))
 
 
-Unpack = Callable[[bytes, int], int | float | bool | str]
+class NotAvailable:
+    """The raw value of a point whose registers hold one of its "not available" sentinels."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_AVAILABLE"
+
+
+NOT_AVAILABLE = NotAvailable()
+
+Raw = int | float | bool | str | NotAvailable
+Unpack = Callable[[bytes, int], Raw]
 
 
 def unpacker(spec: PointSpec) -> Unpack:
     """A function decoding the point's raw value from a response's data bytes at an offset.
 
     The hot path of every poll: common layouts get one precompiled struct call; the rest go
-    through decode_raw.
+    through decode_raw. A point with sentinels compares its registers' bytes first and gives
+    NOT_AVAILABLE on a match; the others pay nothing for it.
     """
+    decode = _value_unpacker(spec)
+    if not spec.invalid_words:
+        return decode
+    size, sentinels = 2 * spec.count, spec.invalid_words
+
+    def guarded(buf: bytes, off: int) -> Raw:
+        if buf[off : off + size] in sentinels:
+            return NOT_AVAILABLE
+        return decode(buf, off)
+
+    return guarded
+
+
+def _value_unpacker(spec: PointSpec) -> Unpack:
     if spec.dtype is DataType.BOOL:
         mask = 1 << (spec.bit or 0)
         if spec.bit is None:
@@ -135,10 +166,18 @@ def resolve(
                 enum=p.enum,
                 bits=p.bits,
                 valid=p.valid,
-                invalid=frozenset(p.invalid),
+                invalid=frozenset(),
                 writable=p.writable,
+                invalid_words=frozenset(),
             )
         )
+        if p.invalid:
+            words = resolved_sentinels(p, specs[-1].count)
+            specs[-1] = dataclasses.replace(
+                specs[-1],
+                invalid=frozenset(decode_raw(specs[-1], w) for w in words),
+                invalid_words=frozenset(struct.pack(f">{len(w)}H", *w) for w in words),
+            )
     return specs
 
 
@@ -169,6 +208,13 @@ def decode_raw(spec: PointSpec, regs: Sequence[int]) -> int | float | bool | str
     return value
 
 
+def decode_registers(spec: PointSpec, regs: Sequence[int]) -> Raw:
+    """decode_raw, but registers holding a "not available" sentinel give NOT_AVAILABLE."""
+    if spec.invalid_words and struct.pack(f">{len(regs)}H", *regs) in spec.invalid_words:
+        return NOT_AVAILABLE
+    return decode_raw(spec, regs)
+
+
 def encode_raw(spec: PointSpec, raw: int | float | bool | str) -> list[int]:
     """Encode a raw value into the point's registers (the inverse of decode_raw)."""
     if spec.dtype is DataType.BOOL:
@@ -197,12 +243,12 @@ def to_raw(spec: PointSpec, value: float, sf: int | None = None) -> int | float:
     return round(raw)
 
 
-def check(spec: PointSpec, raw: int | float | bool | str) -> str | None:
-    """Why a raw value cannot be trusted, or None if it can."""
+def check(raw: Raw) -> str | None:
+    """Why a raw value (from decode_registers or an unpacker) cannot be trusted, or None."""
+    if raw is NOT_AVAILABLE:
+        return "not_available"
     if isinstance(raw, float) and not math.isfinite(raw):
         return "nan"
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw in spec.invalid:
-        return "not_available"
     return None
 
 
@@ -225,10 +271,11 @@ class Decoded:
 _MISSING = object()
 
 
-def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, int | float | bool | str]) -> Decoded:
+def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, Raw]) -> Decoded:
     """Apply scaling, scale factors and plausibility checks to raw values of many points.
 
-    ``raws`` holds the raw value of every point that was read; points missing from it are not
+    ``raws`` holds the raw value of every point that was read (from an unpacker or
+    decode_registers: NOT_AVAILABLE where a sentinel matched); points missing from it are not
     reported. Scale-factor points are applied to the points that name them and are also kept as
     values themselves (they help when a reading looks wrong). Types are known from the specs,
     so no value is inspected for its type: this runs for every point of every poll.
@@ -239,15 +286,14 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, int | float | bool
         raw: Any = raws.get(spec.name, _MISSING)
         if raw is _MISSING:
             continue
+        if raw is NOT_AVAILABLE:
+            bad[spec.name] = "not_available"
+            continue
         if not spec.is_number:
             values[spec.name] = raw
             continue
-        if spec.is_float:
-            if raw != raw or raw in _INFINITIES:
-                bad[spec.name] = "nan"
-                continue
-        elif spec.invalid and raw in spec.invalid:
-            bad[spec.name] = "not_available"
+        if spec.is_float and (raw != raw or raw in _INFINITIES):
+            bad[spec.name] = "nan"
             continue
         value = raw
         if spec.scale_factor is not None:
@@ -278,10 +324,36 @@ _INT64_MAX = 2**63 - 1
 
 
 def label(spec: PointSpec, value: Value) -> str:
-    """A human label for coded values: the enum name or the set bits' names."""
-    if spec.enum is not None and isinstance(value, int) and not isinstance(value, bool):
-        return spec.enum.get(value, f"unknown ({value})")
+    """A human label for coded values: the enum name or the set bits' names.
+
+    Enum labels name the value as stored, so a float point (float32, or a scaled integer) is
+    labelled when its value is a whole number: devices that send every value as a float send
+    their codes that way too.
+    """
+    if spec.enum is not None and not isinstance(value, str):
+        if isinstance(value, float):
+            if not value.is_integer():
+                return f"unknown ({value:g})"
+            value = int(value)
+        return spec.enum.get(int(value), f"unknown ({value})")
     if spec.bits is not None and isinstance(value, int) and not isinstance(value, bool):
         names = [name for bit, name in sorted(spec.bits.items()) if value >> bit & 1]
         return ", ".join(names) if names else "none"
     return ""
+
+
+def explain(spec: PointSpec, reason: str) -> str:
+    """A bad point's reason (Sample.bad) as a sentence for people."""
+    if reason == "not_available":
+        return "not available: the device sent its 'no value' marker (`invalid` in the profile)"
+    if reason == "nan":
+        return "not a number: the device sent NaN or infinity"
+    if reason == "out_of_range" and spec.valid is not None:
+        return f"out of range: outside {spec.valid.min:g}..{spec.valid.max:g} {spec.unit}".rstrip()
+    if reason == "out_of_range":
+        return "out of range: too large to store"
+    if reason == "scale_factor":
+        return f"its scale factor {spec.scale_factor} is missing or not implemented"
+    if reason == "decode":
+        return "cannot be decoded from the device's answer"
+    return reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 EXCEPTION_NAMES = {
     1: "illegal_function",
     2: "illegal_data_address",
@@ -50,3 +52,27 @@ class ModbusExceptionResponse(ModbusError):
         self.reason = f"exception_{name}"
         # A gateway saying its slave did not answer means the device is silent.
         self.silent = code == 11
+
+
+class ModbusWrongUnit(ModbusFrameError):
+    """A TCP answer to our transaction from another unit than the one asked: not used."""
+
+    reason = "wrong_unit"
+
+
+class ModbusWrongProtocol(ModbusFrameError):
+    """A TCP answer to our transaction whose MBAP protocol id is not 0 (Modbus): not used."""
+
+    reason = "wrong_protocol_id"
+
+
+class SerialPortError(ModbusConnectionError):
+    """The serial port cannot be opened; ``reason`` says why (missing, permission, busy)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+ProblemSink = Callable[[str, str], None]
+"""Told of a problem on the wire that failed no request: (reason, message)."""

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
-from drivers.modbus.errors import ModbusConnectionError, ModbusError
+from drivers.modbus.errors import ModbusConnectionError, ModbusError, ProblemSink
 from drivers.modbus.serial_client import SerialClient
 from drivers.modbus.stream_client import StreamClient
 
@@ -23,10 +23,22 @@ class Client(Protocol):
     async def connect(self) -> None: ...
     def close(self) -> None: ...
     async def read(
-        self, unit: int, function: int, address: int, count: int, timeout: float
+        self,
+        unit: int,
+        function: int,
+        address: int,
+        count: int,
+        timeout: float,
+        problems: ProblemSink | None = None,
     ) -> list[int] | list[bool]: ...
     async def read_raw(
-        self, unit: int, function: int, address: int, count: int, timeout: float
+        self,
+        unit: int,
+        function: int,
+        address: int,
+        count: int,
+        timeout: float,
+        problems: ProblemSink | None = None,
     ) -> bytes: ...
     async def write_registers(
         self, unit: int, address: int, values: list[int], timeout: float
@@ -79,17 +91,30 @@ class Link:
                 raise
 
     async def read(
-        self, unit: int, function: int, address: int, count: int, timeout: float
+        self,
+        unit: int,
+        function: int,
+        address: int,
+        count: int,
+        timeout: float,
+        problems: ProblemSink | None = None,
     ) -> list[int] | list[bool]:
+        """``problems`` hears of trouble on the line that failed no request (see Client)."""
         return await self._exclusive(
-            lambda: self.client.read(unit, function, address, count, timeout)
+            lambda: self.client.read(unit, function, address, count, timeout, problems)
         )
 
     async def read_raw(
-        self, unit: int, function: int, address: int, count: int, timeout: float
+        self,
+        unit: int,
+        function: int,
+        address: int,
+        count: int,
+        timeout: float,
+        problems: ProblemSink | None = None,
     ) -> bytes:
         return await self._exclusive(
-            lambda: self.client.read_raw(unit, function, address, count, timeout)
+            lambda: self.client.read_raw(unit, function, address, count, timeout, problems)
         )
 
     async def write_registers(

@@ -61,19 +61,19 @@ class ReadRequest:
     points: tuple[PointSpec, ...]
 
 
-def _clusters(specs: Sequence[PointSpec]) -> list[list[PointSpec]]:
+def clusters(specs: Sequence[PointSpec]) -> list[list[PointSpec]]:
     """Points that overlap (several bits of one register, say) must share a request."""
     ordered = sorted(specs, key=lambda s: (s.address, s.end))
-    clusters: list[list[PointSpec]] = []
+    groups: list[list[PointSpec]] = []
     end = -1
     for spec in ordered:
-        if clusters and spec.address <= end:
-            clusters[-1].append(spec)
+        if groups and spec.address <= end:
+            groups[-1].append(spec)
             end = max(end, spec.end)
         else:
-            clusters.append([spec])
+            groups.append([spec])
             end = spec.end
-    return clusters
+    return groups
 
 
 def _crosses_hole(start: int, end: int, holes: Sequence[Hole]) -> bool:
@@ -101,10 +101,10 @@ def plan(
             continue
         limit = max_bits if function.is_bit else max_registers
         table_holes = [h for h in holes if h.function is function]
-        clusters = _clusters(mine)
-        starts = [c[0].address for c in clusters]
-        ends = [max(s.end for s in c) for c in clusters]
-        n = len(clusters)
+        groups = clusters(mine)
+        starts = [c[0].address for c in groups]
+        ends = [max(s.end for s in c) for c in groups]
+        n = len(groups)
         # best[j] = (time, requests, split) for the first j clusters; split = start of last request
         best: list[tuple[float, int, int]] = [(0.0, 0, 0)] + [(float("inf"), 0, 0)] * n
         for j in range(1, n + 1):
@@ -115,7 +115,7 @@ def plan(
                 if span > limit:
                     if i == j:
                         raise ValueError(
-                            f"point {clusters[i - 1][0].name!r} needs {span} registers, "
+                            f"point {groups[i - 1][0].name!r} needs {span} registers, "
                             f"more than the device's {limit} per request"
                         )
                     break
@@ -129,7 +129,7 @@ def plan(
         j = n
         while j > 0:
             i = best[j][2]
-            members = tuple(s for c in clusters[i:j] for s in c)
+            members = tuple(s for c in groups[i:j] for s in c)
             start, end = starts[i], ends[j - 1]
             chosen.append(ReadRequest(function, start, end - start + 1, members))
             j = i

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import struct
 import time
@@ -14,23 +15,30 @@ from core.once import ProblemCounter
 from core.types import Command, CommandResult, Sample, Value
 from drivers.modbus.codec import (
     PointSpec,
+    Raw,
     Unpack,
     check,
     decode_all,
-    decode_raw,
+    decode_registers,
     encode_raw,
     to_engineering,
     to_raw,
     unpacker,
 )
-from drivers.modbus.errors import ModbusError, ModbusExceptionResponse
+from drivers.modbus.errors import EXCEPTION_NAMES, ModbusError, ModbusExceptionResponse
 from drivers.modbus.link import Link
-from drivers.modbus.planner import ReadRequest
+from drivers.modbus.planner import ReadRequest, clusters
 from drivers.modbus.profile import DataType, Function
 
 log = logging.getLogger("guanjia.modbus")
 
 OFFLINE = "offline"
+
+# Exception codes by which a device refuses registers it does not have: 2 (illegal data
+# address) by the standard, 3 (illegal data value) on devices that check the range as a value.
+REFUSED_CODES = frozenset({2, 3})
+
+Layout = list[tuple[ReadRequest, list[tuple[str, Unpack, int]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,9 @@ class DevicePlan:
     timeout: float
     retries: int
     backoff_max: float = 60.0
+    # Registers the device refused are skipped for this long, then the full plan is tried
+    # again: a device that refused while it was starting up may answer now.
+    refused_retry_s: float = 600.0
 
 
 @dataclass
@@ -60,6 +71,10 @@ class DeviceStats:
     last_poll_s: float = 0.0
     overruns: int = 0
     errors: ProblemCounter = field(default_factory=lambda: ProblemCounter(log))
+    # What the device refused to read, skipped until the plan is tried again: one line per
+    # refused span ("holding 100..101: exception 2 (illegal_data_address)"); bounded by the
+    # device's requests and points.
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 class DevicePoller:
@@ -69,24 +84,16 @@ class DevicePoller:
         self.emit = emit
         self.stats = DeviceStats()
         self._by_name = {s.name: s for s in plan.specs}
-        # Per request: each point's name, decoder and where its data starts in the response
-        # (a byte offset for registers, a bit index for coils and discrete inputs).
-        self._layout = [
-            (
-                req,
-                [
-                    (
-                        spec.name,
-                        unpacker(spec),
-                        spec.address - req.start
-                        if req.function.is_bit
-                        else 2 * (spec.address - req.start),
-                    )
-                    for spec in req.points
-                ],
-            )
-            for req in plan.requests
-        ]
+        self._planned: Layout = [_entry(req) for req in plan.requests]
+        self._layout = self._planned
+        # Points whose registers the device refused, with the reason, until the retry.
+        self._refused_points: dict[str, str] = {}
+        self._retry_at = math.inf
+        self._logged: set[tuple[Function, int, int]] = set()  # bounded by the plan's requests
+
+    def _link_problem(self, reason: str, message: str) -> None:
+        """Something wrong on the wire that cost no value (a junk byte, a late answer)."""
+        self._count(reason, f"{self.plan.device}: {message}")
 
     async def _request(self, req: ReadRequest) -> bytes | list[int] | list[bool]:
         fc = _FC_READ[req.function]
@@ -94,7 +101,14 @@ class DevicePoller:
         for attempt in range(self.plan.retries + 1):
             try:
                 self.stats.requests += 1
-                return await read(self.plan.unit, fc, req.start, req.count, self.plan.timeout)
+                return await read(
+                    self.plan.unit,
+                    fc,
+                    req.start,
+                    req.count,
+                    self.plan.timeout,
+                    problems=self._link_problem,
+                )
             except ModbusError as exc:
                 if not exc.silent or attempt == self.plan.retries:
                     raise
@@ -105,13 +119,25 @@ class DevicePoller:
         plan = self.plan
         ts = time.time_ns()
         started = time.monotonic()
-        raws: dict[str, int | float | bool | str] = {}
+        if started >= self._retry_at:
+            self._retry_refused()
+        raws: dict[str, Raw] = {}
         failed: dict[str, str] = {}
         silent_error: ModbusError | None = None
-        for req, layout in self._layout:
+        splits: dict[int, _Split] = {}
+        for index, (req, layout) in enumerate(self._layout):
             try:
                 data = await self._request(req)
             except ModbusError as exc:
+                if isinstance(exc, ModbusExceptionResponse) and exc.code in REFUSED_CODES:
+                    split = _Split()
+                    try:
+                        await self._bisect(req, clusters(req.points), exc, split, raws, failed)
+                    except ModbusError as during:  # silent: the device stopped answering
+                        silent_error = during
+                        break
+                    splits[index] = split
+                    continue
                 self._count(
                     exc.reason,
                     f"{plan.device}: {req.function.value} {req.start}+{req.count}: {exc}",
@@ -122,21 +148,17 @@ class DevicePoller:
                 for name, _, _ in layout:
                     failed[name] = exc.reason
                 continue
-            try:
-                if isinstance(data, bytes):
-                    for name, unpack, off in layout:
-                        raws[name] = unpack(data, off)
-                else:
-                    for name, _, off in layout:
-                        raws[name] = bool(data[off])
-            except Exception:  # a value the codec cannot decode is bad, not fatal
-                self._decode_slowly(layout, data, raws, failed)
+            self._unpack(layout, data, raws, failed)
         self.stats.polls += 1
         self.stats.last_poll_s = time.monotonic() - started
         if silent_error is not None:
             self._set_online(False, str(silent_error))
             self.stats.failed_polls += 1
             return Sample(plan.device, ts, {}, dict.fromkeys(self._by_name, OFFLINE))
+        if splits:
+            self._learn(splits)
+        if self._refused_points:
+            failed.update(self._refused_points)
         decoded = decode_all(plan.specs, raws)
         for name, reason in decoded.bad.items():
             self._count(f"{reason}", f"{plan.device}.{name}: bad value ({reason})")
@@ -145,11 +167,125 @@ class DevicePoller:
         self.stats.last_ok_ns = ts
         return Sample(plan.device, ts, decoded.values, decoded.bad)
 
+    def _unpack(
+        self,
+        layout: list[tuple[str, Unpack, int]],
+        data: bytes | list[int] | list[bool],
+        raws: dict[str, Raw],
+        failed: dict[str, str],
+    ) -> None:
+        try:
+            if isinstance(data, bytes):
+                for name, unpack, off in layout:
+                    raws[name] = unpack(data, off)
+            else:
+                for name, _, off in layout:
+                    raws[name] = bool(data[off])
+        except Exception:  # a value the codec cannot decode is bad, not fatal
+            self._decode_slowly(layout, data, raws, failed)
+
+    async def _bisect(
+        self,
+        req: ReadRequest,
+        parts: list[list[PointSpec]],
+        refusal: ModbusExceptionResponse,
+        split: _Split,
+        raws: dict[str, Raw],
+        failed: dict[str, str],
+    ) -> None:
+        """Find what the device refuses in a request it refused, reading the rest meanwhile.
+
+        ``parts`` are the request's clusters (points sharing registers stay together). Halves
+        are read until each refusal is pinned to one cluster; if every part answers, the device
+        refused only the registers between them (or the span): the parts are the new plan.
+        Raises a silent ModbusError if the device stops answering.
+        """
+        if len(parts) == 1:
+            split.refused.append((req, refusal))
+            return
+        cut = _cut(parts)
+        for half in (parts[:cut], parts[cut:]):
+            sub = _request_of(req.function, half)
+            try:
+                data = await self._request(sub)
+            except ModbusExceptionResponse as exc:
+                if exc.code in REFUSED_CODES:
+                    await self._bisect(sub, half, exc, split, raws, failed)
+                    continue
+                self._count(exc.reason, f"{self.plan.device}: {_span(sub)}: {exc}")
+                failed.update((s.name, exc.reason) for s in sub.points)
+                split.kept.append(sub)  # not a refusal: asked again next poll
+                continue
+            except ModbusError as exc:
+                if exc.silent:
+                    raise
+                self._count(exc.reason, f"{self.plan.device}: {_span(sub)}: {exc}")
+                failed.update((s.name, exc.reason) for s in sub.points)
+                split.kept.append(sub)
+                continue
+            split.kept.append(sub)
+            self._unpack(_entry(sub)[1], data, raws, failed)
+
+    def _learn(self, splits: dict[int, _Split]) -> None:
+        """Skip what the device refused from the next poll on; log each refusal once."""
+        device = self.plan.device
+        layout: Layout = []
+        for index, entry in enumerate(self._layout):
+            split = splits.get(index)
+            if split is None:
+                layout.append(entry)
+                continue
+            req = entry[0]
+            layout += [_entry(sub) for sub in sorted(split.kept, key=lambda r: r.start)]
+            for sub, exc in split.refused:
+                span = _span(sub)
+                reason = (
+                    f"refused by the device: exception {exc.code} "
+                    f"({EXCEPTION_NAMES.get(exc.code, 'unknown')}) at {span}"
+                )
+                self.stats.refused[span] = reason
+                for spec in sub.points:
+                    self._refused_points[spec.name] = reason
+                message = (
+                    f"{device}: the device refuses {span} (exception {exc.code}) for points "
+                    f"{', '.join(s.name for s in sub.points)}: they are bad and not asked for "
+                    f"again for {self.plan.refused_retry_s:g} s; if this model never has them, "
+                    "remove them from the profile (or from the device's `points:` list)"
+                )
+                self._refusal(sub, message)
+            if not split.refused:
+                parts = ", ".join(_span(sub) for sub in split.kept)
+                self.stats.refused[_span(req)] = f"in one request, but answers {parts}"
+                self._refusal(
+                    req,
+                    f"{device}: the device refuses {_span(req)} in one request (registers no "
+                    f"point uses, or the request's size) but answers {parts}: reading those "
+                    f"instead for {self.plan.refused_retry_s:g} s; declare the registers in "
+                    "between as `holes` in the profile to plan this from the start",
+                )
+        self._layout = layout
+        if self._retry_at == math.inf:
+            self._retry_at = time.monotonic() + self.plan.refused_retry_s
+
+    def _refusal(self, req: ReadRequest, message: str) -> None:
+        key = (req.function, req.start, req.count)
+        self.stats.errors.report(f"{self.plan.device}:refused", message, logging.DEBUG)
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("%s", message)
+
+    def _retry_refused(self) -> None:
+        """Back to the full plan: what is still refused is found (and counted) again."""
+        self._layout = self._planned
+        self._refused_points.clear()
+        self.stats.refused.clear()
+        self._retry_at = math.inf
+
     def _decode_slowly(
         self,
         layout: list[tuple[str, Unpack, int]],
         data: bytes | list[int] | list[bool],
-        raws: dict[str, int | float | bool | str],
+        raws: dict[str, Raw],
         failed: dict[str, str],
     ) -> None:
         """Point by point, to find which values cannot be decoded (a short response, say)."""
@@ -242,9 +378,11 @@ class DevicePoller:
         data = await self.link.read(
             self.plan.unit, _FC_READ[spec.function], spec.address, spec.count, self.plan.timeout
         )
-        raw = decode_raw(spec, data)
-        if check(spec, raw) is not None or isinstance(raw, bool | str):
-            return raw if isinstance(raw, bool | str) else None
+        raw = decode_registers(spec, [int(word) for word in data])
+        if isinstance(raw, bool | str):
+            return raw
+        if check(raw) is not None or not isinstance(raw, int | float):
+            return None
         return to_engineering(spec, raw, sf)
 
     async def _read_scale_factor(self, spec: PointSpec) -> int | None:
@@ -273,6 +411,55 @@ class DevicePoller:
 
 
 _FC_READ = {Function.COIL: 1, Function.DISCRETE: 2, Function.HOLDING: 3, Function.INPUT: 4}
+
+
+@dataclass
+class _Split:
+    """What bisecting one refused request found."""
+
+    kept: list[ReadRequest] = field(default_factory=list)  # parts to read from now on
+    refused: list[tuple[ReadRequest, ModbusExceptionResponse]] = field(default_factory=list)
+
+
+def _entry(req: ReadRequest) -> tuple[ReadRequest, list[tuple[str, Unpack, int]]]:
+    """A request with each point's name, decoder and where its data starts in the response
+    (a byte offset for registers, a bit index for coils and discrete inputs)."""
+    scale = 1 if req.function.is_bit else 2
+    return req, [(s.name, unpacker(s), scale * (s.address - req.start)) for s in req.points]
+
+
+def _cut(parts: list[list[PointSpec]]) -> int:
+    """Where to halve a refused request: at its widest run of registers no point uses (what a
+    device most often lacks), else in the middle."""
+    middle = len(parts) / 2
+
+    def preference(i: int) -> tuple[int, float]:
+        gap = parts[i][0].address - max(s.end for s in parts[i - 1])
+        return gap, -abs(i - middle)
+
+    return max(range(1, len(parts)), key=preference)
+
+
+def _request_of(function: Function, parts: list[list[PointSpec]]) -> ReadRequest:
+    start = parts[0][0].address
+    end = max(s.end for part in parts for s in part)
+    return ReadRequest(function, start, end - start + 1, tuple(s for part in parts for s in part))
+
+
+def _span(req: ReadRequest) -> str:
+    """A request's registers as people read them: "holding registers 100..101"."""
+    what = _TABLE_NAMES[req.function]
+    if req.count == 1:
+        return f"{what} {req.start}"
+    return f"{what}s {req.start}..{req.start + req.count - 1}"
+
+
+_TABLE_NAMES = {
+    Function.COIL: "coil",
+    Function.DISCRETE: "discrete input",
+    Function.HOLDING: "holding register",
+    Function.INPUT: "input register",
+}
 
 
 def specs_by_name(specs: Sequence[PointSpec]) -> dict[str, PointSpec]:

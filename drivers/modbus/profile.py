@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.field_types import FieldType, modbus_field_type
 
@@ -51,6 +53,59 @@ REGISTERS_PER_TYPE: dict[DataType, int] = {
 }
 
 Order = Literal["big", "little"]
+
+# A "not available" sentinel as the datasheet writes it (see `sentinel_words`).
+Sentinel = StrictInt | str | list[StrictInt]
+Loc = tuple[str | int, ...]
+
+
+def sentinel_words(sentinel: Sentinel, registers: int) -> tuple[int, ...]:
+    """The register words a sentinel names, in address order (register `address` first).
+
+    Words are compared as the device sends them, before any word or byte swapping: what a
+    register dump or a Modbus poll tool shows. A sentinel is one number for all the point's
+    registers, high word first (`0xFFFF`, `0x7FFFFFFF` = `0x7FFF 0xFFFF`), or its words one by
+    one (`"0x8000 0x0000"` or `[0x8000, 0]`). Raises ValueError saying why it can never match.
+    """
+    if isinstance(sentinel, str):
+        tokens = sentinel.replace(",", " ").split()
+        try:
+            numbers = [int(token, 0) for token in tokens]
+        except ValueError:
+            raise ValueError(
+                f"{sentinel!r} is not a list of register words; write them in hex, e.g. "
+                f"'{' '.join(['0xFFFF'] * registers)}'"
+            ) from None
+        if len(numbers) == 1:
+            return sentinel_words(numbers[0], registers)
+        words = numbers
+    elif isinstance(sentinel, int):
+        width = 16 * registers
+        if sentinel < 0:
+            raise ValueError(
+                f"{sentinel} is negative, and a register holds no sign: write the register "
+                f"words the device sends ({sentinel} is {sentinel & ((1 << width) - 1):#x} "
+                f"in {registers} register{'s' if registers > 1 else ''})"
+            )
+        if sentinel >> width:
+            raise ValueError(
+                f"{sentinel:#x} does not fit in {registers} register{'s' if registers > 1 else ''}"
+                f" ({width} bits)"
+            )
+        return tuple(sentinel >> (16 * (registers - 1 - i)) & 0xFFFF for i in range(registers))
+    else:
+        words = list(sentinel)
+    if len(words) != registers:
+        raise ValueError(
+            f"{len(words)} register word{'s' if len(words) != 1 else ''} given, the point has "
+            f"{registers}; write one word per register, e.g. '{' '.join(['0xFFFF'] * registers)}'"
+        )
+    for word in words:
+        if not 0 <= word <= 0xFFFF:
+            raise ValueError(f"{word} is not a register word (0 .. 0xFFFF)")
+    return tuple(words)
+
+
 _WHOLE_TYPES = frozenset(
     {
         DataType.INT16,
@@ -121,17 +176,23 @@ class Point(_Strict):
     unit: str = Field(default="", description="Unit of the engineering value (V, A, W, kWh, degC).")
     description: str = Field(default="", description="What the point means, for people.")
     enum: dict[int, str] | None = Field(
-        default=None, description="Labels of coded values (the stored value stays the number)."
+        default=None,
+        description="Labels of coded values (the stored value stays the number); a float value "
+        "is labelled when it is a whole number.",
     )
     bits: dict[int, str] | None = Field(
-        default=None, description="Labels of the bits of a bit-field register, by bit number."
+        default=None,
+        description="Labels of the bits of an unscaled integer register, by bit number.",
     )
     valid: Range | None = Field(
         default=None, description="Plausible range; a value outside it is marked bad."
     )
-    invalid: list[int] = Field(
+    invalid: list[Sentinel] = Field(
         default_factory=list,
-        description="Raw values that mean 'not available' (e.g. 65535, 0x8000); marked bad.",
+        description="'Not available' sentinels, as the register words the device sends, in "
+        "address order before any swapping: one number for all the point's registers, high "
+        "word first (0xFFFF, 0x7FFFFFFF), or its words one by one ('0x8000 0x0000' or "
+        "[0x8000, 0]). A value that matches is marked bad (not_available).",
     )
     writable: Range | None = Field(
         default=None, description="Present if the point may be written, with the allowed range."
@@ -223,35 +284,68 @@ class Profile(_Strict):
 
     @model_validator(mode="after")
     def _check_points(self) -> Profile:
+        """Checks that need the defaults; each problem is reported at its point's key."""
+        problems: list[tuple[Loc, str]] = []
         names: set[str] = set()
         sunssf = {p.name for p in self.points if (p.type or self.defaults.type) is DataType.SUNSSF}
-        for p in self.points:
+        for i, p in enumerate(self.points):
+            at: Loc = ("points", i)
             if p.name in names:
-                raise ValueError(f"point name {p.name!r} appears twice")
+                problems.append(((*at, "name"), f"point name {p.name!r} appears twice"))
             names.add(p.name)
             if p.scale_factor is not None and p.scale_factor not in sunssf:
-                raise ValueError(
-                    f"point {p.name!r}: scale_factor {p.scale_factor!r} is not a sunssf point"
+                problems.append(
+                    (
+                        (*at, "scale_factor"),
+                        f"point {p.name!r}: scale_factor {p.scale_factor!r} is not a sunssf point",
+                    )
                 )
             dtype = p.type or self.defaults.type
             func = p.function or self.defaults.function
             if func.is_bit and dtype is not DataType.BOOL:
-                raise ValueError(f"point {p.name!r}: {func.value} points must be `type: bool`")
+                problems.append(
+                    ((*at, "type"), f"point {p.name!r}: {func.value} points must be `type: bool`")
+                )
             if p.writable is not None and func in (Function.INPUT, Function.DISCRETE):
-                raise ValueError(f"point {p.name!r}: {func.value} points are read-only")
+                problems.append(
+                    ((*at, "writable"), f"point {p.name!r}: {func.value} points are read-only")
+                )
             scaled = p.scale != 1.0 or p.offset != 0.0 or p.scale_factor is not None
             if p.store == "integer" and (dtype not in _WHOLE_TYPES or scaled):
-                raise ValueError(
-                    f"point {p.name!r}: `store: integer` needs an unscaled integer type "
-                    f"(this one is {dtype.value}{', scaled' if scaled else ''}); remove `store`"
+                problems.append(
+                    (
+                        (*at, "store"),
+                        f"point {p.name!r}: `store: integer` needs an unscaled integer type "
+                        f"(this one is {dtype.value}{', scaled' if scaled else ''}); "
+                        "remove `store`",
+                    )
                 )
             end = p.address + p.registers(self.defaults.type) - 1
             for hole in self.holes:
                 if hole.function is func and p.address <= hole.end and end >= hole.start:
-                    raise ValueError(
-                        f"point {p.name!r} ({p.address}..{end}) lies in a hole "
-                        f"({hole.start}..{hole.end})"
+                    problems.append(
+                        (
+                            (*at, "address"),
+                            f"point {p.name!r} ({p.address}..{end}) lies in a hole "
+                            f"({hole.start}..{hole.end})",
+                        )
                     )
+            problems += _label_problems(p, dtype, scaled, at)
+            problems += _sentinel_problems(p, dtype, func, p.registers(self.defaults.type), at)
+        if problems:
+            # Raised as a ValidationError so that each problem keeps its own key path (and so
+            # its line in the file), where a ValueError here would point at the profile's top.
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", "{message}", {"message": text}),
+                        loc=loc,
+                        input=None,
+                    )
+                    for loc, text in problems
+                ],
+            )
         return self
 
     def point(self, name: str) -> Point:
@@ -269,3 +363,58 @@ class Profile(_Strict):
             dtype = (p.type or self.defaults.type).value
             types[p.name] = modbus_field_type(dtype, scaled=scaled, coded=coded, store=p.store)
         return types
+
+
+_FLOATS = (DataType.FLOAT32, DataType.FLOAT64)
+
+
+def _label_problems(p: Point, dtype: DataType, scaled: bool, at: Loc) -> list[tuple[Loc, str]]:
+    """Labels that could never be shown (enum labels on floats are: see codec.label)."""
+    problems: list[tuple[Loc, str]] = []
+    if p.enum is not None and dtype is DataType.STRING:
+        problems.append(
+            ((*at, "enum"), f"point {p.name!r} is a string, which has no codes; remove `enum`")
+        )
+    if p.bits is not None and (dtype in (*_FLOATS, DataType.STRING, DataType.BOOL) or scaled):
+        what = "scaled" if scaled and dtype not in _FLOATS else dtype.value
+        problems.append(
+            (
+                (*at, "bits"),
+                f"point {p.name!r} is {what}: bit labels need an unscaled integer register "
+                "(type uint16, uint32 ...); remove `bits` or the scaling",
+            )
+        )
+    return problems
+
+
+def _sentinel_problems(
+    p: Point,
+    dtype: DataType,
+    func: Function,
+    registers: int,
+    at: Loc,
+) -> list[tuple[Loc, str]]:
+    """Sentinels that could never match the point's registers."""
+    if not p.invalid:
+        return []
+    if func.is_bit:
+        return [
+            (
+                (*at, "invalid"),
+                f"point {p.name!r}: a {func.value} is one bit and has no 'not available' "
+                "value; remove `invalid`",
+            )
+        ]
+    problems: list[tuple[Loc, str]] = []
+    what = f"{dtype.value}, {registers} register{'s' if registers > 1 else ''}"
+    for j, sentinel in enumerate(p.invalid):
+        try:
+            sentinel_words(sentinel, registers)
+        except ValueError as exc:
+            problems.append(((*at, "invalid", j), f"point {p.name!r} ({what}): {exc}"))
+    return problems
+
+
+def resolved_sentinels(p: Point, registers: int) -> Sequence[tuple[int, ...]]:
+    """The point's sentinels as register words (the profile was validated: they all parse)."""
+    return [sentinel_words(s, registers) for s in p.invalid]

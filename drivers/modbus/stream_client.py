@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections import Counter
 from typing import Literal, cast
 
 from drivers.modbus.errors import (
@@ -19,6 +20,9 @@ from drivers.modbus.errors import (
     ModbusExceptionResponse,
     ModbusFrameError,
     ModbusTimeout,
+    ModbusWrongProtocol,
+    ModbusWrongUnit,
+    ProblemSink,
 )
 
 
@@ -101,15 +105,35 @@ def write_coil_pdu(address: int, value: bool) -> bytes:
 
 
 class _StreamProtocol(asyncio.Protocol):
-    """Collects bytes and hands complete frames to whoever waits for them."""
+    """Collects bytes and hands complete frames to whoever waits for them.
+
+    Bytes that are no answer (junk after a frame, a late answer, another unit's answer) are
+    dropped and noted in ``problems`` by reason; the client hands the notes to the next
+    request's ``problems`` sink. The connection stays up: junk alone is no reason to reconnect.
+    """
 
     def __init__(self, framing: Literal["tcp", "rtu"]) -> None:
         self.framing = framing
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.waiters: dict[int, asyncio.Future[bytes]] = {}  # tcp: by transaction id
+        # tcp: by transaction id, with the unit asked
+        self.waiters: dict[int, tuple[asyncio.Future[bytes], int]] = {}
         self.rtu_waiter: tuple[asyncio.Future[bytes], int, int, int] | None = None
         self.closed = asyncio.Event()
+        # Bounded by the few reasons below; the last message of each says what happened.
+        self.problems: Counter[str] = Counter()
+        self.messages: dict[str, str] = {}
+
+    def note(self, reason: str, message: str) -> None:
+        self.problems[reason] += 1
+        self.messages[reason] = message
+
+    def drop_stale(self) -> None:
+        """Before a request that no other one shares the line with: what is buffered is junk
+        (or the part of a late answer), and must not be taken for the start of the answer."""
+        if self.buffer:
+            self.note("junk", f"{len(self.buffer)} stray bytes before a request: dropped")
+            self.buffer.clear()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -118,7 +142,7 @@ class _StreamProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed.set()
         err = ModbusConnectionError(f"connection lost: {exc}" if exc else "connection closed")
-        for fut in self.waiters.values():
+        for fut, _unit in self.waiters.values():
             if not fut.done():
                 fut.set_exception(err)
         self.waiters.clear()
@@ -134,46 +158,89 @@ class _StreamProtocol(asyncio.Protocol):
             self._rtu_frames()
 
     def _tcp_frames(self) -> None:
+        """MBAP frames: transaction id, protocol id 0, length, unit, PDU. An answer is used
+        only for the transaction and unit it was asked with; bytes that cannot start a frame
+        are skipped up to where an awaited transaction's header begins."""
         buf = self.buffer
-        while len(buf) >= 7:
-            tid, _proto, length = struct.unpack_from(">HHH", buf)
-            if length < 2 or length > 254:
-                # Garbage on the stream: nothing after it can be trusted.
-                buf.clear()
-                if self.transport:
-                    self.transport.close()
-                return
+        after_answer = False  # junk right behind an answer in the same read is "trailing"
+        while buf:
+            if len(buf) < 7:
+                if self.waiters and (len(buf) < 4 or buf[2:4] == b"\x00\x00"):
+                    return  # the start of a frame: wait for the rest
+                if not self.waiters:
+                    self._junk(after_answer, len(buf))
+                    return
+                self._resync(after_answer)
+                continue
+            tid, proto, length = struct.unpack_from(">HHH", buf)
+            if not 2 <= length <= 254 or (proto != 0 and tid not in self.waiters):
+                self._resync(after_answer)
+                continue
             if len(buf) < 6 + length:
                 return
+            unit = buf[6]
             pdu = bytes(buf[7 : 6 + length])
             del buf[: 6 + length]
-            fut = self.waiters.pop(tid, None)
-            if fut is not None and not fut.done():
+            waiter = self.waiters.pop(tid, None)
+            if waiter is None:
+                # A late answer to a request that timed out, or not ours: dropped.
+                self.note("unknown_transaction", f"answer to transaction {tid}, not awaited")
+                continue
+            fut, asked = waiter
+            if fut.done():
+                continue
+            after_answer = True
+            if proto != 0:
+                fut.set_exception(ModbusWrongProtocol(f"answer with protocol id {proto}, not 0"))
+            elif unit != asked:
+                fut.set_exception(
+                    ModbusWrongUnit(f"answer from unit {unit} to a request for unit {asked}")
+                )
+            else:
                 fut.set_result(pdu)
-            # A frame nobody waits for is a late answer to a request that timed out: dropped.
+
+    def _junk(self, after_answer: bool, count: int) -> None:
+        if after_answer:
+            self.note("junk_after_answer", f"{count} bytes after an answer: dropped")
+        else:
+            self.note("junk", f"{count} bytes that start no frame: dropped")
+
+    def _resync(self, after_answer: bool) -> None:
+        """Skip to the first header of an awaited transaction, or drop everything."""
+        buf = self.buffer
+        starts = [buf.find(struct.pack(">HH", tid, 0), 1) for tid in self.waiters]
+        found = [i for i in starts if i > 0]
+        cut = min(found) if found else len(buf)
+        self._junk(after_answer, cut)
+        del buf[:cut]
 
     def _rtu_frames(self) -> None:
         """Only a frame from the unit and function we wait for, of the length its request
         implies, with a good CRC, is an answer; anything else is skipped a byte at a time.
         Taking the length from an unverified byte count lets noise swallow the real answer."""
         buf = self.buffer
+        skipped = 0
         while self.rtu_waiter is not None and len(buf) >= 5:
             fut, unit, function, count = self.rtu_waiter
             if buf[0] != unit or buf[1] & 0x7F != function:
                 del buf[:1]
+                skipped += 1
                 continue
             size = 5 if buf[1] & 0x80 else 4 + _expected_body(function, count)  # unit, fc, crc
             if len(buf) < size:
-                return
+                break
             frame = bytes(buf[:size])
             if crc16(frame[:-2]) != struct.unpack_from("<H", frame, size - 2)[0]:
                 del buf[:1]
+                skipped += 1
                 continue
             del buf[:size]
             self.rtu_waiter = None
             if not fut.done():
                 fut.set_result(frame[1:-2])
-            return
+            break
+        if skipped:
+            self.note("junk", f"{skipped} bytes that start no answer: skipped")
 
 
 class StreamClient:
@@ -234,8 +301,19 @@ class StreamClient:
             self._protocol.transport.close()
         self._protocol = None
 
-    async def request(self, unit: int, pdu: bytes, count: int, timeout: float) -> bytes:
-        """Send a request PDU and return the response PDU (function code first)."""
+    async def request(
+        self,
+        unit: int,
+        pdu: bytes,
+        count: int,
+        timeout: float,
+        problems: ProblemSink | None = None,
+    ) -> bytes:
+        """Send a request PDU and return the response PDU (function code first).
+
+        Problems on the line that failed no request (junk, late answers) since the last
+        request with a ``problems`` sink are handed to this one's.
+        """
         if not self.connected:
             await self.connect()
         protocol = self._protocol
@@ -245,12 +323,14 @@ class StreamClient:
         fut: asyncio.Future[bytes] = loop.create_future()
         function = pdu[0]
         if self.framing == "tcp":
+            if not protocol.waiters:
+                protocol.drop_stale()
             self._tid = tid = (self._tid + 1) & 0xFFFF
-            protocol.waiters[tid] = fut
+            protocol.waiters[tid] = (fut, unit)
             protocol.transport.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
         else:
             tid = -1
-            protocol.buffer.clear()
+            protocol.drop_stale()
             protocol.rtu_waiter = (fut, unit, function, count)
             adu = bytes([unit]) + pdu
             protocol.transport.write(adu + struct.pack("<H", crc16(adu)))
@@ -278,18 +358,32 @@ class StreamClient:
                 protocol.waiters.pop(tid, None)
             elif protocol.rtu_waiter is not None and protocol.rtu_waiter[0] is fut:
                 protocol.rtu_waiter = None
+            if protocol.problems and problems is not None:
+                _hand_over(protocol, problems)
 
     async def read(
-        self, unit: int, function: int, address: int, count: int, timeout: float
+        self,
+        unit: int,
+        function: int,
+        address: int,
+        count: int,
+        timeout: float,
+        problems: ProblemSink | None = None,
     ) -> list[int] | list[bool]:
-        pdu = await self.request(unit, read_pdu(function, address, count), count, timeout)
+        pdu = await self.request(unit, read_pdu(function, address, count), count, timeout, problems)
         return parse_pdu(function, count, pdu)
 
     async def read_raw(
-        self, unit: int, function: int, address: int, count: int, timeout: float
+        self,
+        unit: int,
+        function: int,
+        address: int,
+        count: int,
+        timeout: float,
+        problems: ProblemSink | None = None,
     ) -> bytes:
         """FC3/FC4 registers as big-endian bytes: what the decoder's unpackers read from."""
-        pdu = await self.request(unit, read_pdu(function, address, count), count, timeout)
+        pdu = await self.request(unit, read_pdu(function, address, count), count, timeout, problems)
         if pdu[0] != function:
             parse_pdu(function, count, pdu)  # raises: an exception response or a wrong function
         if len(pdu) != 2 + 2 * count:
@@ -305,3 +399,11 @@ class StreamClient:
     async def write_coil(self, unit: int, address: int, value: bool, timeout: float) -> None:
         pdu = write_coil_pdu(address, value)
         parse_pdu(5, 1, await self.request(unit, pdu, 1, timeout))
+
+
+def _hand_over(protocol: _StreamProtocol, problems: ProblemSink) -> None:
+    for reason, times in protocol.problems.items():
+        for _ in range(times):
+            problems(reason, protocol.messages[reason])
+    protocol.problems.clear()
+    protocol.messages.clear()
