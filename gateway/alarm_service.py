@@ -80,7 +80,7 @@ class AlarmService:
         self.write_line = write_line
         self.publish = publish
         self.catalog = Catalog.load().with_overrides(site.alarms.grades)
-        self.calendar = WorkCalendar.from_config(site.calendar, site.site.timezone)
+        self.calendar = WorkCalendar.from_config(site.calendar, site.site.timezone, loaded.base_dir)
         self.devices = {d.id: d for d in device_infos(loaded)}
         self.alarm_texts = AlarmTexts(self.catalog, self.devices)
         self.engine = Engine(
@@ -101,6 +101,15 @@ class AlarmService:
         self.transitions = 0
         self.store_errors = 0
         self.latency: list[float] = []  # seconds from a Sample's arrival to its transitions
+        warning = self.calendar_warning()
+        if warning:
+            log.warning("%s", warning)
+
+    def calendar_warning(self) -> str | None:
+        """The working calendar's end, from 60 days before, in the rules' own time (the
+        demo's building runs in July): for health and the live view."""
+        today = self.engine.clock().astimezone(self.engine.ctx.tz).date()
+        return self.calendar.coverage_warning(today)
 
     # -- inputs ----------------------------------------------------------------------------
 

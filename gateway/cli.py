@@ -71,7 +71,22 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{args.site}: ok — site {loaded.site.site.id}, {len(loaded.site.devices)} devices, "
         f"{len(loaded.profiles)} profiles, {requests} Modbus requests per poll cycle"
     )
+    if loaded.site.rules:  # office hours matter to rules only
+        warning = _calendar_warning(loaded)
+        if warning:
+            print(f"{args.site}: {warning}")
     return 0
+
+
+def _calendar_warning(loaded: LoadedSite) -> str | None:
+    """The site's working calendar (its year files too) as of today in the site's zone."""
+    from zoneinfo import ZoneInfo
+
+    from rules.calendar import WorkCalendar
+
+    site = loaded.site
+    calendar = WorkCalendar.from_config(site.calendar, site.site.timezone, loaded.base_dir)
+    return calendar.coverage_warning(datetime.now(ZoneInfo(site.site.timezone)).date())
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -398,6 +398,29 @@ def check_rules(
             )
 
 
+def check_calendar(site: Site, base_dir: Path, report: Report, problems: list[Problem]) -> None:
+    """The site's working-calendar year files: readable, valid, one per year."""
+    from rules.calendar import CalendarYear
+
+    seen: dict[int, str] = {}
+    for i, path in enumerate(site.calendar.year_paths(base_dir)):
+        loc: tuple[str | int, ...] = ("calendar", "year_files", i)
+        try:
+            data, lines = load_yaml(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                report(loc, f"{path}: {problem.message}")
+            continue
+        try:
+            year = CalendarYear.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(problems_from_validation(exc, CalendarYear, data, str(path), lines))
+            continue
+        if year.year in seen:
+            report(loc, f"{path} is a second file for {year.year} (after {seen[year.year]})")
+        seen.setdefault(year.year, str(path))
+
+
 def needs_embedded_broker(path: Path) -> bool:
     """A site with MQTT devices and no brokers: the demo starts one of its own."""
     data, _ = load_yaml(path)
@@ -491,6 +514,7 @@ def load_site(
         )
     )
     check_rules(site, data, file, lines, problems)
+    check_calendar(site, path.parent, report, problems)
     check_storage(site, data, path.parent, report)
 
     secrets: dict[str, str] = {}

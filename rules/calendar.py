@@ -2,8 +2,15 @@
 
 Chinese offices do not work Monday to Friday: the State Council announces statutory holidays
 and the make-up working days (调休) that pay for them every year, so a weekday rule is wrong
-several times a year. The `chinesecalendar` library carries those announcements (2004-2026 in
-1.11.0); the site adds its own days on top (a local holiday, a weekend inspection day).
+several times a year. Where a year's days come from, the newest source first:
+
+1. the site's year files (`calendar: {year_files: [2027.yaml]}`), one file per announced year;
+2. the year files shipped in config/calendar/ (format: config/calendar/README.md);
+3. the `chinesecalendar` package (2004-2026 in 1.11.0).
+
+A year file replaces the older sources for its year. On top of all, the site's own days
+(extra_holidays, extra_workdays: a local holiday, a weekend inspection day). A year no source
+knows falls back to Monday-Friday, logged once; coverage_warning() says so from 60 days before.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ import functools
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 log = logging.getLogger(__name__)
@@ -25,6 +34,16 @@ Period = tuple[time, time]
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_OFFICE_HOURS = ("08:30-17:30",)
+
+SHIPPED_YEARS = Path(__file__).resolve().parent.parent / "config" / "calendar"
+"""Year files shipped with the gateway: every announced year the package does not know."""
+
+WARN_DAYS = 60
+"""coverage_warning() speaks from this many days before the calendar's last known day."""
+
+# The years the package carries announcements for (it refuses any other year).
+PACKAGE_YEARS = range(min(chinese_calendar.holidays).year, max(chinese_calendar.holidays).year + 1)
+PACKAGE = f"chinesecalendar {getattr(chinese_calendar, '__version__', '')}".strip()
 
 _PERIOD = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _MONTH_DAY = re.compile(r"^(\d{2})-(\d{2})$")
@@ -97,6 +116,68 @@ def season(moment: date, seasons: Mapping[str, tuple[str, str]]) -> str | None:
     return None
 
 
+class CalendarYear(BaseModel):
+    """One year's statutory holidays and make-up working days, as the State Council announces
+    them (国务院办公厅关于YYYY年部分节假日安排的通知). Days not listed follow Monday-Friday."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    year: int = Field(ge=2000, le=2200, description="The year announced.")
+    source: str = Field(
+        min_length=1,
+        description="The announcement copied: issuer, title, document number, date.",
+    )
+    holidays: dict[str, list[date]] = Field(
+        min_length=1,
+        description="Each holiday as the announcement names it -> [first day, last day] of the "
+        "time off (weekend days inside included), or [day] for one day.",
+    )
+    workdays: list[date] = Field(
+        default_factory=list,
+        description="Make-up working days (调休): weekend days worked to pay for the holidays.",
+    )
+
+    @model_validator(mode="after")
+    def _days(self) -> CalendarYear:
+        # An announcement may reach into the December before (New Year's Day off from 30 Dec).
+        first, last = date(self.year - 1, 12, 1), date(self.year, 12, 31)
+        for name, span in self.holidays.items():
+            if len(span) not in (1, 2) or span[0] > span[-1]:
+                raise ValueError(f"holidays.{name}: give [first, last] in order, or [day]")
+            for day in span:
+                if not first <= day <= last:
+                    raise ValueError(f"holidays.{name}: {day} is not in {self.year}")
+        for day in self.workdays:
+            if not first <= day <= last:
+                raise ValueError(f"workdays: {day} is not in {self.year}")
+        both = set(self.workdays) & set(self.holiday_days())
+        if both:
+            days = ", ".join(sorted(d.isoformat() for d in both))
+            raise ValueError(f"days both holiday and make-up workday: {days}")
+        return self
+
+    def holiday_days(self) -> dict[date, str]:
+        """Every day off, with the holiday's name."""
+        out: dict[date, str] = {}
+        for name, span in self.holidays.items():
+            day = span[0]
+            while day <= span[-1]:
+                out[day] = name
+                day += timedelta(days=1)
+        return out
+
+
+def load_year_file(path: Path) -> CalendarYear:
+    """A year file; raises OSError, yaml.YAMLError or pydantic.ValidationError (the site
+    loader checks site files first and reports file:line; see gateway/config_load.py)."""
+    with open(path, encoding="utf-8") as f:
+        return CalendarYear.model_validate(yaml.safe_load(f))
+
+
+def shipped_years(directory: Path = SHIPPED_YEARS) -> list[CalendarYear]:
+    return [load_year_file(p) for p in sorted(directory.glob("*.yaml"))]
+
+
 class WorkCalendar:
     """Workdays from the official calendar plus site overrides; office hours in the site's zone.
 
@@ -112,7 +193,10 @@ class WorkCalendar:
         lunch: str | Period | None = None,
         extra_workdays: Iterable[date] = (),
         extra_holidays: Iterable[date] = (),
+        years: Iterable[CalendarYear] = (),
+        shipped: Iterable[CalendarYear] | None = None,
     ) -> None:
+        """`years`: the site's year files; `shipped`: None for those in config/calendar/."""
         self.tz: tzinfo = ZoneInfo(tz) if isinstance(tz, str) else tz
         self.office_hours: list[Period] = [_as_period(p) for p in office_hours]
         if not self.office_hours:
@@ -129,17 +213,79 @@ class WorkCalendar:
         # Years already reported as missing from the library: one warning each, not one per
         # tick (rules ask many times a minute).
         self._warned_years: set[int] = set()
+        # year -> its file and where it came from; the site's replace the shipped ones.
+        self.years: dict[int, CalendarYear] = {}
+        self.sources: dict[int, str] = {}
+        for year in shipped_years() if shipped is None else shipped:
+            self.years[year.year], self.sources[year.year] = year, "shipped"
+        for year in years:
+            if self.sources.get(year.year) == "site":
+                raise ValueError(f"two year files for {year.year}")
+            self.years[year.year], self.sources[year.year] = year, "site"
+        # Every day a year file lists: False off, True worked. In year order, so the newer
+        # announcement wins a day both name (30 December, in the next year's New Year).
+        self._listed: dict[date, bool] = {}
+        for _, year in sorted(self.years.items()):
+            self._listed.update(dict.fromkeys(year.holiday_days(), False))
+            self._listed.update(dict.fromkeys(year.workdays, True))
 
     @classmethod
-    def from_config(cls, cfg: CalendarConfig, tz: str | tzinfo = DEFAULT_TIMEZONE) -> WorkCalendar:
-        """The calendar of a site: its `calendar:` section and its time zone."""
+    def from_config(
+        cls,
+        cfg: CalendarConfig,
+        tz: str | tzinfo = DEFAULT_TIMEZONE,
+        base_dir: Path | None = None,
+    ) -> WorkCalendar:
+        """The calendar of a site: its `calendar:` section and its time zone. Year files are
+        found relative to `base_dir` (the site file's directory)."""
         return cls(
             tz,
             office_hours=cfg.office_hours,
             lunch=cfg.lunch,
             extra_workdays=cfg.extra_workdays,
             extra_holidays=cfg.extra_holidays,
+            years=[load_year_file(p) for p in cfg.year_paths(base_dir)],
         )
+
+    def covers(self, year: int) -> bool:
+        """Whether some source knows the year's holidays and make-up days."""
+        return year in self.years or year in PACKAGE_YEARS
+
+    def known_until(self, today: date) -> date | None:
+        """The last day of the known years that reach from today's year on; when today's year
+        is not known, the last day the calendar knew (in the past); None if it knows none."""
+        year = today.year
+        if self.covers(year):
+            while self.covers(year + 1):
+                year += 1
+            return date(year, 12, 31)
+        earlier = [y for y in [*self.years, *PACKAGE_YEARS] if y < year]
+        return date(max(earlier), 12, 31) if earlier else None
+
+    def coverage_warning(self, today: date, days: int = WARN_DAYS) -> str | None:
+        """One line for `guanjia check`, the live view and health when the calendar ends
+        within `days` (or has ended): the date and how to add the next year; else None."""
+        end = self.known_until(today)
+        if end is None:
+            return "no working-calendar data: office hours follow Monday-Friday"
+        following = end.year + 1
+        how = (
+            f"when the State Council announces {following}'s holidays, add them as a year file "
+            f"(calendar: {{year_files: [{following}.yaml]}} in the site file, format in "
+            f"config/calendar/README.md) or update {PACKAGE.split()[0]}"
+        )
+        if today > end:
+            return (
+                f"working calendar ended on {end.isoformat()}: since {end + timedelta(days=1)} "
+                f"office hours follow Monday-Friday, without {following}'s statutory holidays "
+                f"and make-up workdays (调休); {how}"
+            )
+        if (end - today).days <= days:
+            return (
+                f"working calendar ends on {end.isoformat()}: from {end + timedelta(days=1)} "
+                f"office hours fall back to Monday-Friday; {how}"
+            )
+        return None
 
     def local(self, moment: datetime) -> datetime:
         """The moment in the site's zone. A naive datetime is taken as site wall-clock time
@@ -162,17 +308,19 @@ class WorkCalendar:
             return False
         if d in self.extra_workdays:
             return True
-        try:
+        listed = self._listed.get(d)
+        if listed is not None:
+            return listed
+        if d.year in self.years:
+            return d.weekday() < 5  # the year file replaces the package for its year
+        if d.year in PACKAGE_YEARS:
             return bool(chinese_calendar.is_workday(d))
-        except NotImplementedError:
-            # The library only knows announced years; keep working on a weekday rule rather than
-            # stop every after-hours rule, and say loudly what to update.
-            if d.year not in self._warned_years:
-                self._warned_years.add(d.year)
-                log.warning(
-                    "calendar data for %d missing: update chinesecalendar; using Mon-Fri", d.year
-                )
-            return d.weekday() < 5
+        # No source knows the year: keep working on a weekday rule rather than stop every
+        # after-hours rule, and say loudly what to add.
+        if d.year not in self._warned_years:
+            self._warned_years.add(d.year)
+            log.warning("no calendar data for %d: %s", d.year, self.coverage_warning(d))
+        return d.weekday() < 5
 
     def in_office_hours(self, moment: datetime) -> bool:
         """A workday and within one of the office-hour periods (lunch excluded), site time."""
@@ -215,6 +363,18 @@ class CalendarConfig(BaseModel):
         default_factory=list,
         description="Days the site is closed although the official calendar says workday.",
     )
+    year_files: list[str] = Field(
+        default_factory=list,
+        description="Files of announced years (holidays and 调休 make-up workdays, format in "
+        "config/calendar/README.md), relative to the site file; each replaces the shipped "
+        "data and the chinesecalendar package for its year.",
+    )
+
+    def year_paths(self, base_dir: Path | None = None) -> list[Path]:
+        paths = [Path(p) for p in self.year_files]
+        if base_dir is None:
+            return paths
+        return [p if p.is_absolute() else base_dir / p for p in paths]
 
     @field_validator("office_hours")
     @classmethod
@@ -237,3 +397,11 @@ class CalendarConfig(BaseModel):
             days = ", ".join(sorted(d.isoformat() for d in both))
             raise ValueError(f"days listed both as extra_workdays and extra_holidays: {days}")
         return self
+
+
+def coverage_warning(today: date, calendar: WorkCalendar | None = None) -> str | None:
+    """For health and the live view: one line when the working calendar ends within
+    WARN_DAYS of `today` (or has ended), naming the date and how to add the next year; None
+    while it is far off. `calendar`: the site's (its year files count); None for the shipped
+    data and the package only."""
+    return (calendar or WorkCalendar()).coverage_warning(today)

@@ -4,14 +4,27 @@ the site's zone, the fallback for years the library does not know, and seasons."
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from rules.calendar import CalendarConfig, WorkCalendar, parse_period, season
+from rules.calendar import (
+    SHIPPED_YEARS,
+    CalendarConfig,
+    CalendarYear,
+    WorkCalendar,
+    coverage_warning,
+    load_year_file,
+    parse_period,
+    season,
+    shipped_years,
+)
 from rules.model import Calendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -125,8 +138,9 @@ def test_year_without_data_falls_back_to_weekdays_and_warns_once(
     assert cal.in_office_hours(at("2027-01-05", "10:00"))
     # The Spring Festival of 2027 is not known: a weekday is a workday.
     assert cal.is_workday(date(2027, 2, 8))
-    warnings = [r.getMessage() for r in caplog.records]
-    assert warnings == ["calendar data for 2027 missing: update chinesecalendar; using Mon-Fri"]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("no calendar data for 2027: working calendar ended on 2026-12-31")
+    assert "year_files" in warning
     cal.is_workday(date(2028, 3, 1))
     assert len(caplog.records) == 2
     assert "2028" in caplog.records[1].getMessage()
@@ -215,3 +229,115 @@ def test_config_refuses_mistakes(data: dict[str, object]) -> None:
 def test_every_config_field_is_described() -> None:
     for name, info in CalendarConfig.model_fields.items():
         assert info.description, name
+
+
+# --- year files: announced years as data --------------------------------------------------
+
+# Invented days for the tests, in a year no source knows: NOT the State Council's announcement.
+FIXTURE_2027 = """\
+year: 2027
+source: test fixture, invented days (not an announcement)
+holidays:
+  测试假日: [2027-01-04, 2027-01-05]
+workdays: [2027-01-03]
+"""
+
+
+def readme_example() -> CalendarYear:
+    """The year file shown in config/calendar/README.md (2025, as the package has it)."""
+    text = (SHIPPED_YEARS / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    return CalendarYear.model_validate(yaml.safe_load(block.group(1)))
+
+
+def test_year_files_express_a_real_year_exactly() -> None:
+    # The README's example and every shipped year file load; each says the same as the package
+    # for every day of a year the package knows, so the format loses nothing.
+    files = [readme_example(), *shipped_years()]
+    for year in files:
+        cal = WorkCalendar(years=[year], shipped=[])
+        if year.year not in range(2004, 2027):
+            continue
+        day = date(year.year, 1, 1)
+        while day.year == year.year:
+            assert cal.is_workday(day) == chinese_calendar.is_workday(day), day
+            day += timedelta(days=1)
+    assert files[0].year == 2025
+
+
+def test_newest_source_wins() -> None:
+    example = readme_example()
+    # A corrected 2025 (National Day one day shorter) shipped: it replaces the package's.
+    shipped = example.model_copy(
+        update={
+            "holidays": {
+                **example.holidays,
+                "国庆节、中秋节": [date(2025, 10, 1), date(2025, 10, 7)],
+            }
+        }
+    )
+    assert not WorkCalendar(shipped=[]).is_workday(date(2025, 10, 8))
+    assert WorkCalendar(shipped=[shipped]).is_workday(date(2025, 10, 8))
+    # The site's own file for the year beats the shipped one.
+    site = example.model_copy(update={"workdays": [*example.workdays, date(2025, 10, 12)]})
+    both = WorkCalendar(years=[site], shipped=[shipped])
+    assert not both.is_workday(date(2025, 10, 8))
+    assert both.is_workday(date(2025, 10, 12))  # a Sunday, worked in the site's file
+    assert both.sources[2025] == "site"
+    with pytest.raises(ValueError, match="two year files for 2025"):
+        WorkCalendar(years=[site, example])
+
+
+def test_a_year_file_may_reach_into_the_december_before() -> None:
+    year = CalendarYear(
+        year=2027,
+        source="test fixture, invented days",
+        holidays={"元旦": [date(2026, 12, 31), date(2027, 1, 1)]},
+    )
+    cal = WorkCalendar(years=[year], shipped=[])
+    # The newer announcement wins over the package's 2026 for a day it names.
+    assert chinese_calendar.is_workday(date(2026, 12, 31))
+    assert not cal.is_workday(date(2026, 12, 31))
+    assert cal.is_workday(date(2026, 12, 30))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"holidays": {"春节": [date(2027, 2, 11), date(2027, 2, 5)]}}, "give \\[first, last\\]"),
+        ({"holidays": {"春节": [date(2028, 1, 1)]}}, "2028-01-01 is not in 2027"),
+        ({"workdays": [date(2026, 6, 1)]}, "2026-06-01 is not in 2027"),
+        ({"workdays": [date(2027, 1, 4)]}, "both holiday and make-up workday: 2027-01-04"),
+        ({"source": ""}, "source"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_a_wrong_year_file_is_refused(change: dict[str, object], message: str) -> None:
+    data = {**yaml.safe_load(FIXTURE_2027), **change}
+    with pytest.raises(ValidationError, match=message):
+        CalendarYear.model_validate(data)
+
+
+def test_coverage_warning_from_60_days_before_and_after_the_end(tmp_path: Path) -> None:
+    assert coverage_warning(date(2026, 10, 31)) is None
+    ends = coverage_warning(date(2026, 11, 1))
+    assert ends is not None
+    assert ends.startswith("working calendar ends on 2026-12-31")
+    assert "from 2027-01-01 office hours fall back to Monday-Friday" in ends
+    assert "year_files: [2027.yaml]" in ends
+    assert "config/calendar/README.md" in ends
+    assert coverage_warning(date(2026, 12, 1)) == ends
+    # The clock moves past the last known year: the fallback is in force and said so.
+    ended = coverage_warning(date(2027, 2, 6))
+    assert ended is not None
+    assert ended.startswith("working calendar ended on 2026-12-31")
+    assert "without 2027's statutory holidays" in ended
+    # A site that adds 2027 is covered until its end, and told about 2028 in time.
+    (tmp_path / "2027.yaml").write_text(FIXTURE_2027, encoding="utf-8")
+    site = WorkCalendar(years=[load_year_file(tmp_path / "2027.yaml")])
+    assert site.coverage_warning(date(2027, 2, 6)) is None
+    later = coverage_warning(date(2027, 11, 15), site)
+    assert later is not None
+    assert "ends on 2027-12-31" in later
+    assert "2028" in later
