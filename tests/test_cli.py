@@ -81,3 +81,31 @@ def test_schema_is_generated_from_the_models() -> None:
     assert all("description" in prop for prop in device["properties"].values())
     profile = json.loads(_guanjia("schema", "--profile").stdout)
     assert "Point" in profile["$defs"]
+
+
+async def test_read_exits_non_zero_and_says_why_for_each_bad_point(tmp_path: Path) -> None:
+    image = _image(power=5e7)  # outside power_w's valid range
+    image["holding"][0] = 0xFFFF  # status: "not available"
+    del image["input"][100], image["input"][101]  # the device refuses the energy registers
+    async with modbus_server({1: image}) as port:
+        site = _site(tmp_path, [port], "")
+        result = await asyncio.to_thread(_guanjia, "read", str(site), "m0")
+        as_json = await asyncio.to_thread(_guanjia, "read", str(site), "m0", "--json")
+    assert result.returncode == 3, result.stderr
+    assert as_json.returncode == 3
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in result.stdout.splitlines()[1:]}
+    assert rows["voltage_v"][0] == "230.5"
+    assert rows["status"] == [
+        "BAD",
+        "not available: the device sent its 'no value' marker (`invalid` in the profile)",
+    ]
+    assert rows["power_w"] == ["BAD", "out of range: outside -1e+06..1e+06 W"]
+    refused = (
+        "refused by the device: exception 2 (illegal_data_address) at input registers 100..101"
+    )
+    assert rows["energy_kwh"] == ["BAD", refused]
+    assert "m0: 3 of 8 points are bad:" in result.stderr
+    assert f"  energy_kwh: {refused}" in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+    bad = json.loads(as_json.stdout)["bad"]
+    assert bad == {"status": "not_available", "power_w": "out_of_range", "energy_kwh": refused}

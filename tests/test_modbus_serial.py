@@ -74,3 +74,29 @@ async def test_two_slaves_on_one_serial_line(tmp_path: Path) -> None:
         assert sample.bad == {}, sample
         expected = 231.0 if sample.device == "u1" else 229.0
         assert sample.values["voltage_v"] == pytest.approx(expected)
+
+
+async def test_a_serial_port_that_does_not_exist_is_offline_with_the_fix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = str(tmp_path / "ttyUSB9")  # no such device
+    conn = RtuConnection(transport="rtu", port=port, unit=1, timeout=0.5, retries=0)
+    driver = ModbusDriver([ModbusDevice("meter", PROFILE, conn, 1.0)], lambda _s: None)
+    samples = [await driver.read_once("meter") for _ in range(3)]
+    await driver.stop()
+    stats = driver.pollers["meter"].stats
+    assert all(not s.values and set(s.bad.values()) == {"offline"} for s in samples)
+    assert stats.online is False
+    assert f"serial port {port} does not exist" in stats.last_error
+    assert "check the device path" in stats.last_error
+    assert stats.errors.counts == {"meter:serial_port_missing": 3}
+    logged = [r.getMessage() for r in caplog.records if "does not exist" in r.getMessage()]
+    # Once by the counter (with the fix), once as the device goes offline: never per poll.
+    assert len(logged) == 2, logged
+
+
+def test_a_serial_device_is_planned_without_an_event_loop() -> None:
+    # `guanjia check` and other synchronous callers build the driver before any loop runs.
+    conn = RtuConnection(transport="rtu", port="/dev/ttyUSB0", unit=1)
+    driver = ModbusDriver([ModbusDevice("meter", PROFILE, conn, 1.0)], lambda _s: None)
+    assert driver.pollers["meter"].plan.requests

@@ -169,6 +169,7 @@ class _StreamProtocol(asyncio.Protocol):
                     return  # the start of a frame: wait for the rest
                 if not self.waiters:
                     self._junk(after_answer, len(buf))
+                    buf.clear()
                     return
                 self._resync(after_answer)
                 continue
