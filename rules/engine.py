@@ -3,16 +3,16 @@
 The ingest path runs through here for every Sample, so the cost with no interested rule is one
 dict lookup; with rules, one call per rule that watches the device.
 
-Values of unknown age are not facts. The engine keeps every device's latest good values for
-ctx.latest() and forgets them:
+Values of unknown age are not facts. The engine keeps every device's latest good values, and
+ctx.latest() gives them only while they are current:
 
-- a point read as bad (an exception, a failed poll: Sample.bad) has no value until it is read
-  again;
+- a point read as bad (an exception, a failed poll: Sample.bad) has no current value until it is
+  read again (ctx.reading: Quality.BAD, with the last good value);
 - a device that has sent nothing for its allowance (DeviceInfo.stale_after: STALE_POLLS poll
   intervals for a polled device, the profile's heartbeat for an MQTT device) or whose
-  availability says offline is stale: its values are kept only as Quality.STALE readings
-  (ctx.reading), and each rule that watches it is told once (Rule.on_stale). Devices that
-  only report events or changes (no heartbeat) never go stale by age.
+  availability says offline is stale: ctx.reading gives its values as Quality.STALE, and each
+  rule that watches it is told once (Rule.on_stale). Devices that only report events or
+  changes (no heartbeat) never go stale by age.
 
 Between a failed poll and the allowance a rule sees "not known" and keeps its state, as right
 after a restart; once stale, rules that hold state on a value drop it (see Rule.on_stale).
@@ -50,7 +50,8 @@ class EngineContext:
         self.clock: Callable[[], datetime] = lambda: datetime.now(self.tz)
         self.values: dict[str, dict[str, Value]] = {}
         self.stamps: dict[str, int] = {}  # ns of each device's last good values
-        self.stale: dict[str, dict[str, Value]] = {}  # expired devices: their last values
+        self.bad: dict[str, set[str]] = {}  # points read as bad since their last good value
+        self.stale: set[str] = set()  # devices whose values have expired
 
     @property
     def now(self) -> datetime:
@@ -73,17 +74,25 @@ class EngineContext:
         values = self.values.get(device_id)
         if values is None or point not in values:
             return None
+        if self.stale and device_id in self.stale:
+            return None
+        bad = self.bad.get(device_id)
+        if bad and point in bad:
+            return None
         return values[point], self.stamps[device_id]
 
     def reading(self, device_id: str, point: str) -> Reading | None:
-        """The last value with its quality: GOOD, or STALE once the device has expired."""
-        latest = self.latest(device_id, point)
-        if latest is not None:
-            return Reading(device_id, point, latest[0], latest[1], Quality.GOOD)
-        expired = self.stale.get(device_id)
-        if expired is None or point not in expired:
+        """The point's last good value with its quality now: GOOD, BAD (read as bad since)
+        or STALE (the device has expired); None if it never had a good value."""
+        values = self.values.get(device_id)
+        if values is None or point not in values:
             return None
-        return Reading(device_id, point, expired[point], self.stamps[device_id], Quality.STALE)
+        quality = Quality.GOOD
+        if device_id in self.stale:
+            quality = Quality.STALE
+        elif point in self.bad.get(device_id, ()):
+            quality = Quality.BAD
+        return Reading(device_id, point, values[point], self.stamps[device_id], quality)
 
 
 class Engine:
@@ -136,12 +145,12 @@ class Engine:
             if sample.values.get(AVAILABLE) is False:
                 offline = sample.device not in ctx.stale  # rules are told once
             elif ctx.stale:
-                ctx.stale.pop(sample.device, None)  # back: its values count again
+                ctx.stale.discard(sample.device)  # back: its values count again
+            bad = ctx.bad.get(sample.device)
+            if bad:
+                bad.difference_update(sample.values)
         if sample.bad:
-            known = ctx.values.get(sample.device)
-            if known:
-                for point in sample.bad:
-                    known.pop(point, None)
+            ctx.bad.setdefault(sample.device, set()).update(sample.bad)
         if not rules:
             if offline:
                 self._expire(sample.device, sample.ts / 1e9, ())
@@ -168,9 +177,9 @@ class Engine:
         rules: Sequence[Rule],
         effects: list[Effect] | None = None,
     ) -> None:
-        """The device's values are stale: kept aside as STALE readings, its rules told."""
+        """The device's values are stale (STALE readings, no latest); its rules are told."""
         ctx = self.ctx
-        ctx.stale[device_id] = ctx.values.pop(device_id, {})
+        ctx.stale.add(device_id)
         self.stale_count += 1
         for rule in rules:
             try:
