@@ -25,7 +25,14 @@ from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,11 @@ def season(moment: date, seasons: Mapping[str, tuple[str, str]]) -> str | None:
     return None
 
 
+def _in_year(day: date, year: int) -> bool:
+    # An announcement may reach into the December before (New Year's Day off from 30 Dec).
+    return date(year - 1, 12, 1) <= day <= date(year, 12, 31)
+
+
 class CalendarYear(BaseModel):
     """One year's statutory holidays and make-up working days, as the State Council announces
     them (国务院办公厅关于YYYY年部分节假日安排的通知). Days not listed follow Monday-Friday."""
@@ -137,19 +149,29 @@ class CalendarYear(BaseModel):
         description="Make-up working days (调休): weekend days worked to pay for the holidays.",
     )
 
-    @model_validator(mode="after")
-    def _days(self) -> CalendarYear:
-        # An announcement may reach into the December before (New Year's Day off from 30 Dec).
-        first, last = date(self.year - 1, 12, 1), date(self.year, 12, 31)
-        for name, span in self.holidays.items():
+    @field_validator("holidays")
+    @classmethod
+    def _spans(cls, value: dict[str, list[date]], info: ValidationInfo) -> dict[str, list[date]]:
+        year = info.data.get("year")
+        for name, span in value.items():
             if len(span) not in (1, 2) or span[0] > span[-1]:
-                raise ValueError(f"holidays.{name}: give [first, last] in order, or [day]")
+                raise ValueError(f"{name}: give [first, last] in order, or [day]")
             for day in span:
-                if not first <= day <= last:
-                    raise ValueError(f"holidays.{name}: {day} is not in {self.year}")
-        for day in self.workdays:
-            if not first <= day <= last:
-                raise ValueError(f"workdays: {day} is not in {self.year}")
+                if year is not None and not _in_year(day, year):
+                    raise ValueError(f"{name}: {day} is not in {year}")
+        return value
+
+    @field_validator("workdays")
+    @classmethod
+    def _workdays(cls, value: list[date], info: ValidationInfo) -> list[date]:
+        year = info.data.get("year")
+        for day in value:
+            if year is not None and not _in_year(day, year):
+                raise ValueError(f"{day} is not in {year}")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> CalendarYear:
         both = set(self.workdays) & set(self.holiday_days())
         if both:
             days = ", ".join(sorted(d.isoformat() for d in both))

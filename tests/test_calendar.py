@@ -14,6 +14,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from core.types import Sample
 from rules.calendar import (
     SHIPPED_YEARS,
     CalendarConfig,
@@ -341,3 +342,51 @@ def test_coverage_warning_from_60_days_before_and_after_the_end(tmp_path: Path) 
     assert later is not None
     assert "ends on 2027-12-31" in later
     assert "2028" in later
+
+
+@pytest.mark.parametrize("with_file", [True, False])
+def test_past_the_last_known_year_a_site_year_file_decides_office_hours(
+    tmp_path: Path, with_file: bool
+) -> None:
+    from gateway.alarm_service import device_infos
+    from gateway.config_load import load_site
+    from rules.engine import Engine
+    from rules.kinds.hvac import AcAfterHoursRule
+    from rules.model import Raise
+
+    (tmp_path / "2027.yaml").write_text(FIXTURE_2027, encoding="utf-8")
+    files = "[2027.yaml]" if with_file else "[]"
+    (tmp_path / "site.yaml").write_text(
+        "site: {name: t, id: t}\n"
+        "devices:\n"
+        "  - {id: ac-1, profile: coolmaster_indoor, poll: 10s, tags: {zone: '301'},\n"
+        "     modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 1, base: 16}}\n"
+        f"calendar: {{office_hours: ['08:30-17:30'], year_files: {files}}}\n",
+        encoding="utf-8",
+    )
+    loaded = load_site(tmp_path / "site.yaml")
+    cal = WorkCalendar.from_config(loaded.site.calendar, "Asia/Shanghai", loaded.base_dir)
+    rule = AcAfterHoursRule("night", AcAfterHoursRule.Params.model_validate({"delay": "1h"}))
+
+    def raised_on(day: str) -> bool:
+        """Is the AC alarm raised after the unit runs 08:30-11:00 on that day?"""
+        now = at(day, "08:30")
+        engine = Engine([rule], device_infos(loaded), cal, clock=lambda: now)
+        found = False
+        while now < at(day, "11:00"):
+            ts = round(now.timestamp() * 1e9)
+            effects = engine.on_sample(Sample("ac-1", ts, {"on_off": 1, "mode": 0}))
+            found = found or any(isinstance(e, Raise) for e in [*effects, *engine.on_tick()])
+            now += timedelta(seconds=10)
+        rule.alarms.clear("ac-1")
+        return found
+
+    # 2027-01-03 is a Sunday worked in the site's file; 2027-01-04 a Monday off in it.
+    assert raised_on("2027-01-03") is not with_file
+    assert raised_on("2027-01-04") is with_file
+    warning = cal.coverage_warning(date(2027, 1, 3))
+    if with_file:
+        assert warning is None
+    else:
+        assert warning is not None
+        assert warning.startswith("working calendar ended on 2026-12-31")
