@@ -613,3 +613,48 @@ def test_every_problem_of_a_profile_is_reported_at_once() -> None:
         Profile.model_validate(data)
     locs = [tuple(e["loc"]) for e in caught.value.errors()]
     assert locs == [("points", 0, "invalid", 0), ("points", 1, "name"), ("points", 1, "bits")]
+
+
+def test_check_names_the_file_line_and_point_of_a_sentinel_that_cannot_match(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "my_meter.yaml").write_text(
+        textwrap.dedent("""\
+            name: my_meter
+            kind: meter
+            defaults: {function: holding, type: float32}
+            points:
+              - {name: voltage_v, address: 0, unit: V, invalid: ["0x8000 0x8000"]}
+              - {name: power_w, address: 2, unit: W, invalid: [[0x8000]]}
+              - {name: temp_degc, address: 4, type: int16, unit: degC, invalid: [-32768]}
+        """),
+        encoding="utf-8",
+    )
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {name: t, id: t}\nprofile_dirs: [profiles]\ndevices:\n"
+        "  - {id: m0, profile: my_meter, modbus: {transport: tcp, host: 127.0.0.1}}\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", str(site)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROFILE_DIR.parent.parent,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    profile = tmp_path / "profiles" / "my_meter.yaml"
+    assert result.stderr.splitlines() == [
+        f"{profile}:6: points[1].invalid[0]: point 'power_w' (float32, 2 registers): 1 register "
+        "word given, the point has 2; write one word per register, e.g. '0xFFFF 0xFFFF'",
+        f"{profile}:7: points[2].invalid[0]: point 'temp_degc' (int16, 1 register): -32768 is "
+        "negative, and a register holds no sign: write the register words the device sends "
+        "(-32768 is 0x8000 in 1 register)",
+    ]

@@ -73,10 +73,12 @@ class PointSpec:
     # Derived once: decode_all reads them for every point of every poll.
     is_float: bool = field(init=False)
     is_number: bool = field(init=False)
+    is_plain: bool = field(init=False)  # no scale, offset or scale factor
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_float", self.dtype in (DataType.FLOAT32, DataType.FLOAT64))
         object.__setattr__(self, "is_number", self.dtype not in (DataType.BOOL, DataType.STRING))
+        object.__setattr__(self, "is_plain", not self.scaled)
 
 
 class NotAvailable:
@@ -98,40 +100,46 @@ def unpacker(spec: PointSpec) -> Unpack:
     """A function decoding the point's raw value from a response's data bytes at an offset.
 
     The hot path of every poll: common layouts get one precompiled struct call; the rest go
-    through decode_raw. A point with sentinels compares its registers' bytes first and gives
-    NOT_AVAILABLE on a match; the others pay nothing for it.
+    through decode_raw. A point with sentinels gives NOT_AVAILABLE when its registers hold
+    one; the others pay nothing for that.
     """
-    decode = _value_unpacker(spec)
-    if not spec.invalid_words:
-        return decode
-    size, sentinels = 2 * spec.count, spec.invalid_words
-
-    def guarded(buf: bytes, off: int) -> Raw:
-        if buf[off : off + size] in sentinels:
-            return NOT_AVAILABLE
-        return decode(buf, off)
-
-    return guarded
-
-
-def _value_unpacker(spec: PointSpec) -> Unpack:
-    if spec.dtype is DataType.BOOL:
+    code = _STRUCT.get(spec.dtype)
+    plain = spec.byte_order == "big" and (spec.count == 1 or spec.word_order == "big")
+    if spec.dtype is DataType.BOOL and not spec.invalid_words:
         mask = 1 << (spec.bit or 0)
         if spec.bit is None:
             return lambda buf, off: buf[off] != 0 or buf[off + 1] != 0
         return lambda buf, off: bool((buf[off] << 8 | buf[off + 1]) & mask)
-    code = _STRUCT.get(spec.dtype)
-    plain = spec.byte_order == "big" and (spec.count == 1 or spec.word_order == "big")
-    if code is not None and plain:
-        unpack_from = struct.Struct(">" + code).unpack_from
+    if code is None or not plain:
+        words = struct.Struct(f">{spec.count}H").unpack_from
+        return lambda buf, off: decode_registers(spec, words(buf, off))
+    unpack_from = struct.Struct(">" + code).unpack_from
+    if not spec.invalid_words:
 
-        def fast(buf: bytes, off: int) -> int | float:
+        def fast(buf: bytes, off: int) -> Raw:
             value: int | float = unpack_from(buf, off)[0]
             return value
 
         return fast
-    words = struct.Struct(f">{spec.count}H").unpack_from
-    return lambda buf, off: decode_raw(spec, words(buf, off))
+    if not spec.is_float:
+        # An integer decodes one to one from its words: compare the value, no slice needed.
+        values = spec.invalid
+
+        def integer(buf: bytes, off: int) -> Raw:
+            value: int = unpack_from(buf, off)[0]
+            return NOT_AVAILABLE if value in values else value
+
+        return integer
+    # A float by its bits: as values, -0.0 would equal 0.0 and NaN nothing.
+    size, sentinels = 2 * spec.count, spec.invalid_words
+
+    def floating(buf: bytes, off: int) -> Raw:
+        if buf[off : off + size] in sentinels:
+            return NOT_AVAILABLE
+        value: float = unpack_from(buf, off)[0]
+        return value
+
+    return floating
 
 
 def resolve(
@@ -282,40 +290,45 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, Raw]) -> Decoded:
     """
     out = Decoded()
     values, bad = out.values, out.bad
+    get = raws.get
+    missing, not_available, infinities = _MISSING, NOT_AVAILABLE, _INFINITIES
     for spec in specs:
-        raw: Any = raws.get(spec.name, _MISSING)
-        if raw is _MISSING:
+        name = spec.name
+        raw: Any = get(name, missing)
+        if raw is missing:
             continue
-        if raw is NOT_AVAILABLE:
-            bad[spec.name] = "not_available"
+        if raw is not_available:
+            bad[name] = "not_available"
             continue
         if not spec.is_number:
-            values[spec.name] = raw
+            values[name] = raw
             continue
-        if spec.is_float and (raw != raw or raw in _INFINITIES):
-            bad[spec.name] = "nan"
+        if spec.is_float and (raw != raw or raw in infinities):
+            bad[name] = "nan"
             continue
-        value = raw
-        if spec.scale_factor is not None:
-            sf = raws.get(spec.scale_factor)
-            # -32768 is SunSpec's "not implemented"; real exponents are small.
-            if not isinstance(sf, int) or isinstance(sf, bool) or not -10 <= sf <= 10:
-                bad[spec.name] = "scale_factor"
+        if spec.is_plain:
+            if raw > _INT64_MAX:  # a uint64 InfluxDB cannot store as an integer field
+                bad[name] = "out_of_range"
                 continue
-            value = raw * (spec.scale * 10.0**sf) + spec.offset
-        elif spec.scale != 1.0 or spec.offset != 0.0:
-            value = raw * spec.scale + spec.offset
-        elif raw > _INT64_MAX:  # a uint64 InfluxDB cannot store as an integer field
-            bad[spec.name] = "out_of_range"
-            continue
-        if spec.is_float and (value != value or value in _INFINITIES):  # overflowed scaling
-            bad[spec.name] = "nan"
-            continue
+            value = raw
+        else:
+            if spec.scale_factor is None:
+                value = raw * spec.scale + spec.offset
+            else:
+                sf = get(spec.scale_factor)
+                # -32768 is SunSpec's "not implemented"; real exponents are small.
+                if not isinstance(sf, int) or isinstance(sf, bool) or not -10 <= sf <= 10:
+                    bad[name] = "scale_factor"
+                    continue
+                value = raw * (spec.scale * 10.0**sf) + spec.offset
+            if spec.is_float and (value != value or value in infinities):  # overflowed scaling
+                bad[name] = "nan"
+                continue
         valid = spec.valid
         if valid is not None and not valid.min <= value <= valid.max:
-            bad[spec.name] = "out_of_range"
+            bad[name] = "out_of_range"
             continue
-        values[spec.name] = value
+        values[name] = value
     return out
 
 

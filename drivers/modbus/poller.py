@@ -90,6 +90,7 @@ class DevicePoller:
         self._refused_points: dict[str, str] = {}
         self._retry_at = math.inf
         self._logged: set[tuple[Function, int, int]] = set()  # bounded by the plan's requests
+        self._problems = self._link_problem  # bound once, not per request
 
     def _link_problem(self, reason: str, message: str) -> None:
         """Something wrong on the wire that cost no value (a junk byte, a late answer)."""
@@ -107,7 +108,7 @@ class DevicePoller:
                     req.start,
                     req.count,
                     self.plan.timeout,
-                    problems=self._link_problem,
+                    problems=self._problems,
                 )
             except ModbusError as exc:
                 if not exc.silent or attempt == self.plan.retries:
@@ -124,7 +125,7 @@ class DevicePoller:
         raws: dict[str, Raw] = {}
         failed: dict[str, str] = {}
         silent_error: ModbusError | None = None
-        splits: dict[int, _Split] = {}
+        splits: dict[int, _Split] | None = None
         for index, (req, layout) in enumerate(self._layout):
             try:
                 data = await self._request(req)
@@ -136,6 +137,7 @@ class DevicePoller:
                     except ModbusError as during:  # silent: the device stopped answering
                         silent_error = during
                         break
+                    splits = splits or {}
                     splits[index] = split
                     continue
                 self._count(
@@ -148,7 +150,15 @@ class DevicePoller:
                 for name, _, _ in layout:
                     failed[name] = exc.reason
                 continue
-            self._unpack(layout, data, raws, failed)
+            try:  # _unpack, inlined: this is every request of every poll
+                if isinstance(data, bytes):
+                    for name, unpack, off in layout:
+                        raws[name] = unpack(data, off)
+                else:
+                    for name, _, off in layout:
+                        raws[name] = bool(data[off])
+            except Exception:  # a value the codec cannot decode is bad, not fatal
+                self._decode_slowly(layout, data, raws, failed)
         self.stats.polls += 1
         self.stats.last_poll_s = time.monotonic() - started
         if silent_error is not None:

@@ -324,7 +324,7 @@ class StreamClient:
         fut: asyncio.Future[bytes] = loop.create_future()
         function = pdu[0]
         if self.framing == "tcp":
-            if not protocol.waiters:
+            if protocol.buffer and not protocol.waiters:
                 protocol.drop_stale()
             self._tid = tid = (self._tid + 1) & 0xFFFF
             protocol.waiters[tid] = (fut, unit)
