@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -103,7 +104,11 @@ class Engine:
         calendar: Calendar,
         tz: str = "Asia/Shanghai",
         clock: Callable[[], datetime] | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None:
+        """`clock`: the rules' time (default the wall clock; the demo's building runs faster).
+        `wall`: epoch seconds in the pollers' time, which allowances are measured in; a test
+        passes its fake clock for both."""
         self.rules = list(rules)
         self.devices = {d.id: d for d in devices}
         self.ctx = EngineContext(self.devices, calendar, tz)
@@ -120,7 +125,8 @@ class Engine:
         self.errors: dict[str, int] = {}
         # device -> seconds its values last for the rules; devices without one never expire
         self.allowance = {d.id: d.stale_after for d in devices if d.stale_after is not None}
-        self.seen: dict[str, float] = {}  # device -> epoch s of its last message with values
+        self.wall = wall or time.time
+        self.seen: dict[str, float] = {}  # device -> wall time of its last message with values
         self.started: float | None = None  # first tick: silence is counted from there
         self.stale_count = 0  # devices that went stale, for health
 
@@ -141,7 +147,7 @@ class Engine:
             else:
                 known.update(sample.values)
             ctx.stamps[sample.device] = sample.ts
-            self.seen[sample.device] = sample.ts / 1e9
+            self.seen[sample.device] = self.wall()
             if sample.values.get(AVAILABLE) is False:
                 offline = sample.device not in ctx.stale  # rules are told once
             elif ctx.stale:
@@ -189,7 +195,8 @@ class Engine:
             except Exception as exc:
                 self._failed(rule, exc)
 
-    def _expire_silent(self, now: float, effects: list[Effect]) -> None:
+    def _expire_silent(self, effects: list[Effect]) -> None:
+        now = self.wall()
         if self.started is None:
             self.started = now
         stale = self.ctx.stale
@@ -198,13 +205,15 @@ class Engine:
                 continue
             last = self.seen.get(device_id)
             if now - (self.started if last is None else last) > allowance:
-                self._expire(device_id, last, self.by_device.get(device_id, ()), effects)
+                # Polls keep wall time; rules see the moment in their own clock.
+                since = None if last is None else self.ctx.now.timestamp() - (now - last)
+                self._expire(device_id, since, self.by_device.get(device_id, ()), effects)
 
     def on_tick(self) -> list[Effect]:
         self.ctx.set_now(self.clock())
         effects: list[Effect] = []
         if self.allowance:
-            self._expire_silent(self.ctx.now.timestamp(), effects)
+            self._expire_silent(effects)
         for rule in self.rules:
             try:
                 effects.extend(rule.on_tick(self.ctx))

@@ -49,10 +49,16 @@ class Site:
 
     def __init__(self, rules: Sequence[Rule], devices: Sequence[DeviceInfo], now: datetime):
         self.now = now
-        self.engine = Engine(rules, devices, FakeCalendar(), clock=lambda: self.now)
+        clock = self.clock
+        self.engine = Engine(
+            rules, devices, FakeCalendar(), clock=clock, wall=lambda: clock().timestamp()
+        )
         self.book = AlarmBook()
         self.catalog = Catalog.load()
         self.transitions: list[Transition] = []
+
+    def clock(self) -> datetime:
+        return self.now
 
     def _apply(self, effects: list[Effect]) -> list[Effect]:
         for e in effects:
