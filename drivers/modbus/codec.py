@@ -56,8 +56,9 @@ class PointSpec:
     enum: Mapping[int, str] | None
     bits: Mapping[int, str] | None
     valid: Range | None
-    # The profile's "not available" sentinels decoded, as a device simulator sends them; polls
-    # match `invalid_words`, the sentinels' register bytes, before decoding.
+    # The profile's "not available" sentinels decoded (what a device simulator sends) and as
+    # their registers' bytes. Polls match the bytes before decoding; an integer's value maps one
+    # to one to its words, so its unpacker may compare the decoded value instead (cheaper).
     invalid: frozenset[int | float | bool | str]
     writable: Range | None
     invalid_words: frozenset[bytes]

@@ -18,6 +18,10 @@ from drivers.modbus.stream_client import StreamClient
 
 
 class Client(Protocol):
+    """A connection on one path. ``problems``, where a read takes it, is told of trouble on the
+    line that failed no request (junk bytes, an answer to another transaction): counted by the
+    device whose request was on the line, since nothing is raised for them."""
+
     @property
     def connected(self) -> bool: ...
     async def connect(self) -> None: ...
