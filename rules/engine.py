@@ -137,7 +137,7 @@ class Engine:
         ctx = self.ctx
         rules = self.by_device.get(sample.device)
         ctx.set_now(None)
-        if self.restamp:  # every Sample: staleness compares their times with the clock's
+        if self.restamp:  # every Sample: ctx.latest's times are in the rules' clock
             sample = dataclasses.replace(sample, ts=int(ctx.now.timestamp() * 1e9))
         offline = False
         if sample.values:
@@ -147,7 +147,8 @@ class Engine:
             else:
                 known.update(sample.values)
             ctx.stamps[sample.device] = sample.ts
-            self.seen[sample.device] = self.wall()
+            if sample.device in self.allowance:
+                self.seen[sample.device] = self.wall()
             if sample.values.get(AVAILABLE) is False:
                 offline = sample.device not in ctx.stale  # rules are told once
             elif ctx.stale:
