@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core.once import ProblemCounter
 from core.types import Command, Sample, Value
 from drivers.mqtt.client import BrokerSettings, Connection, Handoff
-from drivers.mqtt.ingest import BoundedProblems, Ingest, MqttDevice
+from drivers.mqtt.ingest import Ingest, MqttDevice
 from gateway.commands import CommandRouter, shorten
 from gateway.config_load import LoadedSite
 from gateway.site import BrokerConfig, MqttConfig
@@ -185,7 +186,7 @@ class MqttService:
         self.commands_stale = 0
         self._control_ignored = 0  # retained control messages: never acted on
         self._control_refused = 0  # control payloads over the size limit
-        self.problems = BoundedProblems(log, 100)
+        self.problems = ProblemCounter(log, 100)
         self._tasks_running: set[asyncio.Task[None]] = set()
 
     def control_filters(self) -> list[str]:
@@ -533,7 +534,7 @@ class MqttService:
             "mqtt_unmatched": sum(s.unmatched for s in stats),
             "mqtt_duplicates": sum(s.duplicates for s in stats),
             "mqtt_clock_refused": sum(s.clock_refused for s in stats),
-            "mqtt_problems_folded": sum(s.problems.folded for s in stats),
+            "mqtt_problems_folded": sum(s.folded for s in stats),
             "mqtt_devices_unmonitored": sum(not s.tracked for s in states),
             "mqtt_brokers": len(self.connections),
             "mqtt_connected": sum(c.connected.is_set() for c in self.connections.values()),

@@ -38,28 +38,7 @@ _UNDECODABLE = object()
 # Behind: the broker keeps a session's messages for a week (BrokerSettings.session_expiry).
 MAX_AHEAD_NS = 5 * 60 * 1_000_000_000
 MAX_BEHIND_NS = 7 * 86400 * 1_000_000_000
-OTHER = "_other"
-
-
-class BoundedProblems(ProblemCounter):
-    """A ProblemCounter whose keys are capped: past `max_keys` distinct keys, new ones are
-    counted together under `_other` (logged once), so a publisher inventing topics cannot
-    grow memory."""
-
-    def __init__(self, logger: logging.Logger, max_keys: int = 1000) -> None:
-        super().__init__(logger)
-        self.max_keys = max_keys
-        self.folded = 0
-
-    def report(self, key: str, message: str, level: int = logging.WARNING) -> None:
-        if key not in self.counts and len(self.counts) >= self.max_keys:
-            self.folded += 1
-            key = OTHER
-            message = (
-                f"more than {self.max_keys} different MQTT problems (topic and reason); new "
-                f"ones are counted together as {OTHER!r}; the first was: {message}"
-            )
-        super().report(key, message, level)
+OTHER = ProblemCounter.OVERFLOW  # where problem keys past the bound are counted
 
 
 class RecentIds:
@@ -126,7 +105,13 @@ class IngestStats:
     rejected: int = 0
     duplicates: int = 0  # a message whose event id was seen already (a QoS 1 redelivery)
     clock_refused: int = 0  # a device time too far from the arrival: arrival time used
-    problems: BoundedProblems = field(default_factory=lambda: BoundedProblems(log))
+    # Keys come from topics anyone may publish on: bounded, folded into OTHER past the bound.
+    problems: ProblemCounter = field(default_factory=lambda: ProblemCounter(log))
+
+    @property
+    def folded(self) -> int:
+        """Problems counted under OTHER because there were too many different ones."""
+        return self.problems.counts.get(OTHER, 0)
 
 
 class Router:
@@ -171,7 +156,7 @@ class Ingest:
     ) -> None:
         self.max_payload = max_payload
         self.local = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
-        self.stats = IngestStats(problems=BoundedProblems(log, max_problem_keys))
+        self.stats = IngestStats(problems=ProblemCounter(log, max_problem_keys))
         self.devices = {d.id: d for d in devices}
         self.state: dict[str, DeviceState] = {}
         # Per device, the ids of its recent messages: one per configured device, each bounded.

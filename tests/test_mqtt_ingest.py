@@ -1,0 +1,265 @@
+"""MQTT ingest that can be trusted: a point fed by two topics, the device's own time, QoS 1
+redeliveries dropped by event id, and problem counters that a publisher inventing topics
+cannot grow. The shipped profiles and the code that runs on the broker's network thread;
+the same paths run against a real Mosquitto in test_mqtt_control.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from drivers.mqtt.ingest import ARRIVAL_LAG, OTHER, Ingest, MqttDevice
+from drivers.mqtt.profile import MqttProfile
+from gateway.config_errors import ConfigError
+from gateway.config_load import load_profile
+from gateway.mqtt_service import parse_command
+from tests.test_mqtt_profiles import (
+    ACS_ALERT,
+    ACS_TOPIC,
+    FRIGATE_EVENT_UPDATE,
+    acs,
+    acs_ingest,
+    ingest_of,
+    profile_named,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NS = 1_000_000_000
+
+
+def _ns(when: datetime) -> int:
+    return int(when.timestamp()) * NS
+
+
+def _now_s() -> datetime:
+    return datetime.now(SHANGHAI).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# A point on two state topics
+
+
+TWO_TOPICS: dict[str, Any] = {
+    "name": "two_topics",
+    "protocol": "mqtt",
+    "kind": "meter",
+    "variables": ["topic"],
+    "messages": [
+        {
+            "topic": "tele/{topic}/STATE",
+            "points": [{"name": "relay_on", "path": "POWER", "type": "bool", "map": {"ON": True}}],
+        },
+        {
+            "topic": "stat/{topic}/RESULT",
+            "points": [
+                {"name": "relay_on", "path": "POWER", "type": "bool", "map": {"OFF": False}}
+            ],
+        },
+    ],
+}
+
+
+def test_a_point_on_two_state_topics_takes_the_latest_message() -> None:
+    profile = MqttProfile.model_validate(TWO_TOPICS)
+    ingest = Ingest([MqttDevice("plug", profile, "site", {"topic": "p"})])
+    first = ingest.on_message("tele/p/STATE", b'{"POWER": "ON"}')
+    second = ingest.on_message("stat/p/RESULT", b'{"POWER": "OFF"}')
+    assert [dict(s.values) for s in first + second] == [{"relay_on": True}, {"relay_on": False}]
+    assert second[0].ts >= first[0].ts
+
+
+def test_a_type_clash_between_two_topics_names_the_later_line(tmp_path: Path) -> None:
+    clash = copy.deepcopy(TWO_TOPICS)
+    clash["messages"][1]["points"][0]["type"] = "str"
+    path = tmp_path / "two_topics.yaml"
+    path.write_text(json.dumps(clash, indent=2), encoding="utf-8")  # JSON is YAML
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    [problem] = info.value.problems
+    line = next(
+        i for i, text in enumerate(path.read_text().splitlines(), 1) if '"type": "str"' in text
+    )
+    assert problem.line == line
+    assert problem.path == "messages[1].points[0].type"
+    assert "same type" in problem.message
+
+
+# ---------------------------------------------------------------------------------------------
+# The device's own time
+
+
+def test_tasmota_time_is_local_time_at_the_site() -> None:
+    ingest = ingest_of("tasmota_energy_plug", {"topic": "p"})
+    ingest.local = SHANGHAI
+    when = _now_s() - timedelta(seconds=20)
+    doc = {"Time": when.replace(tzinfo=None).isoformat(), "POWER": "ON"}
+    [sample, _availability] = ingest.on_message("tele/p/STATE", json.dumps(doc).encode())
+    assert sample.ts == _ns(when)
+    assert 19 <= float(sample.values[ARRIVAL_LAG]) < 120
+    # Old firmware writes the date with dots.
+    old = {"Time": when.strftime("%Y.%m.%d %H:%M:%S"), "POWER": "OFF"}
+    [sample] = ingest.on_message("tele/p/STATE", json.dumps(old).encode())
+    assert sample.ts == _ns(when)
+
+
+def test_hikvision_time_with_its_offset_and_frigate_frame_time() -> None:
+    when = _now_s() - timedelta(seconds=5)
+    doc = acs(5, 27)
+    doc["dateTime"] = when.astimezone(ZoneInfo("Europe/Madrid")).isoformat()
+    [sample] = acs_ingest().on_message(ACS_TOPIC, json.dumps(doc).encode())
+    assert sample.ts == _ns(when)
+    frigate = ingest_of("frigate_camera", {"camera": "front_door"})
+    event = copy.deepcopy(FRIGATE_EVENT_UPDATE)
+    frame = time.time() - 2.5
+    event["after"]["frame_time"] = frame
+    [sample] = frigate.on_message("frigate/events", json.dumps(event).encode())
+    assert sample.ts == round(frame * 1_000_000) * 1000
+
+
+@pytest.mark.parametrize(
+    ("stamp", "why"),
+    [("1970-01-01T00:05:00", "never set"), ("2099-01-01T00:00:00", "far ahead")],
+)
+def test_a_clock_not_to_trust_keeps_the_arrival_time(
+    stamp: str, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="guanjia.mqtt")
+    ingest = ingest_of("tasmota_energy_plug", {"topic": "p"})
+    before = time.time_ns()
+    for _ in range(3):
+        samples = ingest.on_message(
+            "tele/p/STATE", json.dumps({"Time": stamp, "POWER": "ON"}).encode()
+        )
+    after = time.time_ns()
+    assert before <= samples[0].ts <= after, why
+    assert ARRIVAL_LAG not in samples[0].values
+    assert ingest.stats.clock_refused == 3
+    clock = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
+    assert len(clock) == 1  # logged once, counted always
+    assert "NTP" in clock[0]
+
+
+def test_a_time_that_is_no_time_is_counted_and_the_arrival_time_used() -> None:
+    ingest = ingest_of("tasmota_energy_plug", {"topic": "p"})
+    for bad in ("yesterday", 17, None, [1], "9" * 500):
+        before = time.time_ns()
+        [sample, *_] = ingest.on_message(
+            "tele/p/STATE", json.dumps({"Time": bad, "POWER": "ON"}).encode()
+        )
+        assert sample.ts >= before
+        assert sample.values["relay_on"] is True  # the values are still good
+    assert ingest.stats.problems.counts["tele/p/STATE:time:bad"] == 4  # None: no time given
+    assert ingest.stats.rejected == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# QoS 1 redeliveries
+
+
+def test_a_redelivered_access_event_is_dropped_and_counted() -> None:
+    ingest = acs_ingest()
+    event = json.dumps(ACS_ALERT).encode()
+    assert len(ingest.on_message(ACS_TOPIC, event)) == 1
+    assert ingest.on_message(ACS_TOPIC, event) == []
+    assert ingest.stats.duplicates == 1
+    assert ingest.stats.unmatched == 0  # a duplicate is not a message nobody maps
+    # The same counter value at another time is another event (the controller was reset).
+    reset = copy.deepcopy(ACS_ALERT)
+    reset["dateTime"] = "2027-01-01T08:00:00+08:00"
+    assert len(ingest.on_message(ACS_TOPIC, json.dumps(reset).encode())) == 1
+
+
+def test_frigate_new_update_end_of_one_object_are_three_messages() -> None:
+    ingest = ingest_of("frigate_camera", {"camera": "front_door"})
+    out = []
+    for kind, frame in (("new", 1.0), ("update", 2.0), ("end", 3.0)):
+        event = copy.deepcopy(FRIGATE_EVENT_UPDATE)
+        event["type"] = kind
+        event["after"]["frame_time"] = event["after"]["frame_time"] + frame
+        out += ingest.on_message("frigate/events", json.dumps(event).encode())
+    assert [s.values["event_type"] for s in out] == ["new", "update", "end"]
+    assert ingest.on_message("frigate/events", json.dumps(event).encode()) == []
+    assert ingest.stats.duplicates == 1
+
+
+def test_the_memory_of_recent_ids_is_bounded() -> None:
+    profile = profile_named("hikvision_access_controller")
+    ingest = Ingest([MqttDevice("dev", profile, "site", {"device": "entrance"})], recent_ids=100)
+    first = acs(5, 27, serialNo=1)
+    for serial in range(1, 1001):
+        assert len(ingest.on_message(ACS_TOPIC, json.dumps(acs(5, 27, serialNo=serial)).encode()))
+    assert len(ingest.seen["dev"]) == 100
+    # Long forgotten: a copy of the first would now be taken as new (documented trade-off).
+    assert len(ingest.on_message(ACS_TOPIC, json.dumps(first).encode())) == 1
+
+
+def test_two_mappings_reading_one_message_do_not_take_it_for_a_copy() -> None:
+    profile = MqttProfile.model_validate(
+        {
+            "name": "twice",
+            "protocol": "mqtt",
+            "kind": "access",
+            "event_id": ["n"],
+            "messages": [
+                {"topic": "e", "event": True, "points": [{"name": "a", "path": "a"}]},
+                {"topic": "e", "event": True, "points": [{"name": "b", "path": "b"}]},
+            ],
+        }
+    )
+    ingest = Ingest([MqttDevice("dev", profile, "site", {})])
+    out = ingest.on_message("e", b'{"n": 1, "a": 1, "b": 2}')
+    assert [dict(s.values) for s in out] == [{"a": 1.0}, {"b": 2.0}]
+    assert ingest.on_message("e", b'{"n": 1, "a": 1, "b": 2}') == []
+    assert ingest.stats.duplicates == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded problem counters
+
+
+def test_a_million_topics_do_not_grow_the_problem_counters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="guanjia.mqtt")
+    ingest = Ingest(
+        [MqttDevice("dev", profile_named("z2m_door_contact"), "site", {"id": "d"})],
+        max_problem_keys=50,
+    )
+    for i in range(20_000):
+        ingest.on_message(f"zigbee2mqtt/intruder_{i}", b"{}")  # claimed by nobody
+        ingest.on_message("zigbee2mqtt/d", f'{{"contact": {i}}}'.encode())  # one bad key
+    counts = ingest.stats.problems.counts
+    assert len(counts) <= 51
+    assert counts["zigbee2mqtt/d:door_open:unmapped"] == 20_000  # known keys keep counting
+    assert counts[OTHER] == 20_000 - 49
+    assert ingest.stats.folded == counts[OTHER]
+    assert ingest.stats.unclaimed == 20_000
+    assert len(caplog.records) <= 51
+    assert len(ingest.router._cache) <= 10_001
+
+
+# ---------------------------------------------------------------------------------------------
+# A command's own time
+
+
+def test_a_command_gives_its_time_as_epoch_seconds_or_iso() -> None:
+    assert parse_command(b'{"value": 26, "ts": 1752543000}') == (26, "", 1752543000.0)
+    assert parse_command(b'{"value": 26, "ts": 1752543000000}')[2] == 1752543000.0
+    iso = datetime(2025, 7, 15, 9, 30, tzinfo=SHANGHAI)
+    payload = json.dumps({"value": 26, "by": "a" * 500, "ts": iso.isoformat()}).encode()
+    _value, who, ts = parse_command(payload)
+    assert ts == iso.timestamp()
+    assert len(who) <= 64
+    with pytest.raises(ValueError, match="UTC offset"):
+        parse_command(b'{"value": 26, "ts": "2025-07-15T09:30:00"}')
+    with pytest.raises(ValueError, match="epoch seconds"):
+        parse_command(b'{"value": 26, "ts": true}')
+    assert parse_command(b"26") == (26, "", None)
