@@ -177,6 +177,7 @@ class MqttService:
                 self._message_handler(ingest, is_home),
                 will=(self.status_topic, "offline") if is_home else None,
                 on_connected=self._announce if is_home else None,
+                unsubscribe=self.all_control_filters() if is_home else (),
             )
         self.home = self.connections[publish_to]
         self._latest: dict[str, dict[str, Value]] = {}
@@ -188,6 +189,15 @@ class MqttService:
         self._control_refused = 0  # control payloads over the size limit
         self.problems = ProblemCounter(log, 100)
         self._tasks_running: set[asyncio.Task[None]] = set()
+
+    def all_control_filters(self) -> list[str]:
+        return [
+            self.command_filter,
+            self.sync_topic,
+            self.ack_filter,
+            self.shelve_filter,
+            self.dr_topic,
+        ]
 
     def control_filters(self) -> list[str]:
         """The control topics the site enabled; the others are not even subscribed."""

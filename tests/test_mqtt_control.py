@@ -203,6 +203,33 @@ async def test_control_topics_are_off_until_the_site_enables_them(
     assert gateway.mqtt.health()["commands"] == 0
 
 
+async def test_turning_a_control_topic_off_drops_it_from_the_persistent_session(
+    tmp_path: Path, broker: MosquittoServer
+) -> None:
+    on = _site(tmp_path, _broker_yaml(broker), control="{commands: true, ack: true}")
+    await _session(Gateway(load_site(on), health_interval=3600))  # the broker keeps these
+    off = load_site(_site(tmp_path, _broker_yaml(broker)))  # same client id, control off
+    gateway = Gateway(off, health_interval=3600)
+    seen = _samples(gateway)
+    operator = Client(broker.port)
+    operator.subscribe("guanjia/t1/status")
+    await gateway.start()
+    try:
+        # The gateway unsubscribes before it announces itself, on one connection: once its
+        # `online` is out, the broker has dropped the old subscriptions.
+        await _until(lambda: b"online" in operator.wait_for("guanjia/t1/status", 0))
+        operator.publish(SET, "26")
+        operator.publish("guanjia/t1/alarm/x/ack", "mallory")
+        operator.publish("sensors/r0", '{"temperature": 20.0, "seq": 7}')
+        await _until(lambda: any(s.values.get("seq") == 7 for s in seen))
+        health = gateway.health()
+    finally:
+        await gateway.stop()
+        operator.close()
+    assert health["mqtt_unclaimed"] == 0  # the broker no longer sends them at all
+    assert health["commands"] == 0
+
+
 async def test_a_demand_response_event_cannot_write_past_the_allowlist(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:

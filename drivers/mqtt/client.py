@@ -143,9 +143,13 @@ class Connection:
         *,
         will: tuple[str, str] | None = None,
         on_connected: Callable[[], None] | None = None,
+        unsubscribe: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.filters = list(filters)
+        # Filters a persistent session may still hold from an earlier run (a control topic the
+        # site file has since turned off): dropped at every connect.
+        self.unsubscribe = [f for f in unsubscribe if f not in self.filters]
         self.connected = threading.Event()
         self.connects = 0
         self.failures = 0  # connection attempts that failed (unreachable or refused)
@@ -214,6 +218,8 @@ class Connection:
             log.info("MQTT %s connected (%s:%d)", s.name, s.host, s.port)
         self._failing = False
         self.last_error = ""
+        if self.unsubscribe:
+            client.unsubscribe(self.unsubscribe)
         if self.filters:
             client.subscribe([(f, 1) for f in self.filters])
         if self._on_connected is not None:
