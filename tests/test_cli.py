@@ -15,7 +15,7 @@ import pytest
 
 from gateway.cli import main
 from tests.modbus_devices import modbus_server
-from tests.servers import InfluxDB1Server
+from tests.servers import InfluxDB1Server, free_ports
 from tests.test_influx_e2e import _site
 from tests.test_modbus_polling import _image
 
@@ -278,10 +278,18 @@ async def test_every_command_works_on_the_demo_site(
         2,
         "door-archive is an MQTT device: it publishes, it is not polled",
     )
-    loaded = load_site(DEMO, need_broker=False)
+    # A Modbus device of the demo site against the virtual building; the demo's fixed ports
+    # moved to free ones, so a demo running on this machine does not get in the way.
+    text = DEMO.read_text(encoding="utf-8")
+    ports = sorted(set(re.findall(r"port: (150\d\d)", text)))
+    for old, new in zip(ports, free_ports(len(ports)), strict=True):
+        text = text.replace(f"port: {old}", f"port: {new}")
+    demo = tmp_path / "demo-site.yaml"
+    demo.write_text(text, encoding="utf-8")
+    loaded = load_site(demo, need_broker=False)
     building = await start_building(loaded.site, loaded.profiles, SimClock())
     try:
-        result = await asyncio.to_thread(_guanjia, "read", str(DEMO), "ac-301", "--json")
+        result = await asyncio.to_thread(_guanjia, "read", str(demo), "ac-301", "--json")
     finally:
         await building.stop()
     assert result.returncode == 0, result.stderr
