@@ -71,8 +71,8 @@ class DeviceStats:
     last_poll_s: float = 0.0
     overruns: int = 0
     errors: ProblemCounter = field(default_factory=lambda: ProblemCounter(log))
-    # What the device refused to read, skipped until the plan is tried again: one line per
-    # refused span ("holding 100..101: exception 2 (illegal_data_address)"); bounded by the
+    # What the device refused to read, skipped until the plan is tried again, by span:
+    # {"input registers 100..101": "refused by the device: exception 2 ..."}; bounded by the
     # device's requests and points.
     refused: dict[str, str] = field(default_factory=dict)
 
@@ -116,7 +116,11 @@ class DevicePoller:
         raise AssertionError("unreachable")
 
     async def poll_once(self) -> Sample:
-        """Read every planned request once. Raises nothing: failures become bad points."""
+        """Read every planned request once. Raises nothing: failures become bad points.
+
+        A request the device refuses (REFUSED_CODES) is split to find what it refuses; the
+        rest of it is read in the same poll, and the plan skips the refused part from then on.
+        """
         plan = self.plan
         ts = time.time_ns()
         started = time.monotonic()
