@@ -8,7 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from gateway.lineproto import LineEncoder, float_format, series_prefix
 from gateway.mqtt_service import MqttService
 from gateway.site import InfluxV1, InfluxV2
 from gateway.spool import Spool
+from rules.calendar import coverage_warning
 
 log = logging.getLogger("guanjia")
 
@@ -147,6 +148,7 @@ class Gateway:
                 mqtt.on_alarm_shelve = self.alarms.shelve
                 mqtt.on_connected = self.alarms.republish
         self.health_interval = health_interval
+        self._calendar_checked: tuple[date | None, str | None] = (None, None)
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -222,7 +224,22 @@ class Gateway:
             "modbus_errors": sum(p.stats.errors.total() for p in self.modbus.pollers.values()),
             **(self.mqtt.health() if self.mqtt is not None else {}),
             **{k: v for k, v in self.writer.snapshot().items() if v is not None},
+            "calendar_warning": int(self.calendar_warning() is not None),
         }
+
+    def calendar_warning(self) -> str | None:
+        """When the working calendar ends within 60 days (or has ended): what to do. Worked
+        out once a day; the rules' calendar (with the site's year files) when there are
+        rules, else the shipped data."""
+        today = date.today()
+        if self._calendar_checked[0] != today:
+            warning = (
+                self.alarms.calendar_warning()
+                if self.alarms is not None
+                else coverage_warning(today)
+            )
+            self._calendar_checked = (today, warning)
+        return self._calendar_checked[1]
 
 
 def install_signal_handlers(stop: asyncio.Event, hangup: asyncio.Event | None = None) -> None:

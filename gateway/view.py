@@ -41,6 +41,9 @@ def _problems(gateway: Gateway) -> list[str]:
     writer = gateway.writer
     if writer.stats.database_up is False and writer.stats.last_error:
         out.append(f"! database: {writer.stats.last_error}")
+    calendar = gateway.calendar_warning()
+    if calendar is not None:
+        out.append(f"! {calendar}")
     if writer.dead_letters.lines:
         out.append(
             f"! {writer.dead_letters.lines} refused lines in {writer.dead_letters.path}: "

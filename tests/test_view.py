@@ -1,0 +1,56 @@
+"""The live view shows what needs a person: counters of refused and lost points, the
+database's last error, dead letters, the working calendar's end."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from gateway.config_load import load_site
+from gateway.service import Gateway
+from gateway.view import render
+
+
+def _site(tmp_path: Path) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        textwrap.dedent("""\
+            site: {name: 测试楼, id: view-test}
+            spool: {path: spool}
+            alarms: {store: alarms.sqlite}
+            rules:
+              - {id: hot, kind: threshold, point: power_w, above: 1000}
+            devices:
+              - id: m1
+                profile: eastron_sdm630
+                modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 1}
+            """),
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_the_view_says_when_the_working_calendar_ends(tmp_path: Path) -> None:
+    loaded = load_site(_site(tmp_path))
+    probe = Gateway(loaded, spool_dir=tmp_path / "probe")
+    assert probe.alarms is not None
+    end = probe.alarms.calendar.known_until(date.today())
+    probe.spool.close()
+    probe.alarms.store.close()
+    assert end is not None
+    # Ten days before the last day the calendar knows, in the rules' clock.
+    moment = datetime.combine(end - timedelta(days=10), datetime.min.time(), ZoneInfo("UTC"))
+    gateway = Gateway(loaded, rules_clock=lambda: moment)
+    try:
+        view = render(gateway)
+        health = gateway.health()
+    finally:
+        gateway.spool.close()
+        gateway.alarms.store.close()  # type: ignore[union-attr]
+    assert f"working calendar ends on {end.isoformat()}" in view
+    assert "year_files" in view
+    assert health["calendar_warning"] == 1
+    assert "refused by the database 0" in view
+    assert "dead letters 0" in view
