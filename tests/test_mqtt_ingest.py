@@ -147,6 +147,23 @@ def test_a_clock_not_to_trust_keeps_the_arrival_time(
     assert "NTP" in clock[0]
 
 
+def test_a_late_message_keeps_its_time_and_is_noted_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="guanjia.mqtt")
+    ingest = ingest_of("hikvision_camera", {"device": "cam"})
+    for hours in (8, 9):  # a backlog, or a clock in the wrong zone: kept, and said once
+        when = _now_s() - timedelta(hours=hours)
+        doc = {"eventType": "VMD", "eventState": "active", "dateTime": when.isoformat()}
+        sample = ingest.on_message("hikvision/cam/event", json.dumps(doc).encode())[0]
+        assert sample.ts == _ns(when)
+        assert float(sample.values[ARRIVAL_LAG]) >= hours * 3600
+    late = [r.getMessage() for r in caplog.records if "arrive" in r.getMessage()]
+    assert len(late) == 1
+    assert "time zone" in late[0]
+    assert ingest.stats.clock_refused == 0
+
+
 def test_a_time_that_is_no_time_is_counted_and_the_arrival_time_used() -> None:
     ingest = ingest_of("tasmota_energy_plug", {"topic": "p"})
     for bad in ("yesterday", 17, None, [1], "9" * 500):

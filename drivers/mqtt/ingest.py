@@ -296,6 +296,16 @@ class Ingest:
             return arrival
         lag = arrival - stamp
         if -MAX_AHEAD_NS <= lag <= MAX_BEHIND_NS:
+            if lag > MAX_AHEAD_NS:
+                # Kept: a broker's backlog after an outage arrives this late. A clock set to
+                # the wrong zone looks the same, hence the hint (arrival_lag_s tells which).
+                self.stats.problems.report(
+                    f"{h.device}:late",
+                    f"MQTT {topic}: {h.device}'s messages arrive {lag / 1e9:.0f} s after their "
+                    "own time: a backlog after an outage, or its clock or time zone is off; "
+                    "readings keep the device's time (see the field arrival_lag_s)",
+                    logging.INFO,
+                )
             return stamp
         self.stats.clock_refused += 1
         ahead = "ahead of" if lag < 0 else "behind"
