@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.private_fs import make_private_dir, touch_private
 from rules.alarms import Alarm, AlarmBook, FlapPolicy, Transition
 
 SCHEMA_VERSION = 1
@@ -141,7 +142,10 @@ class AlarmStore:
 
     def __init__(self, path: Path | str, *, busy_timeout_s: float = 5.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Alarm texts, who acknowledged what: the site's business, 0700/0600 whatever the
+        # umask (SQLite gives its -wal and -shm files the database file's mode).
+        make_private_dir(self.path.parent)
+        touch_private(self.path)
         # Autocommit (isolation_level=None): transactions are begun explicitly, IMMEDIATE.
         self._db = sqlite3.connect(
             self.path,

@@ -294,3 +294,16 @@ def test_save_without_changes_writes_nothing(tmp_path: Path) -> None:
     store.save_rule_state("r", {"a": 1})
     store.save_rule_state("r", {"a": 1})
     assert store._db.total_changes == before + 1  # only the first rule state
+
+
+def test_the_alarm_store_is_private(tmp_path: Path) -> None:
+    from gateway.alarm_store import AlarmStore
+
+    directory = tmp_path / "state"
+    store = AlarmStore(directory / "alarms.sqlite")
+    store.close()
+    assert directory.stat().st_mode & 0o777 == 0o700
+    files = list(directory.iterdir())
+    assert any(f.name == "alarms.sqlite" for f in files)
+    for f in files:
+        assert f.stat().st_mode & 0o777 == 0o600, f
