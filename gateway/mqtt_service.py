@@ -41,6 +41,7 @@ from gateway.site import BrokerConfig, MqttConfig
 log = logging.getLogger("guanjia.mqtt")
 
 MAX_RESPONSE_TOPIC = 256
+SYNC_PATIENCE = 10.0  # seconds for the sync marker to come back before the log says so
 MAX_CORRELATION = 256
 
 
@@ -296,14 +297,29 @@ class MqttService:
         """Connected (network thread): status online, and the marker that ends the backlog."""
         if self.control.commands:
             self._backlog = True
-            self._sync_nonce = f"{self._sync_session}-{next(self._sync_count)}"
-            self.home.publish(self.sync_topic, self._sync_nonce)
+            nonce = self._sync_nonce = f"{self._sync_session}-{next(self._sync_count)}"
+            self.home.publish(self.sync_topic, nonce)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(
+                    self._loop.call_later, SYNC_PATIENCE, self._sync_overdue, nonce
+                )
         self.home.publish(self.status_topic, "online", retain=True)
         if self._loop is not None and self.on_connected is not None:
             # Whatever was dropped while we were away (open alarms) is published again.
             self._loop.call_soon_threadsafe(self.on_connected)
 
     # -- event loop ------------------------------------------------------------------------
+
+    def _sync_overdue(self, nonce: str) -> None:
+        if self._backlog and self._sync_nonce == nonce and self.home.connected.is_set():
+            self.problems.report(
+                "sync",
+                f"MQTT: the broker has not returned the gateway's marker on {self.sync_topic} "
+                f"within {SYNC_PATIENCE:g} s of connecting: a long backlog, or the broker does "
+                f"not let the gateway's user publish and subscribe there (its ACL needs "
+                f'readwrite on {self._prefix}/#). Until it returns, commands without a "ts" '
+                "are refused as possibly queued while the gateway was offline",
+            )
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

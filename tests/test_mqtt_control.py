@@ -471,6 +471,57 @@ async def test_the_shipped_acl_gives_control_topics_to_the_operator_only(
     assert [line for line in _audit(tmp_path) if "requested=29" in line] == []
 
 
+async def test_a_broker_that_withholds_the_sync_marker_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL without write on <prefix>/<site>/sync: the gateway cannot tell the backlog from
+    live commands, says so, and runs no command whose age it cannot know."""
+    caplog.set_level(logging.INFO, logger="guanjia.mqtt")
+    monkeypatch.setattr("gateway.mqtt_service.SYNC_PATIENCE", 0.3)
+    passwd = create_mosquitto_password_file(tmp_path / "passwd", {"gw": "pw", "op": "pw"})
+    acl = tmp_path / "acl"
+    acl.write_text(
+        "user gw\ntopic read #\ntopic write guanjia/t1/+/+/set/result\n\n"
+        "user op\ntopic readwrite #\n"
+    )
+    with AclMosquitto(tmp_path / "m", password_file=passwd, acl_file=acl) as server:
+        monkeypatch.setenv("GJ_MQTT_PASSWORD", "pw")
+        broker = (
+            f"brokers: [{{name: site, host: 127.0.0.1, port: {server.port}, username: gw, "
+            "password: '${GJ_MQTT_PASSWORD}'}]"
+        )
+        async with modbus_server({1: _image()}) as port:
+            site = _site(
+                tmp_path,
+                broker,
+                modbus_port=port,
+                allow="['ac-*:setpoint_degc']",
+                control="{commands: true}",
+            )
+            gateway = Gateway(load_site(site), health_interval=3600)
+            await gateway.start()
+            try:
+                await _until(lambda: "has not returned" in caplog.text)
+                operator = _connect(server.port, "op", "pw")
+                replies: list[bytes] = []
+                subscribed = threading.Event()
+                operator.on_message = lambda _c, _u, m: replies.append(bytes(m.payload))
+                operator.on_subscribe = lambda *_: subscribed.set()
+                operator.subscribe(RESULT, qos=1)
+                assert subscribed.wait(5)
+                operator.publish(SET, "25", qos=1).wait_for_publish(5)
+                await _until(lambda: bool(replies))
+                operator.disconnect()
+                operator.loop_stop()
+            finally:
+                await gateway.stop()
+    reply = json.loads(replies[0])
+    assert reply["ok"] is False
+    assert "offline" in reply["reason"]
+    warning = next(r.getMessage() for r in caplog.records if "has not returned" in r.getMessage())
+    assert "readwrite on guanjia/t1/#" in warning
+
+
 def test_the_password_script_needs_every_password(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_")}
     env["MQTT_GATEWAY_PASSWORD"] = "x"
