@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core.field_types import FieldType, json_field_type
 from drivers.modbus.profile import Profile
-from drivers.mqtt.ingest import AVAILABLE
+from drivers.mqtt.ingest import ARRIVAL_LAG, AVAILABLE
 from drivers.mqtt.profile import MqttProfile
 from gateway.config_errors import LineMap, Problem, load_yaml
 
@@ -48,6 +48,8 @@ def _fields(
         yield from types.items()
         return
     yield AVAILABLE, FieldType.BOOLEAN
+    if profile.timestamp is not None or any(m.timestamp is not None for m in profile.messages):
+        yield ARRIVAL_LAG, FieldType.FLOAT
     for message in profile.messages:
         for p in message.points:
             yield p.name, json_field_type(p.type)

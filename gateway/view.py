@@ -13,6 +13,7 @@ from drivers.modbus.codec import label
 from gateway.service import Gateway
 
 _KEY_POINTS = 4  # values shown per device row
+_OFFLINE_SHOWN = 5  # offline devices named with their reason above the table
 # What a person looks at first, when a device has it; otherwise its first points.
 _PREFERRED = (
     "active_power_total_w",
@@ -41,6 +42,22 @@ def _problems(gateway: Gateway) -> list[str]:
     writer = gateway.writer
     if writer.stats.database_up is False and writer.stats.last_error:
         out.append(f"! database: {writer.stats.last_error}")
+    if gateway.mqtt is not None:
+        for broker in gateway.mqtt.broker_status():
+            if not broker["connected"] and broker["last_error"]:
+                out.append(
+                    f"! MQTT broker {broker['name']} ({broker['host']}:{broker['port']}): "
+                    f"{broker['last_error']}"
+                )
+    offline = [
+        (device, poller.stats.last_error)
+        for device, poller in gateway.modbus.pollers.items()
+        if poller.stats.online is False
+    ]
+    for device, error in offline[:_OFFLINE_SHOWN]:
+        out.append(f"! {device} offline: {error}")
+    if len(offline) > _OFFLINE_SHOWN:
+        out.append(f"! and {len(offline) - _OFFLINE_SHOWN} more devices offline")
     calendar = gateway.calendar_warning()
     if calendar is not None:
         out.append(f"! {calendar}")

@@ -54,3 +54,42 @@ async def test_the_view_says_when_the_working_calendar_ends(tmp_path: Path) -> N
     assert health["calendar_warning"] == 1
     assert "refused by the database 0" in view
     assert "dead letters 0" in view
+
+
+async def test_the_view_names_an_unreachable_broker_and_offline_devices(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.servers import free_ports
+
+    broker_port, modbus_port = free_ports(2)  # nothing listens on either
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+            site: {{name: 测试楼, id: view-test}}
+            spool: {{path: spool}}
+            mqtt: {{brokers: [{{name: site, host: 127.0.0.1, port: {broker_port}}}]}}
+            devices:
+              - id: m1
+                profile: eastron_sdm630
+                modbus: {{transport: tcp, host: 127.0.0.1, port: {modbus_port}, unit: 1,
+                          timeout: 0.2s, retries: 0}}
+                poll: 0.2s
+              - id: door-1
+                profile: z2m_door_contact
+                mqtt: {{vars: {{id: door_1}}}}
+            """),
+        encoding="utf-8",
+    )
+    gateway = Gateway(load_site(path), health_interval=3600)
+    await gateway.start()
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            view = render(gateway)
+            if "! MQTT broker site" in view and "! m1 offline" in view:
+                break
+    finally:
+        await gateway.stop()
+    assert f"! MQTT broker site (127.0.0.1:{broker_port}):" in view
+    assert "! m1 offline:" in view
+    assert gateway.health()["mqtt_connect_failures"] >= 1
