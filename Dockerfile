@@ -5,6 +5,7 @@ COPY core core
 COPY gateway gateway
 COPY drivers drivers
 COPY rules rules
+COPY simulator simulator
 COPY config config
 # Editable: profiles and the demo site are data read from the source tree.
 RUN pip install --no-cache-dir -e .

@@ -246,13 +246,13 @@ def _override_transport(args: argparse.Namespace) -> Transport | None:
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    from drivers.simulator.broker import EmbeddedBroker, start_embedded_broker
-    from drivers.simulator.building import start_building
-    from drivers.simulator.clock import SimClock
-    from drivers.simulator.mqtt_devices import MqttBuilding, ac_units_by_zone, from_site
-    from drivers.simulator.scenario import Scenario
     from gateway.config_load import needs_embedded_broker
     from gateway.site import BrokerConfig, MqttConfig
+    from simulator.broker import EmbeddedBroker, start_embedded_broker
+    from simulator.building import start_building
+    from simulator.clock import SimClock
+    from simulator.mqtt_devices import MqttBuilding, ac_units_by_zone, from_site
+    from simulator.scenario import Scenario
 
     path = Path(args.site)
     broker: EmbeddedBroker | None = None

@@ -1,6 +1,6 @@
 """Test devices: pymodbus 3.16 servers on free loopback ports serving exact register images.
 
-The simulator (drivers/simulator) models how devices behave; these serve precisely the
+The virtual building (simulator/) models how devices behave; these serve precisely the
 registers a test needs, including values no healthy device would send.
 """
 

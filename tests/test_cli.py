@@ -251,9 +251,9 @@ DEMO = ROOT / "config" / "demo-site.yaml"
 async def test_every_command_works_on_the_demo_site(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from drivers.simulator.building import start_building
-    from drivers.simulator.clock import SimClock
     from gateway.config_load import load_site
+    from simulator.building import start_building
+    from simulator.clock import SimClock
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(list(args))

@@ -168,7 +168,8 @@ def test_points_without_sentinels_decode_as_before() -> None:
 
 
 def test_the_simulator_can_still_send_a_sentinel() -> None:
-    # drivers/simulator sends encode_raw(spec, min(spec.invalid)) for "not available".
+    # The virtual building (simulator/) sends encode_raw(spec, min(spec.invalid)) for
+    # "not available".
     spec = _spec("int32", invalid=[0x7FFFFFFF])
     assert decode_registers(spec, encode_raw(spec, min(spec.invalid))) is NOT_AVAILABLE  # type: ignore[type-var]
 

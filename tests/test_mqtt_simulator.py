@@ -23,17 +23,17 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from drivers.simulator.broker import EmbeddedBroker, start_embedded_broker
-from drivers.simulator.clock import SimClock
-from drivers.simulator.models import MODE_COOL, AcUnit
-from drivers.simulator.mqtt_devices import (
+from gateway.config_load import BUILTIN_PROFILES, load_profile
+from simulator.broker import EmbeddedBroker, start_embedded_broker
+from simulator.clock import SimClock
+from simulator.models import MODE_COOL, AcUnit
+from simulator.mqtt_devices import (
     DeviceDescription,
     EventRates,
     MqttBuilding,
     ac_units_by_zone,
     from_site,
 )
-from gateway.config_load import BUILTIN_PROFILES, load_profile
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.timeout(30)

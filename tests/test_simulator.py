@@ -24,9 +24,11 @@ from drivers.modbus.driver import ModbusDevice, ModbusDriver
 from drivers.modbus.errors import ModbusExceptionResponse, ModbusTimeout
 from drivers.modbus.profile import Function, Profile
 from drivers.modbus.stream_client import StreamClient
-from drivers.simulator.building import models_for_site, start_building
-from drivers.simulator.clock import SimClock
-from drivers.simulator.models import (
+from gateway.config_load import BUILTIN_PROFILES, load_profile, load_site
+from gateway.site import BrokerConfig, MqttConfig, Site
+from simulator.building import models_for_site, start_building
+from simulator.clock import SimClock
+from simulator.models import (
     MODE_COOL,
     AcUnit,
     OfficeMeter,
@@ -34,9 +36,7 @@ from drivers.simulator.models import (
     StaticModel,
     load_fraction,
 )
-from drivers.simulator.server import SimulatedDevice, serve
-from gateway.config_load import BUILTIN_PROFILES, load_profile, load_site
-from gateway.site import BrokerConfig, MqttConfig, Site
+from simulator.server import SimulatedDevice, serve
 from tests.servers import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from drivers.simulator.server import is_loopback
+from simulator.server import is_loopback
 
 log = logging.getLogger("guanjia.simulator.broker")
 

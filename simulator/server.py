@@ -53,7 +53,7 @@ from drivers.modbus.codec import (
     to_raw,
 )
 from drivers.modbus.profile import DataType, Function, Profile
-from drivers.simulator.models import DeviceModel
+from simulator.models import DeviceModel
 
 log = logging.getLogger("guanjia.simulator")
 

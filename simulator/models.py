@@ -21,7 +21,7 @@ from typing import Literal
 
 from core.types import Value
 from drivers.modbus.profile import Profile
-from drivers.simulator.clock import SimClock
+from simulator.clock import SimClock
 
 # --- deterministic noise -----------------------------------------------------------------------
 

@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from drivers.simulator.clock import SimClock
-from drivers.simulator.models import (
+from simulator.clock import SimClock
+from simulator.models import (
     MODE_COOL,
     MODE_DRY,
     AcUnit,
@@ -62,8 +62,8 @@ from drivers.simulator.models import (
 )
 
 if TYPE_CHECKING:
-    from drivers.simulator.building import Building
     from gateway.site import Site
+    from simulator.building import Building
 
 log = logging.getLogger("guanjia.simulator.mqtt")
 

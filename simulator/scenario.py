@@ -12,10 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from drivers.simulator.building import Building
-from drivers.simulator.clock import SimClock
-from drivers.simulator.models import AcUnit
-from drivers.simulator.mqtt_devices import MqttBuilding
+from simulator.building import Building
+from simulator.clock import SimClock
+from simulator.models import AcUnit
+from simulator.mqtt_devices import MqttBuilding
 
 log = logging.getLogger("guanjia.demo")
 

@@ -2,7 +2,7 @@
 
 Run the demo's building (config/demo-site.yaml) until Ctrl-C, an hour of building per minute:
 
-    .venv/bin/python -m drivers.simulator.building config/demo-site.yaml --speed 60
+    .venv/bin/python -m simulator.building config/demo-site.yaml --speed 60
 """
 
 from __future__ import annotations
@@ -20,8 +20,15 @@ from pathlib import Path
 
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from drivers.modbus.profile import Profile
-from drivers.simulator.clock import SimClock
-from drivers.simulator.models import (
+from gateway.config_load import (
+    BUILTIN_PROFILES,
+    LoadedSite,
+    available_profiles,
+    load_profile,
+)
+from gateway.site import DeviceConfig, Site
+from simulator.clock import SimClock
+from simulator.models import (
     MODE_COOL,
     MODE_HEAT,
     AcUnit,
@@ -31,20 +38,13 @@ from drivers.simulator.models import (
     PvInverter,
     StaticModel,
 )
-from drivers.simulator.server import (
+from simulator.server import (
     Framer,
     RunningServer,
     SimulatedDevice,
     is_loopback,
     serve,
 )
-from gateway.config_load import (
-    BUILTIN_PROFILES,
-    LoadedSite,
-    available_profiles,
-    load_profile,
-)
-from gateway.site import DeviceConfig, Site
 
 log = logging.getLogger("guanjia.simulator")
 
