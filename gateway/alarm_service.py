@@ -23,7 +23,6 @@ from rules.alarms import Alarm, AlarmBook, Transition
 from rules.calendar import WorkCalendar
 from rules.catalog import Catalog
 from rules.engine import STALE_POLLS, Engine
-from rules.kinds.hvac import DemandResponseRule
 from rules.model import Clear, DeviceInfo, Effect, Issue, PointInfo, Raise, Rule
 from rules.registry import build_rules
 from rules.texts import AlarmTexts
@@ -125,32 +124,24 @@ class AlarmService:
 
     def demand_response(self, payload: bytes) -> str:
         """A grid operator's event: {"id", "start", "end", "offset"} (ISO times with a zone),
-        or {"cancel": id}. Handed to every demand_response rule; commands follow on ticks."""
-        rules = [r for r in self.engine.rules if isinstance(r, DemandResponseRule)]
-        if not rules:
-            return "no demand_response rule in this site"
+        or {"cancel": id}. An input of the engine, which hands it to every rule; the
+        demand_response rules take it and their commands follow on ticks."""
+        from rules.inputs import parse_dr_event
+
         try:
-            doc = json.loads(payload)
-            if not isinstance(doc, dict):
-                raise ValueError("expected a JSON object")
-            if "cancel" in doc:
-                found = [r.cancel(str(doc["cancel"])) for r in rules]
-                return "cancelled" if any(found) else "unknown event"
-            start = datetime.fromisoformat(str(doc["start"]))
-            end = datetime.fromisoformat(str(doc["end"]))
-            offset = doc.get("offset")
-            for rule in rules:
-                rule.event(
-                    start,
-                    end,
-                    None if offset is None else float(offset),
-                    str(doc.get("id", "")) or None,
-                )
-        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+            event = parse_dr_event(payload)
+        except ValueError as exc:
             log.warning("demand response event refused: %s", exc)
             return f"refused: {exc}"
-        log.info("demand response event %s from %s to %s", doc.get("id"), start, end)
-        return "accepted"
+        outcome = self.engine.on_input(event)
+        self._apply(outcome.effects, time.time())
+        answer = outcome.text()
+        if outcome.result in ("accepted", "cancelled"):
+            self._states_saved = 0.0  # the next tick saves the rule states: survives a restart
+            log.info("demand response %s: %s", answer, event)
+        elif outcome.result == "refused":
+            log.warning("demand response event %s", answer)
+        return answer
 
     def shelve(self, alarm_id: str, payload: bytes) -> str:
         """{"for": "2h", "reason": "...", "by": "..."}: quiet for a while, with a reason."""

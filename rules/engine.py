@@ -29,7 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.types import Quality, Reading, Sample, Value
-from rules.model import Calendar, DeviceInfo, Effect, Rule
+from rules.model import Calendar, DeviceInfo, Effect, Input, InputOutcome, InputReply, Rule
 
 log = logging.getLogger("guanjia.rules")
 
@@ -221,6 +221,22 @@ class Engine:
             except Exception as exc:
                 self._failed(rule, exc)
         return effects
+
+    def on_input(self, event: Input) -> InputOutcome:
+        """Hand an event from outside (rules.inputs) to every rule; each that takes its kind
+        answers. The outcome says what became of it, for the sender, and carries the effects
+        to apply (most rules act on their next tick instead)."""
+        self.ctx.set_now(self.clock())
+        replies: dict[str, InputReply] = {}
+        for rule in self.rules:
+            try:
+                reply = rule.on_input(event, self.ctx)
+            except Exception as exc:
+                self._failed(rule, exc)
+                reply = InputReply("refused", f"failed ({exc!r})")
+            if reply is not None:
+                replies[rule.id] = reply
+        return InputOutcome(event.kind, replies)
 
     def _failed(self, rule: Rule, exc: Exception) -> None:
         """Counted per rule, logged with its traceback the first time only."""

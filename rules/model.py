@@ -8,6 +8,7 @@ keeps any state it needs across a restart (an on-delay that was running) in snap
 from __future__ import annotations
 
 import fnmatch
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,88 @@ class Issue:
 
 
 Effect = Raise | Clear | Issue
+
+
+# --- inputs: events from outside that rules may act on (rules.inputs parses them) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class DemandResponseEvent:
+    """A grid operator's demand-response event: raise cooling setpoints from start to end.
+
+    Valid by construction: aware times, end after start, an offset above 0 °C (None: each
+    rule's own). An empty id names the event after its start (a resend replaces it).
+    """
+
+    kind: ClassVar[str] = "demand_response"
+
+    id: str
+    start: datetime
+    end: datetime
+    offset: float | None = None  # °C
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("event start and end need a time zone")
+        if self.end <= self.start:
+            raise ValueError(f"event end {self.end.isoformat()} is not after its start")
+        if self.offset is not None and not (math.isfinite(self.offset) and self.offset > 0):
+            raise ValueError(f"event offset must be above 0 °C, got {self.offset}")
+        if not self.id:
+            object.__setattr__(self, "id", f"dr-{self.start.isoformat(timespec='minutes')}")
+
+
+@dataclass(frozen=True, slots=True)
+class DemandResponseCancel:
+    """End a demand-response event now, pending or running."""
+
+    kind: ClassVar[str] = "demand_response"
+
+    id: str
+
+
+Input = DemandResponseEvent | DemandResponseCancel
+
+InputResult = Literal["accepted", "cancelled", "unknown", "refused"]
+_PRECEDENCE: tuple[InputResult, ...] = ("refused", "accepted", "cancelled", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class InputReply:
+    """What a rule that takes an input says of it (Rule.on_input)."""
+
+    result: InputResult
+    reason: str = ""  # why it was refused
+    effects: Sequence[Effect] = ()  # most act later, on ticks
+
+
+@dataclass(frozen=True, slots=True)
+class InputOutcome:
+    """What the rules together made of an input (Engine.on_input), for the sender's answer."""
+
+    kind: str  # the input's kind
+    replies: Mapping[str, InputReply]  # rule id -> its reply; empty: no rule takes the input
+
+    @property
+    def effects(self) -> list[Effect]:
+        return [e for reply in self.replies.values() for e in reply.effects]
+
+    @property
+    def result(self) -> InputResult | None:
+        """refused if any rule refused, else accepted or cancelled if any took it, else
+        unknown (every rule that takes the kind knows nothing of it); None: no rule."""
+        results = {r.result for r in self.replies.values()}
+        return next((r for r in _PRECEDENCE if r in results), None)
+
+    def text(self) -> str:
+        """The answer for the sender (MQTT `.../result`)."""
+        result = self.result
+        if result is None:
+            return f"no {self.kind} rule in this site"
+        if result == "refused":
+            reasons = [f"rule {rule}: {r.reason}" for rule, r in self.replies.items() if r.reason]
+            return "refused: " + "; ".join(reasons) if reasons else "refused"
+        return "unknown event" if result == "unknown" else result
 
 
 class Calendar(Protocol):
@@ -169,6 +252,12 @@ class Rule(ABC):
         of it) drop it here: a stale value neither raises nor keeps an alarm raised. Rules
         that act on events, or must not forget (fire, faults), keep theirs: the default."""
         return ()
+
+    def on_input(self, event: Input, ctx: Context) -> InputReply | None:
+        """An event from outside (rules.inputs). Rules that take its kind answer it (and keep
+        what they need in snapshot(): an input must survive a restart); None: not for this
+        rule, the default."""
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         """State worth keeping across a restart (JSON-serialisable)."""

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from core.types import Command, Sample, Value
 from rules.engine import Engine
+from rules.inputs import parse_dr_event
 from rules.kinds.hvac import (
     AcAfterHoursRule,
     AcPolicyRule,
@@ -19,7 +20,19 @@ from rules.kinds.hvac import (
     DemandResponseRule,
     Season,
 )
-from rules.model import Clear, DeviceInfo, Effect, Issue, PointInfo, Rule
+from rules.model import (
+    Clear,
+    Context,
+    DemandResponseCancel,
+    DemandResponseEvent,
+    DeviceInfo,
+    Effect,
+    Input,
+    InputReply,
+    Issue,
+    PointInfo,
+    Rule,
+)
 from rules.registry import KINDS, build_rule
 from tests.rules_fakes import FakeCalendar, FakeContext, at, kinds, make, raises, restart
 
@@ -999,3 +1012,164 @@ def test_idle_dr_costs_nothing() -> None:
     ctx, rule = dr_site()
     assert rule.on_tick(ctx) == ()
     assert rule.on_sample(Sample("ac-301", 0, {"setpoint_degc": 20}, {}), ctx) == ()
+
+
+# --- demand-response events as engine inputs -----------------------------------------------
+
+
+def dr_engine(*rule_ids: str, now: datetime = EVENT_START) -> tuple[Engine, list[datetime]]:
+    """An engine with one demand_response rule per id (and an ac_policy rule, which takes no
+    inputs) over the units of dr_site, 301 and 302 cooling at 26 and 25 °C."""
+    clock = [now]
+    rules: list[Rule] = [AcPolicyRule("policy", AcPolicyRule.Params())]
+    rules += [
+        DemandResponseRule(r, DemandResponseRule.Params(exempt_zones=["srv-*"])) for r in rule_ids
+    ]
+    engine = Engine(
+        rules, list(site().devices.values()), NATIONAL_DAY, clock=lambda: clock[0], wall=lambda: 0
+    )
+    for device_id, setpoint_c in (("ac-301", 26), ("ac-302", 25)):
+        values: dict[str, Value] = {"mode": COOL, "on_off": 1, "setpoint_degc": setpoint_c}
+        engine.on_sample(Sample(device_id, 0, values, {}))
+    return engine, clock
+
+
+def dr_payload(**doc: Any) -> bytes:
+    return json.dumps(doc).encode()
+
+
+GRID_1 = dr_payload(
+    id="grid-1", start=EVENT_START.isoformat(), end=EVENT_END.isoformat(), offset=1.5
+)
+
+
+def test_a_dr_payload_parses_into_a_typed_event() -> None:
+    assert parse_dr_event(GRID_1) == DemandResponseEvent("grid-1", EVENT_START, EVENT_END, 1.5)
+    assert parse_dr_event(b'{"cancel": "grid-1"}') == DemandResponseCancel("grid-1")
+    unnamed = parse_dr_event(dr_payload(start="2024-07-10T14:00+08:00", end=EVENT_END.isoformat()))
+    assert unnamed == DemandResponseEvent("dr-2024-07-10T14:00+08:00", EVENT_START, EVENT_END)
+    assert isinstance(unnamed, DemandResponseEvent)
+    assert unnamed.offset is None
+    # A number as an offset or an id, as the old adapter took them.
+    numbered = parse_dr_event(
+        dr_payload(id=7, start="2024-07-10T14:00+08:00", end=EVENT_END.isoformat(), offset="2")
+    )
+    assert numbered == DemandResponseEvent("7", EVENT_START, EVENT_END, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[" * 100_000, "not JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (dr_payload(id="x", end=EVENT_END.isoformat()), "start missing"),
+        (dr_payload(), "start and end missing"),
+        (dr_payload(start="today", end=EVENT_END.isoformat()), "'today' is no ISO time"),
+        (dr_payload(start=1720591200, end=EVENT_END.isoformat()), "start must be an ISO time"),
+        (dr_payload(start="2024-07-10T14:00", end="2024-07-10T15:00"), "need a time zone"),
+        (dr_payload(start=EVENT_END.isoformat(), end=EVENT_START.isoformat()), "not after"),
+        (dr_payload(start=EVENT_START.isoformat(), end=EVENT_END.isoformat(), offset=0), "above 0"),
+        (
+            dr_payload(start=EVENT_START.isoformat(), end=EVENT_END.isoformat(), offset="NaN"),
+            "above 0",
+        ),
+        (
+            dr_payload(start=EVENT_START.isoformat(), end=EVENT_END.isoformat(), offset=True),
+            "offset must be a number",
+        ),
+        (
+            dr_payload(start=EVENT_START.isoformat(), end=EVENT_END.isoformat(), offset=[1]),
+            "offset must be a number",
+        ),
+        (
+            b'{"start": "2024-07-10T14:00+08:00", "end": "2024-07-10T15:00+08:00", '
+            b'"offset": 1e999}',
+            "above 0",
+        ),
+        (b'{"cancel": {"id": 1}}', "cancel must be a string"),
+    ],
+)
+def test_a_bad_dr_payload_is_refused_with_what_is_wrong(payload: bytes, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_dr_event(payload)
+
+
+def test_an_event_input_reaches_every_dr_rule_and_only_them() -> None:
+    engine, clock = dr_engine("dr-a", "dr-b")
+    event = parse_dr_event(GRID_1)
+    outcome = engine.on_input(event)
+    assert (outcome.result, outcome.text(), outcome.effects) == ("accepted", "accepted", [])
+    assert sorted(outcome.replies) == ["dr-a", "dr-b"]  # the policy rule did not answer
+    effects = engine.on_tick()  # the commands follow on the tick
+    assert sorted((c.device, c.value, c.origin) for c in issues(effects)) == [
+        ("ac-301", 27.5, "rule:dr-a"),
+        ("ac-301", 27.5, "rule:dr-b"),
+        ("ac-302", 26.5, "rule:dr-a"),
+        ("ac-302", 26.5, "rule:dr-b"),
+    ]
+    clock[0] += timedelta(minutes=10)
+    cancelled = engine.on_input(parse_dr_event(b'{"cancel": "grid-1"}'))
+    assert (cancelled.result, cancelled.text()) == ("cancelled", "cancelled")
+    assert {(c.device, c.value) for c in issues(engine.on_tick())} == {
+        ("ac-301", 26.0),
+        ("ac-302", 25.0),
+    }
+    again = engine.on_input(DemandResponseCancel("grid-1"))
+    assert (again.result, again.text()) == ("unknown", "unknown event")
+
+
+def test_an_input_no_rule_takes() -> None:
+    engine, _ = dr_engine()
+    outcome = engine.on_input(parse_dr_event(GRID_1))
+    assert (outcome.result, outcome.replies, outcome.effects) == (None, {}, [])
+    assert outcome.text() == "no demand_response rule in this site"
+
+
+def test_a_rule_that_refuses_an_event_says_why() -> None:
+    engine, _ = dr_engine("dr")
+    for n in range(DemandResponseRule.MAX_EVENTS):
+        assert engine.on_input(DemandResponseEvent(f"ev{n}", EVENT_START, EVENT_END)).result == (
+            "accepted"
+        )
+    outcome = engine.on_input(DemandResponseEvent("one-more", EVENT_START, EVENT_END))
+    assert outcome.result == "refused"
+    assert outcome.text() == "refused: rule dr: 100 events already pending"
+    # A resend of a known event is an update, not one more.
+    assert engine.on_input(DemandResponseEvent("ev0", EVENT_START, EVENT_END, 2)).result == (
+        "accepted"
+    )
+
+
+def test_a_rule_failing_on_an_input_is_counted_and_the_input_refused() -> None:
+    engine, _ = dr_engine("dr")
+
+    class Broken(DemandResponseRule):
+        def on_input(self, event: Input, ctx: Context) -> InputReply | None:
+            raise RuntimeError("bug")
+
+    engine.rules.append(Broken("broken", DemandResponseRule.Params()))
+    outcome = engine.on_input(parse_dr_event(GRID_1))
+    assert outcome.result == "refused"
+    assert outcome.text().startswith("refused: rule broken: failed")
+    assert outcome.replies["dr"].result == "accepted"
+    assert engine.errors == {"broken": 1}
+
+
+def test_an_event_input_survives_a_restart_in_the_rule_snapshot() -> None:
+    engine, _ = dr_engine("dr", now=EVENT_START - timedelta(minutes=5))
+    assert engine.on_input(parse_dr_event(GRID_1)).result == "accepted"
+    assert engine.on_tick() == []  # not yet begun
+    state = json.loads(json.dumps(engine.snapshot()))
+    fresh, fresh_clock = dr_engine("dr", now=EVENT_START)
+    fresh.restore(state)
+    assert {(c.device, c.value) for c in issues(fresh.on_tick())} == {
+        ("ac-301", 27.5),
+        ("ac-302", 26.5),
+    }
+    fresh_clock[0] = EVENT_END
+    assert {(c.device, c.value) for c in issues(fresh.on_tick())} == {
+        ("ac-301", 26.0),
+        ("ac-302", 25.0),
+    }

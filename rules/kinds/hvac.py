@@ -37,7 +37,21 @@ from core.types import Command, Sample, Value
 from rules.blocks import AlarmLatch, OfficeHours, OnDelay
 from rules.kinds.base import restore_delays, snapshot_delays, stale_note
 from rules.kinds.security import flag
-from rules.model import Clear, Context, DeviceInfo, Effect, Issue, Raise, Rule, RuleParams, Scope
+from rules.model import (
+    Clear,
+    Context,
+    DemandResponseCancel,
+    DemandResponseEvent,
+    DeviceInfo,
+    Effect,
+    Input,
+    InputReply,
+    Issue,
+    Raise,
+    Rule,
+    RuleParams,
+    Scope,
+)
 
 SAME = 0.05
 """Setpoints closer than this are the same: readings come in 0.1 °C steps (x10 registers)."""
@@ -667,8 +681,9 @@ class _Shifted:
 class DemandResponseRule(_AcRule):
     """Raises the cooling setpoints of the units in scope while a demand-response event runs.
 
-    Events arrive through event() and cancel() (the gateway's MQTT `guanjia/<site>/dr/event`
-    adapter or its HTTP call); the rule acts on its next tick. While one or more events run,
+    Events arrive as inputs (Engine.on_input with a DemandResponseEvent or DemandResponseCancel
+    from rules.inputs: the gateway's MQTT `guanjia/<site>/dr/event`); the rule acts on its
+    next tick. While one or more events run,
     every unit in scope that is cooling gets its own setpoint plus the largest offset of the
     running events (capped by max_offset and the setpoint's writable maximum); a unit that
     starts cooling during the event joins it. When the last event ends (its end, max_duration
@@ -705,6 +720,17 @@ class DemandResponseRule(_AcRule):
 
     # -- events in --------------------------------------------------------------------------
 
+    def on_input(self, event: Input, ctx: Context) -> InputReply | None:
+        if isinstance(event, DemandResponseCancel):
+            return InputReply("cancelled" if self.cancel(event.id) else "unknown")
+        if isinstance(event, DemandResponseEvent):
+            try:
+                self.take(event)
+            except ValueError as exc:
+                return InputReply("refused", str(exc))
+            return InputReply("accepted")  # the commands follow on the next tick
+        return None
+
     def event(
         self,
         start: datetime,
@@ -717,21 +743,22 @@ class DemandResponseRule(_AcRule):
         `offset` is the setpoint raise in °C (None: the rule's `offset`), capped by
         `max_offset`. Raises ValueError for naive or reversed times and offsets not above 0.
         """
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("event start and end need a time zone")
-        if end <= start:
-            raise ValueError(f"event end {end.isoformat()} is not after its start")
-        requested = self.p.offset if offset is None else float(offset)
-        if not math.isfinite(requested) or requested <= 0:
-            raise ValueError(f"event offset must be above 0 °C, got {offset}")
-        key = event_id or f"dr-{start.isoformat(timespec='minutes')}"
-        if key not in self.events and len(self.events) >= self.MAX_EVENTS:
+        return self.take(DemandResponseEvent(event_id or "", start, end, offset))
+
+    def take(self, event: DemandResponseEvent) -> DrEvent:
+        """Take a (valid) event; raises ValueError when MAX_EVENTS are pending already."""
+        if event.id not in self.events and len(self.events) >= self.MAX_EVENTS:
             raise ValueError(f"{self.MAX_EVENTS} events already pending")
-        t0, t1 = start.timestamp(), end.timestamp()
+        requested = self.p.offset if event.offset is None else event.offset
+        t0, t1 = event.start.timestamp(), event.end.timestamp()
         ev = DrEvent(
-            key, t0, min(t1, t0 + self.p.max_duration), min(requested, self.p.max_offset), requested
+            event.id,
+            t0,
+            min(t1, t0 + self.p.max_duration),
+            min(requested, self.p.max_offset),
+            requested,
         )
-        self.events[key] = ev
+        self.events[event.id] = ev
         return ev
 
     def cancel(self, event_id: str) -> bool:
