@@ -13,9 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Generic, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar  # a default (PEP 696) before Python 3.13
 
 from core.types import Command, Sample, Value
 
@@ -223,13 +224,29 @@ class RuleParams(BaseModel):
     grade: Grade | None = Field(default=None, description="Overrides the kind's default grade.")
 
 
-class Rule(ABC):
-    """One rule instance from the site file. Subclasses set `kind` and `Params`."""
+P = TypeVar("P", bound=RuleParams, default=RuleParams, covariant=True)
+"""A rule kind's parameters. Covariant, and plain `Rule` is `Rule[RuleParams]`: the engine
+holds rules of every kind in one list."""
+
+
+class Rule(ABC, Generic[P]):
+    """One rule instance from the site file. A kind sets `kind` and names its parameters as
+    the type argument, `class ThresholdRule(DeviceRule[ThresholdParams])`: self.params is
+    typed, and `Params` (what the registry validates a site entry with) is taken from it."""
 
     kind: ClassVar[str]
     Params: ClassVar[type[RuleParams]] = RuleParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Params" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):
+            for arg in get_args(base):
+                if isinstance(arg, type) and issubclass(arg, RuleParams):
+                    cls.Params = arg
+
+    def __init__(self, rule_id: str, params: P) -> None:
         self.id = rule_id
         self.params = params
         self.watched: list[DeviceInfo] = []
@@ -263,7 +280,7 @@ class Rule(ABC):
         """State worth keeping across a restart (JSON-serialisable)."""
         return {}
 
-    def restore(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+    def restore(self, state: Mapping[str, Any]) -> None:
         """Take back what snapshot() returned before the restart (stateless rules: nothing)."""
 
     @abstractmethod

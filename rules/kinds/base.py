@@ -8,13 +8,13 @@ from typing import Any
 
 from core.types import Value
 from rules.blocks import AlarmLatch, OnDelay
-from rules.model import Context, DeviceInfo, Effect, Rule, RuleParams
+from rules.model import Context, DeviceInfo, Effect, P, Rule
 
 
-class DeviceRule(Rule):
+class DeviceRule(Rule[P]):
     """Keeps the bound devices by id (their tags are read on the hot path) and the latch."""
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: P) -> None:
         super().__init__(rule_id, params)
         self.devices: dict[str, DeviceInfo] = {}
         self.alarms = AlarmLatch(rule_id)

@@ -94,16 +94,13 @@ class _Level:
         self.value: float | None = None
 
 
-class ThresholdRule(DeviceRule):
+class ThresholdRule(DeviceRule[ThresholdParams]):
     """Any numeric point above or below a limit, with a dead band and on/off delays."""
 
     kind = "threshold"
-    Params = ThresholdParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: ThresholdParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, ThresholdParams)
-        self.p = params
         self.point = params.point
         self.levels: dict[str, _Level] = {}
 
@@ -117,7 +114,7 @@ class ThresholdRule(DeviceRule):
             return ()
         level = self.levels.get(sample.device)
         if level is None:
-            level = self.levels[sample.device] = _Level(self.p)
+            level = self.levels[sample.device] = _Level(self.params)
         level.value = value
         if level.high is not None:
             level.high.update(value)
@@ -141,14 +138,14 @@ class ThresholdRule(DeviceRule):
         if not on:
             return ()
         direction = "above" if high else "below"
-        limit = self.p.above if high else self.p.below
+        limit = self.params.above if high else self.params.below
         return self.alarms.raise_alarm(
             device_id,
             "threshold",
             value=level.value,
             limit=limit,
-            grade=self.p.grade,
-            details=self.details(device_id, ctx, point=self.p.point, direction=direction),
+            grade=self.params.grade,
+            details=self.details(device_id, ctx, point=self.params.point, direction=direction),
         )
 
     def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
@@ -180,7 +177,7 @@ class ThresholdRule(DeviceRule):
     def restore(self, state: Mapping[str, Any]) -> None:
         self.alarms.restore(state)
         for device_id, s in state.get("levels", {}).items():
-            level = self.levels[device_id] = _Level(self.p)
+            level = self.levels[device_id] = _Level(self.params)
             if level.high is not None and s.get("high"):
                 level.high.restore(s["high"])
             if level.low is not None and s.get("low"):
@@ -190,14 +187,15 @@ class ThresholdRule(DeviceRule):
             level.value = s.get("value")
 
     def describe(self) -> str:
+        p = self.params
         limits = []
-        if self.p.above is not None:
-            limits.append(f"> {self.p.above:g}")
-        if self.p.below is not None:
-            limits.append(f"< {self.p.below:g}")
+        if p.above is not None:
+            limits.append(f"> {p.above:g}")
+        if p.below is not None:
+            limits.append(f"< {p.below:g}")
         return (
-            f"{self.p.point} {' or '.join(limits)} (±{self.p.hysteresis:g}), on-delay "
-            f"{self.p.on_delay:g} s, off-delay {self.p.off_delay:g} s"
+            f"{p.point} {' or '.join(limits)} (±{p.hysteresis:g}), on-delay "
+            f"{p.on_delay:g} s, off-delay {p.off_delay:g} s"
         )
 
 
@@ -225,24 +223,21 @@ class MeterOfflineParams(RuleParams):
         return self.intervals * self.poll if self.poll is not None else self.max_silence
 
 
-class MeterOfflineRule(DeviceRule):
+class MeterOfflineRule(DeviceRule[MeterOfflineParams]):
     """A meter that has given no good value for a while: failed polls (every point bad,
     "offline") or MQTT silence. A Sample with only `available` is not a reading."""
 
     kind = "meter_offline"
-    Params = MeterOfflineParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: MeterOfflineParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, MeterOfflineParams)
-        self.p = params
         self.limit = params.limit
         self.last_good: dict[str, float] = {}
         self.started = False
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         values = sample.values
-        point = self.p.point
+        point = self.params.point
         if point is not None:
             if point not in values:
                 return ()
@@ -269,8 +264,8 @@ class MeterOfflineRule(DeviceRule):
                         "meter_offline",
                         value=round(silent),
                         limit=self.limit,
-                        grade=self.p.grade,
-                        details=self.details(device_id, ctx, point=self.p.point or "any"),
+                        grade=self.params.grade,
+                        details=self.details(device_id, ctx, point=self.params.point or "any"),
                     )
                 )
         return effects
@@ -282,7 +277,7 @@ class MeterOfflineRule(DeviceRule):
         self.alarms.restore(state)
 
     def describe(self) -> str:
-        return f"no good {self.p.point or 'value'} for {self.limit:g} s -> meter_offline"
+        return f"no good {self.params.point or 'value'} for {self.limit:g} s -> meter_offline"
 
 
 class MeterStuckParams(RuleParams):
@@ -309,34 +304,31 @@ class _Stuck:
         self.delay = OnDelay(duration)
 
 
-class MeterStuckRule(DeviceRule):
+class MeterStuckRule(DeviceRule[MeterStuckParams]):
     """A reading that does not move at all while there is load: a frozen register or a
     gateway repeating its last value. Only the time in office hours counts (unless always)."""
 
     kind = "meter_stuck"
-    Params = MeterStuckParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: MeterStuckParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, MeterStuckParams)
-        self.p = params
         self.hours = OfficeHours(params.breaks_up_to, refresh=60.0)
         self.meters: dict[str, _Stuck] = {}
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = sample.values.get(self.p.point)
+        value = sample.values.get(self.params.point)
         if value is None:
             return ()
         meter = self.meters.get(sample.device)
         if meter is None:
-            meter = self.meters[sample.device] = _Stuck(self.p.duration)
+            meter = self.meters[sample.device] = _Stuck(self.params.duration)
         same = value == meter.value
         if not same:
             # A new value starts its own stuck period now (not at its first repeat).
             meter.value = value
             meter.delay.reset()
         t = sample.ts / 1e9
-        expected = self.p.always or not self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo)
+        expected = self.params.always or not self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo)
         # Only the time when load is expected counts; out of office hours an unchanged value
         # proves nothing either way, so a raised alarm stays until the value moves.
         stuck = meter.delay.update(expected, t)
@@ -350,9 +342,11 @@ class MeterStuckRule(DeviceRule):
             sample.device,
             "meter_stuck",
             value=value,
-            limit=self.p.duration,
-            grade=self.p.grade,
-            details=self.details(sample.device, ctx, point=self.p.point, stuck_s=round(t - since)),
+            limit=self.params.duration,
+            grade=self.params.grade,
+            details=self.details(
+                sample.device, ctx, point=self.params.point, stuck_s=round(t - since)
+            ),
         )
 
     def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
@@ -368,13 +362,14 @@ class MeterStuckRule(DeviceRule):
     def restore(self, state: Mapping[str, Any]) -> None:
         self.alarms.restore(state)
         for device_id, s in state.get("meters", {}).items():
-            meter = self.meters[device_id] = _Stuck(self.p.duration)
+            meter = self.meters[device_id] = _Stuck(self.params.duration)
             meter.value = s.get("value")
             meter.delay.restore(s.get("delay", {}))
 
     def describe(self) -> str:
-        when = "at any hour" if self.p.always else "in office hours"
-        return f"{self.p.point} unchanged for {self.p.duration:g} s {when} -> meter_stuck"
+        p = self.params
+        when = "at any hour" if p.always else "in office hours"
+        return f"{p.point} unchanged for {p.duration:g} s {when} -> meter_stuck"
 
 
 COUNTER_BACKWARDS = "counter_backwards"
@@ -417,7 +412,7 @@ class _Counter:
         self.subjects = {kind: f"{device_id}:{kind}" for kind in _COUNTER_KINDS}
 
 
-class CounterRule(DeviceRule):
+class CounterRule(DeviceRule[CounterParams]):
     """An energy counter going backwards, jumping faster than the meter can count, or reset.
 
     One odd reading is compared with the last plausible one; when the next reading agrees
@@ -427,32 +422,33 @@ class CounterRule(DeviceRule):
     """
 
     kind = "energy_counter"
-    Params = CounterParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: CounterParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, CounterParams)
-        self.p = params
         self.counters: dict[str, _Counter] = {}
 
     def _most(self, previous_t: float, t: float) -> float | None:
         """The largest plausible rise between two readings; None without max_rate_kw."""
-        rate = self.p.max_rate_kw
+        rate = self.params.max_rate_kw
         if rate is None:
             return None
-        return rate * max(t - previous_t, 0.0) / 3600.0 + self.p.tolerance
+        return rate * max(t - previous_t, 0.0) / 3600.0 + self.params.tolerance
 
     def _check(self, previous: float, previous_t: float, value: float, t: float) -> str | None:
         delta = value - previous
-        if delta < -self.p.tolerance:
-            return COUNTER_RESET if value <= previous * self.p.reset_fraction else COUNTER_BACKWARDS
+        if delta < -self.params.tolerance:
+            return (
+                COUNTER_RESET
+                if value <= previous * self.params.reset_fraction
+                else COUNTER_BACKWARDS
+            )
         most = self._most(previous_t, t)
         if most is not None and delta > most:
             return COUNTER_JUMP
         return None
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = number(sample.values.get(self.p.point))
+        value = number(sample.values.get(self.params.point))
         if value is None:
             return ()
         t = sample.ts / 1e9
@@ -481,14 +477,18 @@ class CounterRule(DeviceRule):
             kind,
             value=value,
             limit=round(most, 3) if most is not None else previous,
-            grade=self.p.grade,
+            grade=self.params.grade,
             details=self.details(
-                sample.device, ctx, point=self.p.point, previous=previous, delta=value - previous
+                sample.device,
+                ctx,
+                point=self.params.point,
+                previous=previous,
+                delta=value - previous,
             ),
         )
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
-        return self.expire(ctx, self.p.clear_after)
+        return self.expire(ctx, self.params.clear_after)
 
     def snapshot(self) -> dict[str, Any]:
         counters = {d: [c.base, c.base_t, c.suspect, c.suspect_t] for d, c in self.counters.items()}
@@ -503,8 +503,9 @@ class CounterRule(DeviceRule):
         self.last = {str(k): float(v) for k, v in state.get("last", {}).items()}
 
     def describe(self) -> str:
-        jump = f", faster than {self.p.max_rate_kw:g} kW" if self.p.max_rate_kw else ""
-        return f"{self.p.point} backwards, reset{jump}"
+        p = self.params
+        jump = f", faster than {p.max_rate_kw:g} kW" if p.max_rate_kw else ""
+        return f"{p.point} backwards, reset{jump}"
 
 
 # --- consumption after hours ---------------------------------------------------------------
@@ -554,27 +555,24 @@ class _Night:
         self.delay = OnDelay(on_delay)
 
 
-class AfterHoursConsumptionRule(DeviceRule):
+class AfterHoursConsumptionRule(DeviceRule[AfterHoursConsumptionParams]):
     """Power outside office hours above the configured or learned night-time baseline: AC or
     lights left on. A "night" is a stretch out of office hours (a weekend is one)."""
 
     kind = "after_hours_consumption"
-    Params = AfterHoursConsumptionParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: AfterHoursConsumptionParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, AfterHoursConsumptionParams)
-        self.p = params
         self.hours = OfficeHours(params.breaks_up_to, refresh=60.0)
         self.nights: dict[str, _Night] = {}
 
     def limit(self, night: _Night) -> float | None:
-        baseline = self.p.baseline_w
+        baseline = self.params.baseline_w
         if baseline is None:
-            if night.baseline is None or night.nights < self.p.learn_nights:
+            if night.baseline is None or night.nights < self.params.learn_nights:
                 return None
             baseline = night.baseline
-        return max(baseline * self.p.factor, baseline + self.p.min_excess_w)
+        return max(baseline * self.params.factor, baseline + self.params.min_excess_w)
 
     def _learn(self, night: _Night) -> None:
         mean = night.total / night.n
@@ -582,16 +580,16 @@ class AfterHoursConsumptionRule(DeviceRule):
         if night.baseline is None:
             night.baseline = mean
         else:
-            night.baseline += self.p.learn_weight * (mean - night.baseline)
+            night.baseline += self.params.learn_weight * (mean - night.baseline)
         night.nights += 1
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        power = number(sample.values.get(self.p.point))
+        power = number(sample.values.get(self.params.point))
         if power is None:
             return ()
         night = self.nights.get(sample.device)
         if night is None:
-            night = self.nights[sample.device] = _Night(self.p.on_delay)
+            night = self.nights[sample.device] = _Night(self.params.on_delay)
         t = sample.ts / 1e9
         after = self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo)
         if after and sample.device not in self.alarms:
@@ -608,14 +606,14 @@ class AfterHoursConsumptionRule(DeviceRule):
         if sample.device in self.alarms:
             return ()
         assert limit is not None
-        source = "configured" if self.p.baseline_w is not None else "learned"
+        source = "configured" if self.params.baseline_w is not None else "learned"
         return self.alarms.raise_alarm(
             sample.device,
             "after_hours_consumption",
             value=round(power, 1),
             limit=round(limit, 1),
-            grade=self.p.grade,
-            details=self.details(sample.device, ctx, point=self.p.point, baseline=source),
+            grade=self.params.grade,
+            details=self.details(sample.device, ctx, point=self.params.point, baseline=source),
         )
 
     def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
@@ -640,7 +638,7 @@ class AfterHoursConsumptionRule(DeviceRule):
     def restore(self, state: Mapping[str, Any]) -> None:
         self.alarms.restore(state)
         for device_id, s in state.get("nights", {}).items():
-            night = self.nights[device_id] = _Night(self.p.on_delay)
+            night = self.nights[device_id] = _Night(self.params.on_delay)
             night.total, night.n = float(s.get("total", 0.0)), int(s.get("n", 0))
             baseline = s.get("baseline")
             night.baseline = None if baseline is None else float(baseline)
@@ -648,14 +646,13 @@ class AfterHoursConsumptionRule(DeviceRule):
             night.delay.restore(s.get("delay", {}))
 
     def describe(self) -> str:
+        p = self.params
         base = (
-            f"{self.p.baseline_w:g} W"
-            if self.p.baseline_w is not None
-            else f"the learned night baseline (after {self.p.learn_nights} nights)"
+            f"{p.baseline_w:g} W"
+            if p.baseline_w is not None
+            else f"the learned night baseline (after {p.learn_nights} nights)"
         )
-        return (
-            f"{self.p.point} after hours above {base} x {self.p.factor:g} for {self.p.on_delay:g} s"
-        )
+        return f"{p.point} after hours above {base} x {p.factor:g} for {p.on_delay:g} s"
 
 
 # --- quota pace --------------------------------------------------------------------------
@@ -716,18 +713,15 @@ class _Quota:
         self.over = f"{device_id}:{QUOTA_EXCEEDED}"
 
 
-class QuotaPaceRule(DeviceRule):
+class QuotaPaceRule(DeviceRule[QuotaParams]):
     """Consumption of a period against its quota: a warning when the pace projects an
     overrun, an alarm once it is exceeded. A period joined mid-way (a new gateway) is judged
     on the part it saw, against the prorated quota."""
 
     kind = "quota"
-    Params = QuotaParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: QuotaParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, QuotaParams)
-        self.p = params
         self.quotas: dict[str, _Quota] = {}
         self.key = ""
         self.start = self.end = 0.0
@@ -748,19 +742,19 @@ class QuotaPaceRule(DeviceRule):
         return self.alarms.clear(q.pace) + self.alarms.clear(q.over)
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = number(sample.values.get(self.p.point))
+        value = number(sample.values.get(self.params.point))
         if value is None:
             return ()
         t = sample.ts / 1e9
         if not self.start <= t < self.end:
-            self.key, self.start, self.end = period_bounds(t, ctx.now.tzinfo, self.p.period)
+            self.key, self.start, self.end = period_bounds(t, ctx.now.tzinfo, self.params.period)
         q = self.quotas.get(sample.device)
         if q is None:
             q = self.quotas[sample.device] = _Quota(sample.device)
         out: tuple[Effect, ...] = ()
         if q.key != self.key:
             out = self._begin(q, value, t)
-        elif q.last is not None and value < q.last - self.p.tolerance:
+        elif q.last is not None and value < q.last - self.params.tolerance:
             q.carry += q.last - q.start_value  # the counter was reset: keep what it had counted
             q.start_value = value
         q.last, q.last_t = value, t
@@ -771,7 +765,7 @@ class QuotaPaceRule(DeviceRule):
     ) -> tuple[Effect, ...]:
         so_far = q.carry + value - q.start_value
         span = self.end - q.start_t
-        limit = self.p.limit_kwh * span / (self.end - self.start)
+        limit = self.params.limit_kwh * span / (self.end - self.start)
         if so_far > limit:
             if q.over in self.alarms:
                 return ()
@@ -786,11 +780,11 @@ class QuotaPaceRule(DeviceRule):
             )
         out = self.alarms.clear(q.over)  # a new period or a corrected counter
         elapsed = t - q.start_t
-        if span <= 0 or elapsed <= 0 or elapsed < self.p.min_fraction * span:
+        if span <= 0 or elapsed <= 0 or elapsed < self.params.min_fraction * span:
             return out + self.alarms.clear(q.pace)
         projected = so_far * span / elapsed
         raised = q.pace in self.alarms
-        bar = limit * (1.0 - self.p.release) if raised else limit
+        bar = limit * (1.0 - self.params.release) if raised else limit
         if projected <= bar:
             return out + self.alarms.clear(q.pace)
         if raised:
@@ -837,7 +831,8 @@ class QuotaPaceRule(DeviceRule):
             q.last_t = float(s.get("last_t", 0.0))
 
     def describe(self) -> str:
-        return f"{self.p.point}: {self.p.limit_kwh:g} kWh per {self.p.period}, pace and overrun"
+        p = self.params
+        return f"{p.point}: {p.limit_kwh:g} kWh per {p.period}, pace and overrun"
 
 
 # --- PV ----------------------------------------------------------------------------------
@@ -908,16 +903,13 @@ class PvParams(RuleParams):
         return self
 
 
-class PvUnderperformanceRule(DeviceRule):
+class PvUnderperformanceRule(DeviceRule[PvParams]):
     """PV output far below what the sun (or an irradiance sensor) says it should be."""
 
     kind = "pv_performance"
-    Params = PvParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: PvParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, PvParams)
-        self.p = params
         self.delays: dict[str, OnDelay] = {}
         self._minute: float | None = None
         self._elevation = 0.0
@@ -926,41 +918,41 @@ class PvUnderperformanceRule(DeviceRule):
         minute = t // 60.0  # the sun moves a quarter of a degree a minute at most
         if minute != self._minute:
             self._minute = minute
-            self._elevation = solar_elevation(t, self.p.latitude, self.p.longitude)
+            self._elevation = solar_elevation(t, self.params.latitude, self.params.longitude)
         return self._elevation
 
     def expected(self, t: float, ctx: Context) -> tuple[float, str] | None:
         """(expected W, source), or None when there is no fair judgement now."""
-        if self.p.irradiance_device is not None and self.p.irradiance_point is not None:
-            latest = ctx.latest(self.p.irradiance_device, self.p.irradiance_point)
-            if latest is None or t - latest[1] / 1e9 > self.p.irradiance_max_age:
+        if self.params.irradiance_device is not None and self.params.irradiance_point is not None:
+            latest = ctx.latest(self.params.irradiance_device, self.params.irradiance_point)
+            if latest is None or t - latest[1] / 1e9 > self.params.irradiance_max_age:
                 return None
             irradiance = number(latest[0])
-            if irradiance is None or irradiance < self.p.min_irradiance:
+            if irradiance is None or irradiance < self.params.min_irradiance:
                 return None
             factor, source = irradiance / 1000.0, "irradiance"
         else:
             elevation = self.elevation(t)
-            if elevation < self.p.min_elevation:
+            if elevation < self.params.min_elevation:
                 return None
             factor, source = clear_sky_factor(elevation), "clear_sky"
-        return self.p.rated_w * factor * self.p.performance_ratio, source
+        return self.params.rated_w * factor * self.params.performance_ratio, source
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        power = number(sample.values.get(self.p.point))
+        power = number(sample.values.get(self.params.point))
         if power is None:
             return ()
         t = sample.ts / 1e9
         delay = self.delays.get(sample.device)
         if delay is None:
-            delay = self.delays[sample.device] = OnDelay(self.p.on_delay)
+            delay = self.delays[sample.device] = OnDelay(self.params.on_delay)
         found = self.expected(t, ctx)
         if found is None:
             # Night or no sensor: no verdict. A raised alarm waits for output to recover.
             delay.reset()
             return ()
         expected, source = found
-        floor = self.p.ratio * expected
+        floor = self.params.ratio * expected
         low = power < floor
         if not delay.update(low, t):
             return () if low else self.alarms.clear(sample.device)
@@ -971,9 +963,13 @@ class PvUnderperformanceRule(DeviceRule):
             "pv_underperformance",
             value=round(power),
             limit=round(floor),
-            grade=self.p.grade,
+            grade=self.params.grade,
             details=self.details(
-                sample.device, ctx, point=self.p.point, expected_w=round(expected), source=source
+                sample.device,
+                ctx,
+                point=self.params.point,
+                expected_w=round(expected),
+                source=source,
             ),
         )
 
@@ -988,18 +984,19 @@ class PvUnderperformanceRule(DeviceRule):
     def restore(self, state: Mapping[str, Any]) -> None:
         self.alarms.restore(state)
         for device_id, s in state.get("delays", {}).items():
-            delay = self.delays[device_id] = OnDelay(self.p.on_delay)
+            delay = self.delays[device_id] = OnDelay(self.params.on_delay)
             delay.restore(s)
 
     def describe(self) -> str:
+        p = self.params
         source = (
-            f"{self.p.irradiance_device}.{self.p.irradiance_point}"
-            if self.p.irradiance_device
-            else f"clear sky at {self.p.latitude:g}, {self.p.longitude:g}"
+            f"{p.irradiance_device}.{p.irradiance_point}"
+            if p.irradiance_device
+            else f"clear sky at {p.latitude:g}, {p.longitude:g}"
         )
         return (
-            f"{self.p.point} below {self.p.ratio:g} x expected ({self.p.rated_w:g} W rated, "
-            f"{source}) for {self.p.on_delay:g} s"
+            f"{p.point} below {p.ratio:g} x expected ({p.rated_w:g} W rated, "
+            f"{source}) for {p.on_delay:g} s"
         )
 
 
@@ -1025,17 +1022,14 @@ class InverterFaultParams(RuleParams):
         return self
 
 
-class InverterFaultRule(DeviceRule):
+class InverterFaultRule(DeviceRule[InverterFaultParams]):
     """An inverter reporting a fault. With neither fault_values nor bits, any non-zero value
     is a fault (fault_code: 0 = no fault)."""
 
     kind = "inverter_fault"
-    Params = InverterFaultParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: InverterFaultParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, InverterFaultParams)
-        self.p = params
         self.values = frozenset(params.fault_values)
         self.mask = sum(1 << b for b in set(params.bits))
         self.codes: dict[str, Value] = {}  # device -> the value its alarm was raised for
@@ -1051,7 +1045,7 @@ class InverterFaultRule(DeviceRule):
         return False
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = sample.values.get(self.p.point)
+        value = sample.values.get(self.params.point)
         if value is None:
             return ()
         device_id = sample.device
@@ -1061,7 +1055,7 @@ class InverterFaultRule(DeviceRule):
         if self.codes.get(device_id) == value:
             return ()
         self.codes[device_id] = value
-        details = self.details(device_id, ctx, point=self.p.point, code=value)
+        details = self.details(device_id, ctx, point=self.params.point, code=value)
         fault = self.label(device_id, value, ctx)
         if fault:
             details["fault"] = fault
@@ -1070,7 +1064,7 @@ class InverterFaultRule(DeviceRule):
             device_id,
             "inverter_fault",
             value=value,
-            grade=self.p.grade,
+            grade=self.params.grade,
             details=details,
             again=True,
         )
@@ -1078,7 +1072,7 @@ class InverterFaultRule(DeviceRule):
     def label(self, device_id: str, value: Value, ctx: Context) -> str:
         """The profile's words for the code (its enum label), or "" when it has none."""
         info = self.devices.get(device_id) or ctx.device(device_id)
-        point = info.points.get(self.p.point)
+        point = info.points.get(self.params.point)
         if point is None or isinstance(value, bool) or not isinstance(value, int):
             return ""
         return point.labels.get(value, "")
@@ -1091,9 +1085,10 @@ class InverterFaultRule(DeviceRule):
         self.codes = dict(state.get("codes", {}))
 
     def describe(self) -> str:
+        p = self.params
         what = []
-        if self.p.fault_values:
-            what.append(f"in {self.p.fault_values}")
-        if self.p.bits:
-            what.append(f"bits {sorted(set(self.p.bits))} set")
-        return f"{self.p.point} {' or '.join(what) or 'non-zero'} -> inverter_fault"
+        if p.fault_values:
+            what.append(f"in {p.fault_values}")
+        if p.bits:
+            what.append(f"bits {sorted(set(p.bits))} set")
+        return f"{p.point} {' or '.join(what) or 'non-zero'} -> inverter_fault"

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
 
 from core.config_types import Duration
 from core.types import Command, Sample, Value
@@ -132,14 +133,15 @@ class AcUnitParams(RuleParams):
         return not isinstance(value, bool) and value in modes
 
 
-class _AcRule(Rule):
+A = TypeVar("A", bound=AcUnitParams, default=AcUnitParams, covariant=True)
+
+
+class _AcRule(Rule[A]):
     """Binds the units in scope that are not exempt."""
 
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         super().bind(devices)
-        params = self.params
-        assert isinstance(params, AcUnitParams)
-        self.watched = [d for d in self.watched if not params.exempt(d)]
+        self.watched = [d for d in self.watched if not self.params.exempt(d)]
         return [d.id for d in self.watched]
 
 
@@ -187,28 +189,25 @@ class _Unit:
         self.raised: float | None = None  # the setpoint the alarm was raised for
 
 
-class AcPolicyRule(_AcRule):
+class AcPolicyRule(_AcRule[AcPolicyParams]):
     """Cooling setpoints below the summer floor, heating setpoints above the winter ceiling."""
 
     kind = "ac_policy"
-    Params = AcPolicyParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: AcPolicyParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, AcPolicyParams)
-        self.p: AcPolicyParams = params
         self.units: dict[str, _Unit] = {}
         self.devices: dict[str, DeviceInfo] = {}
 
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         ids = super().bind(devices)
-        self.units = {d.id: _Unit(self.p.grace) for d in self.watched}
+        self.units = {d.id: _Unit(self.params.grace) for d in self.watched}
         self.devices = {d.id: d for d in self.watched}
         return ids
 
     def limits(self, device: DeviceInfo) -> tuple[float, float]:
-        cooling, heating = self.p.cooling_min, self.p.heating_max
-        for o in self.p.overrides:
+        cooling, heating = self.params.cooling_min, self.params.heating_max
+        for o in self.params.overrides:
             if any(fnmatch.fnmatchcase(device.zone, g) for g in o.zones):
                 cooling = o.cooling_min if o.cooling_min is not None else cooling
                 heating = o.heating_max if o.heating_max is not None else heating
@@ -222,15 +221,23 @@ class AcPolicyRule(_AcRule):
     def _check(self, device: DeviceInfo, ctx: Context) -> tuple[str, float, float] | bool | None:
         """The violation; False when there is none; None when the unit's state is not known."""
         setpoint = self.units[device.id].setpoint
-        mode = ctx.latest(device.id, self.p.mode_point)
+        mode = ctx.latest(device.id, self.params.mode_point)
         if setpoint is None or mode is None:
             return None
-        if self.p.power(device.id, ctx) is False:
+        if self.params.power(device.id, ctx) is False:
             return False
         cooling, heating = self.limits(device)
-        if setpoint < cooling and mode[0] in self.p.cool_modes and self.p.summer.contains(ctx.now):
+        if (
+            setpoint < cooling
+            and mode[0] in self.params.cool_modes
+            and self.params.summer.contains(ctx.now)
+        ):
             return "below", setpoint, cooling
-        if setpoint > heating and mode[0] in self.p.heat_modes and self.p.winter.contains(ctx.now):
+        if (
+            setpoint > heating
+            and mode[0] in self.params.heat_modes
+            and self.params.winter.contains(ctx.now)
+        ):
             return "above", setpoint, heating
         return False
 
@@ -238,7 +245,7 @@ class AcPolicyRule(_AcRule):
         unit = self.units.get(sample.device)
         if unit is None:
             return ()
-        value = _number(sample.values.get(self.p.setpoint_point))
+        value = _number(sample.values.get(self.params.setpoint_point))
         t = ctx.now.timestamp()
         if value is not None:
             if unit.setpoint is not None and value != unit.setpoint:
@@ -281,7 +288,7 @@ class AcPolicyRule(_AcRule):
                 "direction": direction,
                 "direction_zh": direction_zh,
                 "direction_en": direction_en,
-                "point": self.p.setpoint_point,
+                "point": self.params.setpoint_point,
                 "previous_setpoint": unit.previous if unit.previous is not None else "",
                 "changed_at": _iso(unit.changed_at, ctx.now) if unit.changed_at else "",
             }
@@ -292,12 +299,12 @@ class AcPolicyRule(_AcRule):
                     "ac_setpoint_violation",
                     setpoint,
                     limit,
-                    self.p.grade,
+                    self.params.grade,
                     details,
                 )
             )
-        every = max(self.p.grace, self.p.retry)
-        if self.p.enforce and (unit.enforced_at is None or t - unit.enforced_at >= every):
+        every = max(self.params.grace, self.params.retry)
+        if self.params.enforce and (unit.enforced_at is None or t - unit.enforced_at >= every):
             # Tried once per interval even when the limit cannot be written: no write, and
             # no new Raise (the alarm stands), but no work on every sample either.
             unit.enforced_at = t
@@ -305,7 +312,7 @@ class AcPolicyRule(_AcRule):
             if target is not None:
                 effects.append(
                     Issue(
-                        Command(device.id, self.p.setpoint_point, target, f"rule:{self.id}"),
+                        Command(device.id, self.params.setpoint_point, target, f"rule:{self.id}"),
                         f"setpoint {setpoint:g} {direction} the limit {limit:g}",
                     )
                 )
@@ -325,7 +332,7 @@ class AcPolicyRule(_AcRule):
 
     def _writable(self, device: DeviceInfo, limit: float) -> float | None:
         """The limit, if the profile allows writing it; never a value outside its range."""
-        point = device.points.get(self.p.setpoint_point)
+        point = device.points.get(self.params.setpoint_point)
         if point is None or point.writable_min is None or point.writable_max is None:
             return None
         if not point.writable_min <= limit <= point.writable_max:
@@ -356,10 +363,11 @@ class AcPolicyRule(_AcRule):
                 unit.raised, unit.enforced_at = s.get("raised"), s.get("enforced_at")
 
     def describe(self) -> str:
-        mode = "enforced" if self.p.enforce else "alarm only"
+        p = self.params
+        mode = "enforced" if p.enforce else "alarm only"
         return (
-            f"cooling >= {self.p.cooling_min:g} °C in summer, heating <= {self.p.heating_max:g} °C "
-            f"in winter, {mode}, grace {self.p.grace:g} s"
+            f"cooling >= {p.cooling_min:g} °C in summer, heating <= {p.heating_max:g} °C "
+            f"in winter, {mode}, grace {p.grace:g} s"
         )
 
 
@@ -377,16 +385,13 @@ class AcAfterHoursParams(AcUnitParams):
     )
 
 
-class AcAfterHoursRule(_AcRule):
+class AcAfterHoursRule(_AcRule[AcAfterHoursParams]):
     """An AC unit left on outside office hours (the working calendar, 调休 included)."""
 
     kind = "ac_after_hours"
-    Params = AcAfterHoursParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: AcAfterHoursParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, AcAfterHoursParams)
-        self.p = params
         # Asked on every poll of every unit: the answer is kept for the clock minute (exact).
         self.hours = OfficeHours(params.breaks_up_to, refresh=60.0)
         self.alarms = AlarmLatch(rule_id)
@@ -396,11 +401,11 @@ class AcAfterHoursRule(_AcRule):
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         ids = super().bind(devices)
         self.devices = {d.id: d for d in self.watched}
-        self.delays = {d: OnDelay(self.p.delay) for d in ids}
+        self.delays = {d: OnDelay(self.params.delay) for d in ids}
         return ids
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        if self.p.power_point not in sample.values or sample.device not in self.delays:
+        if self.params.power_point not in sample.values or sample.device not in self.delays:
             return ()
         return self._evaluate(sample.device, ctx, sample.ts / 1e9)
 
@@ -413,7 +418,7 @@ class AcAfterHoursRule(_AcRule):
         return effects
 
     def _evaluate(self, device_id: str, ctx: Context, t: float) -> Iterable[Effect]:
-        on = self.p.power(device_id, ctx)
+        on = self.params.power(device_id, ctx)
         if on is None:
             return ()
         running = on and self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo)
@@ -428,8 +433,8 @@ class AcAfterHoursRule(_AcRule):
             device_id,
             "ac_after_hours",
             value=round(t - delay.since),
-            limit=self.p.delay,
-            grade=self.p.grade,
+            limit=self.params.delay,
+            grade=self.params.grade,
             details={
                 "device": device_id,
                 "place": info.place(),
@@ -450,7 +455,8 @@ class AcAfterHoursRule(_AcRule):
         restore_delays(self.alarms, self.delays, state)
 
     def describe(self) -> str:
-        return f"{self.p.power_point} on outside office hours for {self.p.delay:g} s"
+        p = self.params
+        return f"{p.power_point} on outside office hours for {p.delay:g} s"
 
 
 # --- window open ---------------------------------------------------------------------------
@@ -473,16 +479,13 @@ class AcWindowOpenParams(AcUnitParams):
     )
 
 
-class AcWindowOpenRule(_AcRule):
+class AcWindowOpenRule(_AcRule[AcWindowOpenParams]):
     """An AC unit cooling or heating while a window (or door) in its zone stands open."""
 
     kind = "ac_window_open"
-    Params = AcWindowOpenParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: AcWindowOpenParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, AcWindowOpenParams)
-        self.p = params
         self.modes: tuple[int, ...] = (*params.cool_modes, *params.heat_modes)
         self.alarms = AlarmLatch(rule_id)
         self.units: dict[str, DeviceInfo] = {}
@@ -500,8 +503,8 @@ class AcWindowOpenRule(_AcRule):
             for d in devices
             if d.zone
             and d.id not in unit_ids
-            and self.p.contact_point in d.points
-            and self.p.contacts.matches(d)
+            and self.params.contact_point in d.points
+            and self.params.contacts.matches(d)
         ]
         self.contacts = {}
         for c in contacts:
@@ -514,7 +517,7 @@ class AcWindowOpenRule(_AcRule):
             self.zone_units.setdefault(u.zone, []).append(u.id)
         self.contacts = {z: ids for z, ids in self.contacts.items() if z in self.zone_units}
         self.contact_zone = {c: z for z, ids in self.contacts.items() for c in ids}
-        self.delays = {u: OnDelay(self.p.delay) for u in self.units}
+        self.delays = {u: OnDelay(self.params.delay) for u in self.units}
         chosen = [*self.units.values(), *(d for d in contacts if d.id in self.contact_zone)]
         self.watched = chosen
         return [d.id for d in chosen]
@@ -524,7 +527,7 @@ class AcWindowOpenRule(_AcRule):
         opened: list[str] = []
         unknown = False
         for contact in self.contacts.get(zone, ()):
-            latest = ctx.latest(contact, self.p.contact_point)
+            latest = ctx.latest(contact, self.params.contact_point)
             state = None if latest is None else flag(latest[0])
             if state:
                 opened.append(contact)
@@ -537,11 +540,11 @@ class AcWindowOpenRule(_AcRule):
         values = sample.values
         t = sample.ts / 1e9
         if device_id in self.units:
-            if self.p.mode_point not in values and self.p.power_point not in values:
+            if self.params.mode_point not in values and self.params.power_point not in values:
                 return ()
             return self._evaluate(device_id, ctx, t)
         zone = self.contact_zone.get(device_id)
-        if zone is None or self.p.contact_point not in values:
+        if zone is None or self.params.contact_point not in values:
             return ()
         effects: list[Effect] = []
         for unit in self.zone_units[zone]:
@@ -559,7 +562,7 @@ class AcWindowOpenRule(_AcRule):
 
     def _evaluate(self, unit: str, ctx: Context, t: float) -> Iterable[Effect]:
         info = self.units[unit]
-        running = self.p.mode_in(unit, ctx, self.modes)
+        running = self.params.mode_in(unit, ctx, self.modes)
         opened = self.open_contacts(info.zone, ctx) if running else []
         if running is None or opened is None:
             return ()  # not known yet: keep the delay and the alarm
@@ -574,8 +577,8 @@ class AcWindowOpenRule(_AcRule):
             unit,
             "ac_window_open",
             value=round(t - delay.since),
-            limit=self.p.delay,
-            grade=self.p.grade,
+            limit=self.params.delay,
+            grade=self.params.grade,
             details={"device": unit, "place": info.place(), "window": ", ".join(opened)},
         )
 
@@ -599,9 +602,10 @@ class AcWindowOpenRule(_AcRule):
         restore_delays(self.alarms, self.delays, state)
 
     def describe(self) -> str:
+        p = self.params
         return (
-            f"cooling or heating with a {self.p.contact_point} contact in the zone open for "
-            f"{self.p.delay:g} s ({len(self.units)} units, {len(self.contact_zone)} contacts)"
+            f"cooling or heating with a {p.contact_point} contact in the zone open for "
+            f"{p.delay:g} s ({len(self.units)} units, {len(self.contact_zone)} contacts)"
         )
 
 
@@ -678,7 +682,7 @@ class _Shifted:
         )
 
 
-class DemandResponseRule(_AcRule):
+class DemandResponseRule(_AcRule[DemandResponseParams]):
     """Raises the cooling setpoints of the units in scope while a demand-response event runs.
 
     Events arrive as inputs (Engine.on_input with a DemandResponseEvent or DemandResponseCancel
@@ -698,15 +702,12 @@ class DemandResponseRule(_AcRule):
     """
 
     kind = "demand_response"
-    Params = DemandResponseParams
 
     MAX_EVENTS: ClassVar[int] = 100
     """Events kept at once: a misbehaving adapter cannot grow the state without bound."""
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: DemandResponseParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, DemandResponseParams)
-        self.p = params
         self.devices: dict[str, DeviceInfo] = {}
         self.events: dict[str, DrEvent] = {}
         self.units: dict[str, _Shifted] = {}  # units taken into the running event(s)
@@ -749,13 +750,13 @@ class DemandResponseRule(_AcRule):
         """Take a (valid) event; raises ValueError when MAX_EVENTS are pending already."""
         if event.id not in self.events and len(self.events) >= self.MAX_EVENTS:
             raise ValueError(f"{self.MAX_EVENTS} events already pending")
-        requested = self.p.offset if event.offset is None else event.offset
+        requested = self.params.offset if event.offset is None else event.offset
         t0, t1 = event.start.timestamp(), event.end.timestamp()
         ev = DrEvent(
             event.id,
             t0,
-            min(t1, t0 + self.p.max_duration),
-            min(requested, self.p.max_offset),
+            min(t1, t0 + self.params.max_duration),
+            min(requested, self.params.max_offset),
             requested,
         )
         self.events[event.id] = ev
@@ -773,7 +774,7 @@ class DemandResponseRule(_AcRule):
             return ()
         unit = self.units.get(sample.device)
         if unit is not None and not unit.manual:
-            self._observe(unit, _number(sample.values.get(self.p.setpoint_point)))
+            self._observe(unit, _number(sample.values.get(self.params.setpoint_point)))
         return ()
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
@@ -801,19 +802,19 @@ class DemandResponseRule(_AcRule):
             unit.manual = True
 
     def _range(self, info: DeviceInfo) -> tuple[float, float] | None:
-        point = info.points.get(self.p.setpoint_point)
+        point = info.points.get(self.params.setpoint_point)
         if point is None or point.writable_min is None or point.writable_max is None:
             return None
         return point.writable_min, point.writable_max
 
     def _command(self, info: DeviceInfo, value: float, reason: str) -> Issue:
-        return Issue(Command(info.id, self.p.setpoint_point, value, f"rule:{self.id}"), reason)
+        return Issue(Command(info.id, self.params.setpoint_point, value, f"rule:{self.id}"), reason)
 
     def _take(self, info: DeviceInfo, offset: float, label: str, ctx: Context) -> list[Effect]:
         """A unit not yet in the event: shifted if it is cooling now."""
-        if not self.p.mode_in(info.id, ctx, self.p.cool_modes):
+        if not self.params.mode_in(info.id, ctx, self.params.cool_modes):
             return []
-        latest = ctx.latest(info.id, self.p.setpoint_point)
+        latest = ctx.latest(info.id, self.params.setpoint_point)
         base = None if latest is None else _number(latest[0])
         if base is None:
             return []
@@ -846,9 +847,9 @@ class DemandResponseRule(_AcRule):
             if info is None or unit.target is None:
                 continue  # nothing was written
             if not unit.manual:
-                latest = ctx.latest(device_id, self.p.setpoint_point)
+                latest = ctx.latest(device_id, self.params.setpoint_point)
                 self._observe(unit, None if latest is None else _number(latest[0]))
-            if unit.manual and not self.p.restore_manual:
+            if unit.manual and not self.params.restore_manual:
                 continue  # the person's value stays
             writable = self._range(info)
             if writable is None or not writable[0] <= unit.base <= writable[1]:
@@ -884,9 +885,10 @@ class DemandResponseRule(_AcRule):
         self.units = {str(d): _Shifted.from_json(u) for d, u in state.get("units", {}).items()}
 
     def describe(self) -> str:
-        keep = "restored" if self.p.restore_manual else "kept"
+        p = self.params
+        keep = "restored" if p.restore_manual else "kept"
         return (
-            f"demand response: cooling setpoints +{self.p.offset:g} °C by default, at most "
-            f"+{self.p.max_offset:g} °C, events at most {self.p.max_duration:g} s, manual "
+            f"demand response: cooling setpoints +{p.offset:g} °C by default, at most "
+            f"+{p.max_offset:g} °C, events at most {p.max_duration:g} s, manual "
             f"changes {keep}"
         )

@@ -115,28 +115,25 @@ class DoorForcedParams(_SecuredZones):
     )
 
 
-class DoorForcedRule(DeviceRule):
+class DoorForcedRule(DeviceRule[DoorForcedParams]):
     """A door opened without a valid unlock; red after hours in a secured zone."""
 
     kind = "door_forced"
-    Params = DoorForcedParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: DoorForcedParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, DoorForcedParams)
-        self.p = params
         self.hours = OfficeHours(params.breaks_up_to)
         self.red: set[str] = set()  # subjects raised with the secured grade
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = sample.values.get(self.p.point)
+        value = sample.values.get(self.params.point)
         if value is None or not flag(value):
             return ()
         t = sample.ts / 1e9
         subject = door_subject(sample.device, sample.values.get("door_no"))
         self.last[subject] = t
         info = _info(self.devices, sample.device, ctx)
-        red = self.p.secured(info) and self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo)
+        red = self.params.secured(info) and self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo)
         # A repeat only matters when it makes the alarm worse (secured, after hours).
         if subject in self.alarms and (not red or subject in self.red):
             return ()
@@ -144,7 +141,7 @@ class DoorForcedRule(DeviceRule):
             self.red.add(subject)
         details = _details(info, sample, "door_no")
         details["after_hours_secured"] = red
-        grade = self.p.secured_grade if red else self.p.grade
+        grade = self.params.secured_grade if red else self.params.grade
         return self.alarms.raise_alarm(
             subject, "door_forced_open", grade=grade, details=details, again=True
         )
@@ -153,7 +150,7 @@ class DoorForcedRule(DeviceRule):
         if not self.last:
             return ()
         now = ctx.now.timestamp()
-        over = [s for s, t in self.last.items() if now - t >= self.p.clear_after]
+        over = [s for s, t in self.last.items() if now - t >= self.params.clear_after]
         effects: list[Effect] = []
         for subject in over:
             del self.last[subject]
@@ -170,10 +167,11 @@ class DoorForcedRule(DeviceRule):
         self.red = set(state.get("red", ()))
 
     def describe(self) -> str:
-        zones = ", ".join(self.p.secured_zones) or "use=secured"
+        p = self.params
+        zones = ", ".join(p.secured_zones) or "use=secured"
         return (
-            f"{self.p.point} -> door_forced_open ({self.p.secured_grade} after hours in {zones}),"
-            f" clears {self.p.clear_after:g} s after the last event"
+            f"{p.point} -> door_forced_open ({p.secured_grade} after hours in {zones}),"
+            f" clears {p.clear_after:g} s after the last event"
         )
 
 
@@ -193,28 +191,25 @@ class DoorHeldOpenParams(RuleParams):
     )
 
 
-class DoorHeldOpenRule(DeviceRule):
+class DoorHeldOpenRule(DeviceRule[DoorHeldOpenParams]):
     """A door left open: the controller's own timeout event, or a contact open too long."""
 
     kind = "door_held_open"
-    Params = DoorHeldOpenParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: DoorHeldOpenParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, DoorHeldOpenParams)
-        self.p = params
         self.open: dict[str, OnDelay] = {}  # subject -> running on-delay while the door is open
 
     def _limit(self, subject: str) -> float:
-        per_door = self.p.per_door
+        per_door = self.params.per_door
         if subject in per_door:
             return per_door[subject]
-        return per_door.get(_device_of(subject), self.p.max_open)
+        return per_door.get(_device_of(subject), self.params.max_open)
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         values = sample.values
-        held = values.get(self.p.held_point)
-        opened = values.get(self.p.contact_point)
+        held = values.get(self.params.held_point)
+        opened = values.get(self.params.contact_point)
         if held is None and opened is None:
             return ()
         subject = door_subject(sample.device, values.get("door_no"))
@@ -231,7 +226,7 @@ class DoorHeldOpenRule(DeviceRule):
                     subject,
                     "door_held_open",
                     value=round(t - since) if since is not None else None,
-                    grade=self.p.grade,
+                    grade=self.params.grade,
                     details=details,
                 )
             return self.alarms.clear(subject)
@@ -263,7 +258,7 @@ class DoorHeldOpenRule(DeviceRule):
             "door_held_open",
             value=round(t - delay.since),
             limit=delay.delay,
-            grade=self.p.grade,
+            grade=self.params.grade,
             details=details,
         )
 
@@ -302,10 +297,11 @@ class DoorHeldOpenRule(DeviceRule):
             delay.restore(s)
 
     def describe(self) -> str:
-        extra = f", {len(self.p.per_door)} per-door limits" if self.p.per_door else ""
+        p = self.params
+        extra = f", {len(p.per_door)} per-door limits" if p.per_door else ""
         return (
-            f"{self.p.held_point} event, or {self.p.contact_point} longer than "
-            f"{self.p.max_open:g} s{extra} -> door_held_open"
+            f"{p.held_point} event, or {p.contact_point} longer than "
+            f"{p.max_open:g} s{extra} -> door_held_open"
         )
 
 
@@ -324,50 +320,47 @@ class InvalidCardsParams(RuleParams):
     )
 
 
-class InvalidCardsRule(DeviceRule):
+class InvalidCardsRule(DeviceRule[InvalidCardsParams]):
     """Repeated invalid cards at one door: someone trying cards, or a lock-out in the making."""
 
     kind = "invalid_cards"
-    Params = InvalidCardsParams
 
     MAX_CARDS_SHOWN: ClassVar[int] = 10
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: InvalidCardsParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, InvalidCardsParams)
-        self.p = params
         self.windows: dict[str, CountWindow] = {}
         self.cards: dict[str, dict[str, float]] = {}  # subject -> card number -> last seen
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = sample.values.get(self.p.point)
+        value = sample.values.get(self.params.point)
         if value is None or not flag(value):
             return ()
         t = sample.ts / 1e9
         subject = door_subject(sample.device, sample.values.get("door_no"))
         window = self.windows.get(subject)
         if window is None:
-            window = self.windows[subject] = CountWindow(self.p.count, self.p.window)
+            window = self.windows[subject] = CountWindow(self.params.count, self.params.window)
         hit = window.add(t)
         cards = self.cards.setdefault(subject, {})
-        card = sample.values.get(self.p.card_point)
+        card = sample.values.get(self.params.card_point)
         if card is not None:
             cards[str(card)] = t
-        for old in [c for c, seen in cards.items() if t - seen > self.p.window]:
+        for old in [c for c, seen in cards.items() if t - seen > self.params.window]:
             del cards[old]
         if not hit:
             return ()
         details = _details(_info(self.devices, sample.device, ctx), sample, "door_no")
         details["cards"] = ", ".join(sorted(cards)[: self.MAX_CARDS_SHOWN])
         details["distinct_cards"] = len(cards)
-        details["window_s"] = self.p.window
+        details["window_s"] = self.params.window
         # Again on every further card: the count in the alarm text keeps up.
         return self.alarms.raise_alarm(
             subject,
             "invalid_cards_repeated",
             value=len(window),
-            limit=self.p.count,
-            grade=self.p.grade,
+            limit=self.params.count,
+            grade=self.params.grade,
             details=details,
             again=True,
         )
@@ -394,12 +387,13 @@ class InvalidCardsRule(DeviceRule):
         self.alarms.restore(state)
         self.windows = {}
         for subject, s in state.get("windows", {}).items():
-            window = self.windows[subject] = CountWindow(self.p.count, self.p.window)
+            window = self.windows[subject] = CountWindow(self.params.count, self.params.window)
             window.restore(s)
         self.cards = {s: dict(c) for s, c in state.get("cards", {}).items()}
 
     def describe(self) -> str:
-        return f"{self.p.count} x {self.p.point} within {self.p.window:g} s at one door"
+        p = self.params
+        return f"{p.count} x {p.point} within {p.window:g} s at one door"
 
 
 class AfterHoursAccessParams(_SecuredZones):
@@ -416,28 +410,25 @@ class AfterHoursAccessParams(_SecuredZones):
     )
 
 
-class AfterHoursAccessRule(DeviceRule):
+class AfterHoursAccessRule(DeviceRule[AfterHoursAccessParams]):
     """Someone came through a door of a secured zone outside office hours."""
 
     kind = "after_hours_access"
-    Params = AfterHoursAccessParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: AfterHoursAccessParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, AfterHoursAccessParams)
-        self.p = params
         self.hours = OfficeHours(params.breaks_up_to)
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         values = sample.values
-        for point in self.p.points:
+        for point in self.params.points:
             value = values.get(point)
             if value is not None and flag(value):
                 break
         else:
             return ()
         info = _info(self.devices, sample.device, ctx)
-        if not self.p.secured(info):
+        if not self.params.secured(info):
             return ()
         t = sample.ts / 1e9
         if not self.hours.after_hours(ctx.calendar, t, ctx.now.tzinfo):
@@ -452,11 +443,11 @@ class AfterHoursAccessRule(DeviceRule):
         if person:
             details["person"] = person
         return self.alarms.raise_alarm(
-            subject, "after_hours_access", grade=self.p.grade, details=details
+            subject, "after_hours_access", grade=self.params.grade, details=details
         )
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
-        return self.expire(ctx, self.p.clear_after)
+        return self.expire(ctx, self.params.clear_after)
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.alarms.snapshot(), "last": dict(self.last)}
@@ -466,8 +457,9 @@ class AfterHoursAccessRule(DeviceRule):
         self.last = {str(k): float(v) for k, v in state.get("last", {}).items()}
 
     def describe(self) -> str:
-        zones = ", ".join(self.p.secured_zones) or "use=secured"
-        return f"{' or '.join(self.p.points)} after office hours in {zones}"
+        p = self.params
+        zones = ", ".join(p.secured_zones) or "use=secured"
+        return f"{' or '.join(p.points)} after office hours in {zones}"
 
 
 # --- cameras -----------------------------------------------------------------------------
@@ -521,22 +513,19 @@ class _Camera:
         self.subjects = {kind: f"{device_id}:{kind}" for kind in _CAMERA_KINDS}
 
 
-class CameraRule(DeviceRule):
+class CameraRule(DeviceRule[CameraParams]):
     """Camera offline (unavailable or silent), video loss, tamper, recorder disk error or full."""
 
     kind = "camera"
-    Params = CameraParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: CameraParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, CameraParams)
-        self.p = params
         self.cameras: dict[str, _Camera] = {}
 
     def _new(self, info: DeviceInfo) -> _Camera:
-        mode = self.p.silence_check
+        mode = self.params.silence_check
         keepalive = mode == "all" or (mode == "keepalive" and "heartbeat" in info.points)
-        return _Camera(info.id, self.p.offline_after, keepalive)
+        return _Camera(info.id, self.params.offline_after, keepalive)
 
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         ids = super().bind(devices)
@@ -576,7 +565,7 @@ class CameraRule(DeviceRule):
                     details["point"] = point
                     # The value is a flag, not a quantity: the alarm carries none.
                     out += self.alarms.raise_alarm(
-                        subject, kind, grade=self.p.grade, details=details
+                        subject, kind, grade=self.params.grade, details=details
                     )
             else:
                 if kind == VIDEO_LOSS:
@@ -597,8 +586,10 @@ class CameraRule(DeviceRule):
             subject,
             CAMERA_OFFLINE,
             value=round(t - since) if since is not None else None,
-            limit=self.p.offline_after if reason == "unavailable" else self.p.heartbeat_timeout,
-            grade=self.p.grade,
+            limit=self.params.offline_after
+            if reason == "unavailable"
+            else self.params.heartbeat_timeout,
+            grade=self.params.grade,
             details=details,
         )
 
@@ -611,9 +602,12 @@ class CameraRule(DeviceRule):
                 cam.last_seen = now
             if cam.down.since is not None and cam.down.update(True, now):
                 effects.extend(self._offline(cam, device_id, ctx, now, "unavailable"))
-            elif cam.keepalive and now - cam.last_seen >= self.p.heartbeat_timeout:
+            elif cam.keepalive and now - cam.last_seen >= self.params.heartbeat_timeout:
                 effects.extend(self._offline(cam, device_id, ctx, now, "silent"))
-            if cam.loss_event is not None and now - cam.loss_event >= self.p.video_loss_clear_after:
+            if (
+                cam.loss_event is not None
+                and now - cam.loss_event >= self.params.video_loss_clear_after
+            ):
                 cam.loss_event = None
                 effects.extend(self.alarms.clear(cam.subjects[VIDEO_LOSS]))
         return effects
@@ -632,15 +626,16 @@ class CameraRule(DeviceRule):
             cam = self.cameras.get(device_id)
             if cam is None:
                 # Not bound (yet): keep the state; the silence check needs a profile to decide.
-                cam = self.cameras[device_id] = _Camera(device_id, self.p.offline_after, False)
+                cam = self.cameras[device_id] = _Camera(device_id, self.params.offline_after, False)
             cam.down.restore(s.get("down", {}))
             loss = s.get("loss_event")
             cam.loss_event = None if loss is None else float(loss)
 
     def describe(self) -> str:
+        p = self.params
         return (
-            f"offline after {self.p.offline_after:g} s unavailable or "
-            f"{self.p.heartbeat_timeout:g} s silent ({self.p.silence_check}); video loss, "
+            f"offline after {p.offline_after:g} s unavailable or "
+            f"{p.heartbeat_timeout:g} s silent ({p.silence_check}); video loss, "
             "tamper, recorder disk error and full"
         )
 
@@ -677,42 +672,39 @@ class SafetyInputParams(RuleParams):
     )
 
 
-class SafetyInputRule(DeviceRule):
+class SafetyInputRule(DeviceRule[SafetyInputParams]):
     """A fire, gas, duress or tamper input: raised at once, red unless configured otherwise."""
 
     kind = "safety_input"
-    Params = SafetyInputParams
 
-    def __init__(self, rule_id: str, params: RuleParams) -> None:
+    def __init__(self, rule_id: str, params: SafetyInputParams) -> None:
         super().__init__(rule_id, params)
-        assert isinstance(params, SafetyInputParams)
-        self.p = params
         self.grade: Grade = params.grade or _SAFETY_GRADES[params.alarm_kind]
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = sample.values.get(self.p.point)
+        value = sample.values.get(self.params.point)
         if value is None:
             return ()
         active = flag(value)
         if active is None:
             return ()
         subject = sample.device
-        if active is self.p.invert:
+        if active is self.params.invert:
             return self.alarms.clear(subject)
-        if self.p.event:
+        if self.params.event:
             self.last[subject] = sample.ts / 1e9
         if subject in self.alarms:
             return ()
         details = _details(
             _info(self.devices, sample.device, ctx), sample, "door_no", "employee_no"
         )
-        details["point"] = self.p.point
+        details["point"] = self.params.point
         return self.alarms.raise_alarm(
-            subject, self.p.alarm_kind, value=value, grade=self.grade, details=details
+            subject, self.params.alarm_kind, value=value, grade=self.grade, details=details
         )
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
-        return self.expire(ctx, self.p.clear_after)
+        return self.expire(ctx, self.params.clear_after)
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.alarms.snapshot(), "last": dict(self.last)}
@@ -722,6 +714,7 @@ class SafetyInputRule(DeviceRule):
         self.last = {str(k): float(v) for k, v in state.get("last", {}).items()}
 
     def describe(self) -> str:
-        level = "false" if self.p.invert else "true"
-        end = f"clears {self.p.clear_after:g} s after" if self.p.event else "clears on the opposite"
-        return f"{self.p.point} {level} -> {self.p.alarm_kind} ({self.grade}), {end}"
+        p = self.params
+        level = "false" if p.invert else "true"
+        end = f"clears {p.clear_after:g} s after" if p.event else "clears on the opposite"
+        return f"{p.point} {level} -> {p.alarm_kind} ({self.grade}), {end}"
