@@ -245,59 +245,22 @@ def _override_transport(args: argparse.Namespace) -> Transport | None:
     return None
 
 
-async def _demo(args: argparse.Namespace) -> None:
-    from gateway.config_load import needs_embedded_broker
-    from gateway.site import BrokerConfig, MqttConfig
-    from simulator.broker import EmbeddedBroker, start_embedded_broker
-    from simulator.building import start_building
-    from simulator.clock import SimClock
-    from simulator.mqtt_devices import MqttBuilding, ac_units_by_zone, from_site
-    from simulator.scenario import Scenario
-
-    path = Path(args.site)
-    broker: EmbeddedBroker | None = None
-    mqtt: MqttConfig | None = None
-    if needs_embedded_broker(path):
-        # The site names no broker: the demo brings its own, on loopback.
-        broker = await start_embedded_broker()
-        mqtt = MqttConfig(brokers=[BrokerConfig(name="site", host=broker.host, port=broker.port)])
-    try:
-        loaded = load_site(path, mqtt=mqtt)
-        if args.alarm_store:
-            alarms = loaded.site.alarms.model_copy(update={"store": args.alarm_store})
-            loaded.site = loaded.site.model_copy(update={"alarms": alarms})
-        start = datetime.fromisoformat(args.start) if args.start else None
-        clock = SimClock(speed=args.speed, start=start, tz=loaded.site.site.timezone)
-        building = await start_building(loaded.site, loaded.profiles, clock)
-        devices = MqttBuilding(
-            from_site(loaded.site), clock, ac_units=ac_units_by_zone(loaded.site, building)
-        )
-        scenario = Scenario.default(clock, building, devices)
-        try:
-            if loaded.site.mqtt is not None and devices.devices:
-                first = loaded.site.mqtt.brokers[0]
-                await devices.start(first.host, first.port)
-            if not args.no_scenario:
-                scenario.start()
-            await _run(
-                loaded,
-                not args.no_view,
-                args.duration,
-                _override_transport(args),
-                args.spool,
-                clock.now,  # rules live in the building's (possibly faster) time
-            )
-        finally:
-            await scenario.stop()
-            await devices.stop()
-            await building.stop()
-    finally:
-        if broker is not None:
-            await broker.stop()
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    asyncio.run(_demo(args))
+    from gateway.demo import DemoOptions, run_demo
+
+    async def run_gateway(loaded: LoadedSite, rules_clock: Callable[[], datetime]) -> None:
+        transport = _override_transport(args)
+        await _run(loaded, not args.no_view, args.duration, transport, args.spool, rules_clock)
+
+    start = datetime.fromisoformat(args.start) if args.start else None
+    options = DemoOptions(
+        site=Path(args.site),
+        speed=args.speed,
+        start=start,
+        scenario=not args.no_scenario,
+        alarm_store=args.alarm_store,
+    )
+    asyncio.run(run_demo(options, run_gateway))
     return 0
 
 

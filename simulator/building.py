@@ -13,20 +13,12 @@ import contextlib
 import logging
 import signal
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from drivers.modbus.profile import Profile
-from gateway.config_load import (
-    BUILTIN_PROFILES,
-    LoadedSite,
-    available_profiles,
-    load_profile,
-)
-from gateway.site import DeviceConfig, Site
 from simulator.clock import SimClock
 from simulator.models import (
     MODE_COOL,
@@ -45,6 +37,7 @@ from simulator.server import (
     is_loopback,
     serve,
 )
+from simulator.site import BuildingSite, SiteDevice, read_site
 
 log = logging.getLogger("guanjia.simulator")
 
@@ -73,7 +66,7 @@ PV_DEFAULT_RATED_W = 30_000.0
 class DeviceSim:
     """A site device with the profile and the model that will simulate it."""
 
-    config: DeviceConfig
+    config: SiteDevice
     profile: Profile
     model: DeviceModel
 
@@ -83,52 +76,23 @@ def _seed(base: int, device_id: str) -> int:
     return base * 1_000_003 + zlib.crc32(device_id.encode())
 
 
-def _is_server_room(dev: DeviceConfig) -> bool:
+def _is_server_room(dev: SiteDevice) -> bool:
     use = dev.tags.get("use", "")
     zone = dev.tags.get("zone", "")
     return use in ("server_room", "it") or zone.startswith("srv")
 
 
-def _builtin_profiles(site: Site) -> dict[str, Profile]:
-    """The profiles a bare Site names, from its absolute profile_dirs and the built-in ones.
+def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> list[DeviceSim]:
+    """Choose and build a model for every enabled Modbus device of a site.
 
-    Relative profile_dirs are relative to the site file, which a bare Site doesn't know:
-    pass a LoadedSite (or the profiles) for those.
+    Meters (kind ``meter``) get an OfficeMeter sized by their ``use`` tag; PV inverters a
+    PvInverter (the Huawei one sees the ``use: total`` meter as its grid meter's load); A/C
+    units (kind ``hvac``) an AcUnit, a server room's (``zone: srv-*`` or ``use: server_room``)
+    running at 22 °C with 10 °C of heat gain, the others alternating on/off with setpoints
+    that give the A/C policy something to correct. Other kinds get a StaticModel (zeros).
     """
-    dirs = [Path(d) for d in site.profile_dirs if Path(d).is_absolute()]
-    available = available_profiles([*dirs, BUILTIN_PROFILES])
-    loaded = {
-        name: load_profile(available[name])
-        for name in {d.profile for d in site.devices if d.enabled and d.modbus is not None}
-        if name in available
-    }
-    return {name: p for name, p in loaded.items() if isinstance(p, Profile)}
-
-
-def models_for_site(
-    site: LoadedSite | Site,
-    clock: SimClock,
-    profiles: Mapping[str, object] | None = None,
-    *,
-    seed: int = 0,
-) -> list[DeviceSim]:
-    """Choose and build a model for every enabled device of a site.
-
-    Without ``profiles`` they come from the LoadedSite, or for a bare Site from the built-in
-    profile directory. Meters (kind ``meter``) get an OfficeMeter sized by their ``use`` tag;
-    PV inverters a PvInverter (the Huawei one sees the ``use: total`` meter as its grid
-    meter's load); A/C units (kind ``hvac``) an AcUnit, a server room's (``zone: srv-*`` or
-    ``use: server_room``) running at 22 °C with 10 °C of heat gain, the others alternating
-    on/off with setpoints that give the A/C policy something to correct. Other kinds get a
-    StaticModel (zeros).
-    """
-    if isinstance(site, LoadedSite):
-        given = site.profiles if profiles is None else profiles
-        site = site.site
-    else:
-        given = _builtin_profiles(site) if profiles is None else profiles
-    # MQTT devices are simulated by mqtt_devices.py; this building serves Modbus ones.
-    modbus_profiles = {name: p for name, p in given.items() if isinstance(p, Profile)}
+    # MQTT devices are simulated by simulator.mqtt; this building serves Modbus ones.
+    modbus_profiles = {name: p for name, p in site.profiles.items() if isinstance(p, Profile)}
     devices = [d for d in site.devices if d.enabled and d.modbus is not None]
     unknown = sorted({d.profile for d in devices} - set(modbus_profiles))
     if unknown:
@@ -223,27 +187,22 @@ class Building:
         await self.stop()
 
 
-async def start_building(
-    site: Site | LoadedSite,
-    profiles: Mapping[str, object] | None,
-    clock: SimClock,
-    *,
-    seed: int = 0,
-) -> Building:
+async def start_building(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> Building:
     """Serve every enabled Modbus TCP / RTU-over-TCP device of a site on its loopback port.
 
     One server per distinct (host, port). Hosts must be loopback: the simulator never answers
     for a real device's address. Serial (``rtu``) devices are skipped with a warning.
     """
-    sims = models_for_site(site, clock, profiles, seed=seed)
+    sims = models_for_site(site, clock, seed=seed)
     groups: dict[tuple[str, int], list[DeviceSim]] = {}
     framers: dict[tuple[str, int], Framer] = {}
     for sim in sims:
         conn = sim.config.modbus
-        if isinstance(conn, RtuConnection):
+        assert conn is not None  # models_for_site keeps Modbus devices only
+        if conn.transport == "rtu":
             log.warning("%s is on serial port %s; not simulated", sim.config.id, conn.port)
             continue
-        assert isinstance(conn, TcpConnection | RtuOverTcpConnection)
+        assert isinstance(conn.port, int)  # a TCP port for tcp and rtu_over_tcp
         if not is_loopback(conn.host):
             raise ValueError(
                 f"device {sim.config.id}: host {conn.host} is not a loopback address; the "
@@ -251,7 +210,7 @@ async def start_building(
                 "such as config/demo-site.yaml)"
             )
         key = (conn.host, conn.port)
-        framer: Framer = "rtu" if isinstance(conn, RtuOverTcpConnection) else "tcp"
+        framer: Framer = "rtu" if conn.transport == "rtu_over_tcp" else "tcp"
         if framers.setdefault(key, framer) != framer:
             raise ValueError(
                 f"device {sim.config.id}: {conn.host}:{conn.port} mixes tcp and rtu_over_tcp "
@@ -282,12 +241,9 @@ async def start_building(
     return building
 
 
-async def _run(path: Path, speed: float, start: datetime | None, seed: int) -> None:
-    from gateway.config_load import load_site
-
-    loaded = load_site(path, resolve_secrets=False)
-    clock = SimClock(speed=speed, start=start, tz=loaded.site.site.timezone)
-    building = await start_building(loaded, None, clock, seed=seed)
+async def _run(site: BuildingSite, speed: float, start: datetime | None, seed: int) -> None:
+    clock = SimClock(speed=speed, start=start, tz=site.timezone)
+    building = await start_building(site, clock, seed=seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -312,10 +268,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="varies every device's noise")
     args = parser.parse_args(argv)
+    try:
+        site = read_site(args.site)
+    except ValueError as exc:
+        parser.exit(1, f"{exc}\n")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # pymodbus logs every listen and connection at INFO; only its warnings matter here.
     logging.getLogger("pymodbus").setLevel(logging.WARNING)
-    asyncio.run(_run(args.site, args.speed, args.start, args.seed))
+    asyncio.run(_run(site, args.speed, args.start, args.seed))
 
 
 if __name__ == "__main__":

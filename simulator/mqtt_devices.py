@@ -62,8 +62,8 @@ from simulator.models import (
 )
 
 if TYPE_CHECKING:
-    from gateway.site import Site
     from simulator.building import Building
+    from simulator.site import BuildingSite
 
 log = logging.getLogger("guanjia.simulator.mqtt")
 
@@ -1549,7 +1549,7 @@ class MqttBuilding:
 # --- from a site file -------------------------------------------------------------------------
 
 
-def from_site(site: Site) -> list[DeviceDescription]:
+def from_site(site: BuildingSite) -> list[DeviceDescription]:
     """Descriptions of a site's enabled devices whose profile is one of PROFILE_KINDS.
 
     Variables come from the device's `mqtt: {vars: ...}` block, the zone and the role from its
@@ -1560,23 +1560,13 @@ def from_site(site: Site) -> list[DeviceDescription]:
         kind = PROFILE_KINDS.get(dev.profile)
         if kind is None or not dev.enabled:
             continue
-        # Read loosely: the `mqtt:` block of DeviceConfig is new and may still change shape.
-        block = getattr(dev, "mqtt", None)
-        variables = dict(getattr(block, "vars", None) or {})
-        tags = dict(dev.tags)
-        out.append(
-            DeviceDescription(
-                dev.id,
-                kind,
-                {str(k): str(v) for k, v in variables.items()},
-                zone=tags.get("zone", ""),
-                role=tags.get("use", ""),
-            )
-        )
+        variables = dict(dev.mqtt.vars) if dev.mqtt is not None else {}
+        zone, role = dev.tags.get("zone", ""), dev.tags.get("use", "")
+        out.append(DeviceDescription(dev.id, kind, variables, zone=zone, role=role))
     return out
 
 
-def ac_units_by_zone(site: Site, building: Building) -> dict[str, AcUnit]:
+def ac_units_by_zone(site: BuildingSite, building: Building) -> dict[str, AcUnit]:
     """The A/C models of a running Modbus building by their devices' `zone` tag."""
     out: dict[str, AcUnit] = {}
     for dev in site.devices:

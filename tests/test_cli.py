@@ -251,9 +251,9 @@ DEMO = ROOT / "config" / "demo-site.yaml"
 async def test_every_command_works_on_the_demo_site(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gateway.config_load import load_site
     from simulator.building import start_building
     from simulator.clock import SimClock
+    from simulator.site import read_site
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(list(args))
@@ -286,8 +286,7 @@ async def test_every_command_works_on_the_demo_site(
         text = text.replace(f"port: {old}", f"port: {new}")
     demo = tmp_path / "demo-site.yaml"
     demo.write_text(text, encoding="utf-8")
-    loaded = load_site(demo, need_broker=False)
-    building = await start_building(loaded.site, loaded.profiles, SimClock())
+    building = await start_building(read_site(demo), SimClock())
     try:
         result = await asyncio.to_thread(_guanjia, "read", str(demo), "ac-301", "--json")
     finally:

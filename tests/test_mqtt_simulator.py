@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -34,6 +35,7 @@ from simulator.mqtt_devices import (
     ac_units_by_zone,
     from_site,
 )
+from simulator.site import read_site
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -613,26 +615,27 @@ def test_from_site_reads_mqtt_devices() -> None:
     assert ac_units_by_zone(site_ac, fake_building) == {"301": ac}
 
 
-def test_from_site_on_the_site_schema() -> None:
-    from gateway.site import DeviceConfig, Site
-
-    if "mqtt" not in DeviceConfig.model_fields:
-        pytest.skip("DeviceConfig has no mqtt block yet")
-    site = Site.model_validate(
-        {
-            "site": {"name": "测试", "id": "test"},
-            "devices": [
-                {
-                    "id": "door-east",
-                    "profile": "hikvision_access_controller",
-                    "mqtt": {"vars": {"device": "door_1f_east"}},
-                    "tags": {"zone": "lobby", "use": "entrance"},
-                },
-                {"id": "pir-301", "profile": "z2m_occupancy", "mqtt": {"vars": {"id": "pir_301"}}},
-            ],
-        }
+def test_from_site_on_a_site_file(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        """
+site: {name: 测试, id: test}
+devices:
+  - id: door-east
+    profile: hikvision_access_controller
+    mqtt: {vars: {device: door_1f_east}}
+    tags: {zone: lobby, use: entrance}
+  - id: pir-301
+    profile: z2m_occupancy
+    mqtt: {vars: {id: pir_301}}
+  - id: pir-302
+    profile: z2m_occupancy
+    mqtt: {vars: {id: pir_302}}
+    enabled: false
+""",
+        encoding="utf-8",
     )
-    descs = from_site(site)
+    descs = from_site(read_site(path))
     assert [(d.id, d.kind, d.variables) for d in descs] == [
         ("door-east", "door", {"device": "door_1f_east"}),
         ("pir-301", "occupancy", {"id": "pir_301"}),

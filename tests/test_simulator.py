@@ -8,7 +8,9 @@ wire. Servers bind port 0 on 127.0.0.1; nothing here touches another host.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -25,7 +27,7 @@ from drivers.modbus.errors import ModbusExceptionResponse, ModbusTimeout
 from drivers.modbus.profile import Function, Profile
 from drivers.modbus.stream_client import StreamClient
 from gateway.config_load import BUILTIN_PROFILES, load_profile, load_site
-from gateway.site import BrokerConfig, MqttConfig, Site
+from gateway.site import BrokerConfig, MqttConfig
 from simulator.building import models_for_site, start_building
 from simulator.clock import SimClock
 from simulator.models import (
@@ -37,6 +39,7 @@ from simulator.models import (
     load_fraction,
 )
 from simulator.server import SimulatedDevice, serve
+from simulator.site import read_site
 from tests.servers import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -375,39 +378,39 @@ def test_bits_coils_and_discrete_inputs() -> None:
 # --- the demo site ------------------------------------------------------------------------------
 
 
-def _on_free_ports(site: Site) -> Site:
-    """The demo site's Modbus devices with their fixed ports moved to free ones (tests may run
-    in parallel); its MQTT devices are simulated elsewhere (test_mqtt_simulator.py)."""
-    modbus = [d for d in site.devices if d.modbus is not None]
-    ports = sorted({d.modbus.port for d in modbus if isinstance(d.modbus.port, int)})  # type: ignore[union-attr]
-    mapping = dict(zip(ports, free_ports(len(ports)), strict=True))
-    devices = []
-    for d in modbus:
-        assert d.modbus is not None
-        assert isinstance(d.modbus.port, int)  # the demo has no serial devices
-        modbus = d.modbus.model_copy(update={"port": mapping[d.modbus.port]})
-        devices.append(d.model_copy(update={"modbus": modbus}))
-    return site.model_copy(update={"devices": devices})
+def _demo_on_free_ports(tmp_path: Path) -> Path:
+    """A copy of the demo site with its fixed Modbus ports moved to free ones (tests may run in
+    parallel, a demo may be running); the gateway and the building both read the copy. Its
+    MQTT devices are simulated elsewhere (test_mqtt_simulator.py)."""
+    text = DEMO_SITE.read_text(encoding="utf-8")
+    ports = sorted(set(re.findall(r"port: (150\d\d)", text)))
+    for old, new in zip(ports, free_ports(len(ports)), strict=True):
+        text = text.replace(f"port: {old}", f"port: {new}")
+    copy = tmp_path / "demo-site.yaml"
+    copy.write_text(text, encoding="utf-8")
+    return copy
 
 
-def test_demo_site_is_valid_and_reads_clean_through_the_driver() -> None:
-    loaded = load_site(DEMO_SITE, resolve_secrets=False, mqtt=DEMO_BROKER)
+def test_demo_site_is_valid_and_reads_clean_through_the_driver(tmp_path: Path) -> None:
+    path = _demo_on_free_ports(tmp_path)
+    loaded = load_site(path, resolve_secrets=False, mqtt=DEMO_BROKER)
     assert loaded.site.site.id == "city-hall"
     assert loaded.site.influxdb is None
-    site = _on_free_ports(loaded.site)
+    site = read_site(path)
+    modbus = [d for d in loaded.site.devices if d.modbus is not None]
 
     async def body() -> None:
         for start in (WEEKDAY_10AM, datetime(2025, 1, 11, 23, 30)):  # and a winter Saturday night
             clock = SimClock(speed=60.0, start=start)
-            building = await start_building(site, loaded.profiles, clock)
+            building = await start_building(site, clock)
             devices = [
                 ModbusDevice(d.id, p, d.modbus, d.poll, d.points)
-                for d in site.devices
+                for d in modbus
                 if d.modbus is not None and isinstance(p := loaded.profiles[d.profile], Profile)
             ]
             driver = ModbusDriver(devices, lambda sample: None)
             try:
-                for d in site.devices:
+                for d in modbus:
                     sample = await driver.read_once(d.id)
                     assert dict(sample.bad) == {}, d.id
                     assert len(sample.values) == len(loaded.profiles[d.profile].points), d.id
@@ -434,14 +437,15 @@ def test_demo_site_is_valid_and_reads_clean_through_the_driver() -> None:
 
 
 def test_building_refuses_non_loopback_hosts() -> None:
-    loaded = load_site(DEMO_SITE, resolve_secrets=False, mqtt=DEMO_BROKER)
-    dev = loaded.site.devices[0]
-    remote = dev.model_copy(update={"modbus": dev.modbus.model_copy(update={"host": "10.1.2.3"})})
-    site = loaded.site.model_copy(update={"devices": [remote]})
+    demo = read_site(DEMO_SITE)
+    dev = demo.devices[0]
+    assert dev.modbus is not None
+    remote = dataclasses.replace(dev, modbus=dataclasses.replace(dev.modbus, host="10.1.2.3"))
+    site = dataclasses.replace(demo, devices=(remote,))
 
     async def body() -> None:
         with pytest.raises(ValueError, match=r"10\.1\.2\.3 is not a loopback"):
-            await start_building(site, loaded.profiles, SimClock())
+            await start_building(site, SimClock())
 
     run(body)
 
@@ -450,9 +454,8 @@ def test_building_refuses_non_loopback_hosts() -> None:
 
 
 def test_models_only_return_profile_points() -> None:
-    loaded = load_site(DEMO_SITE, resolve_secrets=False, mqtt=DEMO_BROKER)
     clock = SimClock(start=WEEKDAY_10AM)
-    for sim in models_for_site(loaded, clock):
+    for sim in models_for_site(read_site(DEMO_SITE), clock):
         names = {p.name for p in sim.profile.points}
         values = sim.model.values()
         assert set(values) <= names, sim.config.id

@@ -1,0 +1,231 @@
+"""What the virtual building reads of a site file: its devices and where their profiles are.
+
+The gateway validates a site file (`guanjia check`); the building trusts that and reads only
+what it serves, with nothing of the gateway. Profiles are the vocabulary both share: they are
+read with the drivers' own models. A file not even shaped like a site file raises ValueError
+naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NoReturn, TypeAlias
+
+import yaml
+from pydantic import ValidationError
+
+from drivers.modbus.profile import Profile
+from drivers.mqtt.profile import MqttProfile
+
+AnyProfile: TypeAlias = Profile | MqttProfile
+Transport = Literal["tcp", "rtu_over_tcp", "rtu"]
+
+BUILTIN_PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+_TRANSPORTS: tuple[Transport, ...] = ("tcp", "rtu_over_tcp", "rtu")
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusEndpoint:
+    """Where a Modbus device answers: a TCP port on ``host``, or (``rtu``) a serial device."""
+
+    transport: Transport
+    host: str = ""  # empty for rtu
+    port: int | str = 502  # the serial device's path for rtu
+    unit: int = 1
+    base: int | None = None  # None: the profile's own
+    baudrate: int = 9600
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """The values of an MQTT device's profile variables (`id`, `topic`, `camera`, `device`)."""
+
+    vars: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDevice:
+    id: str
+    profile: str
+    modbus: ModbusEndpoint | None = None
+    mqtt: MqttEndpoint | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    kind: str | None = None  # overrides the profile's kind
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BuildingSite:
+    """A site's devices with the profiles of the enabled ones, by profile name."""
+
+    devices: tuple[SiteDevice, ...]
+    profiles: Mapping[str, AnyProfile] = field(default_factory=dict)
+    timezone: str = DEFAULT_TIMEZONE
+    profile_dirs: tuple[str, ...] = ()
+    path: Path | None = None
+
+
+def read_site(path: Path | str) -> BuildingSite:
+    """Read a site file's devices, time zone and profile_dirs, and load the profiles its enabled
+    devices name (profile_dirs first, relative to the site file, then config/profiles)."""
+    path = Path(path)
+    reader = _Reader(str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the site file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        reader.fail("", f"not valid YAML ({str(exc).splitlines()[0]})")
+    root = reader.mapping(data, "")
+    info = reader.mapping(root.get("site") or {}, "site")
+    timezone = reader.text(info.get("timezone", DEFAULT_TIMEZONE), "site.timezone")
+    dirs = tuple(
+        reader.text(d, f"profile_dirs[{i}]")
+        for i, d in enumerate(reader.sequence(root.get("profile_dirs") or [], "profile_dirs"))
+    )
+    devices = tuple(
+        _device(reader, item, f"devices[{i}]")
+        for i, item in enumerate(reader.sequence(root.get("devices") or [], "devices"))
+    )
+    search = [d if d.is_absolute() else path.parent / d for d in map(Path, dirs)]
+    profiles = load_profiles(devices, [*search, BUILTIN_PROFILES], str(path))
+    return BuildingSite(devices, profiles, timezone, dirs, path)
+
+
+def load_profiles(
+    devices: Iterable[SiteDevice], dirs: Iterable[Path], site: str = "site"
+) -> dict[str, AnyProfile]:
+    """The profiles the enabled devices name, each from the first directory that has it."""
+    dirs = list(dirs)
+    found: dict[str, Path] = {}
+    for d in reversed(dirs):  # earlier directories win
+        if d.is_dir():
+            found.update({p.stem: p for p in sorted(d.glob("*.yaml"))})
+    out: dict[str, AnyProfile] = {}
+    for i, dev in enumerate(devices):
+        if not dev.enabled or dev.profile in out:
+            continue
+        file = found.get(dev.profile)
+        if file is None:
+            where = ", ".join(str(d) for d in dirs)
+            raise ValueError(f"{site}: devices[{i}].profile: no profile {dev.profile!r} in {where}")
+        out[dev.profile] = read_profile(file)
+    return out
+
+
+def read_profile(path: Path) -> AnyProfile:
+    """A Modbus register map, or an MQTT mapping when the file says `protocol: mqtt`."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the profile: {exc}") from None
+    model: type[Profile] | type[MqttProfile] = (
+        MqttProfile if isinstance(data, dict) and data.get("protocol") == "mqtt" else Profile
+    )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top)"
+        raise ValueError(
+            f"{path}: {key}: {first['msg']} ({exc.error_count()} problem(s); "
+            f"`guanjia check` on a site using it says more)"
+        ) from None
+
+
+def _device(reader: _Reader, item: object, key: str) -> SiteDevice:
+    dev = reader.mapping(item, key)
+    modbus = dev.get("modbus")
+    mqtt = dev.get("mqtt")
+    kind = dev.get("kind")
+    return SiteDevice(
+        id=reader.text(reader.required(dev, "id", key), f"{key}.id"),
+        profile=reader.text(reader.required(dev, "profile", key), f"{key}.profile"),
+        modbus=None if modbus is None else _modbus(reader, modbus, f"{key}.modbus"),
+        mqtt=None if mqtt is None else _mqtt(reader, mqtt, f"{key}.mqtt"),
+        tags=reader.strings(dev.get("tags") or {}, f"{key}.tags"),
+        kind=None if kind is None else reader.text(kind, f"{key}.kind"),
+        enabled=reader.flag(dev.get("enabled", True), f"{key}.enabled"),
+    )
+
+
+def _modbus(reader: _Reader, item: object, key: str) -> ModbusEndpoint:
+    conn = reader.mapping(item, key)
+    transport = reader.required(conn, "transport", key)
+    if transport not in _TRANSPORTS:
+        reader.fail(f"{key}.transport", f"{transport!r} is not one of {', '.join(_TRANSPORTS)}")
+    unit = reader.integer(conn.get("unit", 1), f"{key}.unit")
+    base = conn.get("base")
+    baudrate = reader.integer(conn.get("baudrate", 9600), f"{key}.baudrate")
+    common: dict[str, Any] = {
+        "unit": unit,
+        "base": None if base is None else reader.integer(base, f"{key}.base"),
+        "baudrate": baudrate,
+    }
+    if transport == "rtu":
+        port = reader.text(reader.required(conn, "port", key), f"{key}.port")
+        return ModbusEndpoint("rtu", "", port, **common)
+    host = reader.text(reader.required(conn, "host", key), f"{key}.host")
+    tcp_port = reader.integer(conn.get("port", 502), f"{key}.port")
+    return ModbusEndpoint(transport, host, tcp_port, **common)
+
+
+def _mqtt(reader: _Reader, item: object, key: str) -> MqttEndpoint:
+    block = reader.mapping(item, key)
+    return MqttEndpoint(reader.strings(block.get("vars") or {}, f"{key}.vars"))
+
+
+class _Reader:
+    """Type checks that name the file and the key of what is wrong."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, key: str, message: str) -> NoReturn:
+        where = f"{self.file}: {key}" if key else self.file
+        raise ValueError(f"{where}: {message} (`guanjia check {self.file}` says more)")
+
+    def _got(self, value: object) -> str:
+        return f"got {type(value).__name__} {value!r}"
+
+    def mapping(self, value: object, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a mapping, {self._got(value)}")
+        return value
+
+    def sequence(self, value: object, key: str) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(key, f"expected a list, {self._got(value)}")
+        return value
+
+    def required(self, mapping: Mapping[str, Any], name: str, key: str) -> object:
+        if name not in mapping:
+            self.fail(f"{key}.{name}", "missing")
+        return mapping[name]
+
+    def text(self, value: object, key: str) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"expected text, {self._got(value)}")
+        return value
+
+    def integer(self, value: object, key: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(key, f"expected an integer, {self._got(value)}")
+        return value
+
+    def flag(self, value: object, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, {self._got(value)}")
+        return value
+
+    def strings(self, value: object, key: str) -> dict[str, str]:
+        mapping = self.mapping(value, key)
+        for name, item in mapping.items():
+            if not isinstance(item, str):
+                self.fail(f"{key}.{name}", f"expected text (quote it), {self._got(item)}")
+        return {str(name): item for name, item in mapping.items()}
