@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench.common import HOST, Result, median, ms, percentile, result, us
+from core.field_types import float_format
 from core.types import Sample, Value
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.profile import Profile
@@ -79,7 +80,7 @@ from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
 from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Batch, Writer
-from gateway.lineproto import LineEncoder, float_format
+from gateway.lineproto import LineEncoder
 from gateway.service import Bus, series_prefixes
 from gateway.site import Site
 from rules.alarms import AlarmBook, Transition

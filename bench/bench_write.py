@@ -34,10 +34,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.common import FakeInflux, Result, result
-from core.field_types import FieldType
+from core.field_types import FieldType, float_format
 from core.types import Sample, Value
 from gateway.influx_writer import V2Transport
-from gateway.lineproto import LineEncoder, float_format, series_prefix
+from gateway.lineproto import LineEncoder, series_prefix
 
 DEVICES = 50
 SAMPLES = 10_000

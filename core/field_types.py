@@ -60,12 +60,15 @@ _JSON_TYPES: Mapping[str, FieldType] = {
 }
 
 
-def line_protocol_type(literal: str) -> FieldType:
-    """The type InfluxDB infers for a field value as written in line protocol."""
-    if literal.endswith(("i", "u")) and literal[:-1].lstrip("-").isdigit():
-        return FieldType.INTEGER
-    if literal.startswith('"'):
-        return FieldType.STRING
-    if literal in ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"):
-        return FieldType.BOOLEAN
-    return FieldType.FLOAT
+def float_format(dtype: str, scaled: bool) -> str:
+    """Digits worth storing for a value decoded from this register type.
+
+    A float32 holds at most 9 significant digits and a 16-bit register times a scale fewer;
+    printing them with repr() stores float noise (230.20000000000002) and costs twice the CPU.
+    Wider types keep every digit.
+    """
+    if dtype == "float32" or (dtype in ("int16", "uint16", "sunssf") and scaled):
+        return "%.9g"
+    if dtype in ("int32", "uint32") and scaled:
+        return "%.12g"
+    return "%r"

@@ -22,10 +22,12 @@ One SQLite file, shared by the running gateway and short-lived CLI processes (`g
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +244,20 @@ class AlarmStore:
         crash.
         """
         changed = book.unsaved()
+        self.write(transitions, changed, acks_done=acks_done, rule_states=rule_states, t=t)
+        book.saved(changed)
+
+    def write(
+        self,
+        transitions: Sequence[Transition],
+        changed: Sequence[Alarm],
+        *,
+        acks_done: Iterable[tuple[int, str]] = (),
+        rule_states: Mapping[str, Mapping[str, Any]] | None = None,
+        t: float | None = None,
+    ) -> None:
+        """`save` from data alone (the alarms' versions to write), for the store's thread:
+        the book stays on the event loop, which marks them saved once this has returned."""
         acks = list(acks_done)
         states = self._changed_rule_states(rule_states or {})
         if not (transitions or changed or acks or states):
@@ -273,7 +289,6 @@ class AlarmStore:
             )
             self._mark_done(db, acks, now)
             self._write_rule_states(db, states, now)
-        book.saved(changed)
         self._rule_state_cache.update(states)
 
     def history(
@@ -412,3 +427,111 @@ def _alarm_values(a: Alarm) -> tuple[Any, ...]:
         a.clear_pending_since,
         json.dumps(list(a.flap_clears)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    transitions: Sequence[Transition]
+    changed: Sequence[Alarm]
+    acks_done: Sequence[tuple[int, str]]
+    rule_states: Mapping[str, Mapping[str, Any]] | None
+    t: float | None
+    done: Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    call: Callable[[AlarmStore], Any]
+    done: Future[Any]
+
+
+class StoreThread:
+    """The running gateway's alarm store, on a thread of its own.
+
+    Every SQLite call of the service (writes with their fsync, the poll of pending `guanjia
+    ack` requests, a busy wait while the CLI holds the write lock) happens here, never on the
+    event loop. Writes that queue up while one commits go into the next transaction together:
+    one fsync for a burst of transitions. Each caller gets a future that resolves when its
+    data is durable, and only then announces its alarms. The queue is unbounded in count but
+    not in practice: its producers are the rules runtime and acknowledgements, each of which
+    waits for its write before it makes the next.
+    """
+
+    def __init__(self, store: AlarmStore) -> None:
+        self.store = store
+        self._jobs: queue.SimpleQueue[_Write | _Read | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="alarm-store", daemon=False)
+        self.commits = 0
+        self.batched = 0  # writes that shared a commit with another
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def write(
+        self,
+        transitions: Sequence[Transition],
+        changed: Sequence[Alarm],
+        *,
+        acks_done: Sequence[tuple[int, str]] = (),
+        rule_states: Mapping[str, Mapping[str, Any]] | None = None,
+        t: float | None = None,
+    ) -> Future[None]:
+        done: Future[None] = Future()
+        self._jobs.put(_Write(transitions, changed, acks_done, rule_states, t, done))
+        return done
+
+    def read(self, call: Callable[[AlarmStore], Any]) -> Future[Any]:
+        done: Future[Any] = Future()
+        self._jobs.put(_Read(call, done))
+        return done
+
+    def stop(self) -> None:
+        """Finish what is queued, then close the store."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+        self.store.close()
+
+    def _run(self) -> None:
+        while True:
+            jobs = [self._jobs.get()]
+            while True:  # everything queued meanwhile joins this round
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in jobs
+            writes = [j for j in jobs if isinstance(j, _Write)]
+            if writes:
+                self._commit(writes)
+            for job in jobs:
+                if isinstance(job, _Read):
+                    try:
+                        job.done.set_result(job.call(self.store))
+                    except BaseException as exc:
+                        job.done.set_exception(exc)
+            if stop:
+                return
+
+    def _commit(self, writes: list[_Write]) -> None:
+        latest: dict[tuple[str, str], Alarm] = {}
+        states: dict[str, Mapping[str, Any]] = {}
+        for w in writes:  # later versions of an alarm or a rule's state win
+            latest.update((a.key, a) for a in w.changed)
+            states.update(w.rule_states or {})
+        try:
+            self.store.write(
+                [tr for w in writes for tr in w.transitions],
+                list(latest.values()),
+                acks_done=[a for w in writes for a in w.acks_done],
+                rule_states=states or None,
+                t=max((w.t for w in writes if w.t is not None), default=None),
+            )
+        except BaseException as exc:
+            for w in writes:
+                w.done.set_exception(exc)
+            return
+        self.commits += 1
+        self.batched += len(writes) - 1
+        for w in writes:
+            w.done.set_result(None)

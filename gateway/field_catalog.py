@@ -12,10 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.field_types import FieldType, json_field_type
+from core.field_types import FieldType
+from drivers.contract import PointMeta
 from drivers.modbus.profile import Profile
-from drivers.mqtt.ingest import ARRIVAL_LAG, AVAILABLE
+from drivers.mqtt.describe import definitions as mqtt_definitions
 from drivers.mqtt.profile import MqttProfile
+from drivers.registry import driver_of
 from gateway.config_errors import LineMap, Problem, load_yaml
 
 # Measurements the gateway writes itself; a device kind of the same name would mix a device's
@@ -37,22 +39,11 @@ def _fields(
     profile: Profile | MqttProfile, points: Sequence[str] | None
 ) -> Iterable[tuple[str, FieldType]]:
     """Every definition of a field, repeated where an MQTT profile maps one name twice."""
-    if isinstance(profile, Profile):
-        types = profile.field_types()
-        if points is not None:
-            wanted = set(points)
-            wanted |= {
-                p.scale_factor for p in profile.points if p.name in wanted and p.scale_factor
-            }
-            types = {name: t for name, t in types.items() if name in wanted}
-        yield from types.items()
-        return
-    yield AVAILABLE, FieldType.BOOLEAN
-    if profile.timestamp is not None or any(m.timestamp is not None for m in profile.messages):
-        yield ARRIVAL_LAG, FieldType.FLOAT
-    for message in profile.messages:
-        for p in message.points:
-            yield p.name, json_field_type(p.type)
+    if isinstance(profile, MqttProfile):
+        metas: Iterable[PointMeta] = mqtt_definitions(profile)
+    else:
+        metas = driver_of(profile).describe(profile, points).values()
+    return ((m.name, m.field_type) for m in metas)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,13 @@ prefix of every device (measurement and escaped tags) is built once, not per val
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 
 from core.field_types import FieldType
+from core.text import shorten
 from core.types import Sample, Value
+from gateway.messages import AlarmTransition, AuditRecord
 
 # Line protocol has no escape for a newline: it becomes an (escaped) space.
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\ ", "\r": r"\ "})
@@ -47,18 +50,81 @@ def series_prefix(measurement: str, tags: Mapping[str, str]) -> str:
     return ",".join(parts)
 
 
-def float_format(dtype: str, scaled: bool) -> str:
-    """Digits worth storing for a value decoded from this register type.
+# -- the gateway's own measurements ---------------------------------------------------
 
-    A float32 holds at most 9 significant digits and a 16-bit register times a scale fewer;
-    printing them with repr() stores float noise (230.20000000000002) and costs twice the CPU.
-    Wider types keep every digit.
+
+def _number(value: Value | None) -> float | None:
+    """A value as a float field, if it is one (bools as 0/1): one field type in InfluxDB."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+
+def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]) -> str:
+    """The `audit` measurement. Tags stay bounded: a device or point the site doesn't know is
+    tagged `_unknown` (topics come from outside) and kept as a field. Each field has one type
+    whatever the caller sent: numbers in `requested`/`old`, text in `requested_text`/`old_text`.
     """
-    if dtype == "float32" or (dtype in ("int16", "uint16", "sunssf") and scaled):
-        return "%.9g"
-    if dtype in ("int32", "uint32") and scaled:
-        return "%.12g"
-    return "%r"
+    c = record.command
+    real = known(c.device, c.point)
+    prefix = series_prefix(
+        "audit",
+        {
+            "site": site,
+            "device": c.device if real else "_unknown",
+            "point": c.point if real else "_unknown",
+            "outcome": record.outcome,
+        },
+    )
+    fields: dict[str, Value] = {
+        "origin": shorten(c.origin, 80),
+        "reason": shorten(record.reason, 300),
+    }
+    if not real:
+        fields.update(device_name=c.device[:64], point_name=c.point[:64])
+    for name, value in (("requested", c.value), ("old", record.old_value)):
+        number = _number(value)
+        if number is not None:
+            fields[name] = number
+        elif value is not None:
+            fields[f"{name}_text"] = str(value)[:128]
+    body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())
+    return f"{prefix} {body} {record.ts}"
+
+
+_ALARM_PLACE_TAGS = ("building", "floor", "zone")
+
+
+def alarm_line(site: str, msg: AlarmTransition, device_tags: Mapping[str, str]) -> str:
+    """The `alarm` measurement: every transition, for Grafana annotations and history. Tags:
+    the alarm's kind, grade, rule and subject, and the place of the device behind it."""
+    tr = msg.transition
+    alarm = tr.alarm
+    tags = {
+        "site": site,
+        "kind": alarm.kind,
+        "grade": alarm.grade,
+        "rule": alarm.rule,
+        "subject": alarm.subject,
+        **{k: v for k, v in device_tags.items() if k in _ALARM_PLACE_TAGS},
+    }
+    fields: dict[str, Value] = {
+        "alarm_id": alarm.id,
+        "transition": tr.what,
+        "state": alarm.state,
+        "text_zh": msg.text_zh,
+        "text_en": msg.text_en,
+        "by": tr.by,
+    }
+    if isinstance(alarm.value, int | float) and not isinstance(alarm.value, bool):
+        fields["value"] = float(alarm.value)
+    body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())
+    # Transitions of one instant (cleared and closed) must not overwrite each other.
+    return f"{series_prefix('alarm', tags)} {body} {int(tr.t * 1e9) + msg.index}"
 
 
 _Template = tuple[str, tuple[int, ...]]  # format, fields formatted by format_field first

@@ -31,11 +31,13 @@ from datetime import datetime
 from typing import Any
 
 from core.once import ProblemCounter
+from core.text import shorten
 from core.types import Command, Sample, Value
 from drivers.mqtt.client import BrokerSettings, Connection, Handoff
 from drivers.mqtt.ingest import Ingest, MqttDevice
-from gateway.commands import CommandRouter, shorten
+from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
+from gateway.mqtt_sink import MqttSink
 from gateway.site import BrokerConfig, MqttConfig
 
 log = logging.getLogger("guanjia.mqtt")
@@ -149,7 +151,6 @@ class MqttService:
         self.dr_topic = f"{prefix}/dr/event"
         # Set by the gateway when demand-response rules run: payload -> outcome text.
         self.on_dr_event: Callable[[bytes], str] | None = None
-        self.on_connected: Callable[[], None] | None = None
         # Set by the gateway when rules run: (alarm id, who, note) -> outcome text.
         self.on_alarm_ack: Callable[[str, str, str], str] | None = None
         self._prefix = prefix
@@ -181,8 +182,7 @@ class MqttService:
                 unsubscribe=self.all_control_filters() if is_home else (),
             )
         self.home = self.connections[publish_to]
-        self._latest: dict[str, dict[str, Value]] = {}
-        self._dirty: set[str] = set()
+        self.sink = MqttSink(prefix, self.home.publish, config.state_interval)
         self._tasks: list[asyncio.Task[None]] = []
         self.commands_received = 0
         self.commands_stale = 0
@@ -304,9 +304,9 @@ class MqttService:
                     self._loop.call_later, SYNC_PATIENCE, self._sync_overdue, nonce
                 )
         self.home.publish(self.status_topic, "online", retain=True)
-        if self._loop is not None and self.on_connected is not None:
+        if self._loop is not None:
             # Whatever was dropped while we were away (open alarms) is published again.
-            self._loop.call_soon_threadsafe(self.on_connected)
+            self._loop.call_soon_threadsafe(self.sink.republish)
 
     # -- event loop ------------------------------------------------------------------------
 
@@ -326,10 +326,8 @@ class MqttService:
         self.handoff = Handoff(self._loop, self._publish_sample)
         for connection in self.connections.values():
             connection.start()
-        self._tasks = [
-            asyncio.create_task(self._publish_states(), name="mqtt-state"),
-            asyncio.create_task(self._check_heartbeats(), name="mqtt-heartbeat"),
-        ]
+        self.sink.start()
+        self._tasks = [asyncio.create_task(self._check_heartbeats(), name="mqtt-heartbeat")]
 
     async def stop(self) -> None:
         """Commands in flight finish; ingest stops; what it handed over reaches the bus; the
@@ -341,36 +339,13 @@ class MqttService:
             final = (self.status_topic, "offline") if connection is self.home else None
             try:
                 if connection is self.home:
-                    self._flush_states()
+                    await self.sink.stop()
                 await asyncio.to_thread(connection.stop, final)
             except Exception as exc:
                 log.error("MQTT %s: stopping failed: %r", name, exc)
             log.info("MQTT %s closed", name)
         if self.handoff is not None:
             self.handoff.close()  # QoS 1 messages paho already acknowledged: onto the bus
-
-    def latest_values(self, device: str) -> dict[str, Value]:
-        return self._latest.get(device, {})
-
-    def observe(self, sample: Sample) -> None:
-        """Bus subscriber: remember the latest values for the retained state topics."""
-        if not sample.values:
-            return
-        self._latest.setdefault(sample.device, {}).update(sample.values)
-        self._dirty.add(sample.device)
-
-    def _flush_states(self) -> None:
-        for device in sorted(self._dirty):
-            state = {"ts": time.time(), **self._latest[device]}
-            payload = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
-            # QoS 0: only the latest matters, and a full queue must not crowd out alarms.
-            self.home.publish(f"{self._prefix}/{device}/state", payload, qos=0, retain=True)
-        self._dirty.clear()
-
-    async def _publish_states(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.state_interval)
-            self._flush_states()
 
     async def _check_heartbeats(self) -> None:
         while True:

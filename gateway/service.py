@@ -1,4 +1,5 @@
-"""The running gateway: drivers feed the bus, the bus feeds the sinks. The composition root."""
+"""The running gateway, the composition root: drivers publish on the bus; the InfluxDB sink,
+the MQTT sink, the rules runtime and the live view subscribe."""
 
 from __future__ import annotations
 
@@ -12,25 +13,23 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from core.once import ProblemCounter
 from core.types import Sample
 from drivers.modbus.driver import ModbusDriver
 from gateway.alarm_service import AlarmService
+from gateway.bus import Bus
+from gateway.catalog import DeviceCatalog
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
-from gateway.field_catalog import site_field_types
 from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
-from gateway.lineproto import LineEncoder, float_format, series_prefix
+from gateway.lineproto import LineEncoder
+from gateway.messages import Health
 from gateway.mqtt_service import MqttService
 from gateway.site import InfluxV1, InfluxV2
 from gateway.spool import Spool
 from rules.calendar import coverage_warning
 
 log = logging.getLogger("guanjia")
-
-HEALTH_DEVICE = "_gateway"
-
 
 def make_transport(loaded: LoadedSite) -> Transport | None:
     db = loaded.site.influxdb
@@ -48,43 +47,9 @@ def make_transport(loaded: LoadedSite) -> Transport | None:
     return None
 
 
-def series_prefixes(loaded: LoadedSite) -> dict[str, str]:
-    """Measurement and tags of every device: site tags, then device tags, then identity."""
-    site = loaded.site.site
-    prefixes = {HEALTH_DEVICE: series_prefix("gateway", {"site": site.id})}
-    for dev in loaded.site.devices:
-        kind = loaded.kind_of(dev)
-        tags = {**site.tags, **dev.tags, "site": site.id, "device": dev.id, "kind": kind}
-        prefixes[dev.id] = series_prefix(kind, tags)
-    return prefixes
-
-
-class Bus:
-    """Synchronous fan-out of Samples. Subscribers must not block: each owns a bounded buffer."""
-
-    def __init__(self) -> None:
-        self.subscribers: list[Callable[[Sample], None]] = []
-        self.samples = 0
-        self.problems = ProblemCounter(log)
-
-    def subscribe(self, callback: Callable[[Sample], None]) -> None:
-        self.subscribers.append(callback)
-
-    def publish(self, sample: Sample) -> None:
-        self.samples += 1
-        for callback in self.subscribers:
-            try:
-                callback(sample)
-            except Exception as exc:  # one subscriber's bug (a rule's) must not starve the rest
-                name = getattr(callback, "__qualname__", repr(callback))
-                self.problems.report(
-                    f"subscriber:{name}",
-                    f"{name} failed on a sample of {sample.device}: {exc!r}",
-                    logging.ERROR,
-                )
-
-
 class Gateway:
+    """Drivers publish on the bus; sinks, the rules runtime and the view subscribe."""
+
     def __init__(
         self,
         loaded: LoadedSite,
@@ -96,6 +61,7 @@ class Gateway:
     ) -> None:
         self.loaded = loaded
         site = loaded.site
+        self.catalog = DeviceCatalog.build(loaded)
         self.spool = Spool(
             spool_dir or loaded.spool_dir(), site.spool.max_bytes, fsync=site.spool.fsync
         )
@@ -104,49 +70,41 @@ class Gateway:
         )
         self.bus = Bus()
         self.modbus = ModbusDriver(loaded.modbus_devices(), self.bus.publish)
-        float_formats = {
-            device: {s.name: float_format(s.dtype.value, s.scaled) for s in poller.plan.specs}
-            for device, poller in self.modbus.pollers.items()
-        }
-        field_types = site_field_types(
-            (d.id, loaded.profiles[d.profile], d.points) for d in site.devices if d.enabled
-        )
+        catalog = self.catalog
         self.sink = InfluxSink(
-            LineEncoder(series_prefixes(loaded), float_formats, field_types),
+            LineEncoder(catalog.prefixes(), catalog.float_formats(), catalog.field_types()),
             self.writer,
             site.batching.max_points,
             site.batching.max_age,
+            site_id=site.site.id,
+            device_tags=catalog.tags(),
+            known=catalog.known,
         )
+        self.sink.attach(self.bus)
         self.latest: dict[str, Sample] = {}
-        self.bus.subscribe(self.sink.offer)
-        self.bus.subscribe(self._remember)
+        self.bus.subscribe(Sample, self._remember, name="view")
         self.commands = CommandRouter(
-            site.site.id, self.modbus, site.commands.allow, self.sink.offer_line
+            site.site.id, self.modbus, site.commands.allow, self.bus.publish
         )
         self.mqtt: MqttService | None = None
         if site.mqtt is not None:
             self.mqtt = MqttService(loaded, site.mqtt, self.bus.publish, self.commands)
-            self.bus.subscribe(self.mqtt.observe)
+            self.mqtt.sink.attach(self.bus)
         self.alarms: AlarmService | None = None
         if site.rules:
-            store = Path(site.alarms.store)
-            mqtt = self.mqtt
             self.alarms = AlarmService(
                 loaded,
+                self.catalog,
                 self.commands,
-                self.sink.offer_line,
-                (lambda topic, payload, retain: mqtt.home.publish(topic, payload, retain=retain))
-                if mqtt is not None
-                else None,
-                store_path=store if store.is_absolute() else loaded.base_dir / store,
+                self.bus,
+                store_path=loaded.alarm_store_path(),
                 clock=rules_clock,
             )
-            self.bus.subscribe(self.alarms.observe)
-            if mqtt is not None:
-                mqtt.on_alarm_ack = self.alarms.ack
-                mqtt.on_dr_event = self.alarms.demand_response
-                mqtt.on_alarm_shelve = self.alarms.shelve
-                mqtt.on_connected = self.alarms.republish
+            if self.mqtt is not None:
+                self.mqtt.on_alarm_ack = self.alarms.ack
+                self.mqtt.on_dr_event = self.alarms.demand_response
+                self.mqtt.on_alarm_shelve = self.alarms.shelve
+                self.mqtt.sink.seed_alarms(self.alarms.open_alarm_texts())
         self.health_interval = health_interval
         self._calendar_checked: tuple[date | None, str | None] = (None, None)
         self.started = time.monotonic()
@@ -203,10 +161,8 @@ class Gateway:
     async def _health(self) -> None:
         while True:
             await asyncio.sleep(self.health_interval)
-            values: dict[str, int | float | bool | str] = {
-                k: v for k, v in self.health().items() if isinstance(v, int | float)
-            }
-            self.bus.publish(Sample(HEALTH_DEVICE, time.time_ns(), values))
+            values = {k: v for k, v in self.health().items() if isinstance(v, int | float)}
+            self.bus.publish(Health(time.time_ns(), values))
 
     def health(self) -> dict[str, Any]:
         online = sum(1 for p in self.modbus.pollers.values() if p.stats.online)
@@ -219,10 +175,12 @@ class Gateway:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "devices": devices,
             "devices_online": online,
-            "samples": self.bus.samples,
+            "samples": self.bus.published["Sample"],
             "lines_encoded": self.sink.lines_encoded,
             "modbus_errors": sum(p.stats.errors.total() for p in self.modbus.pollers.values()),
+            **self.bus.health(),
             **(self.mqtt.health() if self.mqtt is not None else {}),
+            **(self.alarms.health() if self.alarms is not None else {}),
             **{k: v for k, v in self.writer.snapshot().items() if v is not None},
             "calendar_warning": int(self.calendar_warning() is not None),
         }

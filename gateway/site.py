@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.config_types import ByteSize, Duration, Host
 from drivers.modbus.config import ModbusConnection
+from drivers.mqtt.config import MqttDeviceConfig
 from rules.calendar import CalendarConfig
 
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
@@ -208,16 +209,6 @@ class MqttConfig(_Strict):
     control: ControlConfig = Field(
         default_factory=ControlConfig,
         description="Control topics to listen to (all off by default).",
-    )
-
-
-class MqttDeviceConfig(_Strict):
-    """How an MQTT device is found: its broker and the variables its profile's topics name."""
-
-    broker: str | None = Field(default=None, description="Broker name; default the first.")
-    vars: dict[str, str] = Field(
-        default_factory=dict,
-        description="Values of the profile's topic variables, e.g. {id: door_1f_east}.",
     )
 
 

@@ -107,7 +107,7 @@ def render(gateway: Gateway, width: int = 120) -> str:
         for ingest in gateway.mqtt.ingest.values():
             for device, st in ingest.state.items():
                 state = {True: "online", False: "OFFLINE", None: "…"}[st.online]
-                values = gateway.mqtt.latest_values(device)
+                values = gateway.mqtt.sink.latest_values(device)
                 shown = "  ".join(f"{k}={_fmt(v)}" for k, v in list(values.items())[:_KEY_POINTS])
                 row = f"{device:<18} {state:<8} {'mqtt':>8} {st.messages:>6} {'':>4}  {shown}"
                 lines.append(row[:width])

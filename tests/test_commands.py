@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from core.types import Command
-from gateway.commands import AuditRecord, audit_line
+from gateway.lineproto import audit_line
+from gateway.messages import AuditRecord
 
 
 def _line(value: object, old: object = None, device: str = "ac-1", point: str = "sp") -> str:

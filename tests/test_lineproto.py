@@ -47,7 +47,7 @@ def test_templates_follow_the_fields_and_their_types() -> None:
 
 
 def test_float_formats_keep_every_digit_a_register_can_hold() -> None:
-    from gateway.lineproto import float_format
+    from core.field_types import float_format
 
     assert float_format("float32", False) % 0.1 == "0.1"
     assert float_format("int16", True) % (2302 * 0.1) == "230.2"

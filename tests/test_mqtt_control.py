@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core.types import Sample
 from gateway.config_load import load_site
 from gateway.service import Gateway
 from gateway.spool import Spool
@@ -258,11 +259,13 @@ async def test_a_demand_response_event_cannot_write_past_the_allowlist(
         gateway = Gateway(load_site(path), health_interval=3600)
         setpoints: list[float] = []
         gateway.bus.subscribe(
+            Sample,
             lambda s: (
                 setpoints.append(float(s.values["setpoint_degc"]))
                 if "setpoint_degc" in s.values
                 else None
-            )
+            ),
+            name="test",
         )
         await gateway.start()
         try:

@@ -144,7 +144,7 @@ async def _until(predicate: Any, timeout: float = 5.0) -> None:
 
 def _samples(gateway: Gateway) -> list[Sample]:
     seen: list[Sample] = []
-    gateway.bus.subscribe(seen.append)
+    gateway.bus.subscribe(Sample, seen.append, name="test")
     return seen
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.types import Sample
 from gateway.alarm_store import AlarmStore
 from gateway.config_load import load_site
 from gateway.service import Gateway
@@ -140,11 +141,13 @@ async def test_demand_response_over_mqtt_raises_then_restores(tmp_path: Path) ->
             gateway = Gateway(load_site(site), health_interval=3600)
             setpoints: list[float] = []
             gateway.bus.subscribe(
+                Sample,
                 lambda s: (
                     setpoints.append(float(s.values["setpoint_degc"]))
                     if s.device == "ac-301" and "setpoint_degc" in s.values
                     else None
-                )
+                ),
+                name="test",
             )
             await gateway.start()
             try:

@@ -38,7 +38,7 @@ async def test_the_view_says_when_the_working_calendar_ends(tmp_path: Path) -> N
     assert probe.alarms is not None
     end = probe.alarms.calendar.known_until(date.today())
     probe.spool.close()
-    probe.alarms.store.close()
+    probe.alarms.store.stop()
     assert end is not None
     # Ten days before the last day the calendar knows, in the rules' clock.
     moment = datetime.combine(end - timedelta(days=10), datetime.min.time(), ZoneInfo("UTC"))
@@ -48,7 +48,7 @@ async def test_the_view_says_when_the_working_calendar_ends(tmp_path: Path) -> N
         health = gateway.health()
     finally:
         gateway.spool.close()
-        gateway.alarms.store.close()  # type: ignore[union-attr]
+        gateway.alarms.store.stop()  # type: ignore[union-attr]
     assert f"working calendar ends on {end.isoformat()}" in view
     assert "year_files" in view
     assert health["calendar_warning"] == 1

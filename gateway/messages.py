@@ -1,0 +1,40 @@
+"""The messages the bus carries besides Samples (core.types): each is a fact that happened,
+frozen, cheap to pass around, encoded only by the sinks that want it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from core.types import Command, Value
+from rules.alarms import Transition
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A command and what became of it: accepted, refused (by which check) or failed."""
+
+    ts: int  # ns
+    command: Command
+    outcome: str  # accepted | refused | failed
+    old_value: Value | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTransition:
+    """An alarm changed (raised, acknowledged, escalated, cleared, closed, shelved). Published
+    only once the alarm store holds it: a restart never forgets an alarm it announced."""
+
+    transition: Transition
+    text_zh: str
+    text_en: str
+    index: int = 0  # among the transitions of one instant: they must not share a timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The gateway's own counters, now and then (measurement `gateway`)."""
+
+    ts: int  # ns
+    values: Mapping[str, int | float | bool]
