@@ -30,6 +30,7 @@ from typing import Any, Literal, get_args
 
 from core.types import Value
 from rules.model import Clear, Grade, Raise
+from rules.numbers import as_float, close, finite, optional_float
 
 State = Literal["active", "acknowledged", "cleared", "closed"]
 What = Literal[
@@ -162,23 +163,19 @@ class Alarm:
             value=row["value"],
             limit=row["limit"],
             details=dict(row["details"]),
-            acked_at=_opt_float(row["acked_at"]),
+            acked_at=optional_float(row["acked_at"]),
             acked_by=str(row["acked_by"]),
             ack_note=str(row["ack_note"]),
-            cleared_at=_opt_float(row["cleared_at"]),
+            cleared_at=optional_float(row["cleared_at"]),
             count=int(row["count"]),
             escalation=int(row["escalation"]),
             escalation_since=float(row["escalation_since"]),
-            shelved_until=_opt_float(row["shelved_until"]),
+            shelved_until=optional_float(row["shelved_until"]),
             shelve_reason=str(row["shelve_reason"]),
             flapping=bool(row["flapping"]),
-            clear_pending_since=_opt_float(row["clear_pending_since"]),
+            clear_pending_since=optional_float(row["clear_pending_since"]),
             flap_clears=tuple(float(x) for x in row["flap_clears"]),
         )
-
-
-def _opt_float(x: Any) -> float | None:
-    return None if x is None else float(x)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +333,7 @@ class AlarmBook:
             # The rule says something else (an AC unit set from 24 to 23.5 °C): the text must
             # not keep naming what no longer is, however small the change in value.
             return True
-        scale = old.limit if _num(old.limit) is not None else old.value
+        scale = old.limit if as_float(old.limit) is not None else old.value
         return _moved(old.value, r.value, self.value_tolerance, scale)
 
     def _clear(self, c: Clear, t: float) -> list[Transition]:
@@ -532,25 +529,17 @@ def _content(r: Raise, grade: Grade) -> dict[str, Any]:
     }
 
 
-def _num(x: object) -> float | None:
-    """The value as a float if it is a number; bools are states, not numbers."""
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return None
-    return float(x)
-
-
 def _same(a: Value | None, b: Value | None) -> bool:
     """Equal and of the same kind: True is not 1 here, and NaN is NaN."""
-    fa, fb = _num(a), _num(b)
+    fa, fb = as_float(a), as_float(b)
     if fa is not None and fb is not None:
         return fa == fb or (math.isnan(fa) and math.isnan(fb))
     return type(a) is type(b) and a == b
 
 
 def _moved(old: Value | None, new: Value | None, tolerance: float, scale: Value | None) -> bool:
-    fold, fnew = _num(old), _num(new)
+    fold, fnew = as_float(old), as_float(new)
     if fold is None or fnew is None or math.isnan(fold) or math.isnan(fnew):
         return not _same(old, new)  # states, texts, flags, NaN: any change is news
-    ref = _num(scale)
-    ref = abs(ref) if ref is not None and math.isfinite(ref) else 0.0
-    return abs(fnew - fold) > tolerance * ref if ref else fnew != fold
+    ref = abs(finite(scale) or 0.0)
+    return not close(fnew, fold, tolerance * ref)

@@ -17,10 +17,7 @@ from typing import Any
 
 from core.types import Value
 from rules.model import Calendar, Clear, Effect, Grade, Raise
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+from rules.numbers import optional_float
 
 
 class OnDelay:
@@ -49,7 +46,7 @@ class OnDelay:
         return {"since": self.since}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.since = _opt_float(state.get("since"))
+        self.since = optional_float(state.get("since"))
 
 
 class OffDelay:
@@ -84,7 +81,7 @@ class OffDelay:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.on = bool(state.get("on", False))
-        self.since = _opt_float(state.get("since"))
+        self.since = optional_float(state.get("since"))
 
 
 class Hysteresis:

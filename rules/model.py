@@ -52,6 +52,13 @@ class DeviceInfo:
     def zone(self) -> str:
         return self.tags.get("zone", "")
 
+    def writable_range(self, point: str) -> tuple[float, float] | None:
+        """(min, max) a command may write to the point; None when it cannot be written."""
+        info = self.points.get(point)
+        if info is None or info.writable_min is None or info.writable_max is None:
+            return None
+        return info.writable_min, info.writable_max
+
     def place(self) -> str:
         """ "main / 3F / 301" — for alarm texts."""
         parts = [self.tags.get("building", ""), self.tags.get("floor", ""), self.zone]

@@ -19,6 +19,7 @@ from core.types import Value
 from rules.alarms import Alarm
 from rules.catalog import Catalog
 from rules.model import DeviceInfo
+from rules.numbers import as_float
 
 UNITS: dict[str, str] = {"degC": "°C", "deg": "°"}
 """Profile units as people read them."""
@@ -37,14 +38,8 @@ _DIRECTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def _num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _minutes(seconds: object) -> float | None:
-    s = _num(seconds)
+    s = as_float(seconds)
     return None if s is None else round(s / 60.0, 1)
 
 
@@ -53,7 +48,7 @@ def _direction(alarm: Alarm, out: dict[str, Value | None]) -> None:
     if "direction_zh" in d and "direction_en" in d:
         return
     direction = d.get("direction")
-    value, limit = _num(alarm.value), _num(alarm.limit)
+    value, limit = as_float(alarm.value), as_float(alarm.limit)
     if direction is None and value is not None and limit is not None:
         direction = "above" if value > limit else "below"
     if direction in _DIRECTIONS:
@@ -65,12 +60,12 @@ def _offline(alarm: Alarm, out: dict[str, Value | None]) -> None:
 
 
 def _held_open(alarm: Alarm, out: dict[str, Value | None]) -> None:
-    seconds = _num(alarm.details.get("seconds", alarm.value))
+    seconds = as_float(alarm.details.get("seconds", alarm.value))
     out["seconds"] = None if seconds is None else round(seconds)
 
 
 def _stuck(alarm: Alarm, out: dict[str, Value | None]) -> None:
-    seconds = _num(alarm.details.get("stuck_s", alarm.limit))
+    seconds = as_float(alarm.details.get("stuck_s", alarm.limit))
     out["hours"] = None if seconds is None else round(seconds / 3600.0, 1)
 
 

@@ -33,19 +33,12 @@ from core.types import Sample, Value
 from rules.blocks import Hysteresis, OffDelay, OfficeHours, OnDelay
 from rules.kinds.base import DeviceRule, stale_note
 from rules.model import Context, Effect, Grade, RuleParams, Scope
+from rules.numbers import finite, integer, optional_float
 
 AVAILABLE = "available"  # the point MQTT ingest uses for a device's availability
 
 
 _INFINITE = (math.inf, -math.inf)
-
-
-def number(value: Value | None) -> float | None:
-    """A reading as a finite number; None for text, booleans and NaN."""
-    if value is None or isinstance(value, bool | str):
-        return None
-    f = float(value)
-    return f if math.isfinite(f) else None
 
 
 def _meter_scope() -> Scope:
@@ -106,7 +99,7 @@ class ThresholdRule(DeviceRule[ThresholdParams]):
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         raw = sample.values.get(self.point)
-        # Inline number(): this runs for every reading of every watched device.
+        # rules.numbers.finite() inline: this runs for every reading of every watched device.
         if raw is None or raw.__class__ is bool or raw.__class__ is str:
             return ()
         value = float(raw)
@@ -448,7 +441,7 @@ class CounterRule(DeviceRule[CounterParams]):
         return None
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = number(sample.values.get(self.params.point))
+        value = finite(sample.values.get(self.params.point))
         if value is None:
             return ()
         t = sample.ts / 1e9
@@ -498,7 +491,7 @@ class CounterRule(DeviceRule[CounterParams]):
         self.alarms.restore(state)
         for device_id, (base, base_t, suspect, suspect_t) in state.get("counters", {}).items():
             c = self.counters[device_id] = _Counter(device_id, float(base), float(base_t))
-            c.suspect = None if suspect is None else float(suspect)
+            c.suspect = optional_float(suspect)
             c.suspect_t = float(suspect_t)
         self.last = {str(k): float(v) for k, v in state.get("last", {}).items()}
 
@@ -584,7 +577,7 @@ class AfterHoursConsumptionRule(DeviceRule[AfterHoursConsumptionParams]):
         night.nights += 1
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        power = number(sample.values.get(self.params.point))
+        power = finite(sample.values.get(self.params.point))
         if power is None:
             return ()
         night = self.nights.get(sample.device)
@@ -640,8 +633,7 @@ class AfterHoursConsumptionRule(DeviceRule[AfterHoursConsumptionParams]):
         for device_id, s in state.get("nights", {}).items():
             night = self.nights[device_id] = _Night(self.params.on_delay)
             night.total, night.n = float(s.get("total", 0.0)), int(s.get("n", 0))
-            baseline = s.get("baseline")
-            night.baseline = None if baseline is None else float(baseline)
+            night.baseline = optional_float(s.get("baseline"))
             night.nights = int(s.get("nights", 0))
             night.delay.restore(s.get("delay", {}))
 
@@ -742,7 +734,7 @@ class QuotaPaceRule(DeviceRule[QuotaParams]):
         return self.alarms.clear(q.pace) + self.alarms.clear(q.over)
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        value = number(sample.values.get(self.params.point))
+        value = finite(sample.values.get(self.params.point))
         if value is None:
             return ()
         t = sample.ts / 1e9
@@ -826,8 +818,7 @@ class QuotaPaceRule(DeviceRule[QuotaParams]):
             q.key = s.get("key")
             q.start_value, q.start_t = float(s["start_value"]), float(s["start_t"])
             q.carry = float(s.get("carry", 0.0))
-            last = s.get("last")
-            q.last = None if last is None else float(last)
+            q.last = optional_float(s.get("last"))
             q.last_t = float(s.get("last_t", 0.0))
 
     def describe(self) -> str:
@@ -927,7 +918,7 @@ class PvUnderperformanceRule(DeviceRule[PvParams]):
             latest = ctx.latest(self.params.irradiance_device, self.params.irradiance_point)
             if latest is None or t - latest[1] / 1e9 > self.params.irradiance_max_age:
                 return None
-            irradiance = number(latest[0])
+            irradiance = finite(latest[0])
             if irradiance is None or irradiance < self.params.min_irradiance:
                 return None
             factor, source = irradiance / 1000.0, "irradiance"
@@ -939,7 +930,7 @@ class PvUnderperformanceRule(DeviceRule[PvParams]):
         return self.params.rated_w * factor * self.params.performance_ratio, source
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
-        power = number(sample.values.get(self.params.point))
+        power = finite(sample.values.get(self.params.point))
         if power is None:
             return ()
         t = sample.ts / 1e9
@@ -1037,11 +1028,10 @@ class InverterFaultRule(DeviceRule[InverterFaultParams]):
     def is_fault(self, value: Value) -> bool:
         if self.values and value in self.values:
             return True
-        if self.mask and isinstance(value, int) and not isinstance(value, bool):
-            return bool(value & self.mask)
+        if self.mask and (code := integer(value)) is not None:
+            return bool(code & self.mask)
         if not self.values and not self.mask:
-            n = number(value)
-            return n is not None and n != 0
+            return bool(finite(value))  # non-zero
         return False
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
@@ -1073,9 +1063,10 @@ class InverterFaultRule(DeviceRule[InverterFaultParams]):
         """The profile's words for the code (its enum label), or "" when it has none."""
         info = self.devices.get(device_id) or ctx.device(device_id)
         point = info.points.get(self.params.point)
-        if point is None or isinstance(value, bool) or not isinstance(value, int):
+        code = integer(value)
+        if point is None or code is None:
             return ""
-        return point.labels.get(value, "")
+        return point.labels.get(code, "")
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.alarms.snapshot(), "codes": dict(self.codes)}

@@ -24,7 +24,6 @@ report as value how many seconds the condition has lasted and as limit their del
 from __future__ import annotations
 
 import fnmatch
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,17 +52,10 @@ from rules.model import (
     RuleParams,
     Scope,
 )
+from rules.numbers import close, finite, optional_float, within
 
 SAME = 0.05
 """Setpoints closer than this are the same: readings come in 0.1 °C steps (x10 registers)."""
-
-
-def _number(value: Value | None) -> float | None:
-    """A numeric reading as a float; None for text, booleans and non-finite values."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _iso(t: float, moment: datetime) -> str:
@@ -245,7 +237,7 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
         unit = self.units.get(sample.device)
         if unit is None:
             return ()
-        value = _number(sample.values.get(self.params.setpoint_point))
+        value = finite(sample.values.get(self.params.setpoint_point))
         t = ctx.now.timestamp()
         if value is not None:
             if unit.setpoint is not None and value != unit.setpoint:
@@ -332,12 +324,7 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
 
     def _writable(self, device: DeviceInfo, limit: float) -> float | None:
         """The limit, if the profile allows writing it; never a value outside its range."""
-        point = device.points.get(self.params.setpoint_point)
-        if point is None or point.writable_min is None or point.writable_max is None:
-            return None
-        if not point.writable_min <= limit <= point.writable_max:
-            return None
-        return limit
+        return limit if within(limit, device.writable_range(self.params.setpoint_point)) else None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -672,10 +659,9 @@ class _Shifted:
 
     @classmethod
     def from_json(cls, s: Mapping[str, Any]) -> _Shifted:
-        target = s.get("target")
         return cls(
             float(s["base"]),
-            None if target is None else float(target),
+            optional_float(s.get("target")),
             [float(x) for x in s.get("ours", ())],
             bool(s.get("manual", False)),
             float(s.get("offset", 0.0)),
@@ -774,7 +760,7 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
             return ()
         unit = self.units.get(sample.device)
         if unit is not None and not unit.manual:
-            self._observe(unit, _number(sample.values.get(self.params.setpoint_point)))
+            self._observe(unit, finite(sample.values.get(self.params.setpoint_point)))
         return ()
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
@@ -798,14 +784,11 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         return effects
 
     def _observe(self, unit: _Shifted, value: float | None) -> None:
-        if value is not None and not any(abs(value - v) < SAME for v in unit.ours):
+        if value is not None and not any(close(value, v, SAME) for v in unit.ours):
             unit.manual = True
 
     def _range(self, info: DeviceInfo) -> tuple[float, float] | None:
-        point = info.points.get(self.params.setpoint_point)
-        if point is None or point.writable_min is None or point.writable_max is None:
-            return None
-        return point.writable_min, point.writable_max
+        return info.writable_range(self.params.setpoint_point)
 
     def _command(self, info: DeviceInfo, value: float, reason: str) -> Issue:
         return Issue(Command(info.id, self.params.setpoint_point, value, f"rule:{self.id}"), reason)
@@ -815,7 +798,7 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         if not self.params.mode_in(info.id, ctx, self.params.cool_modes):
             return []
         latest = ctx.latest(info.id, self.params.setpoint_point)
-        base = None if latest is None else _number(latest[0])
+        base = None if latest is None else finite(latest[0])
         if base is None:
             return []
         unit = self.units[info.id] = _Shifted(base, None, [base])
@@ -848,11 +831,10 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
                 continue  # nothing was written
             if not unit.manual:
                 latest = ctx.latest(device_id, self.params.setpoint_point)
-                self._observe(unit, None if latest is None else _number(latest[0]))
+                self._observe(unit, None if latest is None else finite(latest[0]))
             if unit.manual and not self.params.restore_manual:
                 continue  # the person's value stays
-            writable = self._range(info)
-            if writable is None or not writable[0] <= unit.base <= writable[1]:
+            if not within(unit.base, self._range(info)):
                 continue  # never write outside the range, even to restore
             effects.append(
                 self._command(

@@ -31,6 +31,7 @@ from core.types import Sample, Value
 from rules.blocks import CountWindow, OfficeHours, OnDelay
 from rules.kinds.base import DeviceRule, stale_note
 from rules.model import Context, DeviceInfo, Effect, Grade, RuleParams, Scope
+from rules.numbers import optional_float
 
 _TRUE = frozenset({"true", "on", "1", "active", "alarm", "open", "yes"})
 _FALSE = frozenset({"false", "off", "0", "inactive", "normal", "closed", "no"})
@@ -628,8 +629,7 @@ class CameraRule(DeviceRule[CameraParams]):
                 # Not bound (yet): keep the state; the silence check needs a profile to decide.
                 cam = self.cameras[device_id] = _Camera(device_id, self.params.offline_after, False)
             cam.down.restore(s.get("down", {}))
-            loss = s.get("loss_event")
-            cam.loss_event = None if loss is None else float(loss)
+            cam.loss_event = optional_float(s.get("loss_event"))
 
     def describe(self) -> str:
         p = self.params
