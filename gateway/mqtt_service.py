@@ -45,6 +45,7 @@ log = logging.getLogger("guanjia.mqtt")
 MAX_RESPONSE_TOPIC = 256
 SYNC_PATIENCE = 10.0  # seconds for the sync marker to come back before the log says so
 MAX_CORRELATION = 256
+MAX_COMMANDS_RUNNING = 100  # `/set` commands in flight at once; more are refused
 
 
 def broker_settings(site_id: str, broker: BrokerConfig, password: str | None) -> BrokerSettings:
@@ -186,6 +187,7 @@ class MqttService:
         self._tasks: list[asyncio.Task[None]] = []
         self.commands_received = 0
         self.commands_stale = 0
+        self.commands_busy = 0  # refused: too many commands already in flight
         self._control_ignored = 0  # retained control messages: never acted on
         self._control_refused = 0  # control payloads over the size limit
         self.problems = ProblemCounter(log, 100)
@@ -402,6 +404,15 @@ class MqttService:
         self, device: str, point: str, payload: bytes, received: Received, too_large: bool
     ) -> None:
         self.commands_received += 1
+        if len(self._tasks_running) >= MAX_COMMANDS_RUNNING:
+            # A flood of `/set` messages must not grow tasks without bound (each holds a
+            # payload and waits its turn on a device line): refused, audited, counted.
+            self.commands_busy += 1
+            self.commands.audit_refusal(
+                Command(shorten(device), shorten(point), "", "mqtt"),
+                f"{MAX_COMMANDS_RUNNING} commands already waiting; not executed, send it again",
+            )
+            return
         task = asyncio.get_running_loop().create_task(
             self._command(device, point, payload, received, too_large)
         )
@@ -549,4 +560,5 @@ class MqttService:
             "mqtt_control_refused": self._control_refused,
             "commands": self.commands_received,
             "commands_stale": self.commands_stale,
+            "commands_busy": self.commands_busy,
         }
