@@ -23,7 +23,6 @@ from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.service import Gateway, install_signal_handlers
-from gateway.site import Site
 from gateway.spool import Spool
 
 DEMO_SITE = BUILTIN_PROFILES.parent / "demo-site.yaml"
@@ -96,10 +95,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
         schemas = {kind: cls.Params.model_json_schema() for kind, cls in sorted(KINDS.items())}
         print(json.dumps(schemas, indent=2, ensure_ascii=False))
         return 0
-    model: type[Site] | type[Profile] | type[MqttProfile] = Site
     if args.profile:
         model = MqttProfile if args.profile == "mqtt" else Profile
-    print(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
+        print(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
+        return 0
+    from gateway.schema import site_schema
+
+    print(json.dumps(site_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
