@@ -17,7 +17,7 @@ from gateway.site import BrokerConfig, MqttConfig
 from simulator.broker import EmbeddedBroker, start_embedded_broker
 from simulator.building import start_building
 from simulator.clock import SimClock
-from simulator.mqtt_devices import MqttBuilding, ac_units_by_zone, from_site
+from simulator.mqtt import MqttBuilding, ac_units_by_zone, from_site
 from simulator.scenario import Scenario
 from simulator.site import read_site
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from simulator.building import Building
 from simulator.clock import SimClock
 from simulator.models import AcUnit
-from simulator.mqtt_devices import MqttBuilding
+from simulator.mqtt import MqttBuilding
 
 log = logging.getLogger("guanjia.demo")
 

@@ -28,7 +28,7 @@ from gateway.config_load import BUILTIN_PROFILES, load_profile
 from simulator.broker import EmbeddedBroker, start_embedded_broker
 from simulator.clock import SimClock
 from simulator.models import MODE_COOL, AcUnit
-from simulator.mqtt_devices import (
+from simulator.mqtt import (
     DeviceDescription,
     EventRates,
     MqttBuilding,

@@ -1,0 +1,53 @@
+"""Device behaviour models: engineering values by profile point name at a simulated time.
+
+Models compute a full vocabulary of quantities and `values()` keeps those the profile names, so
+one meter model serves every meter profile that uses the project's point-name conventions
+(``voltage_l1_v``, ``active_power_total_w``, ``energy_import_kwh`` ...). By device family:
+`meters`, `pv` and `hvac`, on the DeviceModel, noise and climate of `base`.
+"""
+
+from simulator.models.base import (
+    DeviceModel,
+    StaticModel,
+    indoor_free_temperature,
+    noise,
+    outdoor_temperature,
+    smoothstep,
+)
+from simulator.models.hvac import (
+    MODE_AUTO,
+    MODE_COOL,
+    MODE_DRY,
+    MODE_FAN,
+    MODE_HAUX,
+    MODE_HEAT,
+    MODE_HH,
+    AcUnit,
+    SetpointChange,
+)
+from simulator.models.meters import MeterShape, OfficeMeter, load_fraction
+from simulator.models.pv import PvInverter, clear_sky_fraction, sun_hours
+
+__all__ = [
+    "MODE_AUTO",
+    "MODE_COOL",
+    "MODE_DRY",
+    "MODE_FAN",
+    "MODE_HAUX",
+    "MODE_HEAT",
+    "MODE_HH",
+    "AcUnit",
+    "DeviceModel",
+    "MeterShape",
+    "OfficeMeter",
+    "PvInverter",
+    "SetpointChange",
+    "StaticModel",
+    "clear_sky_fraction",
+    "indoor_free_temperature",
+    "load_fraction",
+    "noise",
+    "outdoor_temperature",
+    "smoothstep",
+    "sun_hours",
+]

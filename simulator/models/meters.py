@@ -1,0 +1,221 @@
+"""Electricity meters of an office building: load by time of day, week and season, per phase."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Literal
+
+from core.types import Value
+from drivers.modbus.profile import Profile
+from simulator.clock import SimClock
+from simulator.models.base import (
+    DeviceModel,
+    Integrator,
+    hour_of_day,
+    noise,
+    smoothstep,
+    solstice_phase,
+    start_of_day,
+    unit_hash,
+    window,
+)
+
+MeterShape = Literal["office", "hvac", "lighting"]
+NOMINAL_HZ = 50.0
+_PHASE_ANGLES = (0.0, -2.0 * math.pi / 3.0, 2.0 * math.pi / 3.0)
+LINE_PAIRS = (((0, 1), "l1_l2"), ((1, 2), "l2_l3"), ((2, 0), "l3_l1"))
+
+
+def load_fraction(local: datetime, shape: MeterShape = "office") -> float:
+    """Fraction of the peak load a Chinese government office draws at local time (no noise).
+
+    Weekdays: night base ~15 %, staff arriving 07:30-09:00, the long lunch break (午休,
+    11:45-13:45) when lights and PCs go off, leaving 17:30-19:00, some overtime until 22:00.
+    Weekends: base load plus a little daytime use. ``hvac`` follows the season (peak = summer
+    peak; heating in winter draws less than cooling in summer), ``lighting`` hardly does.
+    Public holidays are not modelled.
+    """
+    h = hour_of_day(local)
+    doy = local.timetuple().tm_yday
+    weekday = local.weekday() < 5
+    if shape == "hvac":
+        base = 0.06
+        day = smoothstep(7.0, 8.5, h) * (1.0 - smoothstep(17.5, 18.5, h)) if weekday else 0.0
+        # Cooling dominates: full in July/August, about half for heating in January.
+        season = solstice_phase(doy)
+        level = 0.45 + 0.55 * season if season > 0 else 0.25 + 0.3 * -season
+        evening = 0.0
+        lunch = 0.0
+    elif shape == "lighting":
+        base = 0.12
+        day = smoothstep(7.5, 8.75, h) * (1.0 - smoothstep(17.5, 19.0, h)) if weekday else 0.0
+        level = 1.0 - 0.05 * solstice_phase(doy)  # darker winter afternoons
+        evening = 0.1 * window(18.5, 22.0, h) if weekday else 0.0
+        lunch = 0.35 * window(11.75, 13.75, h)
+    else:
+        base = 0.15
+        day = smoothstep(7.5, 9.0, h) * (1.0 - smoothstep(17.5, 19.0, h)) if weekday else 0.0
+        season = solstice_phase(doy)
+        # About 40 % of an office's daytime load is air conditioning.
+        level = 0.6 + 0.4 * (0.45 + 0.55 * season if season > 0 else 0.25 + 0.3 * -season)
+        evening = 0.08 * window(18.5, 22.0, h) if weekday else 0.0
+        lunch = 0.2 * window(11.75, 13.75, h)
+    if not weekday:
+        day = 0.08 * window(8.0, 18.0, h) / max(level, 0.1)  # guards, a few staff
+    return base + (1.0 - base) * level * day * (1.0 - lunch) + evening
+
+
+class OfficeMeter(DeviceModel):
+    """A three-phase energy meter on an office load (main incomer or a sub-metering circuit).
+
+    ``nominal_v`` is 230 V: Chinese 10/0.4 kV distribution transformers give 400/230 V at no
+    load, a little above the 220 V nominal of the appliances, and voltage sags as load rises.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        clock: SimClock,
+        *,
+        peak_w: float = 120_000.0,
+        shape: MeterShape = "office",
+        nominal_v: float = 230.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(profile, clock, seed=seed)
+        self.peak_w = peak_w
+        self.shape: MeterShape = shape
+        self.nominal_v = nominal_v
+        # A fixed unbalance per meter: single-phase loads are never spread evenly.
+        raw = [1.0 + 0.08 * (2.0 * unit_hash(seed, "unbalance", i) - 1.0) for i in range(3)]
+        self._shares = [r / sum(raw) for r in raw]
+        # A meter that has been in service for a while: 1000-3000 full-load hours.
+        start_kwh = peak_w / 1000.0 * (1000.0 + 2000.0 * unit_hash(seed, "e0", 0))
+        e0 = start_kwh * 3.6e6
+        self._energy = Integrator(
+            self._rates,
+            start_of_day(clock).timestamp(),
+            # W·s of: import total, import per phase, reactive, apparent
+            [e0, *(e0 * s for s in self._shares), 0.3 * e0, 1.05 * e0],
+        )
+        self._max_demand_w = 0.0
+
+    def power_w(self, ts: float, *, fast: bool = False) -> float:
+        """Total active power at epoch seconds ``ts`` (``fast`` adds second-scale jitter)."""
+        local = datetime.fromtimestamp(ts, self.clock.tz)
+        slow = 1.0 + 0.04 * noise(self.seed, "p", ts, 600.0)
+        jitter = 1.0 + 0.01 * noise(self.seed, "pj", ts, 15.0) if fast else 1.0
+        return self.peak_w * load_fraction(local, self.shape) * slow * jitter
+
+    def _pf(self, phase: int, ts: float) -> float:
+        return 0.95 + 0.028 * noise(self.seed, f"pf{phase}", ts, 1200.0)
+
+    def _phase_shares(self, ts: float) -> list[float]:
+        raw = [
+            s * (1.0 + 0.02 * noise(self.seed, f"share{i}", ts, 1800.0))
+            for i, s in enumerate(self._shares)
+        ]
+        return [r / sum(raw) for r in raw]
+
+    def _rates(self, ts: float) -> list[float]:
+        p = self.power_w(ts)
+        shares = self._phase_shares(ts)
+        phases = [p * s for s in shares]
+        pfs = [self._pf(i, ts) for i in range(3)]
+        s_tot = sum(pp / pf for pp, pf in zip(phases, pfs, strict=True))
+        q_tot = sum(pp / pf * math.sin(math.acos(pf)) for pp, pf in zip(phases, pfs, strict=True))
+        return [p, *phases, q_tot, s_tot]
+
+    def _compute(self, local: datetime) -> dict[str, Value]:
+        ts = local.timestamp()
+        seed = self.seed
+        p_total = self.power_w(ts, fast=True)
+        frac = p_total / self.peak_w
+        shares = self._phase_shares(ts)
+        out: dict[str, Value] = {}
+        volts: list[float] = []
+        currents: list[complex] = []
+        s_sum = q_sum = 0.0
+        for i in range(3):
+            n = i + 1
+            v = self.nominal_v * (1.0 + 0.012 * noise(seed, f"v{i}", ts, 900.0) - 0.015 * frac)
+            v += 0.3 * noise(seed, f"vj{i}", ts, 7.0)
+            pf = self._pf(i, ts)
+            p = p_total * shares[i]
+            s = p / pf
+            q = s * math.sin(math.acos(pf))
+            amps = s / v
+            angle = math.degrees(math.acos(pf))
+            volts.append(v)
+            currents.append(
+                amps
+                * complex(
+                    math.cos(_PHASE_ANGLES[i] - math.acos(pf)),
+                    math.sin(_PHASE_ANGLES[i] - math.acos(pf)),
+                )
+            )
+            s_sum += s
+            q_sum += q
+            out |= {
+                f"voltage_l{n}_v": v,
+                f"current_l{n}_a": amps,
+                f"active_power_l{n}_w": p,
+                f"apparent_power_l{n}_va": s,
+                f"reactive_power_l{n}_var": q,
+                f"power_factor_l{n}": pf,
+                f"phase_angle_l{n}_deg": angle,
+                f"voltage_thd_l{n}_pct": 2.0 + 0.6 * noise(seed, f"vthd{i}", ts, 1800.0),
+                # Electronic loads distort more, relatively, when the building is nearly empty.
+                f"current_thd_l{n}_pct": 8.0
+                + 8.0 * (1.0 - min(frac, 1.0))
+                + 2.0 * noise(seed, f"ithd{i}", ts, 900.0),
+            }
+        # Line-to-line voltages of phasors 120° apart: |Va - Vb∠-120°|.
+        for (a, b), name in LINE_PAIRS:
+            out[f"voltage_{name}_v"] = math.sqrt(
+                volts[a] ** 2 + volts[b] ** 2 + volts[a] * volts[b]
+            )
+        pf_total = p_total / s_sum if s_sum > 0 else 1.0
+        out |= {
+            "voltage_ln_avg_v": sum(volts) / 3.0,
+            "voltage_ll_avg_v": sum(float(out[f"voltage_{n}_v"]) for _, n in LINE_PAIRS) / 3.0,
+            "current_avg_a": sum(abs(c) for c in currents) / 3.0,
+            "current_sum_a": sum(abs(c) for c in currents),
+            "current_neutral_a": abs(sum(currents)),
+            "active_power_total_w": p_total,
+            "apparent_power_total_va": s_sum,
+            "reactive_power_total_var": q_sum,
+            "power_factor_total": pf_total,
+            "phase_angle_total_deg": math.degrees(math.acos(min(pf_total, 1.0))),
+            "frequency_hz": NOMINAL_HZ
+            + 0.04 * noise(seed, "f", ts, 120.0)
+            + 0.005 * noise(seed, "fj", ts, 3.0),
+            "ct_ratio": 1,
+            "pt_ratio": 1,
+        }
+        e_import, e1, e2, e3, e_q, e_s = (x / 3.6e6 for x in self._energy.at(ts))
+        out |= {
+            "energy_import_kwh": e_import,
+            "energy_export_kwh": 0.0,  # an office without its own generation behind the meter
+            "energy_total_kwh": e_import,
+            "energy_import_l1_kwh": e1,
+            "energy_import_l2_kwh": e2,
+            "energy_import_l3_kwh": e3,
+            "energy_export_l1_kwh": 0.0,
+            "energy_export_l2_kwh": 0.0,
+            "energy_export_l3_kwh": 0.0,
+            "energy_total_l1_kwh": e1,
+            "energy_total_l2_kwh": e2,
+            "energy_total_l3_kwh": e3,
+            "reactive_energy_import_kvarh": e_q,
+            "reactive_energy_export_kvarh": 0.0,
+            "reactive_energy_total_kvarh": e_q,
+            "apparent_energy_total_kvah": e_s,
+        }
+        # Demand: mean power over the last 15 minutes, as the meter's demand period does it.
+        demand = sum(self.power_w(ts - k * 150.0) for k in range(6)) / 6.0
+        self._max_demand_w = max(self._max_demand_w, demand)
+        out["import_demand_power_total_w"] = demand
+        out["import_demand_power_max_w"] = self._max_demand_w
+        return out
