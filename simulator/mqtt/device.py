@@ -4,8 +4,8 @@ random and periodic processes in simulated time that decide when it sends them.
 Every random choice comes from a generator seeded by (seed, device, process), and events are
 drawn in simulated time, so a run is repeatable for a given seed and clock speed, whatever the
 tick timing. Fast clocks are tamed so the broker and the gateway never drown: random events are
-thinned when their rate would exceed ``EventRates.max_events_per_second`` real seconds per
-process, and periodic reports come at most every ``EventRates.min_report_interval_s`` real
+thinned when a process would send more than ``EventRates.max_events_per_second`` per real
+second, and periodic reports come at most every ``EventRates.min_report_interval_s`` real
 seconds. Counters (energy) still integrate over the full simulated time.
 """
 
