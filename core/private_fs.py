@@ -8,10 +8,8 @@ but never touch the parents of the directory they are given, which may be shared
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,9 +65,19 @@ def touch_private(path: Path | str) -> Path:
 
     SQLite creates its `-wal` and `-shm` files with the database file's mode, so a database
     created through this stays private with all its journals.
+
+    An existing file is only chmod-ed by its path, never opened: closing any descriptor of a
+    SQLite database drops every POSIX lock this process holds on it, another connection's
+    included (SQLite's "How To Corrupt An SQLite Database File", 2.2).
     """
     path = Path(path)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        fd = os.open(
+            path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), FILE_MODE
+        )
+    except FileExistsError:
+        make_private(path)
+        return path
     try:
         _tighten_fd(fd, FILE_MODE)
     finally:
@@ -82,20 +90,6 @@ def make_private(path: Path | str) -> None:
     path = Path(path)
     if path.exists():
         _tighten(path, FILE_MODE)
-
-
-@contextlib.contextmanager
-def private_umask() -> Iterator[None]:
-    """Within the block, files and directories this process creates get no group/other bits.
-
-    The umask is process-wide: use it around code that creates files itself (a library),
-    briefly; other threads' files made meanwhile are private too, which errs the safe way.
-    """
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def _tighten(path: Path, mode: int) -> None:

@@ -110,9 +110,7 @@ class Bus:
         """A cheap synchronous subscriber: it must return at once and never block."""
         self._handlers.setdefault(kind, []).append((name, callback))
 
-    def inbox(
-        self, kind: type[M], *, name: str, bound: int, overflow: Overflow
-    ) -> Inbox[M]:
+    def inbox(self, kind: type[M], *, name: str, bound: int, overflow: Overflow) -> Inbox[M]:
         """A queued subscriber: messages of `kind` wait in a bounded inbox for its task."""
         box: Inbox[M] = Inbox(name, bound, overflow)
         self.inboxes.append(box)

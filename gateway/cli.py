@@ -23,7 +23,7 @@ from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.service import Gateway, install_signal_handlers
-from gateway.spool import Spool
+from gateway.spool import Spool, SpoolBusy
 
 DEMO_SITE = BUILTIN_PROFILES.parent / "demo-site.yaml"
 log = logging.getLogger("guanjia")
@@ -174,13 +174,23 @@ async def _run(
     install_signal_handlers(stop, hangup)
     if duration:
         asyncio.get_running_loop().call_later(duration, stop.set)
+    previous: LoadedSite | None = None  # the site that ran before a reload
     while True:
-        gateway = Gateway(
-            loaded,
-            transport=transport,
-            spool_dir=Path(spool) if spool else None,
-            rules_clock=rules_clock,
-        )
+        try:
+            gateway = Gateway(
+                loaded,
+                transport=transport,
+                spool_dir=Path(spool) if spool else None,
+                rules_clock=rules_clock,
+            )
+        except Exception:
+            if previous is None:
+                raise
+            # The new site validated but does not start (a path gone since): back to the
+            # one that ran, rather than no gateway at all.
+            log.exception("the reloaded site file does not start; running the previous one")
+            loaded, previous = previous, None
+            continue
         view_task = None
         if view:
             from gateway.view import show
@@ -197,7 +207,7 @@ async def _run(
             await gateway.stop()
         if following is None:
             return
-        loaded, transport = following, None
+        previous, loaded, transport = loaded, following, None
         log.info("site file reloaded: the gateway starts again on it")
 
 
@@ -489,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return 1
+    except SpoolBusy as exc:  # `replay` beside a running gateway, a second `run`
+        print(f"guanjia {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

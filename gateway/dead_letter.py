@@ -124,29 +124,28 @@ def replay(
 ) -> ReplayResult:
     """Send the dead letters again, in order; keep what is refused again (with the new
     reason) and what could not be tried. `send_or_split(body, lines, refused)` sends a body,
-    splitting it down to the lines the database refuses; it raises when the database is away.
+    splitting it down to the lines the database refuses; when the database goes away it
+    raises, with the unsent rest in `exc.body` where it knows it (influx_writer.Unsent).
     """
     letters = dead.read()
-    kept: list[DeadLetter] = []
-    sent = refused = 0
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    i = 0
-    while i < len(letters):
-        chunk = letters[i : i + chunk_lines]
-        body = b"".join(d.line + b"\n" for d in chunk)
-        again: list[DeadLetter] = []
+    again: list[DeadLetter] = []  # refused once more, with the new reason
 
-        def keep(exc: Exception, line: bytes, again: list[DeadLetter] = again) -> None:
-            again.append(DeadLetter(f"{stamp} {_one_line(str(exc))}", line.rstrip(b"\n")))
+    def keep(exc: Exception, line: bytes) -> None:
+        again.append(DeadLetter(f"{stamp} {_one_line(str(exc))}", line.rstrip(b"\n")))
 
+    sent = 0
+    for start in range(0, len(letters), chunk_lines):
+        chunk = letters[start : start + chunk_lines]
         try:
-            sent += send_or_split(body, len(chunk), keep)
-        except Exception:
-            kept.extend(letters[i:])
-            break
-        refused += len(again)
-        kept.extend(again)
-        i += chunk_lines
-    left = len(kept) - refused
-    dead.replace(kept)
-    return ReplayResult(sent, refused, left)
+            sent += send_or_split(b"".join(d.line + b"\n" for d in chunk), len(chunk), keep)
+        except Exception as exc:  # the database went away: keep what was not tried
+            sent += getattr(exc, "written", 0)
+            body = getattr(exc, "body", None)
+            unsent = set(body.split(b"\n")) if isinstance(body, bytes) else None
+            untried = [d for d in chunk if unsent is None or d.line in unsent]
+            untried += letters[start + chunk_lines :]
+            dead.replace(again + untried)
+            return ReplayResult(sent, len(again), len(untried))
+    dead.replace(again)
+    return ReplayResult(sent, len(again), 0)

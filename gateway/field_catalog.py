@@ -136,10 +136,3 @@ def type_conflicts(
                 )
             )
     return problems
-
-
-def site_field_types(
-    devices: Iterable[tuple[str, Profile | MqttProfile, Sequence[str] | None]],
-) -> dict[str, dict[str, FieldType]]:
-    """Declared field types per device id, for the line encoder."""
-    return {device: profile_field_types(profile, points) for device, profile, points in devices}

@@ -8,8 +8,10 @@ new data waits at most one chunk's send while a backlog drains.
 from __future__ import annotations
 
 import base64
+import collections
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -69,8 +71,10 @@ def advice(exc: WriteError) -> str:
     if exc.status == 404:
         return "create the database (v1) or the bucket and organisation (v2) it names"
     if exc.status in (400, 422):
-        return "the lines are kept in the dead-letter file; fix the cause, then run "
-        "`guanjia replay --dead-letter`"
+        return (
+            "the lines are kept in the dead-letter file; fix the cause, stop the gateway, "
+            "then run `guanjia replay --dead-letter`"
+        )
     if exc.status == 413:
         return "lower batching.max_points, or raise the server's body size limit"
     return "the database answered with an error; its log says why"
@@ -170,6 +174,24 @@ class V1Transport:
         self._http.clear()
 
 
+class Unsent(WriteError):
+    """The database went away part way through a body: `body` (`points`) is what is left to
+    send; `written` points went in before, and lines it refused went to `refused`. Whoever
+    keeps the body for later keeps only this, so nothing is written or dead-lettered twice."""
+
+    def __init__(self, cause: WriteError, body: bytes, points: int, written: int) -> None:
+        super().__init__(str(cause), retryable=True, status=cause.status)
+        self.body, self.points, self.written = body, points, written
+
+
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+
+def _lines(body: bytes) -> list[bytes]:
+    # Only \n ends a line in line protocol (splitlines would also cut at \r).
+    return [line + b"\n" for line in body.split(b"\n") if line]
+
+
 def send_or_split(
     send: Callable[[bytes], None],
     body: bytes,
@@ -178,23 +200,32 @@ def send_or_split(
 ) -> int:
     """Send; if the database refuses the data itself (400, 413), send each half on its own,
     down to single lines, so one bad line or an oversized body costs only what cannot be
-    written, and that is handed to `refused` with the database's reason. Returns the points
-    written; raises WriteError when the failure is retryable (the database is away)."""
-    try:
-        send(body)
-        return points
-    except WriteError as exc:
-        if exc.retryable:
-            raise
-        lines = body.splitlines(keepends=True)
-        if len(lines) <= 1:
-            refused(exc, body)
-            return 0
-    half = len(lines) // 2
-    first, second = b"".join(lines[:half]), b"".join(lines[half:])
-    return send_or_split(send, first, half, refused) + send_or_split(
-        send, second, len(lines) - half, refused
-    )
+    written, and that is handed to `refused` with the database's reason. A part that
+    InfluxDB 1.x says it dropped whole (`partial write: ... dropped=N` for all N lines) is
+    refused line by line without more requests. Returns the points written; raises Unsent
+    when the database goes away (what is left to send is in it)."""
+    pending: collections.deque[tuple[bytes, int]] = collections.deque([(body, points)])
+    written = 0
+    while pending:
+        piece, count = pending.popleft()
+        try:
+            send(piece)
+        except WriteError as exc:
+            if exc.retryable:
+                rest = piece + b"".join(b for b, _ in pending)
+                raise Unsent(exc, rest, count + sum(n for _, n in pending), written) from None
+            lines = _lines(piece)
+            dropped = _DROPPED.search(str(exc))
+            if len(lines) <= 1 or (dropped is not None and int(dropped.group(1)) == len(lines)):
+                for line in lines:
+                    refused(exc, line)
+                continue
+            half = len(lines) // 2
+            pending.appendleft((b"".join(lines[half:]), len(lines) - half))
+            pending.appendleft((b"".join(lines[:half]), half))
+            continue
+        written += count
+    return written
 
 
 @dataclass
@@ -229,6 +260,7 @@ class Writer:
         *,
         dead_letters: DeadLetters | None = None,
         queue_batches: int = 32,
+        overflow_bytes: int = 64 * 1024 * 1024,
         replay_points: int = 20_000,
         replay_bytes: int = 1_000_000,  # under common proxy body limits (nginx: 1 MB)
         backoff_max: float = 30.0,
@@ -243,6 +275,15 @@ class Writer:
         self.stats = WriterStats()
         self.problems = ProblemCounter(log)
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=queue_batches)
+        # Past the queue, batches wait here for the writer thread to spool them, so the event
+        # loop never does the spool's fsync itself; bounded in bytes (then, as a last resort,
+        # the loop spools, under the lock that keeps the counters right).
+        self._overflow: collections.deque[Batch] = collections.deque()
+        self._overflow_bytes = 0
+        self._overflow_max = overflow_bytes
+        self._overflow_lock = threading.Lock()
+        self._spool_lock = threading.Lock()
+        self.spooled_on_loop = 0
         self._replay_points = replay_points
         self._replay_bytes = replay_bytes
         self._stop_timeout = stop_timeout
@@ -270,8 +311,16 @@ class Writer:
         """
         try:
             self._queue.put_nowait(batch)
+            return
         except queue.Full:
-            self._to_spool(batch, "writer queue full")
+            pass
+        with self._overflow_lock:
+            if self._overflow_bytes + len(batch.body) <= self._overflow_max:
+                self._overflow.append(batch)
+                self._overflow_bytes += len(batch.body)
+                return
+        self.spooled_on_loop += 1
+        self._to_spool(batch, "writer queue and overflow full")
 
     def stop(self) -> None:
         """Deliver or spool everything queued, then stop. Nothing in memory is lost.
@@ -283,6 +332,11 @@ class Writer:
         self._stop_deadline = time.monotonic() + self._stop_timeout / 3
         self._stop.set()
         self._thread.join(self._stop_timeout)
+        if self._thread.is_alive():
+            # A send still waiting for its answer: the spool must not be released under it
+            # (a reload opens it again in this process), so wait; its timeout ends it.
+            log.warning("waiting for the database's answer to the batch in flight")
+            self._thread.join()
         while True:  # anything the thread could not take before the deadline
             try:
                 batch = self._queue.get_nowait()
@@ -302,8 +356,10 @@ class Writer:
                 batch = None
             stopping = self._stop.is_set()
             if batch is None and stopping:
+                self._spool_overflow()
                 return
             try:
+                self._spool_overflow()
                 if batch is not None and stopping and not self._stop_budget_left():
                     self._to_spool(batch, "shutting down")
                 elif batch is not None:
@@ -318,6 +374,15 @@ class Writer:
                 )
                 time.sleep(0.5)
 
+    def _spool_overflow(self) -> None:
+        while True:
+            with self._overflow_lock:
+                if not self._overflow:
+                    return
+                batch = self._overflow.popleft()
+                self._overflow_bytes -= len(batch.body)
+            self._to_spool(batch, "writer queue full")
+
     def _probe(self) -> None:
         """While the database is unreachable, ask it once a second whether it is back (a
         cheap /ping), so writes resume within a couple of seconds of its return instead of
@@ -330,9 +395,12 @@ class Writer:
             or now < self._probe_at
         ):
             return
-        self._probe_at = now + self._probe_interval
-        if self.transport.ping():
-            self._retry_at = now
+        up = self.transport.ping()
+        # From the end of the ping: one that hangs until its timeout must not be followed by
+        # another at once, while batches wait.
+        self._probe_at = time.monotonic() + self._probe_interval
+        if up:
+            self._retry_at = time.monotonic()
 
     def _stop_budget_left(self) -> bool:
         """While stopping, a healthy database still gets what is queued, for a short while."""
@@ -347,8 +415,9 @@ class Writer:
             return
         try:
             written = self._send_or_split(batch.body, batch.points)
-        except WriteError as exc:
-            self._to_spool(batch, str(exc))
+        except Unsent as exc:  # only what was not sent waits: no line twice
+            self.stats.points_written += exc.written
+            self._to_spool(Batch(exc.body, exc.points), str(exc))
             return
         self.stats.points_written += written
         self.stats.batches_written += 1
@@ -359,8 +428,15 @@ class Writer:
             return
         try:
             written = self._send_or_split(chunk.body, chunk.points)
-        except WriteError:
-            return  # the database went away again: the chunk stays spooled
+        except Unsent as exc:
+            if not exc.written and exc.body == chunk.body:
+                return  # the database went away again: the chunk stays spooled
+            # Part went in (or was dead-lettered): only the rest goes back, at the tail.
+            self.stats.points_written += exc.written
+            self.stats.points_replayed += exc.written
+            self.spool.append(exc.body, exc.points)
+            self.spool.ack(chunk)
+            return
         self.stats.points_written += written
         self.stats.points_replayed += written
         self.spool.ack(chunk)
@@ -382,6 +458,7 @@ class Writer:
         except Exception as exc:  # an unexpected client failure must not kill the thread
             self.stats.write_failures += 1
             error = WriteError(f"{type(exc).__name__}: {exc}", retryable=True)
+            error.__cause__ = exc  # not the network: _down backs off instead of probing
             self._down(error)
             raise error from exc
         if self.stats.database_up is not True:
@@ -401,11 +478,17 @@ class Writer:
             )
         self.stats.database_up = False
         self.stats.last_error = str(exc)[:200]
-        self._unreachable = exc.status is None
+        self._unreachable = exc.status is None and not isinstance(exc.__cause__, Exception)
         self._backoff = min(self._backoff_max, max(0.25, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
 
     def _to_spool(self, batch: Batch, why: str) -> None:
+        # Normally only the writer thread gets here; the lock is for the last-resort spooling
+        # from the event loop (submit), so the counters and the episode stay right.
+        with self._spool_lock:
+            self._to_spool_locked(batch, why)
+
+    def _to_spool_locked(self, batch: Batch, why: str) -> None:
         try:
             self.spool.append(batch.body, batch.points)
         except OSError as exc:
@@ -466,6 +549,7 @@ class Writer:
             "spool_failures": s.spool_failures,
             "spool_points": len(self.spool),
             "spool_bytes": self.spool.total_bytes,
+            "spooled_on_loop": self.spooled_on_loop,
             "spool_dropped_points": self.spool.dropped_points,
             "dead_letter_points": self.dead_letters.lines,
             "dead_letter_bytes": self.dead_letters.bytes,

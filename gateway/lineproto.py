@@ -38,7 +38,9 @@ def format_field(value: Value) -> str:
         return f"{value}i"
     if isinstance(value, float):
         return repr(value)
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    text = value.replace("\\", "\\\\").replace('"', '\\"')
+    # A raw line break would end the line: a newline or carriage return in text is escaped.
+    return '"' + text.replace("\n", "\\n").replace("\r", "\\r") + '"'
 
 
 def series_prefix(measurement: str, tags: Mapping[str, str]) -> str:
@@ -61,7 +63,6 @@ def _number(value: Value | None) -> float | None:
         number = float(value)
         return number if math.isfinite(number) else None
     return None
-
 
 
 def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]) -> str:

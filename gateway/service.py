@@ -20,6 +20,7 @@ from gateway.bus import Bus
 from gateway.catalog import DeviceCatalog
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
+from gateway.dead_letter import DeadLetters
 from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.lineproto import LineEncoder
@@ -30,6 +31,7 @@ from gateway.spool import Spool
 from rules.calendar import coverage_warning
 
 log = logging.getLogger("guanjia")
+
 
 def make_transport(loaded: LoadedSite) -> Transport | None:
     db = loaded.site.influxdb
@@ -66,7 +68,11 @@ class Gateway:
             spool_dir or loaded.spool_dir(), site.spool.max_bytes, fsync=site.spool.fsync
         )
         self.writer = Writer(
-            transport if transport is not None else make_transport(loaded), self.spool
+            transport if transport is not None else make_transport(loaded),
+            self.spool,
+            dead_letters=DeadLetters(
+                self.spool.dir, site.spool.dead_letter_max_bytes, fsync=site.spool.fsync
+            ),
         )
         self.bus = Bus()
         self.modbus = ModbusDriver(loaded.modbus_devices(), self.bus.publish)

@@ -113,6 +113,11 @@ class SpoolConfig(_Strict):
         default=256 * 1024 * 1024, description="Bound on disk; the oldest points go first."
     )
     fsync: bool = Field(default=True, description="fsync every batch (crash-safe).")
+    dead_letter_max_bytes: ByteSize = Field(
+        default=64 * 1024 * 1024,
+        description="Bound of the dead-letter file (lines the database refused, kept until "
+        "`guanjia replay --dead-letter`); past it refusals are counted as lost.",
+    )
 
 
 class TlsConfig(_Strict):

@@ -131,6 +131,10 @@ class Spool:
             first = min(self._segments)
             if self._cursor.segment < first or self._cursor.segment not in self._segments:
                 self._cursor = Position(first, 0)
+        elif self._cursor.offset:
+            # Everything was delivered and reclaimed; the next segment starts afresh (an old
+            # cursor into a deleted segment would skip the start of a new one of that number).
+            self._cursor = Position(self._cursor.segment + 1, 0)
         self.pending_points = sum(p for _, p, _ in self._records_from(self._cursor))
         if self.pending_points:
             log.info("spool %s holds %d points to replay", self.dir, self.pending_points)
@@ -237,7 +241,10 @@ class Spool:
                 self._fsync_dir()
             self._segments[self._active] += len(record)
             self.pending_points += points
-            self._enforce_bound()
+            try:
+                self._enforce_bound()
+            except OSError as exc:  # the record is written; only the trimming failed
+                log.error("spool %s: cannot trim to its bound: %s", self.dir, exc)
 
     def _enforce_bound(self) -> None:
         dropped = 0
@@ -294,12 +301,10 @@ class Spool:
                     self._cursor = chunk.end
                 self._reclaim()
                 self.pending_points = sum(p for _, p, _ in self._records_from(self._cursor))
-                self._save_cursor()
                 return
             self._cursor = chunk.end
             self.pending_points = max(0, self.pending_points - chunk.points)
             self._reclaim()
-            self._save_cursor()
 
     def _end_full_episode(self) -> None:
         if self._episode_dropped and self.total_bytes < self.max_bytes // 2:
@@ -313,21 +318,21 @@ class Spool:
     def _reclaim(self) -> None:
         """Delete every segment the cursor has passed, the one it has just finished included,
         even the one open for appends: delivered data must not hold disk the next outage
-        needs. Under the lock, so no append is between its size and its deletion."""
-        self._delete_before(self._cursor.segment)
+        needs. Under the lock, so no append is between its size and its deletion. The new
+        cursor is saved before any file goes: a crash in between leaves a segment to skip,
+        never a cursor into a deleted one."""
+        finished = [n for n in self._segments if n < self._cursor.segment]
         size = self._segments.get(self._cursor.segment)
         if size is not None and self._cursor.offset >= size:
-            self._path(self._cursor.segment).unlink(missing_ok=True)
-            del self._segments[self._cursor.segment]
+            finished.append(self._cursor.segment)
             if self._active == self._cursor.segment:
                 self._active = None
             self._cursor = Position(self._cursor.segment + 1, 0)
-        self._end_full_episode()
-
-    def _delete_before(self, segment: int) -> None:
-        for number in [n for n in self._segments if n < segment]:
+        self._save_cursor()
+        for number in finished:
             self._path(number).unlink(missing_ok=True)
             del self._segments[number]
+        self._end_full_episode()
 
     def __len__(self) -> int:
         return self.pending_points

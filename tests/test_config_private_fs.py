@@ -14,7 +14,6 @@ from core.private_fs import (
     make_private,
     make_private_dir,
     open_private,
-    private_umask,
     touch_private,
 )
 
@@ -101,16 +100,6 @@ def test_sqlite_database_and_journals_stay_private(tmp_path: Path) -> None:
         }
     finally:
         db.close()
-
-
-@pytest.mark.usefixtures("open_umask")
-def test_private_umask_covers_files_a_library_creates(tmp_path: Path) -> None:
-    with private_umask():
-        (tmp_path / "made-by-library").write_text("x")
-        (tmp_path / "dir-by-library").mkdir()
-    assert _mode(tmp_path / "made-by-library") == 0o600
-    assert _mode(tmp_path / "dir-by-library") == 0o700
-    assert os.umask(0) == 0  # restored
 
 
 def test_make_private_tightens_an_existing_file(tmp_path: Path) -> None:

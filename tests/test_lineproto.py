@@ -70,3 +70,10 @@ def test_declared_field_types_win_over_the_python_type_of_a_value() -> None:
     assert enc.encode(Sample("inv", 2, {"p_w": 5000.5, "state": 512})) == (
         "pv_inverter,device=inv p_w=5000.5,state=512i 2"
     )
+
+
+def test_text_never_breaks_a_line() -> None:
+    for text in ("two\nlines", "carriage\rreturn", "both\r\n"):
+        encoded = format_field(text)
+        assert "\n" not in encoded
+        assert "\r" not in encoded

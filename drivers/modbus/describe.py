@@ -8,7 +8,6 @@ from core.field_types import float_format
 from drivers.contract import PointMeta
 from drivers.modbus.profile import Profile
 
-
 MISSED_POLLS = 3
 """A polled device's values are stale this many poll intervals after its last good reading:
 two polls may fail (a timeout, a busy line) before the rules stop trusting the last values."""

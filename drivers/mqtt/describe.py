@@ -26,9 +26,7 @@ def definitions(profile: MqttProfile) -> Iterator[PointMeta]:
             yield PointMeta(p.name, json_field_type(p.type), p.unit, description=p.description)
 
 
-def describe(
-    profile: MqttProfile, points: Sequence[str] | None = None
-) -> dict[str, PointMeta]:
+def describe(profile: MqttProfile, points: Sequence[str] | None = None) -> dict[str, PointMeta]:
     out: dict[str, PointMeta] = {}
     for meta in definitions(profile):
         if points is None or meta.name in points or meta.name == AVAILABLE:
