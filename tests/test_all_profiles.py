@@ -67,6 +67,10 @@ def _demo(tmp_path: Path, *database: str) -> dict[str, int]:
     match = re.search(r"gateway stopped: (\{.*\})", result.stderr)
     assert match, result.stderr[-3000:]
     health: dict[str, int] = json.loads(match.group(1))
+    print(  # the figures issue 7 asks for; `pytest -s` shows them
+        f"all profiles: {health['points_written']} lines written, "
+        f"{health['points_rejected']} refused, {health['points_dead_lettered']} dead-lettered"
+    )
     assert health["points_written"] > 50
     assert health["points_rejected"] == 0, result.stderr[-3000:]
     assert health["points_dead_lettered"] == 0
