@@ -1,53 +1,87 @@
-"""The built-in drivers, one line each: the site-file key of a device's connection, its
-connection and profile models, and how it describes its points. Adding a driver is a folder
-under drivers/ and one line here; the gateway learns of it from this list alone."""
+"""The built-in drivers, one entry each: the site-file key of a device's connection, its
+connection and profile models, how it checks a site's devices and how it describes their
+points. Adding a driver is a folder under drivers/ and one entry here: the site file's device
+model, its JSON Schema, `guanjia check` and the device catalogue learn of it from this list.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from drivers.contract import PointMeta
 from drivers.modbus import describe as modbus_describe
+from drivers.modbus.checks import ModbusChecks
 from drivers.modbus.config import ModbusConnection
 from drivers.modbus.profile import Profile
 from drivers.mqtt import describe as mqtt_describe
+from drivers.mqtt.checks import MqttChecks
 from drivers.mqtt.config import MqttDeviceConfig
 from drivers.mqtt.profile import MqttProfile
+
+Loc = tuple[str | int, ...]
+
+
+class DeviceChecks(Protocol):
+    """A driver's checks over one site file's devices (it may remember earlier devices)."""
+
+    def check(
+        self,
+        device_id: str,
+        conn: Any,
+        profile: Any,
+        points: Sequence[str] | None,
+        poll: float,
+        loc: Loc,
+        report: Callable[[Loc, str], None],
+        site: Any,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Driver:
     name: str  # the device's key in the site file
+    title: str  # for people: "Modbus", "MQTT"
+    a_title: str  # with its article, for a sentence: "a Modbus", "an MQTT"
+    example: str  # the smallest connection block, for an error that asks for one
     connection_model: Any  # a pydantic model, or an annotated union of them
     profile_model: type[BaseModel]
     profile_protocol: str | None  # a profile file's `protocol:`; None for the default driver
     describe: Callable[[Any, Sequence[str] | None], dict[str, PointMeta]]
     # How long a device may be silent before its values are stale (profile, poll interval).
     stale_after: Callable[[Any, float], float | None]
+    checks: Callable[[bool], DeviceChecks]  # need_broker -> a checker for one site file
 
 
 DRIVERS: Mapping[str, Driver] = {
     d.name: d
     for d in (
         Driver(
-            "modbus",
-            ModbusConnection,
-            Profile,
-            None,
-            modbus_describe.describe,
-            modbus_describe.stale_after,
+            name="modbus",
+            title="Modbus",
+            a_title="a Modbus",
+            example="modbus: {transport: tcp, host: ...}",
+            connection_model=ModbusConnection,
+            profile_model=Profile,
+            profile_protocol=None,
+            describe=modbus_describe.describe,
+            stale_after=modbus_describe.stale_after,
+            checks=lambda _need_broker: ModbusChecks(),
         ),
         Driver(
-            "mqtt",
-            MqttDeviceConfig,
-            MqttProfile,
-            "mqtt",
-            mqtt_describe.describe,
-            mqtt_describe.stale_after,
+            name="mqtt",
+            title="MQTT",
+            a_title="an MQTT",
+            example="mqtt: {vars: {...}}",
+            connection_model=MqttDeviceConfig,
+            profile_model=MqttProfile,
+            profile_protocol="mqtt",
+            describe=mqtt_describe.describe,
+            stale_after=mqtt_describe.stale_after,
+            checks=lambda need_broker: MqttChecks(need_broker=need_broker),
         ),
     )
 }

@@ -114,7 +114,8 @@ async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
     from drivers.modbus.codec import explain
 
     dev = loaded.device(device_id)
-    if dev.modbus is None:
+    conn = dev.connection("modbus")
+    if conn is None:
         print(f"{dev.id} is an MQTT device: it publishes, it is not polled", file=sys.stderr)
         return 2
     devices = [d for d in loaded.modbus_devices() if d.id == dev.id]
@@ -131,7 +132,7 @@ async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
         print(json.dumps(out, ensure_ascii=False))
     else:
         print(
-            f"{dev.id} ({dev.profile}, unit {dev.modbus.unit}) — "
+            f"{dev.id} ({dev.profile}, unit {conn.unit}) — "
             f"{poller.stats.requests} requests, {poller.stats.last_poll_s * 1000:.1f} ms"
         )
         for spec in poller.plan.specs:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from core.text import suggest as suggest  # re-exported: loaders and tests import it here
 
 Loc = tuple[str | int, ...]
 SECRET_KEYS = frozenset({"token", "password"})
@@ -302,11 +303,6 @@ def _strip_tags(loc: Loc, data: Any) -> Loc:
             out.append(part)
             data = None
     return tuple(out)
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def problems_from_validation(

@@ -11,12 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from drivers.modbus.config import RtuConnection
-from drivers.modbus.driver import ModbusDevice, device_plan
-from drivers.modbus.link import link_key
+from drivers.modbus.driver import ModbusDevice
 from drivers.modbus.profile import Profile
 from drivers.mqtt.ingest import MqttDevice
 from drivers.mqtt.profile import MqttProfile
+from drivers.registry import DRIVERS, driver_of
 from gateway.config_errors import (
     ConfigError,
     LineMap,
@@ -56,20 +55,20 @@ class LoadedSite:
     def modbus_devices(self) -> list[ModbusDevice]:
         out = []
         for d in self.site.devices:
-            profile = self.profiles[d.profile]
-            if d.enabled and d.modbus is not None and isinstance(profile, Profile):
-                out.append(ModbusDevice(d.id, profile, d.modbus, d.poll, d.points))
+            profile, conn = self.profiles[d.profile], d.connection("modbus")
+            if d.enabled and conn is not None and isinstance(profile, Profile):
+                out.append(ModbusDevice(d.id, profile, conn, d.poll, d.points))
         return out
 
     def mqtt_devices(self) -> list[MqttDevice]:
         out = []
         mqtt = self.site.mqtt
         for d in self.site.devices:
-            profile = self.profiles[d.profile]
-            if d.enabled and d.mqtt is not None and isinstance(profile, MqttProfile):
+            profile, conn = self.profiles[d.profile], d.connection("mqtt")
+            if d.enabled and conn is not None and isinstance(profile, MqttProfile):
                 assert mqtt is not None  # checked by load_site
-                broker = d.mqtt.broker or mqtt.brokers[0].name
-                variables = {"device": d.id, **d.mqtt.vars}
+                broker = conn.broker or mqtt.brokers[0].name
+                variables = {"device": d.id, **conn.vars}
                 out.append(MqttDevice(d.id, profile, broker, variables))
         return out
 
@@ -239,109 +238,31 @@ Report = Callable[[tuple[str | int, ...], str], None]
 def check_connection(
     dev: DeviceConfig, profile: AnyProfile, loc: tuple[str | int, ...], report: Report
 ) -> bool:
-    """The device gives exactly the connection its profile's protocol needs; say which."""
-    is_mqtt = isinstance(profile, MqttProfile)
-    what = f"{profile.name} is {'an MQTT' if is_mqtt else 'a Modbus'} profile"
-    if dev.modbus is not None and dev.mqtt is not None:
+    """The device gives exactly the connection its profile's driver needs; say which."""
+    driver = driver_of(profile)
+    what = f"{profile.name} is {driver.a_title} profile"
+    given = list(dev.connections())
+    if len(given) > 1:
+        keys = " and ".join(f"{name}:" for name in given)
         report(
             loc,
-            f"device {dev.id} has both modbus: and mqtt:; keep the one that matches its "
-            f"profile ({what})",
+            f"device {dev.id} has both {keys}; keep the one that matches its profile ({what})"
+            if len(given) == 2
+            else f"device {dev.id} has {keys}; keep only {driver.name}: ({what})",
         )
         return False
-    if dev.modbus is None and dev.mqtt is None:
-        example = "mqtt: {vars: {...}}" if is_mqtt else "modbus: {transport: tcp, host: ...}"
-        report(loc, f"device {dev.id} has neither modbus: nor mqtt:; add `{example}` ({what})")
+    if not given:
+        keys = " nor ".join(f"{name}:" for name in DRIVERS)
+        report(loc, f"device {dev.id} has neither {keys}; add `{driver.example}` ({what})")
         return False
-    given, needed = ("modbus", "mqtt") if dev.modbus is not None else ("mqtt", "modbus")
-    if (given == "mqtt") != is_mqtt:
+    if given[0] != driver.name:
         report(
-            (*loc, given),
-            f"device {dev.id} has {given}: but {what}; replace {given}: with {needed}: "
-            f"or choose {'a Modbus' if is_mqtt else 'an MQTT'} profile",
+            (*loc, given[0]),
+            f"device {dev.id} has {given[0]}: but {what}; replace {given[0]}: with "
+            f"{driver.name}: or choose {DRIVERS[given[0]].a_title} profile",
         )
         return False
     return True
-
-
-def check_modbus(
-    dev: DeviceConfig,
-    profile: Profile,
-    loc: tuple[str | int, ...],
-    report: Report,
-    units_on_link: dict[tuple[tuple[str, str], int, int], int],
-    serial_settings: dict[str, tuple[int, int, str, int]],
-) -> None:
-    assert dev.modbus is not None
-    conn = dev.modbus
-    names = {p.name for p in profile.points}
-    for j, point in enumerate(dev.points or []):
-        if point not in names:
-            report(
-                (*loc, "points", j),
-                f"profile {profile.name} has no point '{point}'" + suggest(point, names),
-            )
-    key = link_key(conn)
-    base = conn.base if conn.base is not None else profile.base
-    index = int(loc[-1])
-    owner = units_on_link.setdefault((key, conn.unit, base), index)
-    if owner != index:
-        report(
-            (*loc, "modbus", "unit"),
-            f"unit {conn.unit} at base {base} on {key[1]} is already used by "
-            f"devices[{owner}]; give a different unit or base",
-        )
-    if isinstance(conn, RtuConnection):
-        settings = (conn.baudrate, conn.bytesize, conn.parity, conn.stopbits)
-        first = serial_settings.setdefault(conn.port, settings)
-        if first != settings:
-            report(
-                (*loc, "modbus"),
-                f"{conn.port} is already opened with baudrate/bytesize/parity/"
-                f"stopbits {first}; all devices on one line must match",
-            )
-    try:  # a point larger than the device's request size cannot be read at all
-        device_plan(ModbusDevice(dev.id, profile, conn, dev.poll, dev.points))
-    except ValueError as exc:
-        report((*loc, "modbus"), str(exc))
-
-
-def check_mqtt(
-    dev: DeviceConfig,
-    profile: MqttProfile,
-    loc: tuple[str | int, ...],
-    report: Report,
-    mqtt: MqttConfig | None,
-    need_broker: bool = True,
-) -> None:
-    assert dev.mqtt is not None
-    given = set(dev.mqtt.vars)
-    missing = [v for v in profile.variables if v not in given]
-    if missing:
-        report(
-            (*loc, "mqtt", "vars"),
-            f"profile {profile.name} needs {', '.join(missing)}; e.g. vars: {{{missing[0]}: ...}}",
-        )
-    for extra in sorted(given - set(profile.variables)):
-        report(
-            (*loc, "mqtt", "vars", extra),
-            f"profile {profile.name} has no variable '{extra}'" + suggest(extra, profile.variables),
-        )
-    if dev.points:
-        report((*loc, "points"), "`points` applies to Modbus devices only")
-    if mqtt is None:
-        if need_broker:
-            report(
-                (*loc, "mqtt"),
-                "no MQTT broker: add `mqtt: {brokers: [{name: site, host: ...}]}` to the site file",
-            )
-        return
-    names = [b.name for b in mqtt.brokers]
-    if dev.mqtt.broker is not None and dev.mqtt.broker not in names:
-        report(
-            (*loc, "mqtt", "broker"),
-            f"no broker '{dev.mqtt.broker}'" + suggest(dev.mqtt.broker, names),
-        )
 
 
 def check_rules(
@@ -464,10 +385,7 @@ def load_site(
     available = available_profiles(dirs)
     profiles: dict[str, AnyProfile] = {}
     seen_ids: dict[str, int] = {}
-    # One unit id may front several devices at different bases (a CoolMasterNet's indoor
-    # units); the same unit and base twice is the same registers polled twice.
-    units_on_link: dict[tuple[tuple[str, str], int, int], int] = {}
-    serial_settings: dict[str, tuple[int, int, str, int]] = {}
+    checks = {name: driver.checks(need_broker) for name, driver in DRIVERS.items()}
     for i, dev in enumerate(site.devices):
         loc: tuple[str | int, ...] = ("devices", i)
         if dev.id in seen_ids:
@@ -479,8 +397,9 @@ def load_site(
                 f"no profile '{dev.profile}' in {', '.join(str(d) for d in dirs)}"
                 + suggest(dev.profile, available),
             )
-            if dev.modbus is not None and dev.mqtt is not None:
-                report(loc, f"device {dev.id} has both modbus: and mqtt:; keep one")
+            if len(dev.connections()) > 1:
+                keys = " and ".join(f"{name}:" for name in dev.connections())
+                report(loc, f"device {dev.id} has {keys}; keep one")
             continue
         if dev.profile not in profiles:
             try:
@@ -491,10 +410,10 @@ def load_site(
         profile = profiles[dev.profile]
         if not check_connection(dev, profile, loc, report):
             continue
-        if dev.modbus is not None and isinstance(profile, Profile):
-            check_modbus(dev, profile, loc, report, units_on_link, serial_settings)
-        elif dev.mqtt is not None and isinstance(profile, MqttProfile):
-            check_mqtt(dev, profile, loc, report, mqtt, need_broker)
+        name = driver_of(profile).name
+        checks[name].check(
+            dev.id, dev.connection(name), profile, dev.points, dev.poll, loc, report, site
+        )
 
     problems.extend(
         type_conflicts(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from core.config_types import ByteSize, Duration, Host
-from drivers.modbus.config import ModbusConnection
-from drivers.mqtt.config import MqttDeviceConfig
+from drivers.registry import DRIVERS
 from rules.calendar import CalendarConfig
 
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
@@ -217,17 +216,16 @@ class MqttConfig(_Strict):
     )
 
 
-class DeviceConfig(_Strict):
+class DeviceBase(_Strict):
     """One device: its profile, how to reach it, how often to poll it, where it is.
 
-    Exactly one of `modbus` and `mqtt`, the one its profile's protocol needs: `load_site`
-    checks that against the profile, so the error can say which one to keep.
+    Its connection is under the key of its driver (`modbus:`, `mqtt:`, ...: one per driver in
+    drivers/registry.py), exactly one, the one its profile's driver needs: `load_site` checks
+    that against the profile, so the error can say which one to keep.
     """
 
     id: str = Field(pattern=_ID, description="Unique id, e.g. `meter-b1-main`.")
     profile: str = Field(description="Profile name, a file in config/profiles/ without .yaml.")
-    modbus: ModbusConnection | None = Field(default=None, description="Modbus connection.")
-    mqtt: MqttDeviceConfig | None = Field(default=None, description="MQTT device.")
     poll: Duration = Field(default=10.0, gt=0, description="Poll interval.")
     points: list[str] | None = Field(
         default=None, description="Read only these profile points (default: all)."
@@ -244,6 +242,34 @@ class DeviceConfig(_Strict):
     @classmethod
     def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
         return check_tags(tags)
+
+    def connections(self) -> dict[str, Any]:
+        """The driver keys this entry gives, with their blocks (one, when it is right)."""
+        return {name: c for name in DRIVERS if (c := getattr(self, name, None)) is not None}
+
+    def connection(self, driver: str) -> Any:
+        return getattr(self, driver, None)
+
+
+def _device_config() -> type[DeviceBase]:
+    """DeviceBase with one optional key per registered driver."""
+    fields: dict[str, Any] = {
+        name: (
+            driver.connection_model | None,
+            Field(default=None, description=f"{driver.title} connection, e.g. {driver.example}"),
+        )
+        for name, driver in DRIVERS.items()
+    }
+    model: type[DeviceBase] = create_model(
+        "DeviceConfig", __base__=DeviceBase, __doc__=DeviceBase.__doc__, **fields
+    )
+    return model
+
+
+if TYPE_CHECKING:
+    DeviceConfig = DeviceBase
+else:
+    DeviceConfig = _device_config()
 
 
 class AlarmsConfig(_Strict):

@@ -1,0 +1,69 @@
+"""The Modbus driver's checks of a site's devices, before anything connects: points the
+profile has, units and bases not polled twice on one path, one set of serial settings per
+line, points that fit the device's request size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.text import suggest
+from drivers.modbus.config import RtuConnection
+from drivers.modbus.driver import ModbusDevice, device_plan
+from drivers.modbus.link import LinkKey, link_key
+from drivers.modbus.profile import Profile
+
+Loc = tuple[str | int, ...]
+Report = Callable[[Loc, str], None]
+
+
+class ModbusChecks:
+    """One per site file: what the devices checked so far use, to find clashes."""
+
+    def __init__(self) -> None:
+        # One unit id may front several devices at different bases (a CoolMasterNet's indoor
+        # units); the same unit and base twice is the same registers polled twice.
+        self._units: dict[tuple[LinkKey, int, int], int] = {}
+        self._serial: dict[str, tuple[int, int, str, int]] = {}
+
+    def check(
+        self,
+        device_id: str,
+        conn: Any,
+        profile: Profile,
+        points: Sequence[str] | None,
+        poll: float,
+        loc: Loc,
+        report: Report,
+        _site: Any,
+    ) -> None:
+        names = {p.name for p in profile.points}
+        for j, point in enumerate(points or []):
+            if point not in names:
+                report(
+                    (*loc, "points", j),
+                    f"profile {profile.name} has no point '{point}'" + suggest(point, names),
+                )
+        key = link_key(conn)
+        base = conn.base if conn.base is not None else profile.base
+        index = int(loc[-1])
+        owner = self._units.setdefault((key, conn.unit, base), index)
+        if owner != index:
+            report(
+                (*loc, "modbus", "unit"),
+                f"unit {conn.unit} at base {base} on {key[1]} is already used by "
+                f"devices[{owner}]; give a different unit or base",
+            )
+        if isinstance(conn, RtuConnection):
+            settings = (conn.baudrate, conn.bytesize, conn.parity, conn.stopbits)
+            first = self._serial.setdefault(conn.port, settings)
+            if first != settings:
+                report(
+                    (*loc, "modbus"),
+                    f"{conn.port} is already opened with baudrate/bytesize/parity/"
+                    f"stopbits {first}; all devices on one line must match",
+                )
+        try:  # a point larger than the device's request size cannot be read at all
+            device_plan(ModbusDevice(device_id, profile, conn, poll, points))
+        except ValueError as exc:
+            report((*loc, "modbus"), str(exc))
