@@ -1,18 +1,25 @@
-"""Result `planner`: is the request planner at least as good as the usual fixed rules?
+"""Results `planner` and `planner_<case>`: does the driver plan requests at least as well as
+the usual fixed rules?
 
 Everything here is the planner's own wire-time model (drivers/modbus/planner.py, WireModel.rtu
-at 9600 and 19200 baud, 10 ms turnaround): the same model prices our plan and both baselines,
-so the ratio compares plans, not clocks. Two register maps:
+at 9600 and 19200 baud, 10 ms turnaround): the same model prices our plan and the baselines,
+so the ratio compares plans, not clocks. Our plan is the driver's: `device_plan()` of each
+device as a site file describes it (an RTU connection at that baud rate with a 10 ms
+turnaround), summed over the devices of a case. Two cases:
 
-* dense: the Eastron SDM630 profile (config/profiles/eastron_sdm630.yaml), with its holes and
-  its 80-register request limit;
-* sparse HVAC: 8 CoolMasterNet indoor units (config/profiles/coolmaster_indoor.yaml) at bases
-  16, 32, ... 128, as one site polls them through one gateway: 9-register blocks 7 apart.
+* dense: one Eastron SDM630 (config/profiles/eastron_sdm630.yaml), with its holes and its
+  80-register request limit;
+* sparse HVAC: 8 CoolMasterNet indoor units (config/profiles/coolmaster_indoor.yaml), one
+  device each at bases 16, 32, ... 128 (VA 1..8), all behind one gateway as unit 1: 9-register
+  blocks 7 apart. The driver plans each device on its own.
 
-Baselines: (a) one request per point; (b) Telegraf-style fixed merging: sort by address, merge
-the next point while the gap is at most 50 registers and the request stays within the limit,
-never across a hole. value = max over the 4 cases of our time / the better baseline's time;
-above 1.0 a fixed rule would beat the planner somewhere.
+Baselines, each at its best: (a) one request per point; (b) Telegraf-style fixed merging: sort
+by address, merge the next point while the gap is at most 50 registers and the request stays
+within the limit, never across a hole. Telegraf groups the registers of one slave, so for the
+8 indoor units, which are one slave, (b) merges across units where the gap allows (the
+CoolMasterNet answers reads across units: 0xFFFF for the reserved registers); (b) per device
+is printed too. `planner_<case>` = our time / the best baseline's time; `planner` = the worst
+case. Above 1.0 a fixed rule beats the driver somewhere.
 
 A hand-built sparse map (groups of 1-4 registers 10-60 apart) is printed too, as information:
 it is where the gap-50 rule reads the most dead registers.
@@ -29,25 +36,82 @@ import yaml
 
 from bench.common import ROOT, Result, ms, result
 from drivers.modbus.codec import PointSpec, resolve
-from drivers.modbus.planner import WireModel, plan, plan_time
+from drivers.modbus.config import RtuConnection
+from drivers.modbus.driver import ModbusDevice, device_plan
+from drivers.modbus.planner import ReadRequest, WireModel, plan, plan_time
 from drivers.modbus.profile import Function, Hole, Profile
 
 PROFILES = ROOT / "config" / "profiles"
 TURNAROUND_MS = 10.0
-WIRES = {
-    "rtu 9600": WireModel.rtu(9600, TURNAROUND_MS),
-    "rtu 19200": WireModel.rtu(19200, TURNAROUND_MS),
-}
+BAUDRATES = (9600, 19200)
 MAX_GAP = 50  # Telegraf's default optimization_max_register_fill
 Span = tuple[Function, int, int]  # function, start, count
 
 
 @dataclass(frozen=True)
 class RegisterMap:
+    """What a baseline planner sees: every point it reads in one slave's address space."""
+
     name: str
     specs: list[PointSpec]
     max_registers: int
     holes: list[Hole]
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str  # planner_<key> in results.json
+    name: str
+    profile: Profile
+    bases: list[int | None]  # one device per base (None: the profile's own)
+
+    def devices(self, baudrate: int) -> list[ModbusDevice]:
+        return [
+            ModbusDevice(
+                f"{self.key}_{i}",
+                self.profile,
+                RtuConnection(
+                    transport="rtu",
+                    port="/dev/ttyUSB0",  # never opened: device_plan only plans
+                    baudrate=baudrate,
+                    unit=1,
+                    base=base,
+                    turnaround_ms=TURNAROUND_MS,
+                ),
+                1.0,
+            )
+            for i, base in enumerate(self.bases)
+        ]
+
+    def register_maps(self) -> list[RegisterMap]:
+        """Each device's points, as a baseline planning per device sees them."""
+        out = []
+        for base in self.bases:
+            offset = self.profile.base if base is None else base
+            holes = [
+                h.model_copy(update={"start": h.start + offset, "end": h.end + offset})
+                for h in self.profile.holes
+            ]
+            out.append(
+                RegisterMap(
+                    self.name,
+                    resolve(self.profile, base),
+                    self.profile.transport.max_registers_per_request,
+                    holes,
+                )
+            )
+        return out
+
+    def whole(self) -> RegisterMap:
+        """All devices' points in one map, as a baseline grouping one slave's registers sees
+        them."""
+        maps = self.register_maps()
+        return RegisterMap(
+            self.name,
+            [s for m in maps for s in m.specs],
+            maps[0].max_registers,
+            [h for m in maps for h in m.holes],
+        )
 
 
 def _load(path: Path) -> Profile:
@@ -55,24 +119,16 @@ def _load(path: Path) -> Profile:
         return Profile.model_validate(yaml.safe_load(f))
 
 
-def sdm630() -> RegisterMap:
-    profile = _load(PROFILES / "eastron_sdm630.yaml")
-    return RegisterMap(
-        "SDM630 (dense)",
-        resolve(profile),
-        profile.transport.max_registers_per_request,
-        list(profile.holes),
-    )
+def sdm630() -> Case:
+    return Case("sdm630", "SDM630 (dense)", _load(PROFILES / "eastron_sdm630.yaml"), [None])
 
 
-def coolmaster(units: int = 8) -> RegisterMap:
-    profile = _load(PROFILES / "coolmaster_indoor.yaml")
-    specs = [s for n in range(1, units + 1) for s in resolve(profile, base=16 * n)]
-    return RegisterMap(
+def coolmaster(units: int = 8) -> Case:
+    return Case(
+        "hvac",
         f"{units} CoolMaster units (sparse HVAC)",
-        specs,
-        profile.transport.max_registers_per_request,
-        list(profile.holes),
+        _load(PROFILES / "coolmaster_indoor.yaml"),
+        [16 * n for n in range(1, units + 1)],
     )
 
 
@@ -129,7 +185,49 @@ def spans_time(spans: Sequence[Span], wire: WireModel) -> float:
     return sum(wire.request_time(function, count) for function, _start, count in spans)
 
 
-def _case(register_map: RegisterMap, wire_name: str, wire: WireModel) -> float:
+def _spans(requests: Sequence[ReadRequest]) -> str:
+    return ", ".join(f"{r.start}+{r.count}" for r in requests)
+
+
+def _case(case: Case, baudrate: int) -> float:
+    wire = WireModel.rtu(baudrate, TURNAROUND_MS)
+    ours = [r for device in case.devices(baudrate) for r in device_plan(device).requests]
+    ours_t = plan_time(ours, wire)
+    maps = case.register_maps()
+    single = [span for m in maps for span in one_per_point(m.specs)]
+    per_device = [span for m in maps for span in gap_merge(m.specs, m.max_registers, m.holes)]
+    whole = case.whole()
+    merged = gap_merge(whole.specs, whole.max_registers, whole.holes)
+    times = {
+        "(a) one per point": spans_time(single, wire),
+        f"(b) gap<={MAX_GAP}": spans_time(merged, wire),
+        f"(b) gap<={MAX_GAP} per device": spans_time(per_device, wire),
+    }
+    best = min(times, key=lambda k: times[k])
+    ratio = ours_t / times[best]
+    registers = sum(r.count for r in ours)
+    devices = len(case.bases)
+    print(
+        f"  {case.name}, rtu {baudrate}: ours ({devices} device plan{'s' * (devices > 1)}) "
+        f"{len(ours)} requests / {registers} registers {ms(ours_t)}"
+    )
+    for name, spans in (
+        ("(a) one per point", single),
+        (f"(b) gap<={MAX_GAP}", merged),
+        (f"(b) gap<={MAX_GAP} per device", per_device),
+    ):
+        print(
+            f"      {name}: {len(spans)} requests / {sum(c for *_, c in spans)} registers "
+            f"{ms(times[name])}"
+        )
+    print(f"      -> ours / best ({best}) = {ratio:.3f}")
+    print(f"      ours: {_spans(ours)}")
+    print(f"      (b):  {', '.join(f'{start}+{count}' for _f, start, count in merged)}")
+    return ratio
+
+
+def _informational(register_map: RegisterMap, baudrate: int) -> None:
+    wire = WireModel.rtu(baudrate, TURNAROUND_MS)
     ours = plan(
         register_map.specs, wire, max_registers=register_map.max_registers, holes=register_map.holes
     )
@@ -137,32 +235,35 @@ def _case(register_map: RegisterMap, wire_name: str, wire: WireModel) -> float:
     single = one_per_point(register_map.specs)
     merged = gap_merge(register_map.specs, register_map.max_registers, register_map.holes)
     single_t, merged_t = spans_time(single, wire), spans_time(merged, wire)
-    ratio = ours_t / min(single_t, merged_t)
-    registers = sum(r.count for r in ours)
     print(
-        f"  {register_map.name}, {wire_name}: ours {len(ours)} requests / {registers} registers "
-        f"{ms(ours_t)}; (a) one per point {len(single)} requests {ms(single_t)}; "
-        f"(b) gap<={MAX_GAP} {len(merged)} requests / {sum(c for *_, c in merged)} registers "
-        f"{ms(merged_t)} -> {ratio:.3f}"
+        f"  {register_map.name}, rtu {baudrate}: ours {len(ours)} requests / "
+        f"{sum(r.count for r in ours)} registers {ms(ours_t)}; (a) one per point "
+        f"{len(single)} requests {ms(single_t)}; (b) gap<={MAX_GAP} {len(merged)} requests / "
+        f"{sum(c for *_, c in merged)} registers {ms(merged_t)} -> "
+        f"{ours_t / min(single_t, merged_t):.3f}"
     )
-    print(f"      ours: {', '.join(f'{r.start}+{r.count}' for r in ours)}")
-    print(f"      (b):  {', '.join(f'{start}+{count}' for _f, start, count in merged)}")
-    return ratio
 
 
 def run() -> dict[str, Result]:
     print(f"planner: modelled wire time per poll (turnaround {TURNAROUND_MS:g} ms)")
-    ratios = [
-        _case(register_map, wire_name, wire)
-        for register_map in (sdm630(), coolmaster())
-        for wire_name, wire in WIRES.items()
-    ]
+    ratios = {
+        f"planner_{case.key}_{baudrate}": _case(case, baudrate)
+        for case in (sdm630(), coolmaster())
+        for baudrate in BAUDRATES
+    }
     print("  informational, not in the result:")
-    for wire_name, wire in WIRES.items():
-        _case(hand_built_sparse(), wire_name, wire)
-    value = max(ratios)
-    print(f"  planner = max over the 4 cases of ours / best baseline = {value:.3f} (target <= 1.0)")
-    return {"planner": result(value, "<= 1.0")}
+    for baudrate in BAUDRATES:
+        _informational(hand_built_sparse(), baudrate)
+    worst = max(ratios, key=lambda k: ratios[k])
+    value = ratios[worst]
+    for key, ratio in ratios.items():
+        print(f"  {key} = {ratio:.3f}")
+    print(f"  planner = the worst case ({worst}) = {value:.3f} (target <= 1.0)")
+    out = {
+        key: result(ratio, "informational: one case of planner") for key, ratio in ratios.items()
+    }
+    out["planner"] = result(value, "<= 1.0")
+    return out
 
 
 if __name__ == "__main__":

@@ -14,6 +14,17 @@ Healthy ports answer FC3/FC4 reads of any address and count with deterministic r
 the same time rather than one after the other. Other function codes get exception 1 (illegal
 function). Dead ports (the last ``--dead`` of them) accept connections and read requests but
 never answer, like a device whose TCP stack is up and whose application has hung.
+
+``--rtu-units N --rtu-dead D`` instead serves one RS-485 line behind a transparent serial
+gateway (RTU frames over TCP) on one port: units 1..N-D answer FC3/FC4 like the healthy ports,
+one request at a time on the line, each after ``--delay-ms``; units N-D+1..N are dead (the
+request goes out on the line and nothing comes back). It prints ``{"line": port, "healthy":
+[units], "dead": [units]}``.
+
+``--flip N --flip-period S`` (off by default) makes the first N healthy ports change their
+values: each serves every register ``FLIP_OFFSET`` higher for half of each S-second cycle, the
+ports' cycles evenly staggered, so that a threshold between the two images is crossed by N
+devices twice per cycle, at a steady rate (alarms raised and cleared, for the rules benches).
 """
 
 from __future__ import annotations
@@ -115,12 +126,89 @@ async def serve(ports: int, dead: int, delay: float) -> None:
         server.close()
 
 
+def crc16(data: bytes) -> int:
+    """Modbus RTU CRC-16 (polynomial 0xA001, initial 0xFFFF), sent low byte first."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+class RtuLine:
+    """The RS-485 line behind the gateway: one conversation at a time, whoever connects."""
+
+    def __init__(self, delay: float, dead: frozenset[int]) -> None:
+        self.delay = delay
+        self.dead = dead
+        self.free_at = 0.0  # loop time when the line's current answer has been sent
+
+
+class RtuGatewayProtocol(asyncio.Protocol):
+    """A transparent serial gateway: RTU requests in, the addressed unit's answer out."""
+
+    def __init__(self, line: RtuLine) -> None:
+        self.line = line
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        while len(buf) >= 8:  # every request the gateway serves is 8 bytes (FC3/FC4 reads)
+            frame = bytes(buf[:8])
+            del buf[:8]
+            if crc16(frame[:6]) != struct.unpack_from("<H", frame, 6)[0]:
+                buf.clear()  # out of step: drop what is buffered, as a line would
+                return
+            unit = frame[0]
+            loop = asyncio.get_running_loop()
+            # The request takes the line whether or not anyone answers it.
+            start = max(loop.time(), self.line.free_at)
+            self.line.free_at = start + self.line.delay
+            if unit in self.line.dead:
+                continue
+            adu = bytes([unit]) + response_pdu(frame[1:6])
+            answer = adu + struct.pack("<H", crc16(adu))
+            loop.call_at(self.line.free_at, self._reply, answer)
+
+    def _reply(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+
+async def serve_line(units: int, dead: int, delay: float) -> None:
+    loop = asyncio.get_running_loop()
+    dead_units = frozenset(range(units - dead + 1, units + 1))
+    line = RtuLine(delay, dead_units)
+    server = await loop.create_server(lambda: RtuGatewayProtocol(line), "127.0.0.1", 0, backlog=256)
+    hello = {
+        "line": server.sockets[0].getsockname()[1],
+        "healthy": [u for u in range(1, units + 1) if u not in dead_units],
+        "dead": sorted(dead_units),
+    }
+    sys.stdout.write(json.dumps(hello) + "\n")
+    sys.stdout.flush()
+    await loop.run_in_executor(None, sys.stdin.buffer.read)
+    server.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ports", type=int, default=1)
     parser.add_argument("--dead", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--rtu-units", type=int, default=0, help="serve an RTU line instead")
+    parser.add_argument("--rtu-dead", type=int, default=0, help="dead units on the line")
     args = parser.parse_args()
+    if args.rtu_units:
+        asyncio.run(serve_line(args.rtu_units, args.rtu_dead, args.delay_ms / 1000.0))
+        return
     asyncio.run(serve(args.ports, args.dead, args.delay_ms / 1000.0))
 
 

@@ -23,10 +23,10 @@ RESULTS = BENCH_DIR / "results.json"
 # (name, module, results it produces). A new benchmark is one more line; its module exposes
 # `run() -> dict[str, Result]` and prints its own figures.
 BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
-    ("cycle", "bench.bench_cycle", ("cycle",)),
-    ("dead", "bench.bench_dead", ("dead",)),
+    ("cycle", "bench.bench_cycle", ("cycle_vs_bare", "cycle")),
+    ("dead", "bench.bench_dead", ("dead", "dead_tcp", "dead_line")),
     ("cpu", "bench.bench_cpu", ("cpu", "cpu_pymodbus")),
-    ("planner", "bench.bench_planner", ("planner",)),
+    ("planner", "bench.bench_planner", ("planner",)),  # + planner_<case>_<baud>, information
     ("write", "bench.bench_write", ("write",)),
     ("ingest", "bench.bench_ingest", ("ingest_vs_paho", "ingest_vs_aiomqtt")),
     ("rules", "bench.bench_rules", ("rules_cpu", "rules_p99_ms")),

@@ -143,6 +143,41 @@ def unpacker(spec: PointSpec) -> Unpack:
     return floating
 
 
+def _plain_code(spec: PointSpec) -> str | None:
+    """The struct code that alone decodes the point (unpacker's `fast` case), else None."""
+    code = _STRUCT.get(spec.dtype)
+    plain = spec.byte_order == "big" and (spec.count == 1 or spec.word_order == "big")
+    if code is None or not plain or spec.invalid_words:
+        return None
+    return code
+
+
+def fused_unpacker(
+    points: Sequence[tuple[PointSpec, int]],
+) -> tuple[tuple[str, ...], Callable[[bytes], tuple[Any, ...]]] | None:
+    """One struct call for all of a response's points: their names in order and the call.
+
+    Only when every point is one that unpacker() reads with one plain struct code, at its own
+    byte offset (``points``: spec and offset), none overlapping another; else None. Gives the
+    same raw values as the points' unpackers, with one call instead of one per point.
+    """
+    fmt = [">"]
+    names: list[str] = []
+    position = 0
+    for spec, off in sorted(points, key=lambda p: p[1]):
+        code = _plain_code(spec)
+        if code is None or off < position or struct.calcsize(">" + code) != 2 * spec.count:
+            return None
+        if off > position:
+            fmt.append(f"{off - position}x")
+        fmt.append(code)
+        names.append(spec.name)
+        position = off + 2 * spec.count
+    if not names:
+        return None
+    return tuple(names), struct.Struct("".join(fmt)).unpack_from
+
+
 def resolve(
     profile: Profile, base: int | None = None, include: Iterable[str] | None = None
 ) -> list[PointSpec]:

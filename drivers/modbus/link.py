@@ -104,9 +104,17 @@ class Link:
         problems: ProblemSink | None = None,
     ) -> list[int] | list[bool]:
         """``problems`` hears of trouble on the line that failed no request (see Client)."""
-        return await self._exclusive(
-            lambda: self.client.read(unit, function, address, count, timeout, problems)
-        )
+        # _exclusive, inlined in both reads: every poll's requests come here, and a closure,
+        # a coroutine and `async with`'s bound __aexit__ would stay alive (and tracked by the
+        # garbage collector) for as long as the device takes to answer.
+        await self._lock.acquire()
+        try:
+            return await self.client.read(unit, function, address, count, timeout, problems)
+        except ModbusConnectionError:
+            self.client.close()
+            raise
+        finally:
+            self._lock.release()
 
     async def read_raw(
         self,
@@ -117,9 +125,14 @@ class Link:
         timeout: float,
         problems: ProblemSink | None = None,
     ) -> bytes:
-        return await self._exclusive(
-            lambda: self.client.read_raw(unit, function, address, count, timeout, problems)
-        )
+        await self._lock.acquire()
+        try:
+            return await self.client.read_raw(unit, function, address, count, timeout, problems)
+        except ModbusConnectionError:
+            self.client.close()
+            raise
+        finally:
+            self._lock.release()
 
     async def write_registers(
         self, unit: int, address: int, values: list[int], timeout: float

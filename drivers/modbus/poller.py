@@ -10,6 +10,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.once import ProblemCounter
 from core.types import Command, CommandResult, Sample, Value
@@ -21,6 +22,7 @@ from drivers.modbus.codec import (
     decode_all,
     decode_registers,
     encode_raw,
+    fused_unpacker,
     to_engineering,
     to_raw,
     unpacker,
@@ -38,7 +40,11 @@ OFFLINE = "offline"
 # address) by the standard, 3 (illegal data value) on devices that check the range as a value.
 REFUSED_CODES = frozenset({2, 3})
 
-Layout = list[tuple[ReadRequest, list[tuple[str, Unpack, int]]]]
+# Each request with its function code; per point, name, decoder and data offset; and, where
+# one struct call decodes them all, the points' names in order and that call.
+Fused = tuple[tuple[str, ...], Callable[[bytes], tuple[Any, ...]]]
+Entry = tuple[ReadRequest, int, list[tuple[str, Unpack, int]], Fused | None]
+Layout = list[Entry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +102,20 @@ class DevicePoller:
         """Something wrong on the wire that cost no value (a junk byte, a late answer)."""
         self._count(reason, f"{self.plan.device}: {message}")
 
-    async def _request(self, req: ReadRequest) -> bytes | list[int] | list[bool]:
+    def _retries(self) -> int:
+        # A device known to be offline is probed with one request, not retried: on a shared
+        # line every retry would hold the line for another timeout.
+        return self.plan.retries if self.stats.online is not False else 0
+
+    async def _request(
+        self, req: ReadRequest, attempts: int | None = None
+    ) -> bytes | list[int] | list[bool]:
+        """Read one request, retrying silent failures; ``attempts`` defaults to all of them."""
         fc = _FC_READ[req.function]
         read = self.link.read if fc <= 2 else self.link.read_raw
-        for attempt in range(self.plan.retries + 1):
+        if attempts is None:
+            attempts = self._retries() + 1
+        for attempt in range(1, attempts + 1):
             try:
                 self.stats.requests += 1
                 return await read(
@@ -111,7 +127,7 @@ class DevicePoller:
                     problems=self._problems,
                 )
             except ModbusError as exc:
-                if not exc.silent or attempt == self.plan.retries:
+                if not exc.silent or attempt == attempts:
                     raise
         raise AssertionError("unreachable")
 
@@ -130,9 +146,28 @@ class DevicePoller:
         failed: dict[str, str] = {}
         silent_error: ModbusError | None = None
         splits: dict[int, _Split] | None = None
-        for index, (req, layout) in enumerate(self._layout):
+        link, unit, timeout, problems = self.link, plan.unit, plan.timeout, self._problems
+        stats = self.stats
+        entries = self._layout
+        # By index, not enumerate(): no iterator objects alive while the device answers.
+        for index in range(len(entries)):
+            req, fc, layout, fused = entries[index]
+            data: bytes | list[int] | list[bool]
             try:
-                data = await self._request(req)
+                # The first attempt of _request, inlined: one coroutine less per request.
+                try:
+                    stats.requests += 1
+                    if fc > 2:
+                        data = await link.read_raw(
+                            unit, fc, req.start, req.count, timeout, problems
+                        )
+                    else:
+                        data = await link.read(unit, fc, req.start, req.count, timeout, problems)
+                except ModbusError as first:
+                    retries = self._retries()
+                    if not first.silent or not retries:
+                        raise
+                    data = await self._request(req, retries)
             except ModbusError as exc:
                 if isinstance(exc, ModbusExceptionResponse) and exc.code in REFUSED_CODES:
                     split = _Split()
@@ -155,7 +190,9 @@ class DevicePoller:
                     failed[name] = exc.reason
                 continue
             try:  # _unpack, inlined: this is every request of every poll
-                if isinstance(data, bytes):
+                if fused is not None and isinstance(data, bytes):
+                    raws.update(zip(fused[0], fused[1](data), strict=True))
+                elif isinstance(data, bytes):
                     for name, unpack, off in layout:
                         raws[name] = unpack(data, off)
                 else:
@@ -238,7 +275,7 @@ class DevicePoller:
                 split.kept.append(sub)
                 continue
             split.kept.append(sub)
-            self._unpack(_entry(sub)[1], data, raws, failed)
+            self._unpack(_entry(sub)[2], data, raws, failed)
 
     def _learn(self, splits: dict[int, _Split]) -> None:
         """Skip what the device refused from the next poll on; log each refusal once."""
@@ -323,14 +360,23 @@ class DevicePoller:
         if error:
             self.stats.last_error = error
 
-    async def run(self) -> None:
-        """Poll on a fixed-rate schedule; back off (capped) while the device is offline."""
+    async def run(self, first_poll_at: float | None = None) -> None:
+        """Poll on a fixed-rate grid; back off (capped) while the device is offline.
+
+        The grid is ``first_poll_at + k * interval`` (time.monotonic; now if None): the driver
+        gives devices that share a period different phases, so they spread over it instead of
+        polling in one burst. A poll that ends after its next slot is followed at once by the
+        next one (back to back): a device slower than its period is read as often as it can
+        answer, not every other slot. Missed slots are not made up.
+        """
         plan = self.plan
-        # Spread devices over the first interval so a large site doesn't poll in one burst.
-        await asyncio.sleep(random.uniform(0, min(plan.interval, 1.0)))
-        next_at = time.monotonic()
+        interval = plan.interval
+        origin = time.monotonic() if first_poll_at is None else first_poll_at
+        slot = 0  # the grid slot of the poll about to run
+        next_at = origin
         failures = 0
         while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             try:
                 sample = await self.poll_once()
                 self.emit(sample)
@@ -340,19 +386,27 @@ class DevicePoller:
             now = time.monotonic()
             if self.stats.online:
                 failures = 0
-                next_at += plan.interval
-                if next_at < now:
+                slot += 1
+                next_at = origin + slot * interval
+                if next_at <= now:
                     self.stats.overruns += 1
-                    next_at = now + plan.interval - (now - next_at) % plan.interval
+                    # Slower than the period: poll again at once, counted from the last slot
+                    # that passed (integer slots: float division never moves one back).
+                    slot = max(slot, math.floor((now - origin) / interval))
+                    next_at = now
             else:
                 failures += 1
                 # The exponent is capped: after days offline 2**n would overflow a float.
                 delay = min(
-                    plan.interval * 2 ** min(failures - 1, 20),
-                    max(plan.backoff_max, plan.interval),
+                    interval * 2 ** min(failures - 1, 20),
+                    max(plan.backoff_max, interval),
                 )
-                next_at = now + delay * random.uniform(0.9, 1.0)
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                # Probe on the grid, so the device keeps its phase when it comes back.
+                slot = max(
+                    slot + 1,
+                    math.ceil((now + delay * random.uniform(0.9, 1.0) - origin) / interval),
+                )
+                next_at = origin + slot * interval
 
     async def write(self, command: Command) -> CommandResult:
         """Write one point within its writable range; read the old value first for the audit."""
@@ -435,11 +489,15 @@ class _Split:
     refused: list[tuple[ReadRequest, ModbusExceptionResponse]] = field(default_factory=list)
 
 
-def _entry(req: ReadRequest) -> tuple[ReadRequest, list[tuple[str, Unpack, int]]]:
-    """A request with each point's name, decoder and where its data starts in the response
-    (a byte offset for registers, a bit index for coils and discrete inputs)."""
+def _entry(req: ReadRequest) -> Entry:
+    """A request with its function code and each point's name, decoder and where its data
+    starts in the response (a byte offset for registers, a bit index for coils and discrete
+    inputs)."""
     scale = 1 if req.function.is_bit else 2
-    return req, [(s.name, unpacker(s), scale * (s.address - req.start)) for s in req.points]
+    offsets = [(s, scale * (s.address - req.start)) for s in req.points]
+    points = [(s.name, unpacker(s), off) for s, off in offsets]
+    fused = None if req.function.is_bit else fused_unpacker(offsets)
+    return req, _FC_READ[req.function], points, fused
 
 
 def _cut(parts: list[list[PointSpec]]) -> int:

@@ -89,8 +89,12 @@ def register_bytes(count: int, pdu: bytes) -> bytes:
     return pdu[2:]
 
 
+_READ = struct.Struct(">BHH")  # function, address, count
+_MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit
+
+
 def read_pdu(function: int, address: int, count: int) -> bytes:
-    return struct.pack(">BHH", function, address, count)
+    return _READ.pack(function, address, count)
 
 
 def write_registers_pdu(address: int, values: list[int]) -> bytes:
@@ -244,6 +248,10 @@ class _StreamProtocol(asyncio.Protocol):
             self.note("junk", f"{skipped} bytes that start no answer: skipped")
 
 
+class _Overdue(Exception):
+    """Set by the watchdog on a request past its deadline; the request raises ModbusTimeout."""
+
+
 class StreamClient:
     """One TCP connection to a device or gateway; requests are awaited one at a time per caller.
 
@@ -262,17 +270,17 @@ class StreamClient:
         self._protocol: _StreamProtocol | None = None
         self._tid = 0
         self._connecting: asyncio.Lock = asyncio.Lock()
-        self._deadlines: dict[asyncio.Future[bytes], tuple[float, int, float]] = {}
+        self._deadlines: dict[asyncio.Future[bytes], float] = {}
         self._watchdog: asyncio.TimerHandle | None = None
 
     def _expire_overdue(self) -> None:
         """Fail every request past its deadline; sleep until the next deadline, if any."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for fut, (deadline, unit, timeout) in list(self._deadlines.items()):
+        for fut, deadline in list(self._deadlines.items()):
             if deadline <= now and not fut.done():
-                fut.set_exception(ModbusTimeout(f"no answer from unit {unit} within {timeout:g} s"))
-        pending = [d for d, _, _ in self._deadlines.values() if d > now]
+                fut.set_exception(_Overdue())  # the request turns it into a ModbusTimeout
+        pending = [d for d in self._deadlines.values() if d > now]
         self._watchdog = loop.call_at(min(pending), self._expire_overdue) if pending else None
 
     @property
@@ -315,52 +323,81 @@ class StreamClient:
         Problems on the line that failed no request (junk, late answers) since the last
         request with a ``problems`` sink are handed to this one's.
         """
-        if not self.connected:
-            await self.connect()
+        protocol = self._protocol
+        if protocol is None or protocol.closed.is_set():
+            protocol = await self._reconnect()
+        fut, tid = self._send(protocol, unit, pdu, count, timeout)
+        try:
+            return await fut
+        except _Overdue:
+            raise self._timed_out(tid, unit, timeout) from None
+        finally:
+            self._finish(protocol, fut, tid, problems)
+
+    async def _reconnect(self) -> _StreamProtocol:
+        await self.connect()
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
             raise ModbusConnectionError(f"not connected to {self.host}:{self.port}")
+        return protocol
+
+    def _send(
+        self, protocol: _StreamProtocol, unit: int, pdu: bytes, count: int, timeout: float
+    ) -> tuple[asyncio.Future[bytes], int]:
+        """Write the request; returns the future of its answer and its transaction id (-1 for
+        RTU framing). The caller awaits the future and then calls _finish."""
+        transport = protocol.transport
+        if transport is None:
+            raise ModbusConnectionError(f"not connected to {self.host}:{self.port}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bytes] = loop.create_future()
-        function = pdu[0]
         if self.framing == "tcp":
             if protocol.buffer and not protocol.waiters:
                 protocol.drop_stale()
             self._tid = tid = (self._tid + 1) & 0xFFFF
             protocol.waiters[tid] = (fut, unit)
-            protocol.transport.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
+            transport.write(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
         else:
             tid = -1
             protocol.drop_stale()
-            protocol.rtu_waiter = (fut, unit, function, count)
+            protocol.rtu_waiter = (fut, unit, pdu[0], count)
             adu = bytes([unit]) + pdu
-            protocol.transport.write(adu + struct.pack("<H", crc16(adu)))
+            transport.write(adu + struct.pack("<H", crc16(adu)))
         # Timeouts come from one watchdog timer per connection, not wait_for or asyncio.timeout:
         # on 3.11 wait_for costs an extra loop pass per request and can swallow a cancellation
         # racing with the answer (gh-86296); a timer per request is cheaper but still a heap
         # push and a cancel every time (bench/bench_cpu.py measures the whole path).
         deadline = loop.time() + timeout
-        self._deadlines[fut] = (deadline, unit, timeout)
-        if self._watchdog is None or deadline < self._watchdog.when():
-            if self._watchdog is not None:  # a shorter timeout than the one armed
-                self._watchdog.cancel()
+        self._deadlines[fut] = deadline  # a float: no object more per request in flight
+        watchdog = self._watchdog
+        if watchdog is None or deadline < watchdog.when():
+            if watchdog is not None:  # a shorter timeout than the one armed
+                watchdog.cancel()
             self._watchdog = loop.call_at(deadline, self._expire_overdue)
-        try:
-            return await fut
-        except ModbusTimeout:
-            if tid < 0:
-                # RTU frames carry no id: a late answer would pass for the next request's.
-                # Drop the connection, and the late bytes with it.
-                self.close()
-            raise
-        finally:
-            del self._deadlines[fut]
-            if tid >= 0:
-                protocol.waiters.pop(tid, None)
-            elif protocol.rtu_waiter is not None and protocol.rtu_waiter[0] is fut:
-                protocol.rtu_waiter = None
-            if protocol.problems and problems is not None:
-                _hand_over(protocol, problems)
+        return fut, tid
+
+    def _timed_out(self, tid: int, unit: int, timeout: float) -> ModbusTimeout:
+        if tid < 0:
+            # RTU frames carry no id: a late answer would pass for the next request's.
+            # Drop the connection, and the late bytes with it.
+            self.close()
+        return ModbusTimeout(f"no answer from unit {unit} within {timeout:g} s")
+
+    def _finish(
+        self,
+        protocol: _StreamProtocol,
+        fut: asyncio.Future[bytes],
+        tid: int,
+        problems: ProblemSink | None,
+    ) -> None:
+        """After a request, answered or not: forget it, hand over the line's problems."""
+        del self._deadlines[fut]
+        if tid >= 0:
+            protocol.waiters.pop(tid, None)
+        elif protocol.rtu_waiter is not None and protocol.rtu_waiter[0] is fut:
+            protocol.rtu_waiter = None
+        if protocol.problems and problems is not None:
+            _hand_over(protocol, problems)
 
     async def read(
         self,
@@ -384,7 +421,18 @@ class StreamClient:
         problems: ProblemSink | None = None,
     ) -> bytes:
         """FC3/FC4 registers as big-endian bytes: what the decoder's unpackers read from."""
-        pdu = await self.request(unit, read_pdu(function, address, count), count, timeout, problems)
+        # request(), inlined: this is every request of every poll, and one coroutine less per
+        # request in flight is less work for the loop and the garbage collector.
+        protocol = self._protocol
+        if protocol is None or protocol.closed.is_set():
+            protocol = await self._reconnect()
+        fut, tid = self._send(protocol, unit, _READ.pack(function, address, count), count, timeout)
+        try:
+            pdu = await fut
+        except _Overdue:
+            raise self._timed_out(tid, unit, timeout) from None
+        finally:
+            self._finish(protocol, fut, tid, problems)
         if pdu[0] != function:
             parse_pdu(function, count, pdu)  # raises: an exception response or a wrong function
         if len(pdu) != 2 + 2 * count:
