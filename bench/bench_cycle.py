@@ -43,7 +43,7 @@ from drivers.modbus.poller import DevicePoller
 
 DEVICES = 200
 DELAY_MS = 20.0
-ROUNDS = 150  # cycles of each client
+ROUNDS = 300  # cycles of each client
 SINGLES = 30  # polls of one device alone, for `cycle`
 
 

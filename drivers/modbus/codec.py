@@ -144,38 +144,61 @@ def unpacker(spec: PointSpec) -> Unpack:
 
 
 def _plain_code(spec: PointSpec) -> str | None:
-    """The struct code that alone decodes the point (unpacker's `fast` case), else None."""
+    """The struct code that alone decodes the point's registers (unpacker's `fast`, `integer`
+    and `floating` cases, before the sentinels), else None."""
     code = _STRUCT.get(spec.dtype)
     plain = spec.byte_order == "big" and (spec.count == 1 or spec.word_order == "big")
-    if code is None or not plain or spec.invalid_words:
-        return None
-    return code
+    return code if code is not None and plain else None
 
 
 def fused_unpacker(
     points: Sequence[tuple[PointSpec, int]],
-) -> tuple[tuple[str, ...], Callable[[bytes], tuple[Any, ...]]] | None:
+) -> tuple[tuple[str, ...], Callable[[bytes], Sequence[Any]]] | None:
     """One struct call for all of a response's points: their names in order and the call.
 
-    Only when every point is one that unpacker() reads with one plain struct code, at its own
-    byte offset (``points``: spec and offset), none overlapping another; else None. Gives the
-    same raw values as the points' unpackers, with one call instead of one per point.
+    Only when unpacker() reads every point with one plain struct code, each at its own byte
+    offset (``points``: spec and offset), none overlapping another; else None. Gives the raw
+    values the points' unpackers give, NOT_AVAILABLE where a sentinel matches (integers by
+    value, floats by their bytes, as there), with one struct call instead of one per point.
     """
     fmt = [">"]
     names: list[str] = []
+    integers: list[tuple[int, frozenset[Any]]] = []  # index, sentinel values
+    floats: list[tuple[int, int, int, frozenset[bytes]]] = []  # index, offset, size, words
     position = 0
     for spec, off in sorted(points, key=lambda p: p[1]):
         code = _plain_code(spec)
-        if code is None or off < position or struct.calcsize(">" + code) != 2 * spec.count:
+        size = 2 * spec.count
+        if code is None or off < position or struct.calcsize(">" + code) != size:
             return None
         if off > position:
             fmt.append(f"{off - position}x")
+        if spec.invalid_words:
+            if spec.is_float:
+                floats.append((len(names), off, size, spec.invalid_words))
+            else:
+                integers.append((len(names), spec.invalid))
         fmt.append(code)
         names.append(spec.name)
-        position = off + 2 * spec.count
+        position = off + size
     if not names:
         return None
-    return tuple(names), struct.Struct("".join(fmt)).unpack_from
+    unpack_from = struct.Struct("".join(fmt)).unpack_from
+    if not integers and not floats:
+        return tuple(names), unpack_from
+    not_available = NOT_AVAILABLE
+
+    def with_sentinels(buf: bytes) -> list[Any]:
+        values = list(unpack_from(buf))
+        for index, sentinels in integers:
+            if values[index] in sentinels:
+                values[index] = not_available
+        for index, off, size, words in floats:
+            if buf[off : off + size] in words:
+                values[index] = not_available
+        return values
+
+    return tuple(names), with_sentinels
 
 
 def resolve(

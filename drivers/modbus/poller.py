@@ -42,7 +42,7 @@ REFUSED_CODES = frozenset({2, 3})
 
 # Each request with its function code; per point, name, decoder and data offset; and, where
 # one struct call decodes them all, the points' names in order and that call.
-Fused = tuple[tuple[str, ...], Callable[[bytes], tuple[Any, ...]]]
+Fused = tuple[tuple[str, ...], Callable[[bytes], Sequence[Any]]]
 Entry = tuple[ReadRequest, int, list[tuple[str, Unpack, int]], Fused | None]
 Layout = list[Entry]
 
