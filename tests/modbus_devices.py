@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 from collections.abc import AsyncIterator, Mapping
 
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+
+from drivers.modbus.profile import Profile
 
 # table -> {address: word}; tables: "coil", "discrete", "holding", "input"
 Image = Mapping[str, Mapping[int, int]]
@@ -125,3 +128,67 @@ async def dead_device() -> AsyncIterator[int]:
         for w in held:
             w.close()
         server.close()
+
+
+# -- devices several test modules share ------------------------------------------------
+
+PROFILE = Profile.model_validate(
+    {
+        "name": "test_meter",
+        "kind": "meter",
+        "defaults": {"function": "input", "type": "float32"},
+        # The device refuses reads between its two input blocks.
+        "holes": [{"function": "input", "start": 6, "end": 99}],
+        "points": [
+            {"name": "voltage_v", "address": 0, "unit": "V", "valid": {"min": 0, "max": 1000}},
+            {"name": "current_a", "address": 2, "unit": "A"},
+            {"name": "power_w", "address": 4, "unit": "W", "valid": {"min": -1e6, "max": 1e6}},
+            {"name": "energy_kwh", "address": 100, "unit": "kWh"},
+            {
+                "name": "status",
+                "address": 0,
+                "function": "holding",
+                "type": "uint16",
+                "invalid": [65535],
+            },
+            {
+                "name": "temp_degc",
+                "address": 1,
+                "function": "holding",
+                "type": "int16",
+                "scale": 0.1,
+                "unit": "degC",
+            },
+            {
+                "name": "setpoint_degc",
+                "address": 2,
+                "function": "holding",
+                "type": "int16",
+                "scale": 0.1,
+                "unit": "degC",
+                "writable": {"min": 16, "max": 30},
+            },
+            {"name": "alarm_bits", "address": 3, "function": "holding", "type": "uint16"},
+        ],
+    }
+)
+
+
+def f32_words(value: float) -> tuple[int, int]:
+    hi, lo = struct.unpack(">HH", struct.pack(">f", value))
+    return hi, lo
+
+
+def meter_image(voltage: float = 230.5, power: float = 1234.5) -> dict[str, dict[int, int]]:
+    inputs: dict[int, int] = {}
+    for addr, value in ((0, voltage), (2, 5.25), (4, power), (100, 4321.0)):
+        inputs[addr], inputs[addr + 1] = f32_words(value)
+    holding = {0: 3, 1: (-55) & 0xFFFF, 2: 245, 3: 0b1001}
+    return {"input": inputs, "holding": holding}
+
+
+def coolmaster_image(setpoint_c: float, mode: int = 0, on: int = 1) -> dict[str, dict[int, int]]:
+    """A CoolMasterNet indoor unit at VA 1 (base 16): mode, fan, setpoint ×10, on/off..."""
+    base = 16
+    words = [mode, 1, round(setpoint_c * 10) & 0xFFFF, on, 0, 0, 250, 0, 0, 0, 0]
+    return {"holding": {base + i: w for i, w in enumerate(words)}}

@@ -14,10 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.cli import main
-from tests.modbus_devices import modbus_server
+from tests.modbus_devices import meter_image, modbus_server
 from tests.servers import InfluxDB1Server, free_ports
-from tests.test_influx_e2e import _site
-from tests.test_modbus_polling import _image
+from tests.sites import meter_site
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,8 +33,8 @@ def _guanjia(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
 
 
 async def test_read_prints_decoded_values_with_units(tmp_path: Path) -> None:
-    async with modbus_server({1: _image()}) as port:
-        site = _site(tmp_path, [port], "")
+    async with modbus_server({1: meter_image()}) as port:
+        site = meter_site(tmp_path, [port], "")
         result = await asyncio.to_thread(_guanjia, "read", str(site), "m0")
         as_json = await asyncio.to_thread(_guanjia, "read", str(site), "m0", "--json")
     assert result.returncode == 0, result.stderr
@@ -47,7 +46,7 @@ async def test_read_prints_decoded_values_with_units(tmp_path: Path) -> None:
 
 
 def test_read_of_a_silent_device_says_so(tmp_path: Path) -> None:
-    site = _site(tmp_path, [1], "")  # nothing listens on port 1
+    site = meter_site(tmp_path, [1], "")  # nothing listens on port 1
     result = _guanjia("read", str(site), "m0")
     assert result.returncode == 2
     assert "m0 did not answer" in result.stderr
@@ -55,7 +54,7 @@ def test_read_of_a_silent_device_says_so(tmp_path: Path) -> None:
 
 
 def test_read_unknown_device_suggests(tmp_path: Path) -> None:
-    site = _site(tmp_path, [1], "")
+    site = meter_site(tmp_path, [1], "")
     result = _guanjia("read", str(site), "mo")
     assert result.returncode == 1
     assert "no device 'mo'; did you mean 'm0'?" in result.stderr
@@ -63,8 +62,8 @@ def test_read_unknown_device_suggests(tmp_path: Path) -> None:
 
 @pytest.mark.servers
 async def test_replay_sends_a_spool_to_the_database(tmp_path: Path) -> None:
-    async with modbus_server({1: _image()}) as port:
-        site = _site(tmp_path, [port], "")  # no database: everything stays in the spool
+    async with modbus_server({1: meter_image()}) as port:
+        site = meter_site(tmp_path, [port], "")  # no database: everything stays in the spool
         run = await asyncio.to_thread(_guanjia, "run", str(site), "--duration", "2")
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stderr.split("gateway stopped: ")[1].splitlines()[0])
@@ -88,11 +87,11 @@ def test_schema_is_generated_from_the_models() -> None:
 
 
 async def test_read_exits_non_zero_and_says_why_for_each_bad_point(tmp_path: Path) -> None:
-    image = _image(power=5e7)  # outside power_w's valid range
+    image = meter_image(power=5e7)  # outside power_w's valid range
     image["holding"][0] = 0xFFFF  # status: "not available"
     del image["input"][100], image["input"][101]  # the device refuses the energy registers
     async with modbus_server({1: image}) as port:
-        site = _site(tmp_path, [port], "")
+        site = meter_site(tmp_path, [port], "")
         result = await asyncio.to_thread(_guanjia, "read", str(site), "m0")
         as_json = await asyncio.to_thread(_guanjia, "read", str(site), "m0", "--json")
     assert result.returncode == 3, result.stderr
@@ -118,7 +117,7 @@ async def test_read_exits_non_zero_and_says_why_for_each_bad_point(tmp_path: Pat
 # --- check, alarms and ack on real files -------------------------------------------------
 
 
-def readme_site(tmp_path: Path) -> Path:
+def readmemeter_site(tmp_path: Path) -> Path:
     """The site file of README.md's "A site file", as the README has it today."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## A site file\n\n```yaml\n(.*?)```", readme, re.S)
@@ -131,7 +130,7 @@ def readme_site(tmp_path: Path) -> Path:
 def test_check_accepts_the_readme_site_example(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    site = readme_site(tmp_path)
+    site = readmemeter_site(tmp_path)
     assert "transport: rtu," in site.read_text(encoding="utf-8")  # a serial device: no port opened
     monkeypatch.setenv("INFLUX_TOKEN", "secret")
     assert main(["check", str(site)]) == 0
@@ -193,7 +192,7 @@ def test_check_reports_a_wrong_year_file_with_its_line(
     ), err
 
 
-def alarm_site(tmp_path: Path) -> tuple[Path, list[str]]:
+def alarmmeter_site(tmp_path: Path) -> tuple[Path, list[str]]:
     """A site whose alarm store holds open alarms of every kind a rule raises, each from a
     real rule run (tests/test_alarm_texts.py)."""
     from gateway.alarm_store import AlarmStore
@@ -212,7 +211,7 @@ def alarm_site(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_alarms_lists_open_alarms_of_every_kind(
     tmp_path: Path, lang: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    site, ids = alarm_site(tmp_path)
+    site, ids = alarmmeter_site(tmp_path)
     assert len(ids) > 25
     assert main(["alarms", str(site), "--lang", lang]) == 0
     out = capsys.readouterr()
@@ -233,7 +232,7 @@ def test_ack_asks_the_gateway_through_the_store(
 ) -> None:
     from gateway.alarm_store import AlarmStore
 
-    site, ids = alarm_site(tmp_path)
+    site, ids = alarmmeter_site(tmp_path)
     # No gateway runs: the request waits in the store, and the CLI says so.
     assert main(["ack", str(site), ids[0], "--by", "zhang", "--wait", "0.3"]) == 2
     assert "the gateway has not answered" in capsys.readouterr().err

@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,13 @@ from gateway.config_load import load_site
 from gateway.dead_letter import FILE_NAME, DeadLetters
 from gateway.service import Gateway
 from gateway.view import render
-from tests.modbus_devices import modbus_server
+from tests.modbus_devices import meter_image, modbus_server
 from tests.servers import InfluxDB1Server
-from tests.test_influx_e2e import _image, _site
+from tests.sites import meter_site
 
 pytestmark = pytest.mark.servers
 DB = "building"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def influx1(tmp_path: Path) -> Iterator[InfluxDB1Server]:
-    with InfluxDB1Server(tmp_path / "influx") as server:
-        server.create_database(DB)
-        yield server
 
 
 def _replay_dead_letters(spool: Path, influx: InfluxDB1Server) -> subprocess.CompletedProcess[str]:
@@ -61,9 +53,9 @@ async def test_a_field_type_conflict_is_dead_lettered_counted_shown_and_replayab
     # An older gateway stored `status` as an integer; this one stores numbers as floats. In
     # one shard InfluxDB refuses every line of the device: each must be kept, not dropped.
     influx1.write(f"meter,device=old status=3i {time.time_ns()}", DB)
-    async with modbus_server({1: _image()}) as port:
+    async with modbus_server({1: meter_image()}) as port:
         db = f"influxdb: {{api: v1, url: '{influx1.url}', database: {DB}}}"
-        gateway = Gateway(load_site(_site(tmp_path, [port], db)), health_interval=3600)
+        gateway = Gateway(load_site(meter_site(tmp_path, [port], db)), health_interval=3600)
         await gateway.start()
         for _ in range(100):  # until some lines were refused, as the view will show
             await asyncio.sleep(0.1)

@@ -13,64 +13,19 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gateway.config_load import load_site
 from gateway.service import Gateway
 from gateway.spool import Spool
-from tests.modbus_devices import modbus_server
+from tests.modbus_devices import meter_image, modbus_server
 from tests.servers import InfluxDB1Server, VictoriaMetricsServer
-from tests.test_modbus_polling import PROFILE, _image
+from tests.sites import meter_site
 
 pytestmark = pytest.mark.servers
 DB = "building"
-
-
-def _site(tmp_path: Path, ports: list[int], database: str, interval: float = 0.05) -> Path:
-    profiles = tmp_path / "profiles"
-    profiles.mkdir(exist_ok=True)
-    (profiles / "test_meter.yaml").write_text(
-        yaml.safe_dump(PROFILE.model_dump(mode="json", exclude_defaults=True))
-    )
-    devices = "".join(
-        textwrap.dedent(f"""\
-          - id: m{i}
-            profile: test_meter
-            modbus: {{transport: tcp, host: 127.0.0.1, port: {port}, timeout: 1s, retries: 0}}
-            poll: {interval}s
-            tags: {{floor: "{i}", use: lighting_sockets}}
-        """)
-        for i, port in enumerate(ports)
-    )
-    text = (
-        "site: {name: 测试楼, id: test-site, tags: {building: main}}\n"
-        "profile_dirs: [profiles]\n"
-        f"{database}\n"
-        "batching: {max_points: 200, max_age: 0.2s}\n"
-        "spool: {path: spool, max_bytes: 64MiB}\n"
-        "devices:\n" + textwrap.indent(devices, "  ")
-    )
-    path = tmp_path / "site.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def vm(tmp_path: Path) -> Iterator[VictoriaMetricsServer]:
-    with VictoriaMetricsServer(tmp_path / "vm") as server:
-        yield server
-
-
-@pytest.fixture
-def influx1(tmp_path: Path) -> Iterator[InfluxDB1Server]:
-    with InfluxDB1Server(tmp_path / "influx") as server:
-        server.create_database(DB)
-        yield server
 
 
 async def _run_with_outage(site: Path, stop_db: object, start_db: object) -> Gateway:
@@ -91,12 +46,12 @@ async def test_v2_database_outage_under_load_loses_nothing(
     tmp_path: Path, vm: VictoriaMetricsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GJ_TEST_TOKEN", "test-token")
-    async with modbus_server({1: _image()}) as p1, modbus_server({1: _image()}) as p2:
+    async with modbus_server({1: meter_image()}) as p1, modbus_server({1: meter_image()}) as p2:
         db = (
             f"influxdb: {{api: v2, url: '{vm.url}', org: ops, bucket: {DB}, "
             "token: '${GJ_TEST_TOKEN}'}"
         )
-        site = _site(tmp_path, [p1, p2], db)
+        site = meter_site(tmp_path, [p1, p2], db)
         gateway = await _run_with_outage(site, vm.stop, vm.start)
     polled = gateway.sink.lines_encoded
     stats = gateway.writer.stats
@@ -111,9 +66,9 @@ async def test_v2_database_outage_under_load_loses_nothing(
 async def test_v1_database_outage_under_load_loses_nothing(
     tmp_path: Path, influx1: InfluxDB1Server
 ) -> None:
-    async with modbus_server({1: _image()}) as p1, modbus_server({1: _image()}) as p2:
+    async with modbus_server({1: meter_image()}) as p1, modbus_server({1: meter_image()}) as p2:
         db = f"influxdb: {{api: v1, url: '{influx1.url}', database: {DB}}}"
-        site = _site(tmp_path, [p1, p2], db)
+        site = meter_site(tmp_path, [p1, p2], db)
         gateway = await _run_with_outage(site, influx1.stop, influx1.start)
     polled = gateway.sink.lines_encoded
     assert polled > 50
@@ -128,9 +83,9 @@ async def test_database_refusing_writes_spools_then_replays(
     tmp_path: Path, influx1: InfluxDB1Server
 ) -> None:
     # The database is up but the database name is missing (404): refused, not lost.
-    async with modbus_server({1: _image()}) as p1:
+    async with modbus_server({1: meter_image()}) as p1:
         db = f"influxdb: {{api: v1, url: '{influx1.url}', database: later}}"
-        gateway = Gateway(load_site(_site(tmp_path, [p1], db)), health_interval=3600)
+        gateway = Gateway(load_site(meter_site(tmp_path, [p1], db)), health_interval=3600)
         await gateway.start()
         await asyncio.sleep(1.0)
         assert gateway.writer.stats.database_up is False
@@ -162,9 +117,9 @@ def _summary(stderr: str) -> dict[str, object]:
 async def test_sigterm_flushes_and_sigkill_loses_only_memory(
     tmp_path: Path, influx1: InfluxDB1Server
 ) -> None:
-    async with modbus_server({1: _image()}) as p1:
+    async with modbus_server({1: meter_image()}) as p1:
         db = f"influxdb: {{api: v1, url: '{influx1.url}', database: {DB}}}"
-        site = _site(tmp_path, [p1], db, interval=0.05)
+        site = meter_site(tmp_path, [p1], db, interval=0.05)
         influx1.stop()
 
         # SIGTERM while the database is down: everything in memory ends up in the spool.

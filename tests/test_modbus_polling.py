@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import struct
 
 import pytest
 
@@ -13,61 +12,7 @@ from core.types import Command, Sample
 from drivers.modbus.config import RtuOverTcpConnection, TcpConnection
 from drivers.modbus.driver import ModbusDevice, ModbusDriver
 from drivers.modbus.profile import Profile
-from tests.modbus_devices import dead_device, modbus_server
-
-PROFILE = Profile.model_validate(
-    {
-        "name": "test_meter",
-        "kind": "meter",
-        "defaults": {"function": "input", "type": "float32"},
-        # The device refuses reads between its two input blocks.
-        "holes": [{"function": "input", "start": 6, "end": 99}],
-        "points": [
-            {"name": "voltage_v", "address": 0, "unit": "V", "valid": {"min": 0, "max": 1000}},
-            {"name": "current_a", "address": 2, "unit": "A"},
-            {"name": "power_w", "address": 4, "unit": "W", "valid": {"min": -1e6, "max": 1e6}},
-            {"name": "energy_kwh", "address": 100, "unit": "kWh"},
-            {
-                "name": "status",
-                "address": 0,
-                "function": "holding",
-                "type": "uint16",
-                "invalid": [65535],
-            },
-            {
-                "name": "temp_degc",
-                "address": 1,
-                "function": "holding",
-                "type": "int16",
-                "scale": 0.1,
-                "unit": "degC",
-            },
-            {
-                "name": "setpoint_degc",
-                "address": 2,
-                "function": "holding",
-                "type": "int16",
-                "scale": 0.1,
-                "unit": "degC",
-                "writable": {"min": 16, "max": 30},
-            },
-            {"name": "alarm_bits", "address": 3, "function": "holding", "type": "uint16"},
-        ],
-    }
-)
-
-
-def _f32(value: float) -> tuple[int, int]:
-    hi, lo = struct.unpack(">HH", struct.pack(">f", value))
-    return hi, lo
-
-
-def _image(voltage: float = 230.5, power: float = 1234.5) -> dict[str, dict[int, int]]:
-    inputs: dict[int, int] = {}
-    for addr, value in ((0, voltage), (2, 5.25), (4, power), (100, 4321.0)):
-        inputs[addr], inputs[addr + 1] = _f32(value)
-    holding = {0: 3, 1: (-55) & 0xFFFF, 2: 245, 3: 0b1001}
-    return {"input": inputs, "holding": holding}
+from tests.modbus_devices import PROFILE, dead_device, f32_words, meter_image, modbus_server
 
 
 def _driver(devices: list[ModbusDevice], samples: list[Sample] | None = None) -> ModbusDriver:
@@ -81,7 +26,7 @@ def _tcp(port: int, unit: int = 1, timeout: float = 0.5) -> TcpConnection:
 
 
 async def test_poll_decodes_every_type() -> None:
-    async with modbus_server({1: _image()}) as port:
+    async with modbus_server({1: meter_image()}) as port:
         driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
         sample = await driver.read_once("m1")
         await driver.stop()
@@ -103,7 +48,7 @@ async def test_poll_decodes_every_type() -> None:
 
 
 async def test_bad_values_are_marked_and_counted_and_polling_goes_on() -> None:
-    image = _image(voltage=float("nan"), power=5e7)  # NaN, and far outside the valid range
+    image = meter_image(voltage=float("nan"), power=5e7)  # NaN, and far outside the valid range
     image["holding"][0] = 65535  # "not available"
     async with modbus_server({1: image}) as port:
         driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
@@ -130,7 +75,7 @@ REFUSED_ENERGY = (
 async def test_a_refused_request_marks_only_its_points_and_is_not_asked_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    image = _image()
+    image = meter_image()
     del image["input"][100], image["input"][101]  # the device refuses the energy registers
     async with modbus_server({1: image}) as port:
         driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
@@ -156,7 +101,7 @@ async def test_a_refused_request_marks_only_its_points_and_is_not_asked_again(
 async def test_one_refused_register_in_a_merged_request_costs_only_its_point(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    image = _image()
+    image = meter_image()
     del image["holding"][2]  # setpoint_degc, inside the one request for holding 0..3
     async with modbus_server({1: image}) as port:
         driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
@@ -234,7 +179,7 @@ async def test_refusals_are_tried_again_after_the_retry_time(
     from drivers.modbus.link import Link
     from drivers.modbus.poller import DevicePoller
 
-    image = _image()
+    image = meter_image()
     del image["holding"][2]
     async with modbus_server({1: image}) as port:
         device = ModbusDevice("m1", PROFILE, _tcp(port), 1.0)
@@ -268,7 +213,7 @@ async def test_not_available_sentinels_of_every_width_in_a_poll() -> None:
         }
     )
     holding = {0: 0x8000, 1: 0x8000, 2: 0x8000, 3: 0x7FFF, 4: 0xFFFF}
-    holding[5], holding[6] = _f32(12.5)
+    holding[5], holding[6] = f32_words(12.5)
     async with modbus_server({1: {"holding": holding}}) as port:
         driver = _driver([ModbusDevice("s", profile, _tcp(port), 1.0)])
         sample = await driver.read_once("s")
@@ -281,9 +226,9 @@ async def test_dead_device_is_offline_and_never_delays_healthy_ones() -> None:
     interval = 0.2
     samples: list[Sample] = []
     async with (
-        modbus_server({1: _image()}) as p1,
-        modbus_server({1: _image()}) as p2,
-        modbus_server({1: _image()}) as p3,
+        modbus_server({1: meter_image()}) as p1,
+        modbus_server({1: meter_image()}) as p2,
+        modbus_server({1: meter_image()}) as p3,
         dead_device() as dead,
     ):
         devices = [
@@ -307,7 +252,7 @@ async def test_dead_device_is_offline_and_never_delays_healthy_ones() -> None:
 
 
 async def test_device_recovers_after_being_offline() -> None:
-    async with modbus_server({1: _image()}) as port:
+    async with modbus_server({1: meter_image()}) as port:
         pass  # the port is now closed: nothing listens there
     driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
     offline = await driver.read_once("m1")
@@ -317,7 +262,7 @@ async def test_device_recovers_after_being_offline() -> None:
 
     from tests.modbus_devices import sim_device  # same port, device now back
 
-    server = ModbusTcpServer([sim_device(1, _image())], address=("127.0.0.1", port))
+    server = ModbusTcpServer([sim_device(1, meter_image())], address=("127.0.0.1", port))
     await server.serve_forever(background=True)
     try:
         back = await driver.read_once("m1")
@@ -329,7 +274,7 @@ async def test_device_recovers_after_being_offline() -> None:
 
 
 async def test_rtu_over_tcp_serialises_two_units_on_one_line() -> None:
-    images = {1: _image(voltage=231.0), 2: _image(voltage=229.0)}
+    images = {1: meter_image(voltage=231.0), 2: meter_image(voltage=229.0)}
     async with modbus_server(images, framer="rtu") as port:
         conns = [
             RtuOverTcpConnection(
@@ -354,7 +299,7 @@ async def test_rtu_over_tcp_serialises_two_units_on_one_line() -> None:
 
 
 async def test_write_within_range_refused_outside_and_for_read_only_points() -> None:
-    async with modbus_server({1: _image()}) as port:
+    async with modbus_server({1: meter_image()}) as port:
         driver = _driver([ModbusDevice("m1", PROFILE, _tcp(port), 1.0)])
         ok = await driver.write(Command("m1", "setpoint_degc", 26.0, "test"))
         after = await driver.read_once("m1")
@@ -380,7 +325,7 @@ def test_nan_is_not_a_number_we_store() -> None:
     from drivers.modbus.codec import check, decode_raw, resolve
 
     spec = resolve(PROFILE, include=["voltage_v"])[0]
-    raw = decode_raw(spec, list(_f32(float("nan"))))
+    raw = decode_raw(spec, list(f32_words(float("nan"))))
     assert isinstance(raw, float)
     assert math.isnan(raw)
     assert check(raw) == "nan"

@@ -17,8 +17,7 @@ from pymodbus.server import ModbusSerialServer
 from core.types import Sample
 from drivers.modbus.config import RtuConnection
 from drivers.modbus.driver import ModbusDevice, ModbusDriver
-from tests.modbus_devices import sim_device
-from tests.test_modbus_polling import PROFILE, _image
+from tests.modbus_devices import PROFILE, meter_image, sim_device
 
 
 @contextlib.asynccontextmanager
@@ -43,7 +42,7 @@ async def pty_pair(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
 async def test_two_slaves_on_one_serial_line(tmp_path: Path) -> None:
     async with pty_pair(tmp_path) as (device_end, gateway_end):
         server = ModbusSerialServer(
-            [sim_device(1, _image(voltage=231.0)), sim_device(7, _image(voltage=229.0))],
+            [sim_device(1, meter_image(voltage=231.0)), sim_device(7, meter_image(voltage=229.0))],
             framer=FramerType.RTU,
             port=device_end,
             baudrate=19200,

@@ -14,7 +14,6 @@ import subprocess
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,23 +30,15 @@ from core.types import Sample
 from gateway.config_load import load_site
 from gateway.service import Gateway
 from gateway.spool import Spool
-from tests.modbus_devices import modbus_server
+from tests.modbus_devices import coolmaster_image, meter_image, modbus_server
+from tests.mqtt_helpers import Client, broker_yaml, mqtt_site, samples_of, until
 from tests.servers import MosquittoServer, create_mosquitto_password_file, free_port
-from tests.test_modbus_polling import _image
-from tests.test_mqtt_e2e import Client, _broker_yaml, _samples, _site, _until
-from tests.test_rules_e2e import _coolmaster
 
 pytestmark = pytest.mark.servers
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "guanjia/t1/ac-1"
 SET = f"{BASE}/setpoint_degc/set"
 RESULT = f"{SET}/result"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    with MosquittoServer(tmp_path / "mosquitto") as server:
-        yield server
 
 
 def publish5(
@@ -97,9 +88,9 @@ async def _session(gateway: Gateway) -> None:
     its session and queues what is published for it."""
     await gateway.start()
     try:
-        await _until(lambda: _connected(gateway))
+        await until(lambda: _connected(gateway))
         assert gateway.mqtt is not None
-        await _until(lambda: not gateway.mqtt._backlog)  # type: ignore[union-attr]
+        await until(lambda: not gateway.mqtt._backlog)  # type: ignore[union-attr]
     finally:
         await gateway.stop()
 
@@ -111,9 +102,9 @@ async def _session(gateway: Gateway) -> None:
 async def test_commands_queued_while_the_gateway_was_down_run_only_when_fresh(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    async with modbus_server({1: _image()}) as port:
+    async with modbus_server({1: meter_image()}) as port:
         site = load_site(
-            _site(
+            mqtt_site(
                 tmp_path,
                 f"brokers: [{{name: site, host: 127.0.0.1, port: {broker.port}, protocol: '5'}}]",
                 modbus_port=port,
@@ -136,10 +127,10 @@ async def test_commands_queued_while_the_gateway_was_down_run_only_when_fresh(
         gateway = Gateway(site, health_interval=3600)
         await gateway.start()
         try:
-            await _until(lambda: _connected(gateway))
-            await _until(lambda: not gateway.mqtt._backlog)  # type: ignore[union-attr]
+            await until(lambda: _connected(gateway))
+            await until(lambda: not gateway.mqtt._backlog)  # type: ignore[union-attr]
             operator.publish(SET, '{"value": 24, "by": "day-shift"}')  # live: no ts needed
-            await _until(lambda: _replied(operator) >= {20, 21, 27, 23, 25, 24}, timeout=10)
+            await until(lambda: _replied(operator) >= {20, 21, 27, 23, 25, 24}, timeout=10)
             health = gateway.health()
         finally:
             await gateway.stop()
@@ -174,27 +165,27 @@ async def test_commands_queued_while_the_gateway_was_down_run_only_when_fresh(
 async def test_control_topics_are_off_until_the_site_enables_them(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    async with modbus_server({1: _image()}) as port:
+    async with modbus_server({1: meter_image()}) as port:
         site = load_site(
-            _site(tmp_path, _broker_yaml(broker), modbus_port=port, allow="['ac-*:*']")
+            mqtt_site(tmp_path, broker_yaml(broker), modbus_port=port, allow="['ac-*:*']")
         )
         gateway = Gateway(site, health_interval=3600)
         assert gateway.mqtt is not None
         subscribed = gateway.mqtt.home.filters
         assert not [f for f in subscribed if f.startswith("guanjia/")], subscribed
-        seen = _samples(gateway)
+        seen = samples_of(gateway)
         operator = Client(broker.port)
         operator.subscribe("guanjia/t1/#")
         await gateway.start()
         try:
-            await _until(lambda: _connected(gateway))
+            await until(lambda: _connected(gateway))
             operator.publish(SET, "26")
             operator.publish("guanjia/t1/alarm/x.ac-1/ack", "mallory")
             operator.publish("guanjia/t1/alarm/x.ac-1/shelve", '{"for": "2h", "reason": "x"}')
             operator.publish("guanjia/t1/dr/event", '{"cancel": "grid-1"}')
             # Messages from one publisher arrive in order: once this one is in, those were too.
             operator.publish("sensors/r0", '{"temperature": 20.0, "seq": 1}')
-            await _until(lambda: any(s.values.get("seq") == 1 for s in seen))
+            await until(lambda: any(s.values.get("seq") == 1 for s in seen))
         finally:
             await gateway.stop()
             operator.close()
@@ -207,22 +198,22 @@ async def test_control_topics_are_off_until_the_site_enables_them(
 async def test_turning_a_control_topic_off_drops_it_from_the_persistent_session(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    on = _site(tmp_path, _broker_yaml(broker), control="{commands: true, ack: true}")
+    on = mqtt_site(tmp_path, broker_yaml(broker), control="{commands: true, ack: true}")
     await _session(Gateway(load_site(on), health_interval=3600))  # the broker keeps these
-    off = load_site(_site(tmp_path, _broker_yaml(broker)))  # same client id, control off
+    off = load_site(mqtt_site(tmp_path, broker_yaml(broker)))  # same client id, control off
     gateway = Gateway(off, health_interval=3600)
-    seen = _samples(gateway)
+    seen = samples_of(gateway)
     operator = Client(broker.port)
     operator.subscribe("guanjia/t1/status")
     await gateway.start()
     try:
         # The gateway unsubscribes before it announces itself, on one connection: once its
         # `online` is out, the broker has dropped the old subscriptions.
-        await _until(lambda: b"online" in operator.wait_for("guanjia/t1/status", 0))
+        await until(lambda: b"online" in operator.wait_for("guanjia/t1/status", 0))
         operator.publish(SET, "26")
         operator.publish("guanjia/t1/alarm/x/ack", "mallory")
         operator.publish("sensors/r0", '{"temperature": 20.0, "seq": 7}')
-        await _until(lambda: any(s.values.get("seq") == 7 for s in seen))
+        await until(lambda: any(s.values.get("seq") == 7 for s in seen))
         health = gateway.health()
     finally:
         await gateway.stop()
@@ -235,7 +226,7 @@ async def test_a_demand_response_event_cannot_write_past_the_allowlist(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
     """The incident: a demand-response event wrote 28.0 °C with `commands.allow: []`."""
-    async with modbus_server({1: _coolmaster(26.0)}) as port:
+    async with modbus_server({1: coolmaster_image(26.0)}) as port:
         path = tmp_path / "site.yaml"
         path.write_text(
             textwrap.dedent(f"""\
@@ -269,7 +260,7 @@ async def test_a_demand_response_event_cannot_write_past_the_allowlist(
         )
         await gateway.start()
         try:
-            await _until(lambda: _connected(gateway) and bool(setpoints))
+            await until(lambda: _connected(gateway) and bool(setpoints))
             now = datetime.now(UTC)
             event = {
                 "id": "grid-1",
@@ -281,9 +272,9 @@ async def test_a_demand_response_event_cannot_write_past_the_allowlist(
             operator.publish("guanjia/city-hall/dr/event", json.dumps(event))
             result = json.loads((await operator.wait("guanjia/city-hall/dr/event/result"))[0])
             assert result["result"] == "accepted"
-            await _until(lambda: gateway.commands.records >= 1, timeout=10)
+            await until(lambda: gateway.commands.records >= 1, timeout=10)
             polled = len(setpoints)
-            await _until(lambda: len(setpoints) > polled + 2)  # polls after the refusal
+            await until(lambda: len(setpoints) > polled + 2)  # polls after the refusal
             operator.close()
         finally:
             await gateway.stop()
@@ -302,9 +293,9 @@ async def test_a_demand_response_event_cannot_write_past_the_allowlist(
 async def test_huge_commands_are_refused_and_replies_stay_under_the_prefix(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    async with modbus_server({1: _image()}) as port:
+    async with modbus_server({1: meter_image()}) as port:
         site = load_site(
-            _site(
+            mqtt_site(
                 tmp_path,
                 f"brokers: [{{name: site, host: 127.0.0.1, port: {broker.port}, protocol: '5'}}]",
                 modbus_port=port,
@@ -317,8 +308,8 @@ async def test_huge_commands_are_refused_and_replies_stay_under_the_prefix(
         watcher.subscribe("#")
         await gateway.start()
         try:
-            await _until(lambda: _connected(gateway))
-            await _until(lambda: not gateway.mqtt._backlog)  # type: ignore[union-attr]
+            await until(lambda: _connected(gateway))
+            await until(lambda: not gateway.mqtt._backlog)  # type: ignore[union-attr]
             huge = json.dumps({"value": "x" * 1_000_000, "by": "y" * 100_000})
             watcher.publish(SET, huge)
             long_text = json.dumps({"value": "z" * 3000, "by": "b" * 500})  # under 4 KiB
@@ -428,13 +419,13 @@ async def test_the_shipped_acl_gives_control_topics_to_the_operator_only(
             _connect(server.port, None)  # anonymous
         with pytest.raises(PermissionError):
             _connect(server.port, "operator", "wrong")
-        async with modbus_server({1: _image()}) as port:
+        async with modbus_server({1: meter_image()}) as port:
             monkeypatch.setenv("GJ_MQTT_PASSWORD", passwords["gateway"])
             broker = (
                 f"brokers: [{{name: site, host: 127.0.0.1, port: {server.port}, "
                 "username: guanjia, password: '${GJ_MQTT_PASSWORD}'}]"
             )
-            site = _site(
+            site = mqtt_site(
                 tmp_path,
                 broker,
                 modbus_port=port,
@@ -442,11 +433,11 @@ async def test_the_shipped_acl_gives_control_topics_to_the_operator_only(
                 control="{commands: true}",
             )
             gateway = Gateway(load_site(site), health_interval=3600)
-            seen = _samples(gateway)
+            seen = samples_of(gateway)
             await gateway.start()
             try:
-                await _until(lambda: _connected(gateway))
-                await _until(lambda: not gateway.mqtt._backlog)  # type: ignore[union-attr]
+                await until(lambda: _connected(gateway))
+                await until(lambda: not gateway.mqtt._backlog)  # type: ignore[union-attr]
                 replies: list[bytes] = []
                 subscribed = threading.Event()
                 operator = _connect(server.port, "operator", passwords["operator"])
@@ -462,7 +453,7 @@ async def test_the_shipped_acl_gives_control_topics_to_the_operator_only(
                 devices.publish("sensors/r0", '{"temperature": 1.0, "seq": 1}', qos=1)
                 devices.publish(f"{SET}/result", '{"value": 30}', qos=1).wait_for_publish(5)
                 operator.publish(SET, '{"value": 25, "by": "duty"}', qos=1).wait_for_publish(5)
-                await _until(lambda: len(replies) >= 1)
+                await until(lambda: len(replies) >= 1)
                 operator.disconnect()
                 devices.disconnect()
                 operator.loop_stop()
@@ -493,8 +484,8 @@ async def test_a_broker_that_withholds_the_sync_marker_is_reported(
             f"brokers: [{{name: site, host: 127.0.0.1, port: {server.port}, username: gw, "
             "password: '${GJ_MQTT_PASSWORD}'}]"
         )
-        async with modbus_server({1: _image()}) as port:
-            site = _site(
+        async with modbus_server({1: meter_image()}) as port:
+            site = mqtt_site(
                 tmp_path,
                 broker,
                 modbus_port=port,
@@ -504,7 +495,7 @@ async def test_a_broker_that_withholds_the_sync_marker_is_reported(
             gateway = Gateway(load_site(site), health_interval=3600)
             await gateway.start()
             try:
-                await _until(lambda: "has not returned" in caplog.text)
+                await until(lambda: "has not returned" in caplog.text)
                 operator = _connect(server.port, "op", "pw")
                 replies: list[bytes] = []
                 subscribed = threading.Event()
@@ -513,7 +504,7 @@ async def test_a_broker_that_withholds_the_sync_marker_is_reported(
                 operator.subscribe(RESULT, qos=1)
                 assert subscribed.wait(5)
                 operator.publish(SET, "25", qos=1).wait_for_publish(5)
-                await _until(lambda: bool(replies))
+                await until(lambda: bool(replies))
                 operator.disconnect()
                 operator.loop_stop()
             finally:
@@ -549,10 +540,10 @@ async def test_an_unreachable_broker_is_logged_once_and_counted(
     caplog.set_level(logging.INFO, logger="guanjia.mqtt")
     port = free_port()  # nothing listens here
     broker = f"brokers: [{{name: site, host: 127.0.0.1, port: {port}}}]"
-    gateway = Gateway(load_site(_site(tmp_path, broker)), health_interval=3600)
+    gateway = Gateway(load_site(mqtt_site(tmp_path, broker)), health_interval=3600)
     await gateway.start()
     try:
-        await _until(lambda: gateway.health()["mqtt_connect_failures"] >= 3, timeout=20)
+        await until(lambda: gateway.health()["mqtt_connect_failures"] >= 3, timeout=20)
         health = gateway.health()
         assert gateway.mqtt is not None
         status = gateway.mqtt.broker_status()
@@ -583,10 +574,10 @@ async def test_a_refused_login_is_logged_once_with_the_reason_code(
             f"brokers: [{{name: site, host: 127.0.0.1, port: {server.port}, username: gw, "
             "password: '${GJ_MQTT_PASSWORD}'}]"
         )
-        gateway = Gateway(load_site(_site(tmp_path, broker)), health_interval=3600)
+        gateway = Gateway(load_site(mqtt_site(tmp_path, broker)), health_interval=3600)
         await gateway.start()
         try:
-            await _until(lambda: gateway.health()["mqtt_connect_failures"] >= 2, timeout=20)
+            await until(lambda: gateway.health()["mqtt_connect_failures"] >= 2, timeout=20)
             health = gateway.health()
         finally:
             await gateway.stop()
@@ -619,7 +610,7 @@ def _hik(serial: int, when: datetime, sub: int = 27) -> str:
     return json.dumps(doc)
 
 
-def _doors_site(tmp_path: Path, broker: MosquittoServer) -> Path:
+def _doorsmqtt_site(tmp_path: Path, broker: MosquittoServer) -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(
         textwrap.dedent(f"""\
@@ -638,17 +629,17 @@ def _doors_site(tmp_path: Path, broker: MosquittoServer) -> Path:
 async def test_devices_without_availability_are_not_offline_and_unmatched_is_counted(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    gateway = Gateway(load_site(_doors_site(tmp_path, broker)), health_interval=3600)
-    seen = _samples(gateway)
+    gateway = Gateway(load_site(_doorsmqtt_site(tmp_path, broker)), health_interval=3600)
+    seen = samples_of(gateway)
     device = Client(broker.port)
     await gateway.start()
     try:
-        await _until(lambda: _connected(gateway))
+        await until(lambda: _connected(gateway))
         before = gateway.health()
         now = datetime.now(UTC)
         device.publish("hikvision/d1/event", _hik(1, now, sub=999))  # a code no mapping has
         device.publish("tele/p1/LWT", "Online")
-        await _until(lambda: any(s.device == "plug-1" for s in seen))
+        await until(lambda: any(s.device == "plug-1" for s in seen))
         after = gateway.health()
     finally:
         await gateway.stop()
@@ -671,16 +662,16 @@ async def test_devices_without_availability_are_not_offline_and_unmatched_is_cou
 async def test_a_redelivered_event_is_one_sample_at_the_device_time(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    await _session(Gateway(load_site(_doors_site(tmp_path, broker)), health_interval=3600))
+    await _session(Gateway(load_site(_doorsmqtt_site(tmp_path, broker)), health_interval=3600))
     # The broker keeps the session: the first copy waits there.
     device = Client(broker.port)
     when = (datetime.now(UTC) - timedelta(seconds=30)).astimezone()
     device.publish("hikvision/d1/event", _hik(41, when))  # queued while the gateway is down
-    gateway = Gateway(load_site(_doors_site(tmp_path, broker)), health_interval=3600)
-    seen = _samples(gateway)
+    gateway = Gateway(load_site(_doorsmqtt_site(tmp_path, broker)), health_interval=3600)
+    seen = samples_of(gateway)
     await gateway.start()
     try:
-        await _until(lambda: any(s.values.get("serial_no") == 41 for s in seen))
+        await until(lambda: any(s.values.get("serial_no") == 41 for s in seen))
         device.publish("hikvision/d1/event", _hik(41, when))  # the same event again
         later = when + timedelta(seconds=5)
         device.publish("hikvision/d1/event", _hik(42, later))
@@ -690,7 +681,7 @@ async def test_a_redelivered_event_is_one_sample_at_the_device_time(
         device.publish(
             "tele/p1/STATE", json.dumps({"Time": local.isoformat(), "POWER": "ON", "UptimeSec": 5})
         )
-        await _until(lambda: any(s.device == "plug-1" for s in seen))
+        await until(lambda: any(s.device == "plug-1" for s in seen))
         health = gateway.health()
     finally:
         await gateway.stop()

@@ -6,159 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core.types import Sample
 from gateway.config_load import load_site
 from gateway.service import Gateway
 from gateway.spool import Spool
-from tests.modbus_devices import modbus_server
+from tests.modbus_devices import meter_image, modbus_server
+from tests.mqtt_helpers import Client, broker_yaml, mqtt_site, samples_of, until
 from tests.servers import MosquittoServer, create_mosquitto_password_file, generate_tls_files
-from tests.test_modbus_polling import PROFILE, _image
 
 pytestmark = pytest.mark.servers
-
-SENSOR_PROFILE = {
-    "name": "test_sensor",
-    "protocol": "mqtt",
-    "kind": "sensor",
-    "variables": ["id"],
-    "availability": {"topic": "sensors/{id}/availability", "heartbeat": 600},
-    "messages": [
-        {
-            "topic": "sensors/{id}",
-            "points": [
-                {"name": "temperature_degc", "path": "temperature", "unit": "degC"},
-                {"name": "seq", "path": "seq", "type": "int"},
-            ],
-        }
-    ],
-}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    with MosquittoServer(tmp_path / "mosquitto") as server:
-        yield server
-
-
-def _site(
-    tmp_path: Path,
-    broker_yaml: str,
-    modbus_port: int | None = None,
-    allow: str = "[]",
-    sensors: int = 1,
-    control: str = "{}",
-) -> Path:
-    profiles = tmp_path / "profiles"
-    profiles.mkdir(exist_ok=True)
-    (profiles / "test_sensor.yaml").write_text(yaml.safe_dump(SENSOR_PROFILE))
-    (profiles / "test_meter.yaml").write_text(
-        yaml.safe_dump(PROFILE.model_dump(mode="json", exclude_defaults=True))
-    )
-    devices = "".join(
-        f"  - {{id: room-{i}, profile: test_sensor, mqtt: {{vars: {{id: r{i}}}}}, "
-        f"tags: {{zone: '30{i}'}}}}\n"
-        for i in range(sensors)
-    )
-    if modbus_port is not None:
-        devices += (
-            "  - {id: ac-1, profile: test_meter, poll: 0.2s, modbus: {transport: tcp, "
-            f"host: 127.0.0.1, port: {modbus_port}, timeout: 1s}}}}\n"
-        )
-    text = (
-        "site: {name: 测试楼, id: t1}\n"
-        "profile_dirs: [profiles]\n"
-        "spool: {path: spool}\n"
-        "batching: {max_age: 0.1s}\n"
-        f"mqtt:\n{textwrap.indent(broker_yaml, '  ')}\n"
-        f"  state_interval: 0.2s\n"
-        f"  control: {control}\n"
-        f"commands: {{allow: {allow}}}\n"
-        f"devices:\n{devices}"
-    )
-    path = tmp_path / "site.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def _broker_yaml(server: MosquittoServer) -> str:
-    return f"brokers: [{{name: site, host: 127.0.0.1, port: {server.port}}}]"
-
-
-class Client:
-    """A device or an operator on the broker: publish, and collect what arrives."""
-
-    def __init__(self, port: int, client_id: str = "", clean: bool = True) -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.arrived = threading.Condition()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
-        self.c.on_message = self._on_message
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self.arrived:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-            self.arrived.notify_all()
-
-    def subscribe(self, topic: str) -> None:
-        result, _mid = self.c.subscribe(topic, qos=1)
-        assert result == mqtt.MQTT_ERR_SUCCESS
-
-    def publish(self, topic: str, payload: str, retain: bool = False) -> None:
-        self.c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    async def wait(self, topic: str, timeout: float = 5.0, count: int = 1) -> list[bytes]:
-        """Wait without blocking the event loop the gateway runs on."""
-        return await asyncio.to_thread(self.wait_for, topic, timeout, count)
-
-    def wait_for(self, topic: str, timeout: float = 5.0, count: int = 1) -> list[bytes]:
-        def got() -> list[bytes]:
-            return [p for t, p, _ in self.messages if t == topic]
-
-        with self.arrived:
-            self.arrived.wait_for(lambda: len(got()) >= count, timeout)
-        return got()
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
-
-
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
-def _samples(gateway: Gateway) -> list[Sample]:
-    seen: list[Sample] = []
-    gateway.bus.subscribe(Sample, seen.append, name="test")
-    return seen
 
 
 async def test_ingest_status_state_and_availability(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    gateway = Gateway(load_site(_site(tmp_path, _broker_yaml(broker))), health_interval=3600)
-    seen = _samples(gateway)
+    gateway = Gateway(load_site(mqtt_site(tmp_path, broker_yaml(broker))), health_interval=3600)
+    seen = samples_of(gateway)
     watcher = Client(broker.port)
     watcher.subscribe("guanjia/t1/#")
     device = Client(broker.port)
     await gateway.start()
     try:
-        await _until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
+        await until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
         assert await watcher.wait("guanjia/t1/status") == [b"online"]
         device.publish("sensors/r0/availability", '{"state": "online"}')
         for i in range(5):
@@ -166,7 +40,7 @@ async def test_ingest_status_state_and_availability(
         device.publish("sensors/r0", "not json")
         device.publish("sensors/r0", '{"temperature": "warm", "seq": 9}')
         device.publish("elsewhere/nobody", "{}")
-        await _until(lambda: len([s for s in seen if s.device == "room-0"]) >= 7)
+        await until(lambda: len([s for s in seen if s.device == "room-0"]) >= 7)
         state = json.loads((await watcher.wait("guanjia/t1/room-0/state", count=1))[-1])
         assert state["available"] is True
     finally:
@@ -191,19 +65,19 @@ async def test_ingest_status_state_and_availability(
 async def test_backlog_published_while_the_gateway_is_down_is_delivered(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    site = load_site(_site(tmp_path, _broker_yaml(broker)))
+    site = load_site(mqtt_site(tmp_path, broker_yaml(broker)))
     device = Client(broker.port)
     gateway = Gateway(site, health_interval=3600)
     await gateway.start()
-    await _until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
+    await until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
     await gateway.stop()  # the broker keeps the session: subscriptions and a queue
     for i in range(50):
         device.publish("sensors/r0", json.dumps({"temperature": 21.0, "seq": i}))
     gateway = Gateway(site, health_interval=3600)
-    seen = _samples(gateway)
+    seen = samples_of(gateway)
     await gateway.start()
     try:
-        await _until(lambda: len({s.values.get("seq") for s in seen}) >= 50, timeout=10)
+        await until(lambda: len({s.values.get("seq") for s in seen}) >= 50, timeout=10)
     finally:
         await gateway.stop()
     assert {s.values["seq"] for s in seen if "seq" in s.values} == set(range(50))
@@ -213,10 +87,10 @@ async def test_backlog_published_while_the_gateway_is_down_is_delivered(
 async def test_broker_restart_while_qos1_messages_flow_loses_nothing(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    gateway = Gateway(load_site(_site(tmp_path, _broker_yaml(broker))), health_interval=3600)
-    seen = _samples(gateway)
+    gateway = Gateway(load_site(mqtt_site(tmp_path, broker_yaml(broker))), health_interval=3600)
+    seen = samples_of(gateway)
     await gateway.start()
-    await _until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
+    await until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
     # The device keeps a session too, so its unacknowledged messages are resent.
     device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sensor-r0", clean_session=False)
     device.reconnect_delay_set(1, 1)
@@ -231,7 +105,7 @@ async def test_broker_restart_while_qos1_messages_flow_loses_nothing(
                 await asyncio.sleep(0.5)
                 await asyncio.to_thread(broker.start)
             await asyncio.sleep(0.005)
-        await _until(lambda: len({s.values.get("seq") for s in seen}) >= total, timeout=30)
+        await until(lambda: len({s.values.get("seq") for s in seen}) >= total, timeout=30)
     finally:
         device.disconnect()
         device.loop_stop()
@@ -245,10 +119,10 @@ async def test_broker_restart_while_qos1_messages_flow_loses_nothing(
 async def test_commands_accepted_refused_and_audited(
     tmp_path: Path, broker: MosquittoServer
 ) -> None:
-    async with modbus_server({1: _image()}) as port:
-        site = _site(
+    async with modbus_server({1: meter_image()}) as port:
+        site = mqtt_site(
             tmp_path,
-            _broker_yaml(broker),
+            broker_yaml(broker),
             modbus_port=port,
             allow="['ac-*:setpoint_degc', 'ac-*:temp_degc']",
             control="{commands: true}",
@@ -258,7 +132,7 @@ async def test_commands_accepted_refused_and_audited(
         operator.subscribe("guanjia/t1/ac-1/#")
         await gateway.start()
         try:
-            await _until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
+            await until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
             base = "guanjia/t1/ac-1"
             operator.publish(f"{base}/setpoint_degc/set", '{"value": 26, "by": "alice"}')
             ok = json.loads((await operator.wait(f"{base}/setpoint_degc/set/result"))[-1])
@@ -275,7 +149,7 @@ async def test_commands_accepted_refused_and_audited(
                 for t in ("temp_degc", "status")
                 for p in await operator.wait(f"{base}/{t}/set/result")
             ]
-            await _until(
+            await until(
                 lambda: (
                     gateway.latest.get("ac-1") is not None
                     and gateway.latest["ac-1"].values.get("setpoint_degc") == 26.0
@@ -317,11 +191,11 @@ async def test_password_and_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             f"brokers: [{{name: site, host: 127.0.0.1, port: {server.tls_port}, username: gw, "
             f"password: '${{GJ_MQTT_PASSWORD}}', tls: {{ca_file: '{tls.cafile}'}}}}]"
         )
-        gateway = Gateway(load_site(_site(tmp_path, broker)), health_interval=3600)
-        seen = _samples(gateway)
+        gateway = Gateway(load_site(mqtt_site(tmp_path, broker)), health_interval=3600)
+        seen = samples_of(gateway)
         await gateway.start()
         try:
-            await _until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
+            await until(lambda: gateway.mqtt is not None and gateway.mqtt.home.connected.is_set())
             device = mqtt.Client(CallbackAPIVersion.VERSION2)
             device.username_pw_set("gw", "s3cret")
             device.tls_set(ca_certs=str(tls.cafile))
@@ -330,14 +204,14 @@ async def test_password_and_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             device.publish("sensors/r0", '{"temperature": 19.5, "seq": 1}', qos=1).wait_for_publish(
                 5
             )
-            await _until(lambda: any(s.values.get("seq") == 1 for s in seen))
+            await until(lambda: any(s.values.get("seq") == 1 for s in seen))
             device.disconnect()
             device.loop_stop()
         finally:
             await gateway.stop()
 
         monkeypatch.setenv("GJ_MQTT_PASSWORD", "wrong")
-        refused = Gateway(load_site(_site(tmp_path, broker)), health_interval=3600)
+        refused = Gateway(load_site(mqtt_site(tmp_path, broker)), health_interval=3600)
         await refused.start()
         await asyncio.sleep(1.5)
         assert refused.mqtt is not None

@@ -21,7 +21,7 @@ from drivers.mqtt.profile import MqttProfile
 from gateway.config_errors import ConfigError
 from gateway.config_load import load_profile
 from gateway.mqtt_service import parse_command
-from tests.test_mqtt_profiles import (
+from tests.mqtt_payloads import (
     ACS_ALERT,
     ACS_TOPIC,
     FRIGATE_EVENT_UPDATE,

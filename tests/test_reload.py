@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from gateway.spool import Spool
-from tests.modbus_devices import modbus_server
-from tests.test_influx_e2e import _image, _site
+from tests.modbus_devices import meter_image, modbus_server
+from tests.sites import meter_site
 
 pytestmark = pytest.mark.servers
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +33,8 @@ async def _wait_for(proc: subprocess.Popen[str], log: Path, text: str, timeout: 
 
 
 async def test_sighup_reloads_a_good_file_and_keeps_running_on_a_bad_one(tmp_path: Path) -> None:
-    async with modbus_server({1: _image()}) as p1, modbus_server({1: _image()}) as p2:
-        site = _site(tmp_path, [p1], "")
+    async with modbus_server({1: meter_image()}) as p1, modbus_server({1: meter_image()}) as p2:
+        site = meter_site(tmp_path, [p1], "")
         good_first = site.read_text(encoding="utf-8")
         log = tmp_path / "gateway.log"
         with log.open("w") as err:
@@ -58,7 +58,7 @@ async def test_sighup_reloads_a_good_file_and_keeps_running_on_a_bad_one(tmp_pat
             assert proc.poll() is None
 
             # A good file with a second device: the gateway starts again on it.
-            site_two = _site(tmp_path, [p1, p2], "")
+            site_two = meter_site(tmp_path, [p1, p2], "")
             assert site_two == site
             proc.send_signal(signal.SIGHUP)
             await _wait_for(proc, log, "gateway test-site started: 2 devices", 20)

@@ -15,23 +15,16 @@ from gateway.alarm_store import AlarmStore
 from gateway.config_load import load_site
 from gateway.service import Gateway
 from gateway.spool import Spool
-from tests.modbus_devices import modbus_server
+from tests.modbus_devices import coolmaster_image, modbus_server
 from tests.servers import InfluxDB1Server
 
 pytestmark = pytest.mark.servers
 
 
-def _coolmaster(setpoint_c: float, mode: int = 0, on: int = 1) -> dict[str, dict[int, int]]:
-    """A CoolMasterNet indoor unit at VA 1 (base 16): mode, fan, setpoint ×10, on/off..."""
-    base = 16
-    words = [mode, 1, round(setpoint_c * 10) & 0xFFFF, on, 0, 0, 250, 0, 0, 0, 0]
-    return {"holding": {base + i: w for i, w in enumerate(words)}}
-
-
 async def test_summer_setpoint_is_enforced_and_everything_lands(tmp_path: Path) -> None:
     with InfluxDB1Server(tmp_path / "influx") as influx:
         influx.create_database("building")
-        async with modbus_server({1: _coolmaster(22.0)}) as port:
+        async with modbus_server({1: coolmaster_image(22.0)}) as port:
             site = tmp_path / "site.yaml"
             site.write_text(
                 textwrap.dedent(f"""\
@@ -115,7 +108,7 @@ async def test_demand_response_over_mqtt_raises_then_restores(tmp_path: Path) ->
     from tests.servers import MosquittoServer
 
     with MosquittoServer(tmp_path / "mosquitto") as broker:
-        async with modbus_server({1: _coolmaster(26.0)}) as port:
+        async with modbus_server({1: coolmaster_image(26.0)}) as port:
             site = tmp_path / "site.yaml"
             site.write_text(
                 textwrap.dedent(f"""\
@@ -195,7 +188,7 @@ async def test_alarm_topic_shelve_over_mqtt_and_ack_from_the_cli(tmp_path: Path)
     from tests.servers import MosquittoServer
 
     with MosquittoServer(tmp_path / "mosquitto") as broker:
-        async with modbus_server({1: _coolmaster(22.0)}) as port:
+        async with modbus_server({1: coolmaster_image(22.0)}) as port:
             site = tmp_path / "site.yaml"
             site.write_text(
                 textwrap.dedent(f"""\
