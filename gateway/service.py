@@ -161,6 +161,7 @@ class Gateway:
         finally:
             self.spool.close()
         log.info("gateway stopped: %s", json.dumps(self.health(), sort_keys=True))
+        gc.unfreeze()  # a reload builds a new gateway: this one's objects may go now
 
     async def run_until(self, stop: asyncio.Event) -> None:
         await self.start()
