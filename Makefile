@@ -37,7 +37,14 @@ unit: $(STAMP) servers
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+# The bench extra (what only the benchmarks import) and Mosquitto with its clients.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) servers
 	$(PY) -m bench.run
 
 clean:

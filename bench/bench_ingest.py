@@ -1,47 +1,51 @@
-"""Results `ingest_vs_paho` and `ingest_vs_aiomqtt`: MQTT messages ingested per CPU second.
+"""Result `ingest_vs_paho`: MQTT messages ingested per CPU second, the gateway against bare paho.
 
-A real Mosquitto (tests.servers.MosquittoServer, persistence off, `max_queued_messages 0` so the
-broker queues and never drops what a slow subscriber has not read yet) on a free loopback port.
-The load is Debian's `mosquitto_pub`, one process per device (it publishes to one topic), 50
-devices, each reading its lines from a file with `-l`: MESSAGES Zigbee2MQTT-style JSON reports
-of about 90 bytes, {"temperature": 21.53, "humidity": 45.2, "battery": 97, "seq": 12, "id":
-"sensor-007"} on `zigbee2mqtt/sensor-007`, at QoS 0 and, separately, at QoS 1. The 50
-publishers are started by one shell, so this process pays a single fork for them, and together
-they publish faster than any contender reads (the report prints the slowest publishing run next
-to the fastest subscriber): the subscriber is the bottleneck and the broker holds the backlog.
+A real Mosquitto (bench_mqtt_common.Mosquitto: a free loopback port, persistence off,
+`max_queued_messages 0` so the broker queues and never drops what a slow subscriber has not
+read yet). The load is Debian's `mosquitto_pub`, one process per device (it publishes to one
+topic), 50 devices, each reading its lines from a file with `-l`: MESSAGES Zigbee2MQTT reports
+of about 95 bytes (bench_mqtt_pub.payloads: {"temperature": 21.53, "humidity": 45.2,
+"pressure": 1012.3, "battery": 97, "linkquality": 120}) on `zigbee2mqtt/sensor-007`, at QoS 0
+and, separately, at QoS 1. The 50 publishers are started by one shell, so this process pays a
+single fork for them, and together they publish faster than any contender reads (the report
+prints the slowest publishing run next to the fastest subscriber): the subscriber is the
+bottleneck and the broker holds the backlog.
 
-Contenders, each a fresh client with its own client id, subscribed (SUBACK received) at the
-run's QoS before the publishers start, one at a time, in the same run:
+Contenders, each a fresh client with its own client id, subscribed (SUBACK received) before the
+publishers start, one at a time, in the same run and the same process:
 
-* paho: a bare paho-mqtt 2.x client on its own network thread (`loop_start`); on_message does
-  `json.loads(payload)` and reads the five fields, nothing else. The reference of
-  `ingest_vs_paho`.
-* gateway: the gateway's path as gateway/mqtt_service.py wires it: drivers.mqtt.client.Connection
-  (persistent session; it always subscribes at QoS 1, so QoS 0 messages arrive at QoS 0),
-  its handler calls drivers.mqtt.ingest.Ingest.on_message (an MQTT profile for the 50 devices,
-  mapping temperature, humidity, battery and seq with valid ranges) and hands the Samples to
-  drivers.mqtt.client.Handoff, which publishes them on an asyncio loop into
-  gateway.influx_sink.InfluxSink.offer (LineEncoder.encode, batches of 5,000 lines joined into
-  the body a Writer gets; the writer here only counts). Counted: Samples that reached the loop.
-* aiomqtt: what a typical aiomqtt 2.x user writes: `async with aiomqtt.Client(...)`, `await
-  client.subscribe(...)`, `async for message in client.messages:` json.loads and the same five
-  field reads. The reference of `ingest_vs_aiomqtt`.
+* paho: a bare paho-mqtt 2.x client on its own network thread (`loop_start`), subscribed at
+  the run's QoS; on_message does `json.loads(payload)` and reads the five fields, nothing else.
+  The reference of `ingest_vs_paho`.
+* gateway: the real gateway, gateway.service.Gateway, built from a site file
+  (bench_mqtt_common.write_site: 50 sensors on the shipped profile z2m_temperature_humidity,
+  InfluxDB v2 at bench.common.FakeInflux, a process of its own answering 204) as `guanjia run`
+  builds it, and started on this process's event loop: MqttService's Connection (paho on its
+  thread, persistent session, QoS 1 subscriptions: QoS 0 messages arrive at QoS 0), its
+  handler, drivers.mqtt.ingest, the Handoff to the loop, the Bus and every subscriber (the
+  InfluxDB sink, its writer thread posting over HTTP, the MQTT state sink, the live view's
+  latest values). Counted: Samples with readings on the bus (one more subscriber); the window
+  ends when the writer has delivered every line to the database.
+* aiomqtt, for information (not a result; skipped when the `bench` extra is not installed):
+  what a typical aiomqtt 2.x user writes: `async with aiomqtt.Client(...)`, `await
+  client.subscribe(...)`, `async for message in client.messages:` json.loads and the same
+  five field reads. It shows why `ingest_vs_aiomqtt` was dropped: at QoS 1 bare paho itself
+  does only 1.35-1.6x this loop's rate, so the 1.5x it asked for would take a gateway about as
+  cheap as bare paho, mapping and storage included.
 
 The figure is messages per CPU second of this process (getrusage: user + system, every thread),
-from the first message the contender sees to the last. Why CPU and not wall time: this machine
-has two cores shared by the broker, 50 publishers and the subscriber, so a wall rate measures
-how the scheduler shares them as much as the subscriber's code; and at QoS 1 the wall rate is
-capped by the broker's in-flight window (20 unacknowledged messages per client) and the
-round trips, not by the subscriber. CPU per message is what the code costs, whatever the
-machine does around it; the wall rate is printed too, for information. All three contenders
-are measured the same way, in the same process, one after the other, each with nothing else of
-its own running. Each (contender, QoS) is measured REPEATS times, the order rotated every round,
-and keeps its best round: noise only ever adds CPU.
+from the first message the contender sees to the last (for the gateway: to the last line
+delivered). Why CPU and not wall time: this machine has two cores shared by the broker, 50
+publishers and the subscriber, so a wall rate measures how the scheduler shares them as much as
+the subscriber's code; and at QoS 1 the wall rate is capped by the broker's in-flight window
+(20 unacknowledged messages per client) and the round trips, not by the subscriber. The wall
+rate is printed too, for information. Each (contender, QoS) is measured REPEATS times, the
+order rotated every round, and keeps its best round: noise only ever adds CPU.
 
-value = gateway rate / reference rate, per QoS; each result is the worse of QoS 0 and QoS 1.
+value = gateway rate / paho rate, per QoS; the result is the worse of QoS 0 and QoS 1.
 
-`python -m bench.bench_ingest --profile` prints where the gateway path's CPU goes: per-thread CPU
-(paho's network thread against the event loop) and cProfile of each thread.
+`python -m bench.bench_ingest --profile` prints where the gateway's CPU goes: per-thread CPU
+(paho's network thread against the event loop) and cProfile of each.
 """
 
 from __future__ import annotations
@@ -54,7 +58,6 @@ import json
 import math
 import os
 import pstats
-import random
 import signal
 import subprocess
 import sys
@@ -65,31 +68,25 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import HOST, Result, cpu_seconds, quiet_logs, result, us
+from bench.bench_mqtt_common import BROKER, TOPIC_PREFIX, Mosquitto, device_ids, write_site
+from bench.bench_mqtt_pub import payloads
+from bench.common import HOST, FakeInflux, Result, cpu_seconds, quiet_logs, result, us
 from core.types import Sample
-from drivers.mqtt.client import BrokerSettings, Connection, Handoff
-from drivers.mqtt.ingest import Ingest, MqttDevice
-from drivers.mqtt.profile import MqttProfile
-from gateway.influx_sink import InfluxSink
-from gateway.influx_writer import Batch, Writer
-from gateway.lineproto import LineEncoder, series_prefix
-from tests.servers import MosquittoServer
+from gateway.config_load import load_site
+from gateway.service import Gateway
 
-DEVICES = 50
 MESSAGES = 20_000  # per run, spread evenly over the devices
 REPEATS = 3
 QOS_LEVELS = (0, 1)
-BATCH = 5000  # InfluxSink.max_points: the site default
 STALL = 3.0  # s without progress after the publishers exit: the run is over, incomplete
 DEADLINE = 60.0  # s for one run, whatever happens
-SITE = "bench"
-TOPIC_PREFIX = "zigbee2mqtt"
+COUNTED = "temperature_degc"  # a Sample with this point is a report (not availability)
+TARGET = 0.6
 
 # One shell starts every publisher: this process forks once, not 50 times, inside the window.
 _PUBLISHERS = """
@@ -103,88 +100,20 @@ wait
 """
 
 
-def device_ids() -> list[str]:
-    return [f"sensor-{i:03d}" for i in range(DEVICES)]
-
-
 def make_payloads(directory: Path) -> int:
     """One file of JSON lines per device; returns the average payload size in bytes."""
-    rng = random.Random(7)
-    per_device = MESSAGES // DEVICES
+    devices = device_ids()
+    per_device = MESSAGES // len(devices)
+    bodies = payloads(MESSAGES)
     total = 0
-    for device in device_ids():
-        lines = []
-        for seq in range(per_device):
-            doc = {
-                "temperature": round(rng.uniform(18.0, 27.0), 2),
-                "humidity": round(rng.uniform(30.0, 65.0), 1),
-                "battery": rng.randint(60, 100),
-                "seq": seq,
-                "id": device,
-            }
-            line = json.dumps(doc)
-            total += len(line)
-            lines.append(line)
+    for i, device in enumerate(devices):
+        lines = [b.decode() for b in bodies[i * per_device : (i + 1) * per_device]]
+        total += sum(len(line) for line in lines)
         (directory / f"{device}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return round(total / (per_device * DEVICES))
+    return round(total / (per_device * len(devices)))
 
 
-def sensor_profile() -> MqttProfile:
-    """A Zigbee2MQTT temperature sensor (config/profiles/z2m_temperature_humidity.yaml's shape,
-    without availability, plus the sequence number the load carries)."""
-    return MqttProfile.model_validate(
-        {
-            "name": "bench_z2m_sensor",
-            "protocol": "mqtt",
-            "kind": "sensor",
-            "variables": ["id"],
-            "messages": [
-                {
-                    "topic": TOPIC_PREFIX + "/{id}",
-                    "format": "json",
-                    "points": [
-                        {
-                            "name": "temperature_degc",
-                            "path": "temperature",
-                            "unit": "degC",
-                            "valid": {"min": -40, "max": 85},
-                        },
-                        {
-                            "name": "humidity_pct",
-                            "path": "humidity",
-                            "unit": "%",
-                            "valid": {"min": 0, "max": 100},
-                        },
-                        {
-                            "name": "battery_pct",
-                            "path": "battery",
-                            "type": "int",
-                            "valid": {"min": 0, "max": 100},
-                            "optional": True,
-                        },
-                        {"name": "seq", "path": "seq", "type": "int"},
-                    ],
-                }
-            ],
-        }
-    )
-
-
-# -- the broker and the load ---------------------------------------------------------------
-
-
-class _Broker(MosquittoServer):
-    """tests.servers.MosquittoServer with an unbounded per-client queue.
-
-    Mosquitto's default (max_queued_messages 1000) drops QoS 0 messages, and QoS 1 messages
-    beyond the in-flight window, once a subscriber is 1000 behind; the publishers here are
-    faster than every subscriber on purpose, so the backlog must wait, not vanish.
-    """
-
-    def _prepare(self) -> None:
-        super()._prepare()
-        with self.config_path.open("a", encoding="utf-8") as config:
-            config.write("max_queued_messages 0\n")
+# -- the load ------------------------------------------------------------------------------
 
 
 class Load:
@@ -249,6 +178,10 @@ class Meter:
         elif self.count == self.expected:
             self.cpu1, self.wall1 = cpu_seconds(), time.perf_counter()
 
+    def close_window(self) -> None:
+        """The window ends now (a contender with work left after the last message)."""
+        self.cpu1, self.wall1 = cpu_seconds(), time.perf_counter()
+
     @property
     def done(self) -> bool:
         return self.count >= self.expected
@@ -265,7 +198,7 @@ class Meter:
             elif not publishing and time.monotonic() - last_change > STALL:
                 break
         if not self.done:  # incomplete: the window ends now (idle time adds little CPU)
-            self.cpu1, self.wall1 = cpu_seconds(), time.perf_counter()
+            self.close_window()
 
 
 @dataclass
@@ -293,7 +226,16 @@ class Figures:
         return max(self.runs, key=lambda r: r.rate)
 
 
-Contender = Callable[[int, int, Meter, str], AbstractAsyncContextManager[None]]
+@dataclass
+class Setting:
+    """What every run shares: the broker, the database stand-in, a scratch directory."""
+
+    port: int
+    influx: FakeInflux
+    tmp: Path
+
+
+Contender = Callable[[Setting, int, Meter, str], AbstractAsyncContextManager[None]]
 
 # -- contenders ----------------------------------------------------------------------------
 
@@ -305,7 +247,9 @@ class _Last:
 
 
 @asynccontextmanager
-async def paho_bare(port: int, qos: int, meter: Meter, client_id: str) -> AsyncIterator[None]:
+async def paho_bare(
+    setting: Setting, qos: int, meter: Meter, client_id: str
+) -> AsyncIterator[None]:
     last = _Last()
     hit = meter.hit
 
@@ -314,9 +258,9 @@ async def paho_bare(port: int, qos: int, meter: Meter, client_id: str) -> AsyncI
         last.fields = (
             doc["temperature"],
             doc["humidity"],
+            doc["pressure"],
             doc["battery"],
-            doc["seq"],
-            doc["id"],
+            doc["linkquality"],
         )
         hit()
 
@@ -324,7 +268,7 @@ async def paho_bare(port: int, qos: int, meter: Meter, client_id: str) -> AsyncI
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     client.on_message = on_message
     client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(HOST, port)
+    client.connect(HOST, setting.port)
     client.loop_start()
     try:
         client.subscribe(f"{TOPIC_PREFIX}/+", qos)
@@ -336,61 +280,6 @@ async def paho_bare(port: int, qos: int, meter: Meter, client_id: str) -> AsyncI
         client.loop_stop()
 
 
-class _CountingWriter:
-    """Stands in for gateway.influx_writer.Writer: takes the batches, delivers nothing."""
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.points = 0
-
-    def submit(self, batch: Batch) -> None:
-        self.batches += 1
-        self.points += batch.points
-
-
-@dataclass
-class GatewayParts:
-    """What the gateway contender built, for its checks and for --profile."""
-
-    ingest: Ingest
-    sink: InfluxSink
-    writer: _CountingWriter
-    handoff: Handoff
-    on_message: Callable[[str, bytes, Any], None]
-    publish: Callable[[Sample], None]
-
-
-def gateway_parts(loop: asyncio.AbstractEventLoop, meter: Meter) -> GatewayParts:
-    profile = sensor_profile()
-    devices = [MqttDevice(d, profile, "bench", {"id": d}) for d in device_ids()]
-    ingest = Ingest(devices)
-    encoder = LineEncoder(
-        {
-            d.id: series_prefix("sensor", {"site": SITE, "device": d.id, "kind": "sensor"})
-            for d in devices
-        }
-    )
-    writer = _CountingWriter()
-    sink = InfluxSink(encoder, cast(Writer, writer), BATCH, 1.0)
-    offer, hit = sink.offer, meter.hit
-
-    def publish(sample: Sample) -> None:  # the bus, with the sink as its subscriber
-        offer(sample)
-        hit()
-
-    handoff = Handoff(loop, publish)
-    prefix = f"guanjia/{SITE}"
-    put, on_message = handoff.put, ingest.on_message
-
-    def handle(topic: str, payload: bytes, _message: Any) -> None:
-        # MqttService._message_handler on the home broker: commands first, then ingest.
-        if topic.endswith("/set") and topic.startswith(prefix + "/"):
-            return
-        put(on_message(topic, payload))
-
-    return GatewayParts(ingest, sink, writer, handoff, handle, publish)
-
-
 def _forget_session(port: int, client_id: str) -> None:
     """The gateway's session is persistent: end it, or the broker queues for it ever after."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
@@ -400,46 +289,81 @@ def _forget_session(port: int, client_id: str) -> None:
         client.disconnect()
 
 
-@asynccontextmanager
-async def gateway(port: int, qos: int, meter: Meter, client_id: str) -> AsyncIterator[None]:
-    parts = gateway_parts(asyncio.get_running_loop(), meter)
-    async with _gateway_connection(port, client_id, parts):
-        yield
-    parts.sink.flush()
-    _check_gateway(parts, meter)
+def build_gateway(setting: Setting, client_id: str) -> Gateway:
+    """The gateway as `guanjia run` builds it from its site file (not started)."""
+    run_dir = setting.tmp / client_id
+    run_dir.mkdir()
+    site = write_site(
+        run_dir / "site.json",
+        broker_port=setting.port,
+        influx_url=setting.influx.url,
+        client_id=client_id,
+        spool=run_dir / "spool",
+    )
+    return Gateway(load_site(site))
+
+
+async def _settle(gw: Gateway) -> None:
+    """Flush the sink now and wait until the writer has delivered every line."""
+    gw.sink.flush()
+    deadline = time.monotonic() + 10
+    while gw.writer.stats.points_written < gw.sink.lines_encoded:
+        if time.monotonic() > deadline:
+            print("  WARNING: the writer did not deliver every line within 10 s")
+            return
+        await asyncio.sleep(0.002)
 
 
 @asynccontextmanager
-async def _gateway_connection(
-    port: int, client_id: str, parts: GatewayParts
-) -> AsyncIterator[None]:
-    settings = BrokerSettings(name="bench", host=HOST, port=port, client_id=client_id)
-    connection = Connection(settings, parts.ingest.router.filters(), parts.on_message)
+async def gateway(setting: Setting, qos: int, meter: Meter, client_id: str) -> AsyncIterator[None]:
+    gw = build_gateway(setting, client_id)
+    hit = meter.hit
+
+    def count(sample: Sample) -> None:
+        if COUNTED in sample.values:
+            hit()
+
+    gw.bus.subscribe(Sample, count, name="bench")
+    assert gw.mqtt is not None
     subscribed = threading.Event()
-    connection.client.on_subscribe = lambda *_args: subscribed.set()  # observe the SUBACK only
-    connection.start()
+    # Paho's on_subscribe is unused by the gateway: set here, it only observes the SUBACK.
+    gw.mqtt.connections[BROKER].client.on_subscribe = lambda *_args: subscribed.set()
+    await gw.start()
     try:
         if not await asyncio.to_thread(subscribed.wait, 10):
             raise RuntimeError("gateway: no SUBACK")
         yield
+        if meter.done:
+            await _settle(gw)
+            meter.close_window()
     finally:
-        await asyncio.to_thread(connection.stop)
-        await asyncio.to_thread(_forget_session, port, client_id)
+        await gw.stop()
+        await asyncio.to_thread(_forget_session, setting.port, client_id)
+    _check_gateway(gw, meter)
 
 
-def _check_gateway(parts: GatewayParts, meter: Meter) -> None:
-    stats = parts.ingest.stats
-    if stats.rejected or stats.unclaimed or stats.problems.total() or parts.handoff.dropped:
+def _check_gateway(gw: Gateway, meter: Meter) -> None:
+    health = gw.health()
+    problems = {
+        k: health.get(k)
+        for k in ("mqtt_rejected", "mqtt_unclaimed", "mqtt_handoff_dropped", "points_spooled")
+        if health.get(k)
+    }
+    if problems:
+        print(f"  WARNING: gateway {problems}")
+    if gw.writer.stats.points_written < meter.count:
         print(
-            f"  WARNING: gateway rejected {stats.rejected}, unclaimed {stats.unclaimed}, "
-            f"problems {dict(stats.problems.counts)}, handoff dropped {parts.handoff.dropped}"
+            f"  WARNING: {gw.writer.stats.points_written} lines reached the database, "
+            f"{meter.count} reports"
         )
-    if parts.writer.points != meter.count:
-        print(f"  WARNING: {parts.writer.points} lines reached the writer, {meter.count} samples")
 
 
 @asynccontextmanager
-async def aiomqtt_naive(port: int, qos: int, meter: Meter, client_id: str) -> AsyncIterator[None]:
+async def aiomqtt_naive(
+    setting: Setting, qos: int, meter: Meter, client_id: str
+) -> AsyncIterator[None]:
+    import aiomqtt  # type: ignore[import-not-found,unused-ignore]  # the `bench` extra
+
     last = _Last()
 
     async def consume(client: aiomqtt.Client) -> None:
@@ -448,13 +372,13 @@ async def aiomqtt_naive(port: int, qos: int, meter: Meter, client_id: str) -> As
             last.fields = (
                 doc["temperature"],
                 doc["humidity"],
+                doc["pressure"],
                 doc["battery"],
-                doc["seq"],
-                doc["id"],
+                doc["linkquality"],
             )
             meter.hit()
 
-    async with aiomqtt.Client(HOST, port, identifier=client_id) as client:
+    async with aiomqtt.Client(HOST, setting.port, identifier=client_id) as client:
         await client.subscribe(f"{TOPIC_PREFIX}/+", qos=qos)
         task = asyncio.create_task(consume(client))
         try:
@@ -464,19 +388,23 @@ async def aiomqtt_naive(port: int, qos: int, meter: Meter, client_id: str) -> As
             await asyncio.gather(task, return_exceptions=True)
 
 
-CONTENDERS: dict[str, Contender] = {
-    "paho": paho_bare,
-    "gateway": gateway,
-    "aiomqtt": aiomqtt_naive,
-}
+def contenders() -> dict[str, Contender]:
+    found: dict[str, Contender] = {"paho": paho_bare, "gateway": gateway}
+    try:
+        import aiomqtt  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+    except ImportError:
+        print("  (aiomqtt is not installed: `pip install -e .[bench]` adds its figure)")
+    else:
+        found["aiomqtt"] = aiomqtt_naive
+    return found
 
 
 async def measure_once(
-    contender: Contender, port: int, qos: int, load: Load, client_id: str
+    contender: Contender, setting: Setting, qos: int, load: Load, client_id: str
 ) -> Run:
     meter = Meter(MESSAGES)
     try:
-        async with contender(port, qos, meter, client_id):
+        async with contender(setting, qos, meter, client_id):
             load.start(qos)
             await meter.wait(load)
     finally:
@@ -486,27 +414,28 @@ async def measure_once(
     return Run(meter.count, meter.cpu1 - meter.cpu0, meter.wall1 - meter.wall0, load.elapsed)
 
 
-def measure(port: int, load: Load) -> dict[int, dict[str, Figures]]:
-    figures = {qos: {name: Figures() for name in CONTENDERS} for qos in QOS_LEVELS}
-    names = list(CONTENDERS)
+def measure(setting: Setting, load: Load) -> dict[int, dict[str, Figures]]:
+    chosen = contenders()
+    figures = {qos: {name: Figures() for name in chosen} for qos in QOS_LEVELS}
+    names = list(chosen)
     for round_ in range(REPEATS):
         for qos in QOS_LEVELS:
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:
                 gc.collect()
                 client_id = f"bench-{name}-q{qos}-r{round_}"
-                run = asyncio.run(measure_once(CONTENDERS[name], port, qos, load, client_id))
+                run = asyncio.run(measure_once(chosen[name], setting, qos, load, client_id))
                 figures[qos][name].runs.append(run)
     return figures
 
 
-def _report(figures: dict[int, dict[str, Figures]], size: int) -> dict[str, float]:
+def _report(figures: dict[int, dict[str, Figures]], size: int) -> float:
     print(
-        f"ingest: {MESSAGES} JSON messages of ~{size} bytes on {DEVICES} topics per run, from "
-        f"{DEVICES} mosquitto_pub; messages per CPU second of this process (all threads), "
-        f"first to last message, best of {REPEATS} rounds"
+        f"ingest: {MESSAGES} JSON messages of ~{size} bytes on {len(device_ids())} topics per "
+        f"run, from {len(device_ids())} mosquitto_pub; messages per CPU second of this process "
+        f"(all threads), first to last message, best of {REPEATS} rounds"
     )
-    worst = {"paho": math.inf, "aiomqtt": math.inf}
+    worst = math.inf
     for qos, by_name in figures.items():
         print(f"  QoS {qos}:")
         best = {name: f.best() for name, f in by_name.items()}
@@ -523,57 +452,82 @@ def _report(figures: dict[int, dict[str, Figures]], size: int) -> dict[str, floa
             f"    publishers: slowest run {MESSAGES / slowest_load:,.0f} msg/s wall "
             f"({slowest_load:.2f} s), fastest subscriber {fastest_reader:,.0f} msg/s wall"
         )
-        for ref in worst:
-            ratio = best["gateway"].rate / best[ref].rate
-            worst[ref] = min(worst[ref], ratio)
-            wall = best["gateway"].wall_rate / best[ref].wall_rate
-            print(f"    gateway / {ref:8s} = {ratio:.3f} (wall-rate ratio {wall:.3f})")
-    print(f"  ingest_vs_paho = {worst['paho']:.3f}, worse of both QoS (target >= 0.6)")
-    print(f"  ingest_vs_aiomqtt = {worst['aiomqtt']:.3f}, worse of both QoS (target >= 1.5)")
+        ratio = best["gateway"].rate / best["paho"].rate
+        worst = min(worst, ratio)
+        wall = best["gateway"].wall_rate / best["paho"].wall_rate
+        print(f"    gateway / paho    = {ratio:.3f} (wall-rate ratio {wall:.3f})")
+        if "aiomqtt" in best:
+            for name in ("paho", "gateway"):
+                print(
+                    f"    {name} / aiomqtt = {best[name].rate / best['aiomqtt'].rate:.3f} "
+                    "(information)"
+                )
+    print(
+        f"  ingest_vs_paho = {worst:.3f}, worse of both QoS (target >= {TARGET}); "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     return worst
 
 
 @contextlib.contextmanager
-def _setup() -> Iterator[tuple[int, Load, int]]:
+def _setup() -> Iterator[tuple[Setting, Load, int]]:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         directory = Path(tmp)
         load_dir = directory / "load"
         load_dir.mkdir()
         size = make_payloads(load_dir)
-        with _Broker(directory / "broker", persistence=False) as broker, quiet_logs():
-            yield broker.port, Load(broker.port, load_dir), size
+        with (
+            FakeInflux() as influx,
+            Mosquitto(directory / "broker", unbounded=True) as broker,
+            quiet_logs(),
+        ):
+            setting = Setting(broker.port, influx, directory)
+            yield setting, Load(broker.port, load_dir), size
 
 
 def run() -> dict[str, Result]:
-    with _setup() as (port, load, size):
-        figures = measure(port, load)
+    with _setup() as (setting, load, size):
+        figures = measure(setting, load)
     worst = _report(figures, size)
-    return {
-        "ingest_vs_paho": result(worst["paho"], ">= 0.6", "x"),
-        "ingest_vs_aiomqtt": result(worst["aiomqtt"], ">= 1.5", "x"),
-    }
+    return {"ingest_vs_paho": result(worst, f">= {TARGET}", "x")}
 
 
 # -- --profile -----------------------------------------------------------------------------
 
 
-async def _profile_once(port: int, qos: int, load: Load) -> None:
-    """The gateway path once, with a profiler and a thread clock in each of its two threads."""
+async def _profile_once(setting: Setting, qos: int, load: Load) -> None:
+    """The gateway once, with a profiler and a thread clock in each of its two busy threads:
+    paho's network thread (paho, the handler, ingest, Handoff.put) and the event loop (the
+    Handoff's drain: the bus and its subscribers)."""
     meter = Meter(MESSAGES)
-    parts = gateway_parts(asyncio.get_running_loop(), meter)
+    client_id = f"bench-profile-q{qos}"
+    gw = build_gateway(setting, client_id)
+    assert gw.mqtt is not None
+    hit = meter.hit
+    gw.bus.subscribe(Sample, lambda s: hit() if COUNTED in s.values else None, name="bench")
+    client = gw.mqtt.connections[BROKER].client
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_args: subscribed.set()
     net, loop = cProfile.Profile(), cProfile.Profile()
     clocks: dict[str, float] = {}
-    handle, publish, seen = parts.on_message, parts.publish, [0, 0]
+    handle, seen = client.on_message, [0, 0]
+    assert handle is not None
 
-    def profiled_handle(topic: str, payload: bytes, message: Any) -> None:
+    def profiled_handle(c: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         seen[0] += 1
         if seen[0] == 1:
             clocks["net0"] = time.thread_time()
             net.enable()
-        handle(topic, payload, message)
+        handle(c, userdata, message)
         if seen[0] == MESSAGES:
             net.disable()
             clocks["net1"] = time.thread_time()
+
+    client.on_message = profiled_handle
+    await gw.start()
+    handoff = gw.mqtt.handoff
+    assert handoff is not None
+    publish = handoff.publish
 
     def profiled_publish(sample: Sample) -> None:
         seen[1] += 1
@@ -585,23 +539,26 @@ async def _profile_once(port: int, qos: int, load: Load) -> None:
             loop.disable()
             clocks["loop1"] = time.thread_time()
 
-    parts.on_message = profiled_handle
-    parts.handoff.publish = profiled_publish
+    handoff.publish = profiled_publish
     try:
-        async with _gateway_connection(port, f"bench-profile-q{qos}", parts):
-            load.start(qos)
-            await meter.wait(load)
+        if not await asyncio.to_thread(subscribed.wait, 10):
+            raise RuntimeError("gateway: no SUBACK")
+        load.start(qos)
+        await meter.wait(load)
     finally:
         load.stop()
+        await gw.stop()
+        await asyncio.to_thread(_forget_session, setting.port, client_id)
     if len(clocks) < 4:
         print(f"  QoS {qos}: incomplete ({meter.count} of {MESSAGES}); no profile")
         return
     n = MESSAGES
     total = (meter.cpu1 - meter.cpu0) / n
     print(
-        f"== QoS {qos}: {us(total)} CPU/msg in all; paho network thread (paho + Ingest + "
-        f"Handoff.put) {us((clocks['net1'] - clocks['net0']) / n)}, event loop (Handoff drain "
-        f"+ InfluxSink.offer) {us((clocks['loop1'] - clocks['loop0']) / n)} (profiler on)"
+        f"== QoS {qos}: {us(total)} CPU/msg in all; paho network thread (paho's callback, "
+        f"the handler, Ingest, Handoff.put) {us((clocks['net1'] - clocks['net0']) / n)}, "
+        f"event loop (Handoff drain, Bus, subscribers) "
+        f"{us((clocks['loop1'] - clocks['loop0']) / n)} (profiler on)"
     )
     for title, prof in (("network thread", net), ("event loop", loop)):
         print(f"-- {title}, by own time")
@@ -609,9 +566,9 @@ async def _profile_once(port: int, qos: int, load: Load) -> None:
 
 
 def profile() -> None:
-    with _setup() as (port, load, _size):
+    with _setup() as (setting, load, _size):
         for qos in QOS_LEVELS:
-            asyncio.run(_profile_once(port, qos, load))
+            asyncio.run(_profile_once(setting, qos, load))
 
 
 if __name__ == "__main__":

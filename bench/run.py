@@ -28,7 +28,8 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
     ("cpu", "bench.bench_cpu", ("cpu", "cpu_pymodbus")),
     ("planner", "bench.bench_planner", ("planner",)),  # + planner_<case>_<baud>, information
     ("write", "bench.bench_write", ("write",)),
-    ("ingest", "bench.bench_ingest", ("ingest_vs_paho", "ingest_vs_aiomqtt")),
+    ("ingest", "bench.bench_ingest", ("ingest_vs_paho",)),
+    ("mqtt_cpu", "bench.bench_mqtt_cpu", ("mqtt_cpu_vs_paho",)),
     ("rules", "bench.bench_rules", ("rules_cpu", "rules_p99_ms")),
 ]
 

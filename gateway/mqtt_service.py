@@ -155,6 +155,7 @@ class MqttService:
         # Set by the gateway when rules run: (alarm id, who, note) -> outcome text.
         self.on_alarm_ack: Callable[[str, str, str], str] | None = None
         self._prefix = prefix
+        self._control_prefix = prefix + "/"  # every control topic starts so
         devices = loaded.mqtt_devices()
         self.ingest: dict[str, Ingest] = {}
         self.connections: dict[str, Connection] = {}
@@ -221,7 +222,7 @@ class MqttService:
     def _control_kind(self, topic: str) -> tuple[str, list[str]] | None:
         """("set" | "ack" | "shelve" | "dr", topic levels under the site) for an enabled
         control topic, else None (the message is ingest's, or nobody's)."""
-        if not topic.startswith(self._prefix + "/"):
+        if not topic.startswith(self._control_prefix):
             return None
         c = self.control
         if topic == self.dr_topic:
@@ -242,7 +243,9 @@ class MqttService:
                 if payload.decode("utf-8", "replace") == self._sync_nonce:
                     self._backlog = False  # everything the broker queued came before this
                 return
-            control = self._control_kind(topic) if is_home else None
+            # Per message: a topic outside the gateway's prefix is ingest's without parsing it.
+            maybe_control = is_home and topic.startswith(self._control_prefix)
+            control = self._control_kind(topic) if maybe_control else None
             if control is None:
                 if self.handoff is not None:
                     self.handoff.put(ingest.on_message(topic, payload))

@@ -215,7 +215,8 @@ class Ingest:
         mapped = 0
         duplicates = 0
         # Ids first seen in this very message: several mappings of one device may read it.
-        fresh: set[tuple[str, Hashable]] = set()
+        # Made when a mapping has an event id: most have none, and this runs per message.
+        fresh: set[tuple[str, Hashable]] | None = None
         for h in handlers:
             state = self.state[h.device]
             if isinstance(h, AvailabilityHandler):
@@ -240,13 +241,15 @@ class Ingest:
             mapped += 1
             alive = False
             # Some bridges batch several events into one JSON list: each is a message.
-            items = doc if isinstance(doc, list) and h.match else [doc]
+            items = doc if isinstance(doc, list) and h.match else (doc,)
             for item in items:
                 if h.match and not h.matches(item):
                     continue
-                key = h.identity(item)
+                key = h.identity(item) if h.event_id else None
                 if key is not None:
                     seen = self.seen[h.device]
+                    if fresh is None:
+                        fresh = set()
                     if key in seen and (h.device, key) not in fresh:
                         duplicates += 1
                         continue
@@ -258,7 +261,8 @@ class Ingest:
                         f"{topic}:{name}:{reason}", f"MQTT {topic}: {h.device}.{name} is {reason}"
                     )
                 if values or bad:
-                    stamp = self._device_time(h, item, topic, ts)
+                    # Without a time in the mapping, the arrival time (and no call per message).
+                    stamp = self._device_time(h, item, topic, ts) if h.time_path else ts
                     if stamp != ts and values:
                         values[ARRIVAL_LAG] = round((ts - stamp) / 1e9, 3)
                     out.append(Sample(h.device, stamp, values, bad))
