@@ -57,3 +57,28 @@ async def test_an_inbox_is_bounded_and_says_what_it_dropped() -> None:
     assert not waiting.done()
     bus.publish(Sample("m1", 9, {}))
     assert [s.ts for s in await asyncio.wait_for(waiting, 5)] == [9]
+
+
+async def test_a_paced_inbox_takes_at_most_one_batch_per_pace() -> None:
+    bus = Bus()
+    box = bus.inbox(Sample, name="paced", bound=100, overflow=Overflow.DROP_OLDEST, pace=0.05)
+    loop = asyncio.get_running_loop()
+    # After a quiet spell the first message is taken at once.
+    bus.publish(Sample("m1", 1, {}))
+    assert box.ready() is None
+    taken_at = loop.time()
+    assert [s.ts for s in box.take()] == [1]
+    # The next ones wait for the pace, and come together.
+    waiting = asyncio.ensure_future(box.get_batch())
+    for ts in (2, 3):
+        await asyncio.sleep(0)
+        bus.publish(Sample("m1", ts, {}))
+    assert not waiting.done()
+    assert [s.ts for s in await asyncio.wait_for(waiting, 5)] == [2, 3]
+    assert loop.time() - taken_at >= 0.049  # the loop's clock may fire a timer a hair early
+    # take() never waits and takes at most `limit`.
+    for ts in (4, 5, 6):
+        bus.publish(Sample("m1", ts, {}))
+    assert [s.ts for s in box.take(2)] == [4, 5]
+    assert [s.ts for s in box.take()] == [6]
+    assert box.take() == []

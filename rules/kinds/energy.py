@@ -76,7 +76,7 @@ class ThresholdParams(RuleParams):
 
 
 class _Level:
-    __slots__ = ("high", "low", "off", "on", "value")
+    __slots__ = ("high", "low", "off", "on", "quiet", "value")
 
     def __init__(self, p: ThresholdParams) -> None:
         h = p.hysteresis
@@ -85,6 +85,9 @@ class _Level:
         self.on = OnDelay(p.on_delay)
         self.off = OffDelay(p.off_delay)  # holds while the limit is crossed, and off_delay after
         self.value: float | None = None
+        # Nothing crossed, no delay running, no alarm held: set by on_sample only, cleared
+        # whenever it cannot tell (a new or restored level, any other outcome).
+        self.quiet = False
 
 
 class ThresholdRule(DeviceRule[ThresholdParams]):
@@ -95,6 +98,8 @@ class ThresholdRule(DeviceRule[ThresholdParams]):
     def __init__(self, rule_id: str, params: ThresholdParams) -> None:
         super().__init__(rule_id, params)
         self.point = params.point
+        self.above = params.above
+        self.below = params.below
         self.levels: dict[str, _Level] = {}
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
@@ -109,6 +114,15 @@ class ThresholdRule(DeviceRule[ThresholdParams]):
         if level is None:
             level = self.levels[sample.device] = _Level(self.params)
         level.value = value
+        if (
+            level.quiet
+            and (self.above is None or value <= self.above)
+            and (self.below is None or value >= self.below)
+        ):
+            # Nearly every reading: quiet and within both limits, so no block can change
+            # (a comparator that is off stays off inside its limit). Their objects are not
+            # touched: with thousands of rules they are out of the cache by the next reading.
+            return ()
         if level.high is not None:
             level.high.update(value)
         if level.low is not None:
@@ -118,7 +132,9 @@ class ThresholdRule(DeviceRule[ThresholdParams]):
         )
         if not crossed and level.on.since is None and not level.off.on:
             # The common case: within limits with nothing pending. Raised alarms keep off.on.
+            level.quiet = True
             return ()
+        level.quiet = False
         return self._evaluate(sample.device, level, sample.ts / 1e9, ctx)
 
     def _evaluate(self, device_id: str, level: _Level, t: float, ctx: Context) -> Iterable[Effect]:
@@ -146,13 +162,18 @@ class ThresholdRule(DeviceRule[ThresholdParams]):
         return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
-        # The delays run out between readings of a slowly reporting device.
-        now = ctx.now.timestamp()
-        effects: list[Effect] = []
+        # The delays run out between readings of a slowly reporting device. Every rule ticks
+        # every second: the time is read, and a list made, only when a delay runs.
+        effects: list[Effect] | None = None
+        now = 0.0
         for device_id, level in self.levels.items():
+            if level.quiet:
+                continue  # no delay running
             if level.on.since is not None or level.off.since is not None:
+                if effects is None:
+                    effects, now = [], ctx.now.timestamp()
                 effects.extend(self._evaluate(device_id, level, now, ctx))
-        return effects
+        return effects or ()
 
     def snapshot(self) -> dict[str, Any]:
         levels = {
