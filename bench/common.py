@@ -102,6 +102,18 @@ class _Child:
             raise RuntimeError(f"{script} exited before it was ready (code {self._proc.poll()})")
         self.hello: dict[str, Any] = json.loads(line)
 
+    def request(self, text: str = "") -> dict[str, Any]:
+        """One line to the child's stdin, one JSON line back (for children that answer)."""
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._proc.stdin.write(text.encode() + b"\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"helper exited (code {self._proc.poll()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
     def close(self) -> None:
         proc = self._proc
         pipes: list[IO[bytes] | None] = [proc.stdin, proc.stdout]
@@ -144,16 +156,26 @@ class ModbusFarm(_Helper):
     """``ports`` fake Modbus TCP devices in one separate process (bench/fake_modbus.py).
 
     ``healthy`` ports answer FC3/FC4 after ``delay_ms``; the last ``dead`` ports accept
-    connections and never answer.
+    connections and never answer. The first ``flip`` healthy ports (``flipping``) alternate
+    between two register images every half ``flip_period`` (see fake_modbus.py).
     """
 
-    def __init__(self, ports: int, *, dead: int = 0, delay_ms: float = 0.0) -> None:
-        self._child = _Child(
-            "fake_modbus.py",
-            ["--ports", str(ports), "--dead", str(dead), "--delay-ms", str(delay_ms)],
-        )
+    def __init__(
+        self,
+        ports: int,
+        *,
+        dead: int = 0,
+        delay_ms: float = 0.0,
+        flip: int = 0,
+        flip_period: float = 10.0,
+    ) -> None:
+        args = ["--ports", str(ports), "--dead", str(dead), "--delay-ms", str(delay_ms)]
+        if flip:
+            args += ["--flip", str(flip), "--flip-period", str(flip_period)]
+        self._child = _Child("fake_modbus.py", args)
         self.healthy: list[int] = list(self._child.hello["healthy"])
         self.dead: list[int] = list(self._child.hello["dead"])
+        self.flipping: list[int] = list(self._child.hello.get("flipping", []))
 
 
 class FakeInflux(_Helper):
@@ -177,11 +199,8 @@ class FakeInflux(_Helper):
 # -- the benchmark device ------------------------------------------------------------------
 
 
-def bench_profile() -> Profile:
-    """A small meter: 10 holding registers, six uint16 values and two float32 values.
-
-    Both decoders a real meter uses are on the path; one read of registers 0..9 serves it all.
-    """
+def bench_profile_data() -> dict[str, Any]:
+    """bench_profile() as a profile file holds it (the benches that load a site file)."""
     points: list[dict[str, Any]] = [
         {"name": f"value_{i}", "address": i, "type": "uint16"} for i in range(6)
     ]
@@ -189,14 +208,20 @@ def bench_profile() -> Profile:
         {"name": "power_w", "address": 6, "type": "float32", "unit": "W"},
         {"name": "energy_kwh", "address": 8, "type": "float32", "unit": "kWh"},
     ]
-    return Profile.model_validate(
-        {
-            "name": "bench_meter",
-            "kind": "meter",
-            "defaults": {"function": "holding"},
-            "points": points,
-        }
-    )
+    return {
+        "name": "bench_meter",
+        "kind": "meter",
+        "defaults": {"function": "holding"},
+        "points": points,
+    }
+
+
+def bench_profile() -> Profile:
+    """A small meter: 10 holding registers, six uint16 values and two float32 values.
+
+    Both decoders a real meter uses are on the path; one read of registers 0..9 serves it all.
+    """
+    return Profile.model_validate(bench_profile_data())
 
 
 def tcp_device(

@@ -35,46 +35,61 @@ import functools
 import json
 import struct
 import sys
+import time
 
 _MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
 
 
-def register(address: int) -> int:
-    """The value every fake device keeps at ``address``.
+FLIP_OFFSET = 0x0200  # a flipping port's other image: 0x43xx pairs decode as about 130 to 140
+
+
+def register(address: int, offset: int = 0) -> int:
+    """The value every fake device keeps at ``address`` (``offset``: a flipping port's other
+    image).
 
     0x41xx pairs decode as float32 to ordinary finite numbers (about 8 to 12), so float32 points
     read across any two registers are good values, not NaN or denormals.
     """
-    return (0x4100 + address) & 0xFFFF
+    return (0x4100 + offset + address) & 0xFFFF
 
 
 # Responses depend only on (function, address, count): build each once so that the farm's own
 # CPU stays small and its answers arrive on time even under 200 concurrent devices.
-_PDU_CACHE: dict[tuple[int, int, int], bytes] = {}
+_PDU_CACHE: dict[tuple[int, int, int, int], bytes] = {}
 
 
-def response_pdu(pdu: bytes) -> bytes:
+def response_pdu(pdu: bytes, offset: int = 0) -> bytes:
     if len(pdu) < 5 or pdu[0] not in (3, 4):
         return bytes([(pdu[0] if pdu else 0) | 0x80, 1])
     function, address, count = struct.unpack_from(">BHH", pdu)
-    key = (function, address, count)
+    key = (function, address, count, offset)
     cached = _PDU_CACHE.get(key)
     if cached is None:
         if not 1 <= count <= 125:
             cached = bytes([function | 0x80, 3])  # illegal data value
         else:
-            regs = [register(address + i) for i in range(count)]
+            regs = [register(address + i, offset) for i in range(count)]
             cached = struct.pack(f">BB{count}H", function, 2 * count, *regs)
         _PDU_CACHE[key] = cached
     return cached
 
 
 class DeviceProtocol(asyncio.Protocol):
-    def __init__(self, delay: float, dead: bool) -> None:
+    def __init__(
+        self, delay: float, dead: bool, flip: tuple[float, float, float] | None = None
+    ) -> None:
         self.delay = delay
         self.dead = dead
+        self.flip = flip  # (start, period, phase): the other image for half of each period
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+
+    def offset(self) -> int:
+        if self.flip is None:
+            return 0
+        start, period, phase = self.flip
+        position = ((time.monotonic() - start) / period + phase) % 1.0
+        return FLIP_OFFSET if position >= 0.5 else 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -89,7 +104,7 @@ class DeviceProtocol(asyncio.Protocol):
             tid, _proto, length, unit = _MBAP.unpack_from(buf)
             if len(buf) < 6 + length:
                 return
-            pdu = response_pdu(bytes(buf[7 : 6 + length]))
+            pdu = response_pdu(bytes(buf[7 : 6 + length]), self.offset())
             del buf[: 6 + length]
             frame = _MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu
             if self.delay > 0:
@@ -102,15 +117,17 @@ class DeviceProtocol(asyncio.Protocol):
             self.transport.write(frame)
 
 
-async def serve(ports: int, dead: int, delay: float) -> None:
+async def serve(ports: int, dead: int, delay: float, flip: int, flip_period: float) -> None:
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     healthy_ports: list[int] = []
     dead_ports: list[int] = []
+    start = time.monotonic()
     for i in range(ports):
         is_dead = i >= ports - dead
+        flipping = (start, flip_period, i / flip) if i < flip and not is_dead else None
         server = await loop.create_server(
-            functools.partial(DeviceProtocol, delay, is_dead),
+            functools.partial(DeviceProtocol, delay, is_dead, flipping),
             "127.0.0.1",
             0,
             backlog=256,
@@ -118,7 +135,8 @@ async def serve(ports: int, dead: int, delay: float) -> None:
         servers.append(server)
         port = server.sockets[0].getsockname()[1]
         (dead_ports if is_dead else healthy_ports).append(port)
-    sys.stdout.write(json.dumps({"healthy": healthy_ports, "dead": dead_ports}) + "\n")
+    hello = {"healthy": healthy_ports, "dead": dead_ports, "flipping": healthy_ports[:flip]}
+    sys.stdout.write(json.dumps(hello) + "\n")
     sys.stdout.flush()
     # Serve until the parent closes our stdin (or dies, which closes it too).
     await loop.run_in_executor(None, sys.stdin.buffer.read)
@@ -203,13 +221,15 @@ def main() -> None:
     parser.add_argument("--ports", type=int, default=1)
     parser.add_argument("--dead", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--flip", type=int, default=0, help="the first N healthy ports flip")
+    parser.add_argument("--flip-period", type=float, default=10.0, help="seconds per cycle")
     parser.add_argument("--rtu-units", type=int, default=0, help="serve an RTU line instead")
     parser.add_argument("--rtu-dead", type=int, default=0, help="dead units on the line")
     args = parser.parse_args()
     if args.rtu_units:
         asyncio.run(serve_line(args.rtu_units, args.rtu_dead, args.delay_ms / 1000.0))
         return
-    asyncio.run(serve(args.ports, args.dead, args.delay_ms / 1000.0))
+    asyncio.run(serve(args.ports, args.dead, args.delay_ms / 1000.0, args.flip, args.flip_period))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
     ("write", "bench.bench_write", ("write",)),
     ("ingest", "bench.bench_ingest", ("ingest_vs_paho",)),
     ("mqtt_cpu", "bench.bench_mqtt_cpu", ("mqtt_cpu_vs_paho",)),
-    ("rules", "bench.bench_rules", ("rules_cpu", "rules_p99_ms")),
+    ("rules", "bench.bench_rules", ("rules_cpu", "rules_cpu_dense", "rules_p99_ms")),
+    ("loop_lag", "bench.bench_loop_lag", ("loop_lag_p99_ms",)),
+    ("poll_cpu", "bench.bench_poll_cpu", ("poll_cpu_vs_bare",)),
 ]
 
 
