@@ -1,7 +1,7 @@
 """Tests of the MQTT device profiles in config/profiles/ (`protocol: mqtt`).
 
 Every MQTT profile is validated; the shipped ones are fed the payloads recorded in the device
-facts (/work/shared/facts/devices/{zigbee2mqtt,tasmota,frigate,hikvision_isapi}.yaml, copied here
+facts (shared/facts/devices/{zigbee2mqtt,tasmota,frigate,hikvision_isapi}.yaml, copied here
 so the tests stand alone) through Ingest, the code that runs on the broker's network thread, and
 the values are checked exactly. Bad input must never raise, and is counted and logged once.
 Property tests throw arbitrary bytes, arbitrary JSON and JSON shaped like each mapping (its match

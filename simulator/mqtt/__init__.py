@@ -14,7 +14,7 @@ during office hours (`shapes`), windows are left open now and then, and rarer fa
 door at night, a camera losing video) happen at configurable rates (`device.EventRates`).
 `building.MqttBuilding` runs them all against one broker through their clients (`link`).
 
-Payload shapes: /work/shared/facts/devices/{zigbee2mqtt,tasmota,frigate,hikvision_isapi}.yaml.
+Payload shapes: shared/facts/devices/{zigbee2mqtt,tasmota,frigate,hikvision_isapi}.yaml.
 """
 
 from simulator.mqtt.building import PROFILE_KINDS, MqttBuilding, ac_units_by_zone, from_site

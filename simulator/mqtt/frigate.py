@@ -1,7 +1,7 @@
 """Cameras of a Frigate NVR: detect status, motion, review status and person events.
 
 Frigate is one client for all its cameras, with the last will ``frigate/available`` =
-``offline``. Payload shapes: /work/shared/facts/devices/frigate.yaml.
+``offline``. Payload shapes: shared/facts/devices/frigate.yaml.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The devices speak ISAPI over HTTP, not MQTT, so one "bridge" client republishes their
 alertStream JSON on ``hikvision/{device}/event``: card swipes, the door contact and door alarms;
 camera heartbeats, motion (VMD), video loss and tampering. Payload shapes:
-/work/shared/facts/devices/hikvision_isapi.yaml.
+shared/facts/devices/hikvision_isapi.yaml.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each plug is its own client with the last will ``tele/{topic}/LWT`` = ``Offline``: a power cut
 drops its connection without DISCONNECT, and the broker tells. Payload shapes:
-/work/shared/facts/devices/tasmota.yaml.
+shared/facts/devices/tasmota.yaml.
 """
 
 from __future__ import annotations

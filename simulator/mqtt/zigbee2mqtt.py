@@ -3,7 +3,7 @@ humidity sensors and PIR occupancy sensors.
 
 One client for the bridge: ``zigbee2mqtt/{id}`` with every known attribute (cache_state), and a
 retained ``zigbee2mqtt/{id}/availability``; the bridge's own ``zigbee2mqtt/bridge/state`` is its
-last will. Payload shapes: /work/shared/facts/devices/zigbee2mqtt.yaml.
+last will. Payload shapes: shared/facts/devices/zigbee2mqtt.yaml.
 """
 
 from __future__ import annotations
