@@ -87,15 +87,6 @@ DRIVERS: Mapping[str, Driver] = {
 }
 
 
-def driver_of_profile(data: object) -> Driver:
-    """The driver whose profile a parsed profile file is (by its `protocol:`)."""
-    protocol = data.get("protocol") if isinstance(data, dict) else None
-    for driver in DRIVERS.values():
-        if driver.profile_protocol is not None and driver.profile_protocol == protocol:
-            return driver
-    return next(d for d in DRIVERS.values() if d.profile_protocol is None)
-
-
 def driver_of(profile: BaseModel) -> Driver:
     for driver in DRIVERS.values():
         if isinstance(profile, driver.profile_model):
