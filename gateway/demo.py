@@ -7,6 +7,7 @@ faster) clock. The gateway may use the simulator; the simulator never uses the g
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +52,12 @@ async def run_demo(options: DemoOptions, run_gateway: RunGateway) -> None:
         clock = SimClock(speed=options.speed, start=options.start, tz=loaded.site.site.timezone)
         site = read_site(path)  # the building's own reading of the file just validated
         building = await start_building(site, clock)
-        devices = MqttBuilding(from_site(site), clock, ac_units=ac_units_by_zone(site, building))
+        devices = MqttBuilding(
+            from_site(site),
+            clock,
+            ac_units=ac_units_by_zone(site, building),
+            device_time=_wall_clock(clock),
+        )
         scenario = Scenario.default(clock, building, devices)
         try:
             if loaded.site.mqtt is not None and devices.devices:
@@ -67,3 +73,15 @@ async def run_demo(options: DemoOptions, run_gateway: RunGateway) -> None:
     finally:
         if broker is not None:
             await broker.stop()
+
+
+def _wall_clock(clock: SimClock) -> Callable[[float], float]:
+    """The simulated devices' own clocks show the wall time at which a simulated instant
+    happens, as a real building's devices do: the gateway checks device time against its own
+    and would (rightly) distrust the building's July."""
+
+    def wall(t: float) -> float:
+        speed = clock.speed or 1.0
+        return time.time() - (clock.now().timestamp() - t) / speed
+
+    return wall

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_args
 
 from simulator.clock import SimClock
@@ -66,6 +66,7 @@ class MqttBuilding:
         seed: int = 0,
         rates: EventRates | None = None,
         ac_units: Mapping[str, AcUnit] | None = None,
+        device_time: Callable[[float], float] | None = None,
     ) -> None:
         ids = [d.id for d in devices]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -73,6 +74,8 @@ class MqttBuilding:
             raise ValueError(f"duplicate device ids: {', '.join(dupes)}")
         self.clock = clock
         self.ctx = Context(clock, rates or EventRates(), seed)
+        if device_time is not None:
+            self.ctx.device_time = device_time
         start = clock.now().timestamp()
         self.devices: dict[str, SimDevice] = {}
         for desc in devices:

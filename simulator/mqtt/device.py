@@ -110,11 +110,19 @@ def crc(text: str) -> int:
 # --- random and periodic processes in simulated time -----------------------------------------
 
 
+def _same(t: float) -> float:
+    return t
+
+
 @dataclass
 class Context:
     clock: SimClock
     rates: EventRates
     seed: int
+    # The devices' own clocks, for the times they write into their messages: by default the
+    # building's (simulated) time; the demo gives the wall clock, as a building's devices
+    # would have, so the gateway can trust them.
+    device_time: Callable[[float], float] = _same
 
 
 class Arrivals:
@@ -257,6 +265,11 @@ class SimDevice:
     def local(self, t: float) -> datetime:
         return datetime.fromtimestamp(t, self.ctx.clock.tz)
 
+    def device_clock(self, t: float) -> float:
+        """What the device's own clock says at simulated time t."""
+        return self.ctx.device_time(t)
+
     def iso(self, t: float) -> str:
-        """ISO 8601 with the site's UTC offset, e.g. 2025-07-15T08:45:12+08:00."""
-        return self.local(t).isoformat(timespec="seconds")
+        """The device's clock at t in ISO 8601 with the site's UTC offset, e.g.
+        2025-07-15T08:45:12+08:00."""
+        return self.local(self.device_clock(t)).isoformat(timespec="seconds")

@@ -65,9 +65,9 @@ class FrigateCamera(SimDevice):
         region = [max(0, x1 - 150), max(0, y1 - 60), x1 + w + 150, y1 + h + 60]
         return {
             "camera": self.camera,
-            "frame_time": round(frame, 6),
+            "frame_time": round(self.device_clock(frame), 6),
             "snapshot": {
-                "frame_time": round(frame, 6),
+                "frame_time": round(self.device_clock(frame), 6),
                 "box": box,
                 "area": w * h,
                 "region": region,
@@ -78,7 +78,7 @@ class FrigateCamera(SimDevice):
             "sub_label": None,
             "top_score": round(top, 6),
             "false_positive": False,
-            "start_time": round(start, 6),
+            "start_time": round(self.device_clock(start), 6),
             "end_time": None,
             "score": round(score, 6),
             "box": box,
@@ -109,7 +109,7 @@ class FrigateCamera(SimDevice):
             out.append(Message(self._topic("motion"), "ON"))
         start = t + 1.0
         suffix = "".join(self.chance.choice(_ID_CHARS) for _ in range(6))
-        event_id = f"{start:.6f}-{suffix}"
+        event_id = f"{self.device_clock(start):.6f}-{suffix}"
         score = self.chance.uniform(0.66, 0.8)
         first = {"id": event_id} | self._object(start, start + 0.4, score, score)
         top = min(0.97, score + self.chance.uniform(0.05, 0.2))
@@ -136,7 +136,7 @@ class FrigateCamera(SimDevice):
 
         def end(te: float) -> list[Message]:
             self._active_events -= 1
-            final = better | {"end_time": round(te, 6), "active": False}
+            final = better | {"end_time": round(self.device_clock(te), 6), "active": False}
             msgs = [self._event("end", better, final)]
             if self._active_events == 0:
                 msgs.append(Message(self._topic("review_status"), "NONE"))

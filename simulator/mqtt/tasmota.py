@@ -105,7 +105,7 @@ class Plug(SimDevice):
 
     def _time(self, t: float) -> str:
         # Tasmota's default Time: local, no zone.
-        return self.local(t).replace(tzinfo=None).isoformat(timespec="seconds")
+        return self.local(self.device_clock(t)).replace(tzinfo=None).isoformat(timespec="seconds")
 
     def state(self, t: float) -> Message:
         up = max(0, int(t - self.boot))
