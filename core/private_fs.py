@@ -17,10 +17,13 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
-def make_private_dir(path: Path | str) -> Path:
+def make_private_dir(path: Path | str, *, tighten_existing: bool = True) -> Path:
     """Create `path` (and missing parents) as 0700, or tighten it to 0700 if it exists.
 
-    Parents that exist are left alone; parents this call creates are 0700 too.
+    Parents that exist are left alone; parents this call creates are 0700 too. An existing
+    directory is left alone when `tighten_existing` is false (a directory the gateway only
+    puts a file into) and always when it is a shared one (sticky and writable by all, like
+    /tmp): changing those would lock other users out.
     """
     path = Path(path)
     missing: list[Path] = []
@@ -36,7 +39,9 @@ def make_private_dir(path: Path | str) -> Path:
         os.chmod(directory, DIR_MODE)  # exactly: a strict umask could leave it unusable
     if not path.is_dir():
         raise NotADirectoryError(f"{path} is not a directory")
-    _tighten(path, DIR_MODE)
+    shared = path.stat().st_mode & 0o1002 == 0o1002
+    if (tighten_existing or path in missing) and not shared:
+        _tighten(path, DIR_MODE)
     return path
 
 

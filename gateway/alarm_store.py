@@ -144,9 +144,10 @@ class AlarmStore:
 
     def __init__(self, path: Path | str, *, busy_timeout_s: float = 5.0) -> None:
         self.path = Path(path)
-        # Alarm texts, who acknowledged what: the site's business, 0700/0600 whatever the
-        # umask (SQLite gives its -wal and -shm files the database file's mode).
-        make_private_dir(self.path.parent)
+        # Alarm texts, who acknowledged what: the site's business, 0600 whatever the umask
+        # (SQLite gives its -wal and -shm files the database file's mode), in a directory
+        # made 0700 if the gateway creates it; an existing one may be shared: left alone.
+        make_private_dir(self.path.parent, tighten_existing=False)
         touch_private(self.path)
         # Autocommit (isolation_level=None): transactions are begun explicitly, IMMEDIATE.
         self._db = sqlite3.connect(

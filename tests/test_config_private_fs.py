@@ -109,3 +109,28 @@ def test_make_private_tightens_an_existing_file(tmp_path: Path) -> None:
     make_private(path)
     assert _mode(path) == 0o600
     make_private(tmp_path / "missing")  # nothing to do
+
+
+def test_shared_directories_are_never_tightened(tmp_path: Path) -> None:
+    # /tmp, or a directory the alarm store is merely put into: other users still need them.
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    make_private_dir(shared)
+    assert _mode(shared) == 0o1777
+    kept = tmp_path / "var-lib"
+    kept.mkdir()
+    kept.chmod(0o755)
+    make_private_dir(kept, tighten_existing=False)
+    assert _mode(kept) == 0o755
+
+
+def test_the_alarm_store_leaves_an_existing_directory_alone(tmp_path: Path) -> None:
+    from gateway.alarm_store import AlarmStore
+
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    AlarmStore(directory / "alarms.sqlite").close()
+    assert _mode(directory) == 0o1777
+    assert _mode(directory / "alarms.sqlite") == 0o600
