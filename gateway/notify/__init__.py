@@ -1,0 +1,1 @@
+"""Notifications: alarms reach the people on duty (roster, routing, channels, outbox)."""
