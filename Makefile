@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := mosquitto mosquitto-clients influxdb victoria-metrics openssl socat
+DEBS   := mosquitto mosquitto-clients influxdb victoria-metrics openssl socat chromium chromium-driver
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck unit bench servers clean
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/guanjia demo
 
-# Debian's servers for the tests (InfluxDB 1.x, VictoriaMetrics, Mosquitto), when missing.
+# Debian's servers for the tests (InfluxDB 1.x, VictoriaMetrics, Mosquitto) and the headless
+# browser that drives the duty console, when missing.
 servers:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
