@@ -77,6 +77,8 @@ from bench.bench_mqtt_common import BROKER, TOPIC_PREFIX, Mosquitto, device_ids,
 from bench.bench_mqtt_pub import payloads
 from bench.common import HOST, FakeInflux, Result, cpu_seconds, quiet_logs, result, us
 from core.types import Sample
+from drivers.mqtt.hub import BrokerHub
+from drivers.mqtt.runtime import MqttDriver
 from gateway.config_load import load_site
 from gateway.service import Gateway
 
@@ -327,7 +329,7 @@ async def gateway(setting: Setting, qos: int, meter: Meter, client_id: str) -> A
     assert gw.mqtt is not None
     subscribed = threading.Event()
     # Paho's on_subscribe is unused by the gateway: set here, it only observes the SUBACK.
-    gw.mqtt.connections[BROKER].client.on_subscribe = lambda *_args: subscribed.set()
+    _brokers(gw).connections[BROKER].client.on_subscribe = lambda *_args: subscribed.set()
     await gw.start()
     try:
         if not await asyncio.to_thread(subscribed.wait, 10):
@@ -505,7 +507,7 @@ async def _profile_once(setting: Setting, qos: int, load: Load) -> None:
     assert gw.mqtt is not None
     hit = meter.hit
     gw.bus.subscribe(Sample, lambda s: hit() if COUNTED in s.values else None, name="bench")
-    client = gw.mqtt.connections[BROKER].client
+    client = _brokers(gw).connections[BROKER].client
     subscribed = threading.Event()
     client.on_subscribe = lambda *_args: subscribed.set()
     net, loop = cProfile.Profile(), cProfile.Profile()
@@ -525,7 +527,7 @@ async def _profile_once(setting: Setting, qos: int, load: Load) -> None:
 
     client.on_message = profiled_handle
     await gw.start()
-    handoff = gw.mqtt.handoff
+    handoff = _mqtt_driver(gw).handoff
     assert handoff is not None
     publish = handoff.publish
 
@@ -576,3 +578,14 @@ if __name__ == "__main__":
         profile()
     else:
         run()
+
+
+def _mqtt_driver(gw: Gateway) -> MqttDriver:
+    runtime = gw.drivers["mqtt"]
+    assert isinstance(runtime, MqttDriver)
+    return runtime
+
+
+def _brokers(gw: Gateway) -> BrokerHub:
+    assert gw.brokers is not None
+    return gw.brokers

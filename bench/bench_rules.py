@@ -58,6 +58,7 @@ from bench.common import (
     ModbusFarm,
     Result,
     median,
+    modbus_of,
     ms,
     percentile,
     result,
@@ -218,7 +219,7 @@ class TransitionClock:
     pending: dict[str, float] = field(default_factory=dict)
 
     def attach(self, gateway: Gateway) -> None:
-        for device, poller in gateway.modbus.pollers.items():
+        for device, poller in modbus_of(gateway).pollers.items():
             poller.emit = self._stamped(poller.emit, device)
         gateway.bus.subscribe(AlarmTransition, self._on_transition, name="bench")
 

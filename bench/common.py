@@ -328,3 +328,10 @@ async def connect_bare(port: int) -> BareClient:
         BareClient, HOST, port
     )
     return protocol
+
+
+def modbus_of(gateway: Any) -> ModbusDriver:
+    """The running gateway's Modbus driver, for a bench that watches its pollers."""
+    runtime = gateway.drivers["modbus"]
+    assert isinstance(runtime, ModbusDriver)
+    return runtime

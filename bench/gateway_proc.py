@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: find bench
 
+from bench.common import modbus_of
 from bench.gateway_site import state_save_cpu
 from gateway.config_load import load_site
 from gateway.service import Gateway
@@ -34,7 +35,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"  # gateway/cli.
 
 def counters(gateway: Gateway) -> dict[str, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    pollers = gateway.modbus.pollers.values()
+    pollers = modbus_of(gateway).pollers.values()
     return {
         "cpu": usage.ru_utime + usage.ru_stime,
         "wall": asyncio.get_running_loop().time(),

@@ -25,7 +25,15 @@ from typing import Any
 
 import yaml
 
-from bench.common import HOST, _Child, _Helper, bench_profile_data, cpu_seconds, stop_driver
+from bench.common import (
+    HOST,
+    _Child,
+    _Helper,
+    bench_profile_data,
+    cpu_seconds,
+    modbus_of,
+    stop_driver,
+)
 from gateway.config_load import LoadedSite, load_site
 from gateway.service import Gateway
 
@@ -147,7 +155,7 @@ def gateway_logs(path: str = os.devnull) -> Iterator[None]:
 async def stop_gateway(gateway: Gateway) -> None:
     """Gateway.stop(), with the pollers stopped first by bench.common.stop_driver (bounded on
     Python 3.11, where a cancellation can be lost)."""
-    await stop_driver(gateway.modbus)
+    await stop_driver(modbus_of(gateway))
     await asyncio.wait_for(gateway.stop(), timeout=30)
 
 
@@ -169,7 +177,7 @@ async def state_save_cpu(gateway: Gateway) -> float:
     that saves every state less a plain tick, with the pollers stopped (best of two each)."""
     if gateway.alarms is None:
         return 0.0
-    await stop_driver(gateway.modbus)
+    await stop_driver(modbus_of(gateway))
     await asyncio.sleep(0.2)
     plain = min([await tick_cpu(gateway, every_state=False) for _ in range(2)])
     full = min([await tick_cpu(gateway, every_state=True) for _ in range(2)])

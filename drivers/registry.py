@@ -1,26 +1,29 @@
 """The built-in drivers, one entry each: the site-file key of a device's connection, its
 connection and profile models, how it checks a site's devices and how it describes their
-points. Adding a driver is a folder under drivers/ and one entry here: the site file's device
-model, its JSON Schema, `guanjia check` and the device catalogue learn of it from this list.
+points, and how its runtime is built. Adding a driver is a folder under drivers/ and one entry
+here: the site file's device model, its JSON Schema, `guanjia check`, the device catalogue and
+the running gateway (start, stop, writes, status, health) learn of it from this list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from drivers.contract import PointMeta
+from drivers.contract import DriverRuntime, PointMeta, RuntimeContext
 from drivers.modbus import describe as modbus_describe
 from drivers.modbus.checks import ModbusChecks
 from drivers.modbus.config import ModbusConnection
+from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.profile import Profile
 from drivers.mqtt import describe as mqtt_describe
 from drivers.mqtt.checks import MqttChecks
 from drivers.mqtt.config import MqttDeviceConfig
 from drivers.mqtt.profile import MqttProfile
+from drivers.mqtt.runtime import MqttDriver
 
 Loc = tuple[str | int, ...]
 
@@ -51,9 +54,13 @@ class Driver:
     profile_model: type[BaseModel]
     profile_protocol: str | None  # a profile file's `protocol:`; None for the default driver
     describe: Callable[[Any, Sequence[str] | None], dict[str, PointMeta]]
+    # Every definition of a field, repeated where a profile defines one name twice (an MQTT
+    # point on two topics), for the one-type-per-field check.
+    definitions: Callable[[Any, Sequence[str] | None], Iterable[PointMeta]]
     # How long a device may be silent before its values are stale (profile, poll interval).
     stale_after: Callable[[Any, float], float | None]
     checks: Callable[[bool], DeviceChecks]  # need_broker -> a checker for one site file
+    runtime: Callable[[RuntimeContext], DriverRuntime]  # built when the site has its devices
 
 
 DRIVERS: Mapping[str, Driver] = {
@@ -68,8 +75,10 @@ DRIVERS: Mapping[str, Driver] = {
             profile_model=Profile,
             profile_protocol=None,
             describe=modbus_describe.describe,
+            definitions=lambda p, points: modbus_describe.describe(p, points).values(),
             stale_after=modbus_describe.stale_after,
             checks=lambda _need_broker: ModbusChecks(),
+            runtime=ModbusDriver.from_context,
         ),
         Driver(
             name="mqtt",
@@ -80,14 +89,28 @@ DRIVERS: Mapping[str, Driver] = {
             profile_model=MqttProfile,
             profile_protocol="mqtt",
             describe=mqtt_describe.describe,
+            definitions=lambda p, _points: mqtt_describe.definitions(p),
             stale_after=mqtt_describe.stale_after,
             checks=lambda need_broker: MqttChecks(need_broker=need_broker),
+            runtime=MqttDriver,
         ),
     )
 }
 
 
-def driver_of(profile: BaseModel) -> Driver:
+def profile_model(protocol: object) -> type[BaseModel]:
+    """The profile model of a profile file's `protocol:` (none: the default driver's)."""
+    default: type[BaseModel] | None = None
+    for driver in DRIVERS.values():
+        if driver.profile_protocol is not None and driver.profile_protocol == protocol:
+            return driver.profile_model
+        if driver.profile_protocol is None:
+            default = driver.profile_model
+    assert default is not None
+    return default
+
+
+def driver_of(profile: object) -> Driver:
     for driver in DRIVERS.values():
         if isinstance(profile, driver.profile_model):
             return driver

@@ -15,9 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 from drivers.modbus.codec import label
-from drivers.modbus.driver import ModbusDriver, device_plan
-from drivers.modbus.profile import Profile
-from drivers.mqtt.profile import MqttProfile
+from drivers.modbus.driver import ModbusDevice, ModbusDriver, device_plan
+from drivers.registry import DRIVERS
 from gateway.alarm_store import AlarmStore
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
@@ -65,7 +64,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     loaded = load_site(path, mqtt=mqtt)
     # The plans only: a driver would open serial ports, which needs a running event loop
     # (and check connects to nothing).
-    requests = sum(len(device_plan(d).requests) for d in loaded.modbus_devices())
+    requests = sum(len(device_plan(d).requests) for d in _modbus_devices(loaded))
     print(
         f"{args.site}: ok — site {loaded.site.site.id}, {len(loaded.site.devices)} devices, "
         f"{len(loaded.profiles)} profiles, {requests} Modbus requests per poll cycle"
@@ -75,6 +74,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         if warning:
             print(f"{args.site}: {warning}")
     return 0
+
+
+def _modbus_devices(loaded: LoadedSite) -> list[ModbusDevice]:
+    """The site's polled Modbus devices, for the commands that plan or read them."""
+    return [
+        ModbusDevice(e.id, e.profile, e.connection, e.poll, e.points)
+        for e in loaded.driver_devices("modbus")
+    ]
 
 
 def _calendar_warning(loaded: LoadedSite) -> str | None:
@@ -96,7 +103,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
         print(json.dumps(schemas, indent=2, ensure_ascii=False))
         return 0
     if args.profile:
-        model = MqttProfile if args.profile == "mqtt" else Profile
+        model = DRIVERS[args.profile].profile_model
         print(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
         return 0
     from gateway.schema import site_schema
@@ -118,7 +125,7 @@ async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
     if conn is None:
         print(f"{dev.id} is an MQTT device: it publishes, it is not polled", file=sys.stderr)
         return 2
-    devices = [d for d in loaded.modbus_devices() if d.id == dev.id]
+    devices = [d for d in _modbus_devices(loaded) if d.id == dev.id]
     driver = ModbusDriver(devices, lambda _s: None)
     poller = driver.pollers[dev.id]
     try:
@@ -426,8 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         nargs="?",
         const="modbus",
-        choices=["modbus", "mqtt"],
-        help="the profile schema instead (modbus or mqtt)",
+        choices=list(DRIVERS),
+        help=f"the profile schema of a driver instead ({', '.join(DRIVERS)})",
     )
     p.add_argument("--rules", action="store_true", help="parameters of every rule kind")
     p.set_defaults(func=cmd_schema)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from core.text import shorten
 from core.types import Command, CommandResult
-from drivers.modbus.driver import ModbusDriver
+from drivers.contract import DriverRuntime
 from gateway.messages import AuditRecord
 
 log = logging.getLogger("guanjia.commands")
@@ -26,12 +26,12 @@ class CommandRouter:
     def __init__(
         self,
         site_id: str,
-        modbus: ModbusDriver,
+        writer_of: Callable[[str], DriverRuntime | None],
         allow: Sequence[str],
         publish: Callable[[AuditRecord], None],
     ) -> None:
         self.site_id = site_id
-        self.modbus = modbus
+        self.writer_of = writer_of  # device -> the driver that writes it
         self.allow = list(allow)
         self.publish = publish  # the bus: the audit trail is one more message
         self.records = 0
@@ -47,7 +47,8 @@ class CommandRouter:
         self._record(CommandResult(command, False, None, reason))
 
     async def execute(self, command: Command) -> CommandResult:
-        if command.device not in self.modbus.pollers:
+        driver = self.writer_of(command.device)
+        if driver is None:
             result = CommandResult(command, False, None, f"no writable device {command.device!r}")
         elif not self.allowed(command):
             result = CommandResult(
@@ -59,7 +60,7 @@ class CommandRouter:
                 "write it",
             )
         else:
-            result = await self.modbus.write(command)
+            result = await driver.write(command)
         self._record(result)
         return result
 

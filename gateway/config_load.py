@@ -11,11 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from drivers.modbus.driver import ModbusDevice
-from drivers.modbus.profile import Profile
-from drivers.mqtt.ingest import MqttDevice
-from drivers.mqtt.profile import MqttProfile
-from drivers.registry import DRIVERS, driver_of
+from drivers.contract import DeviceEntry, ProfileLike
+from drivers.registry import DRIVERS, driver_of, profile_model
 from gateway.config_errors import (
     ConfigError,
     LineMap,
@@ -28,7 +25,7 @@ from gateway.config_errors import (
 from gateway.field_catalog import DeviceFields, type_conflicts
 from gateway.site import DeviceConfig, MqttConfig, Site
 
-AnyProfile = Profile | MqttProfile
+AnyProfile = ProfileLike  # a driver's profile model (drivers/registry.py)
 
 BUILTIN_PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
 
@@ -52,24 +49,13 @@ class LoadedSite:
     def alarm_store_path(self) -> Path:
         return site_relative(self.base_dir, self.site.alarms.store)
 
-    def modbus_devices(self) -> list[ModbusDevice]:
+    def driver_devices(self, driver: str) -> list[DeviceEntry]:
+        """The enabled devices of one driver (`modbus`, `mqtt`), as its runtime takes them."""
         out = []
         for d in self.site.devices:
-            profile, conn = self.profiles[d.profile], d.connection("modbus")
-            if d.enabled and conn is not None and isinstance(profile, Profile):
-                out.append(ModbusDevice(d.id, profile, conn, d.poll, d.points))
-        return out
-
-    def mqtt_devices(self) -> list[MqttDevice]:
-        out = []
-        mqtt = self.site.mqtt
-        for d in self.site.devices:
-            profile, conn = self.profiles[d.profile], d.connection("mqtt")
-            if d.enabled and conn is not None and isinstance(profile, MqttProfile):
-                assert mqtt is not None  # checked by load_site
-                broker = conn.broker or mqtt.brokers[0].name
-                variables = {"device": d.id, **conn.vars}
-                out.append(MqttDevice(d.id, profile, broker, variables))
+            conn = d.connection(driver)
+            if d.enabled and conn is not None:
+                out.append(DeviceEntry(d.id, self.profiles[d.profile], conn, d.poll, d.points))
         return out
 
     def device(self, device_id: str) -> DeviceConfig:
@@ -189,13 +175,12 @@ def available_profiles(dirs: list[Path]) -> dict[str, Path]:
 
 
 def load_profile(path: Path) -> AnyProfile:
-    """A Modbus register map, or an MQTT mapping when the file says `protocol: mqtt`."""
+    """A driver's profile: the model of the driver its `protocol:` names (a Modbus register
+    map by default, an MQTT mapping for `protocol: mqtt`)."""
     data, lines = load_yaml(path)
-    model: type[Profile] | type[MqttProfile] = (
-        MqttProfile if isinstance(data, dict) and data.get("protocol") == "mqtt" else Profile
-    )
+    model = profile_model(data.get("protocol") if isinstance(data, dict) else None)
     try:
-        profile = model.model_validate(data)
+        profile: AnyProfile = model.model_validate(data)  # type: ignore[assignment]
     except ValidationError as exc:
         raise ConfigError(problems_from_validation(exc, model, data, str(path), lines)) from None
     if profile.name != path.stem:

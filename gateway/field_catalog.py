@@ -13,10 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.field_types import FieldType
-from drivers.contract import PointMeta
-from drivers.modbus.profile import Profile
-from drivers.mqtt.describe import definitions as mqtt_definitions
-from drivers.mqtt.profile import MqttProfile
+from drivers.contract import PointMeta, ProfileLike
 from drivers.registry import driver_of
 from gateway.config_errors import LineMap, Problem, load_yaml
 
@@ -26,7 +23,7 @@ GATEWAY_MEASUREMENTS = frozenset({"gateway", "alarm", "audit", "energy"})
 
 
 def profile_field_types(
-    profile: Profile | MqttProfile, points: Sequence[str] | None = None
+    profile: ProfileLike, points: Sequence[str] | None = None
 ) -> dict[str, FieldType]:
     """The fields a device of this profile writes, with their types (a subset if `points`)."""
     out: dict[str, FieldType] = {}
@@ -35,14 +32,9 @@ def profile_field_types(
     return out
 
 
-def _fields(
-    profile: Profile | MqttProfile, points: Sequence[str] | None
-) -> Iterable[tuple[str, FieldType]]:
+def _fields(profile: ProfileLike, points: Sequence[str] | None) -> Iterable[tuple[str, FieldType]]:
     """Every definition of a field, repeated where an MQTT profile maps one name twice."""
-    if isinstance(profile, MqttProfile):
-        metas: Iterable[PointMeta] = mqtt_definitions(profile)
-    else:
-        metas = driver_of(profile).describe(profile, points).values()
+    metas: Iterable[PointMeta] = driver_of(profile).definitions(profile, points)
     return ((m.name, m.field_type) for m in metas)
 
 
@@ -87,7 +79,7 @@ class DeviceFields:
 
     index: int  # in the site file's devices list
     kind: str
-    profile: Profile | MqttProfile
+    profile: ProfileLike
     profile_path: Path
     points: Sequence[str] | None
 

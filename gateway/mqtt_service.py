@@ -32,9 +32,9 @@ from typing import Any
 
 from core.once import ProblemCounter
 from core.text import shorten
-from core.types import Command, Sample, Value
-from drivers.mqtt.client import BrokerSettings, Connection, Handoff
-from drivers.mqtt.ingest import Ingest, MqttDevice
+from core.types import Command, Value
+from drivers.mqtt.client import BrokerSettings
+from drivers.mqtt.hub import BrokerHub
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
 from gateway.mqtt_sink import MqttSink
@@ -125,11 +125,15 @@ class Received:
 
 
 class MqttService:
+    """The gateway's own topics on the site's home broker: status, state and alarms (through
+    its sink), and the control topics the site enables. Devices' topics are the MQTT driver's;
+    both share the brokers' connections (drivers/mqtt/hub.py)."""
+
     def __init__(
         self,
         loaded: LoadedSite,
         config: MqttConfig,
-        publish: Callable[[Sample], None],
+        brokers: BrokerHub,
         commands: CommandRouter,
     ) -> None:
         site = loaded.site
@@ -139,7 +143,6 @@ class MqttService:
         self.commands = commands
         self.max_age = site.commands.max_age
         self.max_control_payload = site.commands.max_payload
-        self._publish_sample = publish
         prefix = f"{config.prefix}/{self.site_id}"
         self.status_topic = f"{prefix}/status"
         self.sync_topic = f"{prefix}/sync"
@@ -156,36 +159,21 @@ class MqttService:
         self.on_alarm_ack: Callable[[str, str, str], str] | None = None
         self._prefix = prefix
         self._control_prefix = prefix + "/"  # every control topic starts so
-        devices = loaded.mqtt_devices()
-        self.ingest: dict[str, Ingest] = {}
-        self.connections: dict[str, Connection] = {}
-        publish_to = config.publish_to or config.brokers[0].name
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.handoff: Handoff | None = None
         # Network thread only: True from a connect until the broker hands back our marker.
         self._backlog = False
         self._sync_nonce = ""
         self._sync_count = itertools.count(1)
         self._sync_session = os.urandom(4).hex()
-        for broker in config.brokers:
-            mine: list[MqttDevice] = [d for d in devices if d.broker == broker.name]
-            ingest = Ingest(mine, config.max_payload, timezone=site.site.timezone)
-            filters = ingest.router.filters()
-            is_home = broker.name == publish_to
-            if is_home:
-                filters += self.control_filters()
-            self.ingest[broker.name] = ingest
-            self.connections[broker.name] = Connection(
-                broker_settings(self.site_id, broker, loaded.secrets.get(f"mqtt.{broker.name}")),
-                filters,
-                self._message_handler(ingest, is_home),
-                will=(self.status_topic, "offline") if is_home else None,
-                on_connected=self._announce if is_home else None,
-                unsubscribe=self.all_control_filters() if is_home else (),
-            )
-        self.home = self.connections[publish_to]
+        self.brokers = brokers
+        self.home = brokers.home
+        self.home.set_will(self.status_topic, "offline")
+        self.home.on_connected = self._announce
+        self.home.unsubscribe = self.all_control_filters()  # what an earlier run subscribed
+        brokers.subscribe(
+            brokers.home_name, self.control_filters(), self._on_control, claims=self._claims
+        )
         self.sink = MqttSink(prefix, self.home.publish, config.state_interval)
-        self._tasks: list[asyncio.Task[None]] = []
         self.commands_received = 0
         self.commands_stale = 0
         self.commands_busy = 0  # refused: too many commands already in flight
@@ -237,53 +225,54 @@ class MqttService:
             return "set", parts
         return None
 
-    def _message_handler(self, ingest: Ingest, is_home: bool) -> Callable[[str, bytes, Any], None]:
-        def handle(topic: str, payload: bytes, message: Any) -> None:
-            if is_home and topic == self.sync_topic and self.control.commands:
-                if payload.decode("utf-8", "replace") == self._sync_nonce:
-                    self._backlog = False  # everything the broker queued came before this
-                return
-            # Per message: a topic outside the gateway's prefix is ingest's without parsing it.
-            maybe_control = is_home and topic.startswith(self._control_prefix)
-            control = self._control_kind(topic) if maybe_control else None
-            if control is None:
-                if self.handoff is not None:
-                    self.handoff.put(ingest.on_message(topic, payload))
-                return
-            if getattr(message, "retain", False):
-                # A retained command, ack or event would run again on every reconnect.
-                self._control_ignored += 1
-                return
-            kind, parts = control
-            too_large = len(payload) > self.max_control_payload
-            if too_large:
-                self._control_refused += 1
-                self.problems.report(
-                    f"too_large:{kind}",
-                    f"MQTT {shorten(topic, 120)}: a payload of {len(payload)} bytes is over "
-                    f"commands.max_payload ({self.max_control_payload}); refused",
-                )
-                payload = b""  # refused with a reply, and never echoed
-            loop = self._loop
-            if loop is None:
-                return
-            if kind == "dr":
-                loop.call_soon_threadsafe(self._dr_received, payload, too_large)
-            elif kind == "ack":
-                loop.call_soon_threadsafe(self._ack_received, parts[1], payload, too_large)
-            elif kind == "shelve":
-                loop.call_soon_threadsafe(self._shelve_received, parts[1], payload, too_large)
-            else:
-                loop.call_soon_threadsafe(
-                    self._command_received,
-                    parts[0],
-                    parts[1],
-                    payload,
-                    self._received(message),
-                    too_large,
-                )
+    def _claims(self, topic: str) -> bool:
+        """The gateway's own control topics (and its sync marker); the rest is ingest's."""
+        if not topic.startswith(self._control_prefix):  # per message: most topics stop here
+            return False
+        if topic == self.sync_topic:
+            return self.control.commands
+        return self._control_kind(topic) is not None
 
-        return handle
+    def _on_control(self, topic: str, payload: bytes, message: Any) -> None:
+        if topic == self.sync_topic:
+            if payload.decode("utf-8", "replace") == self._sync_nonce:
+                self._backlog = False  # everything the broker queued came before this
+            return
+        control = self._control_kind(topic)
+        if control is None:
+            return
+        if getattr(message, "retain", False):
+            # A retained command, ack or event would run again on every reconnect.
+            self._control_ignored += 1
+            return
+        kind, parts = control
+        too_large = len(payload) > self.max_control_payload
+        if too_large:
+            self._control_refused += 1
+            self.problems.report(
+                f"too_large:{kind}",
+                f"MQTT {shorten(topic, 120)}: a payload of {len(payload)} bytes is over "
+                f"commands.max_payload ({self.max_control_payload}); refused",
+            )
+            payload = b""  # refused with a reply, and never echoed
+        loop = self._loop
+        if loop is None:
+            return
+        if kind == "dr":
+            loop.call_soon_threadsafe(self._dr_received, payload, too_large)
+        elif kind == "ack":
+            loop.call_soon_threadsafe(self._ack_received, parts[1], payload, too_large)
+        elif kind == "shelve":
+            loop.call_soon_threadsafe(self._shelve_received, parts[1], payload, too_large)
+        else:
+            loop.call_soon_threadsafe(
+                self._command_received,
+                parts[0],
+                parts[1],
+                payload,
+                self._received(message),
+                too_large,
+            )
 
     def _received(self, message: Any) -> Received:
         props = getattr(message, "properties", None)
@@ -327,37 +316,18 @@ class MqttService:
             )
 
     def start(self) -> None:
+        """Before the brokers start: the first connect announces the gateway."""
         self._loop = asyncio.get_running_loop()
-        self.handoff = Handoff(self._loop, self._publish_sample)
-        for connection in self.connections.values():
-            connection.start()
         self.sink.start()
-        self._tasks = [asyncio.create_task(self._check_heartbeats(), name="mqtt-heartbeat")]
 
     async def stop(self) -> None:
-        """Commands in flight finish; ingest stops; what it handed over reaches the bus; the
-        status goes offline. Each step runs whatever the one before did."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._tasks_running, return_exceptions=True)
-        for name, connection in self.connections.items():
-            final = (self.status_topic, "offline") if connection is self.home else None
-            try:
-                if connection is self.home:
-                    await self.sink.stop()
-                await asyncio.to_thread(connection.stop, final)
-            except Exception as exc:
-                log.error("MQTT %s: stopping failed: %r", name, exc)
-            log.info("MQTT %s closed", name)
-        if self.handoff is not None:
-            self.handoff.close()  # QoS 1 messages paho already acknowledged: onto the bus
+        """Commands in flight finish; the sink publishes what it holds. The gateway then
+        stops the brokers, with the status `offline` as the home broker's last message."""
+        await asyncio.gather(*self._tasks_running, return_exceptions=True)
+        await self.sink.stop()
 
-    async def _check_heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.heartbeat_check)
-            for ingest in self.ingest.values():
-                for sample in ingest.check_heartbeats():
-                    self._publish_sample(sample)
+    def final_messages(self) -> dict[str, tuple[str, str]]:
+        return {self.brokers.home_name: (self.status_topic, "offline")}
 
     def _too_large(self) -> str:
         return f"refused: the payload is over commands.max_payload ({self.max_control_payload})"
@@ -525,40 +495,8 @@ class MqttService:
         props.CorrelationData = correlation
         return props
 
-    def broker_status(self) -> list[dict[str, Any]]:
-        """Per broker, for the live view: where, whether connected, failed attempts, why."""
-        return [
-            {
-                "name": name,
-                "host": c.settings.host,
-                "port": c.settings.port,
-                "connected": c.connected.is_set(),
-                "connect_failures": c.failures,
-                "last_error": c.last_error,
-            }
-            for name, c in self.connections.items()
-        ]
-
     def health(self) -> dict[str, int]:
-        stats = [i.stats for i in self.ingest.values()]
-        states = [s for i in self.ingest.values() for s in i.state.values()]
         return {
-            "mqtt_messages": sum(s.messages for s in stats),
-            "mqtt_rejected": sum(s.rejected for s in stats),
-            "mqtt_unclaimed": sum(s.unclaimed for s in stats),
-            "mqtt_unmatched": sum(s.unmatched for s in stats),
-            "mqtt_duplicates": sum(s.duplicates for s in stats),
-            "mqtt_clock_refused": sum(s.clock_refused for s in stats),
-            "mqtt_problems_folded": sum(s.folded for s in stats),
-            "mqtt_devices_unmonitored": sum(not s.tracked for s in states),
-            "mqtt_brokers": len(self.connections),
-            "mqtt_connected": sum(c.connected.is_set() for c in self.connections.values()),
-            "mqtt_connect_failures": sum(c.failures for c in self.connections.values()),
-            **{
-                f"mqtt_connected_{name}": int(c.connected.is_set())
-                for name, c in self.connections.items()
-            },
-            "mqtt_handoff_dropped": self.handoff.dropped if self.handoff else 0,
             "mqtt_control_ignored": self._control_ignored,
             "mqtt_control_refused": self._control_refused,
             "commands": self.commands_received,

@@ -10,12 +10,15 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from core.types import Sample
-from drivers.modbus.driver import ModbusDriver
+from core.types import Sample, Value
+from drivers.contract import DeviceStatus, DriverRuntime, RuntimeContext
+from drivers.mqtt.hub import BrokerHub
+from drivers.registry import DRIVERS
 from gateway.alarm_service import AlarmService
 from gateway.bus import Bus
 from gateway.catalog import DeviceCatalog
@@ -26,7 +29,7 @@ from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.lineproto import LineEncoder
 from gateway.messages import Health
-from gateway.mqtt_service import MqttService
+from gateway.mqtt_service import MqttService, broker_settings
 from gateway.site import InfluxV1, InfluxV2
 from gateway.spool import Spool
 from rules.calendar import coverage_warning
@@ -76,7 +79,29 @@ class Gateway:
             ),
         )
         self.bus = Bus()
-        self.modbus = ModbusDriver(loaded.modbus_devices(), self.bus.publish)
+        # The site's MQTT connections: the MQTT driver reads devices there, the gateway
+        # publishes and takes control messages there, over the same connection per broker.
+        self.brokers: BrokerHub | None = None
+        if site.mqtt is not None:
+            self.brokers = BrokerHub(
+                [
+                    broker_settings(site.site.id, b, loaded.secrets.get(f"mqtt.{b.name}"))
+                    for b in site.mqtt.brokers
+                ],
+                site.mqtt.publish_to,
+            )
+        self.drivers: dict[str, DriverRuntime] = {}
+        mqtt = site.mqtt
+        for name, driver in DRIVERS.items():
+            entries = loaded.driver_devices(name)
+            if not entries:
+                continue
+            ctx = RuntimeContext(entries, self.bus.publish, site.site.timezone, self.brokers)
+            if mqtt is not None:
+                ctx = replace(
+                    ctx, max_payload=mqtt.max_payload, heartbeat_check=mqtt.heartbeat_check
+                )
+            self.drivers[name] = driver.runtime(ctx)
         catalog = self.catalog
         self.sink = InfluxSink(
             LineEncoder(catalog.prefixes(), catalog.float_formats(), catalog.field_types()),
@@ -89,13 +114,15 @@ class Gateway:
         )
         self.sink.attach(self.bus)
         self.latest: dict[str, Sample] = {}
+        # Every point's last value, per device: a device may send a few points per message.
+        self.latest_values: dict[str, dict[str, Value]] = {}
         self.bus.subscribe(Sample, self._remember, name="view")
         self.commands = CommandRouter(
-            site.site.id, self.modbus, site.commands.allow, self.bus.publish
+            site.site.id, self.writer_of, site.commands.allow, self.bus.publish
         )
         self.mqtt: MqttService | None = None
-        if site.mqtt is not None:
-            self.mqtt = MqttService(loaded, site.mqtt, self.bus.publish, self.commands)
+        if site.mqtt is not None and self.brokers is not None:
+            self.mqtt = MqttService(loaded, site.mqtt, self.brokers, self.commands)
             self.mqtt.sink.attach(self.bus)
         self.alarms: AlarmService | None = None
         if site.rules:
@@ -119,12 +146,30 @@ class Gateway:
 
     def _remember(self, sample: Sample) -> None:
         self.latest[sample.device] = sample
+        values = self.latest_values.get(sample.device)
+        if values is None:
+            self.latest_values[sample.device] = dict(sample.values)
+        else:
+            values.update(sample.values)
+
+    def writer_of(self, device: str) -> DriverRuntime | None:
+        """The driver that can write to `device`, if any."""
+        for runtime in self.drivers.values():
+            if runtime.can_write(device):
+                return runtime
+        return None
+
+    def statuses(self) -> list[DeviceStatus]:
+        return [s for runtime in self.drivers.values() for s in runtime.statuses()]
 
     async def start(self) -> None:
         self.sink.start()
-        self.modbus.start()
+        for runtime in self.drivers.values():
+            runtime.start()
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.brokers is not None:
+            self.brokers.start()  # after everyone who reads there has subscribed
         if self.alarms is not None:
             self.alarms.start()
         self._tasks.append(asyncio.create_task(self._health(), name="health"))
@@ -135,7 +180,7 @@ class Gateway:
         log.info(
             "gateway %s started: %d devices, database %s",
             self.loaded.site.site.id,
-            len(self.modbus.pollers),
+            len(self.statuses()),
             "configured" if self.writer.transport else "none (spooling)",
         )
 
@@ -144,11 +189,16 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # Inputs first (pollers, MQTT ingest), then the rules that judge them, then the sink's
-        # last flush: nothing arrives after it. A failing step doesn't skip the others.
-        steps: list[Callable[[], Awaitable[None]]] = [self.modbus.stop]
+        # Inputs first: the gateway's MQTT topics (commands in flight finish), the brokers
+        # (status offline as the last word), the drivers (what they hold reaches the bus),
+        # then the rules that judge it, then the sink's last flush: nothing arrives after it.
+        # A failing step doesn't skip the others.
+        steps: list[Callable[[], Awaitable[None]]] = []
         if self.mqtt is not None:
             steps.append(self.mqtt.stop)
+        if self.brokers is not None:
+            steps.append(self._stop_brokers)
+        steps += [runtime.stop for runtime in self.drivers.values()]
         if self.alarms is not None:
             steps.append(self.alarms.stop)
         for step in steps:
@@ -162,6 +212,14 @@ class Gateway:
             self.spool.close()
         log.info("gateway stopped: %s", json.dumps(self.health(), sort_keys=True))
         gc.unfreeze()  # a reload builds a new gateway: this one's objects may go now
+
+    async def _stop_brokers(self) -> None:
+        assert self.brokers is not None
+        finals = self.mqtt.final_messages() if self.mqtt is not None else {}
+        for problem in await asyncio.to_thread(self.brokers.stop, finals):
+            log.error("%s", problem)
+        for name in self.brokers.connections:
+            log.info("MQTT %s closed", name)
 
     async def run_until(self, stop: asyncio.Event) -> None:
         await self.start()
@@ -177,20 +235,19 @@ class Gateway:
             self.bus.publish(Health(time.time_ns(), values))
 
     def health(self) -> dict[str, Any]:
-        online = sum(1 for p in self.modbus.pollers.values() if p.stats.online)
-        devices = len(self.modbus.pollers)
-        if self.mqtt is not None:
-            states = [s for i in self.mqtt.ingest.values() for s in i.state.values()]
-            devices += len(states)
-            online += sum(1 for s in states if s.up)  # never judged: not offline
+        statuses = self.statuses()
+        drivers: dict[str, int] = {}
+        for runtime in self.drivers.values():
+            drivers.update(runtime.health())
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
-            "devices": devices,
-            "devices_online": online,
+            "devices": len(statuses),
+            "devices_online": sum(s.up for s in statuses),
             "samples": self.bus.published["Sample"],
             "lines_encoded": self.sink.lines_encoded,
-            "modbus_errors": sum(p.stats.errors.total() for p in self.modbus.pollers.values()),
+            **drivers,
             **self.bus.health(),
+            **(self.brokers.health() if self.brokers is not None else {}),
             **(self.mqtt.health() if self.mqtt is not None else {}),
             **(self.alarms.health() if self.alarms is not None else {}),
             **{k: v for k, v in self.writer.snapshot().items() if v is not None},

@@ -9,7 +9,7 @@ import time
 from typing import TextIO
 
 from core.types import Value
-from drivers.modbus.codec import label
+from drivers.contract import DeviceStatus
 from gateway.service import Gateway
 
 _KEY_POINTS = 4  # values shown per device row
@@ -36,26 +36,24 @@ def _fmt(value: Value) -> str:
     return str(value)
 
 
-def _problems(gateway: Gateway) -> list[str]:
+def _problems(gateway: Gateway, statuses: list[DeviceStatus]) -> list[str]:
     """What needs a person, one line each: the view is where an operator looks first."""
     out = []
     writer = gateway.writer
     if writer.stats.database_up is False and writer.stats.last_error:
         out.append(f"! database: {writer.stats.last_error}")
-    if gateway.mqtt is not None:
-        for broker in gateway.mqtt.broker_status():
+    if gateway.brokers is not None:
+        for broker in gateway.brokers.status():
             if not broker["connected"] and broker["last_error"]:
                 out.append(
                     f"! MQTT broker {broker['name']} ({broker['host']}:{broker['port']}): "
                     f"{broker['last_error']}"
                 )
-    offline = [
-        (device, poller.stats.last_error)
-        for device, poller in gateway.modbus.pollers.items()
-        if poller.stats.online is False
-    ]
+    for runtime in gateway.drivers.values():
+        out += [f"! {problem}" for problem in runtime.problems()]
+    offline = [(s.device, s.last_error) for s in statuses if s.online is False]
     for device, error in offline[:_OFFLINE_SHOWN]:
-        out.append(f"! {device} offline: {error}")
+        out.append(f"! {device} offline: {error}" if error else f"! {device} offline")
     if len(offline) > _OFFLINE_SHOWN:
         out.append(f"! and {len(offline) - _OFFLINE_SHOWN} more devices offline")
     calendar = gateway.calendar_warning()
@@ -69,48 +67,49 @@ def _problems(gateway: Gateway) -> list[str]:
     return out
 
 
+def _shown(gateway: Gateway, device: str) -> str:
+    """A device's key values, coded ones in words, with units."""
+    values = gateway.latest_values.get(device)
+    if not values:
+        return ""
+    entry = gateway.catalog.devices.get(device)
+    points = entry.points if entry is not None else {}
+    names = [n for n in _PREFERRED if n in values] or list(values)
+    parts = []
+    for name in names[:_KEY_POINTS]:
+        value, meta = values[name], points.get(name)
+        if meta is None:
+            parts.append(f"{name}={_fmt(value)}")
+        else:
+            parts.append(f"{name}={meta.label(value) or _fmt(value) + meta.unit}")
+    return "  ".join(parts)
+
+
 def render(gateway: Gateway, width: int = 120) -> str:
     h = gateway.health()
+    statuses = gateway.statuses()
+    errors = sum(s.errors for s in statuses)
     db = {True: "up", False: "DOWN", None: "none" if not gateway.writer.transport else "?"}
     lines = [
         f"Guanjia · {gateway.loaded.site.site.name} ({gateway.loaded.site.site.id})"
         f"   uptime {h['uptime_s']:.0f}s   devices {h['devices_online']}/{h['devices']} online",
         f"database {db[h.get('database_up')]}   written {h['points_written']}"
         f"   spool {h['spool_points']} points / {h['spool_bytes'] // 1024} KiB"
-        f"   dropped {h['spool_dropped_points']}   modbus errors {h['modbus_errors']}",
+        f"   dropped {h['spool_dropped_points']}   device errors {errors}",
         f"refused by the database {h['points_rejected']}"
         f"   dead letters {h['dead_letter_points']}   lost {h['points_lost']}",
-        *_problems(gateway),
+        *_problems(gateway, statuses),
         "",
-        f"{'device':<18} {'state':<8} {'poll ms':>8} {'polls':>6} {'err':>4}  latest values",
+        f"{'device':<18} {'state':<8} {'poll ms':>8} {'count':>6} {'err':>4}  latest values",
         "-" * min(width, 120),
     ]
-    for device, poller in gateway.modbus.pollers.items():
-        s = poller.stats
+    for s in statuses:
         state = {True: "online", False: "OFFLINE", None: "…"}[s.online]
-        sample = gateway.latest.get(device)
-        shown = ""
-        if sample is not None and sample.values:
-            specs = {spec.name: spec for spec in poller.plan.specs}
-            names = [n for n in _PREFERRED if n in sample.values] or list(sample.values)
-            parts = []
-            for name in names[:_KEY_POINTS]:
-                value, spec = sample.values[name], specs[name]
-                parts.append(f"{name}={label(spec, value) or _fmt(value) + spec.unit}")
-            shown = "  ".join(parts)
         row = (
-            f"{device:<18} {state:<8} {s.last_poll_s * 1000:>8.1f} {s.polls:>6} "
-            f"{s.errors.total():>4}  {shown}"
+            f"{s.device:<18} {state:<8} {s.timing:>8} {s.count:>6} "
+            f"{s.errors:>4}  {_shown(gateway, s.device)}"
         )
         lines.append(row[:width])
-    if gateway.mqtt is not None:
-        for ingest in gateway.mqtt.ingest.values():
-            for device, st in ingest.state.items():
-                state = {True: "online", False: "OFFLINE", None: "…"}[st.online]
-                values = gateway.mqtt.sink.latest_values(device)
-                shown = "  ".join(f"{k}={_fmt(v)}" for k, v in list(values.items())[:_KEY_POINTS])
-                row = f"{device:<18} {state:<8} {'mqtt':>8} {st.messages:>6} {'':>4}  {shown}"
-                lines.append(row[:width])
     if gateway.alarms is not None:
         alarms = sorted(gateway.alarms.book.open_alarms(), key=lambda a: -a.raised_at)
         lines += ["", f"alarms: {len(alarms)} open", "-" * min(width, 120)]

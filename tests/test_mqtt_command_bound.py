@@ -50,7 +50,7 @@ async def test_commands_in_flight_are_bounded(tmp_path: Path) -> None:
         for task in list(gateway.mqtt._tasks_running):
             task.cancel()
         await asyncio.gather(*gateway.mqtt._tasks_running, return_exceptions=True)
-        await gateway.modbus.stop()
+        await gateway.drivers["modbus"].stop()
         gateway.spool.close()
     assert running == MAX_COMMANDS_RUNNING
     assert len(busy) == 50

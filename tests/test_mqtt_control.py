@@ -546,7 +546,7 @@ async def test_an_unreachable_broker_is_logged_once_and_counted(
         await until(lambda: gateway.health()["mqtt_connect_failures"] >= 3, timeout=20)
         health = gateway.health()
         assert gateway.mqtt is not None
-        status = gateway.mqtt.broker_status()
+        status = gateway.brokers.status()
     finally:
         await gateway.stop()
     assert health["mqtt_connected"] == 0
@@ -650,7 +650,7 @@ async def test_devices_without_availability_are_not_offline_and_unmatched_is_cou
     assert before["mqtt_devices_unmonitored"] == 1
     assert after["devices_online"] == 2
     assert gateway.mqtt is not None
-    assert gateway.mqtt.ingest["site"].state["door-1"].online is not False  # not OFFLINE
+    assert gateway.drivers["mqtt"].ingest["site"].state["door-1"].online is not False  # not OFFLINE
     assert after["mqtt_unmatched"] == 1
     assert not [s for s in seen if s.device == "door-1"]
 

@@ -49,7 +49,7 @@ async def test_ingest_status_state_and_availability(
     assert [s.values["seq"] for s in readings] == [0, 1, 2, 3, 4, 9]
     assert readings[-1].bad == {"temperature_degc": "type"}
     assert readings[0].values["temperature_degc"] == 20.5
-    stats = gateway.mqtt.ingest["site"].stats if gateway.mqtt else None
+    stats = gateway.drivers["mqtt"].ingest["site"].stats if gateway.mqtt else None
     assert stats is not None
     assert stats.rejected == 1  # the non-JSON payload
     assert (await watcher.wait("guanjia/t1/status", count=2))[-1] == b"offline"

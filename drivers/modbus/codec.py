@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.types import Value
+from drivers.contract import coded_label
 from drivers.modbus.profile import DataType, Function, Order, Profile, Range, resolved_sentinels
 
 _STRUCT: dict[DataType, str] = {
@@ -396,22 +397,8 @@ _INT64_MAX = 2**63 - 1
 
 
 def label(spec: PointSpec, value: Value) -> str:
-    """A human label for coded values: the enum name or the set bits' names.
-
-    Enum labels name the value as stored, so a float point (float32, or a scaled integer) is
-    labelled when its value is a whole number: devices that send every value as a float send
-    their codes that way too.
-    """
-    if spec.enum is not None and not isinstance(value, str):
-        if isinstance(value, float):
-            if not value.is_integer():
-                return f"unknown ({value:g})"
-            value = int(value)
-        return spec.enum.get(int(value), f"unknown ({value})")
-    if spec.bits is not None and isinstance(value, int) and not isinstance(value, bool):
-        names = [name for bit, name in sorted(spec.bits.items()) if value >> bit & 1]
-        return ", ".join(names) if names else "none"
-    return ""
+    """A human label for coded values: the enum name or the set bits' names."""
+    return coded_label(spec.enum, spec.bits, value)
 
 
 def explain(spec: PointSpec, reason: str) -> str:

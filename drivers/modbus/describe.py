@@ -37,6 +37,7 @@ def describe(profile: Profile, points: Sequence[str] | None = None) -> dict[str,
             float_format=float_format((p.type or profile.defaults.type).value, scaled),
             writable=(p.writable.min, p.writable.max) if p.writable is not None else None,
             labels=dict(p.enum or {}),
+            bits=dict(p.bits or {}),
             description=p.description,
         )
     return out

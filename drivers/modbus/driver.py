@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core.types import Command, CommandResult, Sample
+from drivers.contract import DeviceStatus, RuntimeContext
 from drivers.modbus.codec import PointSpec, resolve
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from drivers.modbus.link import Link, LinkKey, link_key
@@ -85,6 +86,15 @@ def poll_phases(intervals: Mapping[str, float]) -> dict[str, float]:
 class ModbusDriver:
     """Owns the links and pollers; a dead device never delays a healthy one on another path."""
 
+    name = "modbus"
+
+    @classmethod
+    def from_context(cls, ctx: RuntimeContext) -> ModbusDriver:
+        devices = [
+            ModbusDevice(e.id, e.profile, e.connection, e.poll, e.points) for e in ctx.devices
+        ]
+        return cls(devices, ctx.emit)
+
     def __init__(self, devices: Sequence[ModbusDevice], emit: Callable[[Sample], None]) -> None:
         self.links: dict[LinkKey, Link] = {}
         self.pollers: dict[str, DevicePoller] = {}
@@ -119,8 +129,35 @@ class ModbusDriver:
     async def read_once(self, device: str) -> Sample:
         return await self.pollers[device].poll_once()
 
+    def can_write(self, device: str) -> bool:
+        return device in self.pollers
+
     async def write(self, command: Command) -> CommandResult:
         poller = self.pollers.get(command.device)
         if poller is None:
             return CommandResult(command, False, None, f"no Modbus device {command.device!r}")
         return await poller.write(command)
+
+    def statuses(self) -> list[DeviceStatus]:
+        out = []
+        for device, poller in self.pollers.items():
+            s = poller.stats
+            out.append(
+                DeviceStatus(
+                    device,
+                    self.name,
+                    s.online,
+                    bool(s.online),
+                    f"{s.last_poll_s * 1000:.1f}",
+                    s.polls,
+                    s.errors.total(),
+                    s.last_error,
+                )
+            )
+        return out
+
+    def health(self) -> dict[str, int]:
+        return {"modbus_errors": sum(p.stats.errors.total() for p in self.pollers.values())}
+
+    def problems(self) -> list[str]:
+        return []  # an offline device is in its status, with its last error

@@ -160,14 +160,14 @@ class Connection:
         self.filters = list(filters)
         # Filters a persistent session may still hold from an earlier run (a control topic the
         # site file has since turned off): dropped at every connect.
-        self.unsubscribe = [f for f in unsubscribe if f not in self.filters]
+        self.unsubscribe = list(unsubscribe)
         self.connected = threading.Event()
         self.connects = 0
         self.failures = 0  # connection attempts that failed (unreachable or refused)
         self.last_error = ""
         self._failing = False  # in an outage that has been logged
         self._stopping = False
-        self._on_connected = on_connected
+        self.on_connected = on_connected  # network thread, after each connect's subscribe
         v5 = settings.protocol == "5"
         self.v5 = v5
         self.client = mqtt.Client(
@@ -191,11 +191,15 @@ class Connection:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
         if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
+            self.set_will(*will)
         client.on_connect = self._connected
         client.on_connect_fail = self._connect_failed
         client.on_disconnect = self._disconnected
         client.on_message = lambda _c, _u, msg: on_message(msg.topic, cast(bytes, msg.payload), msg)
+
+    def set_will(self, topic: str, payload: str) -> None:
+        """The retained message the broker publishes if the gateway vanishes; before start()."""
+        self.client.will_set(topic, payload, qos=1, retain=True)
 
     def _connected(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
@@ -229,12 +233,13 @@ class Connection:
             log.info("MQTT %s connected (%s:%d)", s.name, s.host, s.port)
         self._failing = False
         self.last_error = ""
-        if self.unsubscribe:
-            client.unsubscribe(self.unsubscribe)
+        stale = [f for f in self.unsubscribe if f not in self.filters]
+        if stale:
+            client.unsubscribe(stale)
         if self.filters:
             client.subscribe([(f, 1) for f in self.filters])
-        if self._on_connected is not None:
-            self._on_connected()
+        if self.on_connected is not None:
+            self.on_connected()
 
     def _connect_failed(self, _client: mqtt.Client, _userdata: Any) -> None:
         s = self.settings
