@@ -1,4 +1,5 @@
-"""Field types shared by configuration models: durations and sizes as people write them."""
+"""Field types shared by configuration models: durations and sizes as people write them,
+hosts, and ranges of values."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -120,3 +130,21 @@ Host = Annotated[
         }
     ),
 ]
+
+
+class Range(BaseModel):
+    """An inclusive range in engineering units."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: float = Field(description="Lowest valid value, in the point's unit.")
+    max: float = Field(description="Highest valid value, in the point's unit.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        return self
+
+    def contains(self, value: float) -> bool:
+        return self.min <= value <= self.max

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.config_types import Range
 from core.types import Value
 from drivers.contract import coded_label
-from drivers.modbus.profile import DataType, Function, Order, Profile, Range, resolved_sentinels
+from drivers.modbus.profile import DataType, Function, Order, Profile, resolved_sentinels
 
 _STRUCT: dict[DataType, str] = {
     DataType.INT16: "h",

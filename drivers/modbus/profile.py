@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from core.config_types import Range
 from core.field_types import FieldType, modbus_field_type
 
 
@@ -121,22 +122,6 @@ _WHOLE_TYPES = frozenset(
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
-
-
-class Range(_Strict):
-    """An inclusive range in engineering units."""
-
-    min: float = Field(description="Lowest valid value, in the point's unit.")
-    max: float = Field(description="Highest valid value, in the point's unit.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
-        return self
-
-    def contains(self, value: float) -> bool:
-        return self.min <= value <= self.max
 
 
 class Point(_Strict):

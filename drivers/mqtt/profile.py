@@ -22,8 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from core.config_types import Duration
-from drivers.modbus.profile import Range
+from core.config_types import Duration, Range
 
 _VAR = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 JsonScalar = str | int | float | bool | None
