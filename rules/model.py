@@ -1,8 +1,9 @@
 """What rules see and what they say: the pure interface between the gateway and every rule.
 
 A rule gets Samples and clock ticks with a read-only Context, and returns Effects: raise or
-clear an alarm, or issue a command. It does no I/O, reads no clock of its own (ctx.now), and
-keeps any state it needs across a restart (an on-delay that was running) in snapshot().
+clear an alarm, issue a command, or record a derived fact for storage. It does no I/O, reads
+no clock of its own (ctx.now), and keeps any state it needs across a restart (an on-delay that
+was running) in snapshot().
 """
 
 from __future__ import annotations
@@ -95,7 +96,23 @@ class Issue:
     reason: str
 
 
-Effect = Raise | Clear | Issue
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A fact a rule derived, to be stored beside the readings (a patrol round's outcome).
+
+    The runtime writes it as one InfluxDB point: `measurement`, the site's tags and `tags`,
+    `fields`, at `ts`. Tags are few and bounded (ids from the site file), like every tag. A
+    rule may send a Record again as what it describes goes on: with the same measurement,
+    tags and ts the later one replaces the fields it repeats (one point per series and time).
+    """
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, Value]
+    ts: int  # ns since the epoch
+
+
+Effect = Raise | Clear | Issue | Record
 
 
 # --- inputs: events from outside that rules may act on (rules.inputs parses them) ------------

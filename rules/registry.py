@@ -21,6 +21,7 @@ from rules.kinds.hvac import (
     AcWindowOpenRule,
     DemandResponseRule,
 )
+from rules.kinds.patrol import PatrolRule
 from rules.kinds.security import (
     AfterHoursAccessRule,
     CameraRule,
@@ -52,6 +53,7 @@ KINDS: dict[str, type[Rule]] = {
         AfterHoursAccessRule,
         CameraRule,
         SafetyInputRule,
+        PatrolRule,
     )
 }
 
