@@ -26,7 +26,7 @@ from rules.calendar import WorkCalendar
 from rules.catalog import Catalog
 from rules.engine import Engine
 from rules.inputs import parse_dr_event
-from rules.model import Clear, DeviceInfo, Effect, Issue, PointInfo, Raise, Rule
+from rules.model import Clear, DeviceInfo, Effect, Issue, PointInfo, Raise, Record, Rule
 from rules.registry import build_rules
 from rules.texts import AlarmTexts
 
@@ -286,6 +286,8 @@ class AlarmService:
                 self._command(effect)
             elif isinstance(effect, Raise | Clear):
                 transitions.extend(self.book.apply(effect, t, self.catalog.grade_of))
+            elif isinstance(effect, Record):
+                self.bus.publish(effect)  # a rule's derived fact (a patrol round), for storage
         await self._commit(transitions)
 
     def _command(self, effect: Issue) -> None:

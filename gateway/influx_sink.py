@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from core.types import Sample
 from gateway.bus import Bus
 from gateway.influx_writer import Batch, Writer
-from gateway.lineproto import LineEncoder, alarm_line, audit_line
+from gateway.lineproto import LineEncoder, alarm_line, audit_line, record_line
 from gateway.messages import AlarmTransition, AuditRecord, Health
+from rules.model import Record
 
 HEALTH_DEVICE = "_gateway"  # the encoder's key for the `gateway` measurement
 
@@ -46,6 +47,7 @@ class InfluxSink:
         bus.subscribe(AlarmTransition, self.offer_alarm, name="influx")
         bus.subscribe(AuditRecord, self.offer_audit, name="influx")
         bus.subscribe(Health, self.offer_health, name="influx")
+        bus.subscribe(Record, self.offer_record, name="influx")
 
     def offer(self, sample: Sample) -> None:
         line = self.encoder.encode(sample)
@@ -59,6 +61,11 @@ class InfluxSink:
 
     def offer_audit(self, record: AuditRecord) -> None:
         self._append(audit_line(self.site_id, record, self.known))
+
+    def offer_record(self, record: Record) -> None:
+        line = record_line(self.site_id, record)
+        if line is not None:
+            self._append(line)
 
     def offer_health(self, health: Health) -> None:
         self.offer(Sample(HEALTH_DEVICE, health.ts, health.values))

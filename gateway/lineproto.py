@@ -14,6 +14,7 @@ from core.field_types import FieldType
 from core.text import shorten
 from core.types import Sample, Value
 from gateway.messages import AlarmTransition, AuditRecord
+from rules.model import Record
 
 # Line protocol has no escape for a newline: it becomes an (escaped) space.
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\ ", "\r": r"\ "})
@@ -94,6 +95,17 @@ def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]
         elif value is not None:
             fields[f"{name}_text"] = str(value)[:128]
     body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())
+    return f"{prefix} {body} {record.ts}"
+
+
+def record_line(site: str, record: Record) -> str | None:
+    """A rule's Record (a patrol round): its measurement, the site and its tags, its fields as
+    they are typed (a rule keeps one type per field); None when it has no field to store."""
+    fields = {k: v for k, v in record.fields.items() if v is not None}
+    if not fields:
+        return None
+    prefix = series_prefix(record.measurement, {**record.tags, "site": site})
+    body = ",".join(f"{escape_tag(k)}={format_field(v)}" for k, v in fields.items())
     return f"{prefix} {body} {record.ts}"
 
 

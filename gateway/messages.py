@@ -1,5 +1,6 @@
-"""The messages the bus carries besides Samples (core.types): each is a fact that happened,
-frozen, cheap to pass around, encoded only by the sinks that want it."""
+"""The messages the bus carries besides Samples (core.types) and the rules' Records
+(rules.model.Record: a patrol round): each is a fact that happened, frozen, cheap to pass
+around, encoded only by the sinks that want it."""
 
 from __future__ import annotations
 

@@ -46,6 +46,9 @@ KINDS: dict[str, Grade] = {
     "fire_alarm": "red",
     "gas_leak": "red",
     "device_offline": "yellow",
+    "patrol_missed": "yellow",
+    "patrol_late": "blue",
+    "patrol_out_of_order": "blue",
 }
 LANGS: tuple[Lang, ...] = get_args(Lang)
 # Kinds whose subject is a zone or a quota, not a device: their texts need not name one.
