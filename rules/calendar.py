@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -54,6 +55,42 @@ PACKAGE = f"chinesecalendar {getattr(chinese_calendar, '__version__', '')}".stri
 
 _PERIOD = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _MONTH_DAY = re.compile(r"^(\d{2})-(\d{2})$")
+
+
+DayKind = Literal["workday", "restday", "holiday"]
+
+LONGEST_BREAK = 12
+"""Days off in a row a holiday run is looked through for a weekday (Spring Festival: 8-9)."""
+
+
+class WorkdayCalendar(Protocol):
+    def is_workday(self, day: datetime) -> bool: ...
+
+
+def day_kind(calendar: WorkdayCalendar, day: date, tz: tzinfo | None = None) -> DayKind:
+    """Workday (调休 make-up days included), rest day or statutory holiday.
+
+    A day off is a holiday when it is a weekday, or a weekend day in one run of days off with
+    a weekday (the weekend inside the Spring Festival, or joined to a Monday holiday: the
+    State Council's notices count such a break as one holiday, 与周末连休); a rest day
+    otherwise. Shifts (the duty roster) and patrol schedules both judge days by this."""
+
+    def works(d: date) -> bool:
+        return calendar.is_workday(datetime.combine(d, time(12), tzinfo=tz))
+
+    if works(day):
+        return "workday"
+    if day.weekday() < 5:
+        return "holiday"
+    for step in (timedelta(days=-1), timedelta(days=1)):
+        other = day + step
+        for _ in range(LONGEST_BREAK):
+            if works(other):
+                break
+            if other.weekday() < 5:
+                return "holiday"
+            other += step
+    return "restday"
 
 
 def parse_period(text: str) -> Period:

@@ -21,9 +21,10 @@ from core.types import Sample, Value
 from gateway.schema import site_schema
 from rules.alarms import AlarmBook
 from rules.calendar import WorkCalendar
+from rules.calendar import day_kind as day_type
 from rules.catalog import Catalog
 from rules.engine import Engine
-from rules.kinds.patrol import LATE, MISSED, OUT_OF_ORDER, PatrolRule, day_type
+from rules.kinds.patrol import LATE, MISSED, OUT_OF_ORDER, PatrolRule
 from rules.model import Clear, DeviceInfo, Effect, PointInfo, Raise, Record
 from rules.registry import build_rule
 from rules.texts import AlarmTexts

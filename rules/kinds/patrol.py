@@ -44,17 +44,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Any, Literal
+from datetime import datetime, time, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.config_types import Duration
 from core.types import Sample, Value
 from rules.blocks import AlarmLatch
+from rules.calendar import DayKind, day_kind
 from rules.kinds.security import flag
 from rules.model import (
-    Calendar,
     Context,
     DeviceInfo,
     Effect,
@@ -65,8 +65,6 @@ from rules.model import (
     Scope,
 )
 
-DayType = Literal["workday", "restday", "holiday"]
-
 MEASUREMENT = "patrol"
 MISSED = "patrol_missed"
 LATE = "patrol_late"
@@ -74,9 +72,6 @@ OUT_OF_ORDER = "patrol_out_of_order"
 
 SEARCH_DAYS = 400
 """How far ahead the next start is looked for: every route starts on workdays or rest days."""
-
-LONGEST_BREAK = 12
-"""Days off in a row a holiday run is looked through for a weekday (Spring Festival: 8-9)."""
 
 CATCH_UP = 86400.0
 """After a long stop, rounds that started more than this long ago are not recorded at all."""
@@ -166,7 +161,7 @@ class PatrolStarts(_Strict):
             raise ValueError("give start times for workday or restday (or both)")
         return self
 
-    def times(self, day_type: DayType) -> list[time]:
+    def times(self, day_type: DayKind) -> list[time]:
         if day_type == "workday":
             texts = self.workday
         elif day_type == "holiday" and self.holiday is not None:
@@ -257,27 +252,6 @@ class PatrolParams(RuleParams):
 
 
 # --- the calendar ------------------------------------------------------------------------
-
-
-def day_type(calendar: Calendar, day: date, tz: tzinfo | None) -> DayType:
-    """Workday, rest day or statutory holiday, from a calendar that only says workday or not."""
-
-    def works(d: date) -> bool:
-        return calendar.is_workday(datetime.combine(d, time(12), tzinfo=tz))
-
-    if works(day):
-        return "workday"
-    if day.weekday() < 5:
-        return "holiday"
-    for step in (timedelta(days=-1), timedelta(days=1)):
-        other = day + step
-        for _ in range(LONGEST_BREAK):
-            if works(other):
-                break
-            if other.weekday() < 5:
-                return "holiday"
-            other += step
-    return "restday"
 
 
 # --- one round ---------------------------------------------------------------------------
@@ -399,7 +373,7 @@ class PatrolRule(Rule[PatrolParams]):
         self.unknown_readers: list[str] = []
         self.rounds: dict[str, _Round] = {}  # route id -> its running round
         self.last_start: dict[str, float] = {}  # route id -> start of its last round opened
-        self._next: dict[str, tuple[float, DayType] | None] = {}  # cache of the next start
+        self._next: dict[str, tuple[float, DayKind] | None] = {}  # cache of the next start
         self.alive_since: float | None = None  # first sample or tick of this instance
         self.orphans: list[str] = []  # restored alarms of checkpoints no longer configured
 
@@ -478,7 +452,7 @@ class PatrolRule(Rule[PatrolParams]):
 
     def _upcoming(
         self, route: PatrolRoute, now: float, ctx: Context
-    ) -> tuple[float, DayType] | None:
+    ) -> tuple[float, DayKind] | None:
         if route.id in self._next:
             return self._next[route.id]
         last = self.last_start.get(route.id)
@@ -493,11 +467,11 @@ class PatrolRule(Rule[PatrolParams]):
 
     def _first_start(
         self, route: PatrolRoute, not_before: float, ctx: Context
-    ) -> tuple[float, DayType] | None:
+    ) -> tuple[float, DayKind] | None:
         tz = ctx.now.tzinfo
         day = datetime.fromtimestamp(not_before, tz).date() - timedelta(days=1)
         for _ in range(SEARCH_DAYS):
-            kind = day_type(ctx.calendar, day, tz)
+            kind = day_kind(ctx.calendar, day, tz)
             for start in route.starts.times(kind):
                 t = datetime.combine(day, start, tzinfo=tz).timestamp()
                 if t >= not_before:
