@@ -314,3 +314,16 @@ def test_spans(text: str, start: int, end: int) -> None:
 def test_bad_spans(text: str) -> None:
     with pytest.raises(ValueError, match=text):
         parse_span(text)
+
+
+def test_a_weekend_joined_to_a_statutory_holiday_is_a_holiday_for_shifts_and_patrols() -> None:
+    """2024-06-08/09 run into the Dragon Boat Festival on Monday 06-10 (与周末连休): the roster
+    and the patrol schedules (rules.calendar.day_kind) both call them holidays."""
+    from rules.calendar import WorkCalendar, day_kind
+
+    cal = WorkCalendar("Asia/Shanghai")
+    for day in (date(2024, 6, 8), date(2024, 6, 9), date(2024, 6, 10)):
+        assert classify_day(cal, day).kind == "holiday" == day_kind(cal, day, cal.tz)
+    assert (
+        classify_day(cal, date(2024, 6, 15)).kind == "restday" == day_kind(cal, date(2024, 6, 15))
+    )

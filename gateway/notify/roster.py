@@ -32,9 +32,8 @@ from gateway.config_errors import (
     suggest,
 )
 from gateway.notify.delivery import Recipient
-from rules.calendar import PACKAGE_YEARS, WorkCalendar
+from rules.calendar import PACKAGE_YEARS, DayKind, WorkCalendar, day_kind
 
-DayKind = Literal["workday", "restday", "holiday"]
 DaySpec = Literal["workday", "restday", "holiday", "any"]
 Role = Literal["duty", "leader", "admin"]
 DAY_KINDS: tuple[DayKind, ...] = ("workday", "restday", "holiday")
@@ -102,9 +101,11 @@ def classify_day(cal: WorkCalendar, day: date) -> DayInfo:
         name = _named(chinese_calendar.holidays.get(day))
     if name:
         return DayInfo(day, "holiday", f"a statutory holiday ({name})")
-    if weekend:
-        return DayInfo(day, "restday", "a restday (weekend)")
-    return DayInfo(day, "holiday", "a day off")
+    if day_kind(cal, day, cal.tz) == "holiday":  # one definition with patrol schedules
+        if weekend:
+            return DayInfo(day, "holiday", "a holiday (a weekend joined to a statutory holiday)")
+        return DayInfo(day, "holiday", "a day off")
+    return DayInfo(day, "restday", "a restday (weekend)")
 
 
 def matches(days: Sequence[DaySpec], kind: DayKind) -> bool:
