@@ -749,3 +749,43 @@ def test_console_construction_names_the_key_of_a_bad_secret() -> None:
     no_cert = console_config(tls={"cert_file": "/nonexistent.crt", "key_file": "/nonexistent.key"})
     with pytest.raises(ConsoleError, match=r"console\.tls"):
         Console(no_cert, desk, resolve)
+
+
+# -- the parts on their own ---------------------------------------------------------------------
+
+
+def test_session_and_counter_tables_are_bounded() -> None:
+    from gateway.console.sessions import SessionStore
+    from gateway.console.throttle import LoginThrottle, ThrottlePolicy
+
+    sessions = SessionStore(lifetime=3600, idle=600, bound=3)
+    first = sessions.create("wang", 0.0)
+    for _ in range(3):
+        sessions.create("li", 1.0)
+    assert len(sessions) == 3
+    assert sessions.evicted == 1
+    assert sessions.get(first.token, 2.0) is None  # the oldest went first
+
+    throttle = LoginThrottle(ThrottlePolicy(free_user=1, base_delay=10, bound=4))
+    for i in range(6):
+        throttle.failed([("user", f"u{i}")], 0.0)
+    assert throttle.evicted == 2
+    assert throttle.failed([("user", "u5")], 1.0) == 10  # second failure: locked
+    assert throttle.failed([("user", "u5")], 2.0) == 20  # and doubling
+    assert throttle.wait([("user", "u5")], 3.0) == 19
+
+
+def test_link_signatures_bind_every_field() -> None:
+    from gateway.console.links import LinkSigner
+
+    signer = LinkSigner(b"s" * 16)
+    path = signer.sign("ac.ac-301", "wang", 1000)
+    *_, alarm, person, expires, signature = path.split("/")
+    assert signer.verify(alarm, person, expires, signature, 999)[0] == "ok"
+    assert signer.verify(alarm, person, expires, signature, 1000)[0] == "expired"
+    assert signer.verify(alarm, person, "2000", signature, 1500)[0] == "forged"
+    assert signer.verify(alarm, "li", expires, signature, 999)[0] == "forged"
+    assert signer.verify(alarm, person, "٣", signature, 999)[0] == "forged"  # ASCII digits only
+    assert LinkSigner(b"t" * 16).verify(alarm, person, expires, signature, 999)[0] == "forged"
+    with pytest.raises(ValueError, match="cannot go into a link"):
+        signer.sign("a/b", "wang", 1000)

@@ -89,3 +89,24 @@ def verify_password(plain: str, stored: str) -> bool:
 # Verified against when the user name is unknown, so a wrong name costs as long as a wrong
 # password and the response time does not tell which names exist.
 DUMMY_HASH = f"{SCHEME}$n={N},r={R},p={P}${_b64(b'guanjia-no-user!')}${_b64(bytes(KEY_BYTES))}"
+
+
+def main() -> int:
+    """`python -m gateway.console.passwords`: asks twice, prints the hash for the site file."""
+    import getpass
+    import sys
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        print("the two entries differ; nothing written", file=sys.stderr)
+        return 1
+    try:
+        print(hash_password(first))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
