@@ -33,6 +33,7 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
     ("rules", "bench.bench_rules", ("rules_cpu", "rules_cpu_dense", "rules_p99_ms")),
     ("loop_lag", "bench.bench_loop_lag", ("loop_lag_p99_ms",)),
     ("poll_cpu", "bench.bench_poll_cpu", ("poll_cpu_vs_bare",)),
+    ("console", "bench.bench_console", ("console_p99_ms",)),
     ("notify", "bench.bench_notify", ("notify",)),
 ]
 

@@ -148,3 +148,16 @@ class Range(BaseModel):
 
     def contains(self, value: float) -> bool:
         return self.min <= value <= self.max
+
+
+SECRET_PATTERN = r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|file:.+)$"
+
+Secret = Annotated[
+    str,
+    Field(
+        description="`${ENV_VAR}` or `file:/run/secrets/name`; a literal secret is refused.",
+        pattern=SECRET_PATTERN,
+    ),
+]
+"""A reference to a secret, never the secret: resolved once at start-up, so a missing
+variable or file is a start-up error and no configuration file holds a password."""

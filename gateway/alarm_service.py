@@ -168,7 +168,7 @@ class AlarmService:
         return answer
 
     def shelve(self, alarm_id: str, payload: bytes) -> str:
-        """{"for": "2h", "reason": "...", "by": "..."}: quiet for a while, with a reason."""
+        """{"for": "2h", "reason": "...", "by": "..."} from MQTT: quiet for a while."""
         from core.config_types import parse_duration
 
         if self.book.get(alarm_id) is None:
@@ -176,17 +176,25 @@ class AlarmService:
         try:
             doc = json.loads(payload)
             seconds = parse_duration(doc["for"])
-            if not 0 < seconds <= MAX_SHELVE_S:  # also refuses NaN and infinity
-                raise ValueError(
-                    f"shelve for more than 0 and at most {MAX_SHELVE_S / 86400:g} days"
-                )
-            reason = str(doc["reason"]).strip()
-            if not reason:
-                raise ValueError("a reason is required")
+            reason = str(doc["reason"])
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             return f'refused: {exc}; send {{"for": "2h", "reason": "..."}}'
+        outcome = self.shelve_as(alarm_id, f"mqtt:{doc.get('by', 'anonymous')}", seconds, reason)
+        if outcome.startswith("refused:"):
+            return f'{outcome}; send {{"for": "2h", "reason": "..."}}'
+        return outcome
+
+    def shelve_as(self, alarm_id: str, by: str, seconds: float, reason: str) -> str:
+        """Quiet an alarm for `seconds` with a reason, recorded as `by` (the console's
+        `console:<user>`, MQTT's `mqtt:<name>`); announced once the store holds it."""
+        if self.book.get(alarm_id) is None:
+            return "unknown alarm"
+        if not 0 < seconds <= MAX_SHELVE_S:  # also refuses NaN and infinity
+            return f"refused: shelve for more than 0 and at most {MAX_SHELVE_S / 86400:g} days"
+        reason = reason.strip()
+        if not reason:
+            return "refused: a reason is required"
         t = time.time()
-        by = f"mqtt:{doc.get('by', 'anonymous')}"
         self._spawn(self._commit(self.book.shelve(alarm_id, t + seconds, reason, by, t)))
         return "shelved"
 

@@ -18,6 +18,7 @@ from drivers.modbus.codec import label
 from drivers.modbus.driver import ModbusDevice, ModbusDriver, device_plan
 from drivers.registry import DRIVERS
 from gateway.alarm_store import AlarmStore
+from gateway.cli_duty import add_duty_commands
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
@@ -69,10 +70,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{args.site}: ok — site {loaded.site.site.id}, {len(loaded.site.devices)} devices, "
         f"{len(loaded.profiles)} profiles, {requests} Modbus requests per poll cycle"
     )
-    if loaded.site.rules:  # office hours matter to rules only
+    if loaded.site.rules or loaded.roster is not None:  # office hours, duty shifts
         warning = _calendar_warning(loaded)
         if warning:
             print(f"{args.site}: {warning}")
+    for warning in loaded.warnings:
+        print(f"{args.site}: warning: {warning}")
     return 0
 
 
@@ -492,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_db_args(p)
     p.set_defaults(func=cmd_replay)
+    add_duty_commands(sub)
     return parser
 
 
@@ -500,7 +504,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _command = args.command
     quiet = args.command == "demo" and not args.no_view
-    quiet = quiet or args.command in ("check", "schema", "read", "alarms", "ack")
+    quiet = quiet or args.command in (
+        "check",
+        "schema",
+        "read",
+        "alarms",
+        "ack",
+        "roster",
+        "console-password",
+    )
     _setup_logging(args.verbose, quiet=quiet)
     try:
         code: int = args.func(args)

@@ -286,13 +286,15 @@ def _pick(candidates: list[type[BaseModel]], data: Any) -> type[BaseModel] | Non
 def _strip_tags(loc: Loc, data: Any) -> Loc:
     """Drop pydantic's union-tag steps from a location, so it matches the YAML keys."""
     out: list[str | int] = []
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(data, dict):
             if part in data:
                 out.append(part)
                 data = data[part]
             elif isinstance(part, str) and part in data.values():
                 continue  # the discriminator's value, e.g. 'tcp'
+            elif isinstance(part, str) and i + 1 < len(loc) and loc[i + 1] in data:
+                continue  # a union member's tag (`RosterConfig`), then a key of the data
             else:
                 out.append(part)
                 data = None

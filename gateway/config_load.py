@@ -23,6 +23,8 @@ from gateway.config_errors import (
     suggest,
 )
 from gateway.field_catalog import DeviceFields, type_conflicts
+from gateway.notify.checks import check_notify, resolve_refs, roster_config
+from gateway.notify.roster import RosterConfig
 from gateway.site import DeviceConfig, MqttConfig, Site
 
 AnyProfile = ProfileLike  # a driver's profile model (drivers/registry.py)
@@ -38,6 +40,8 @@ class LoadedSite:
     site: Site
     profiles: dict[str, AnyProfile]
     secrets: dict[str, str] = field(default_factory=dict)
+    roster: RosterConfig | None = None  # the duty roster, inline or from its own file
+    warnings: list[str] = field(default_factory=list)  # for `guanjia check`: not errors
 
     @property
     def base_dir(self) -> Path:
@@ -362,6 +366,7 @@ def load_site(
     mqtt = site.mqtt
 
     problems: list[Problem] = []
+    warnings: list[str] = []
 
     def report(loc: tuple[str | int, ...], message: str) -> None:
         problems.append(Problem(file, lines.line(loc), format_loc(loc), message))
@@ -420,6 +425,8 @@ def load_site(
     check_rules(site, data, file, lines, problems)
     check_calendar(site, path.parent, report, problems)
     check_storage(site, data, path.parent, report)
+    roster = roster_config(site, path.parent, file, lines, problems)
+    check_notify(site, roster, report, warnings.append)
 
     secrets: dict[str, str] = {}
     db = site.influxdb
@@ -440,6 +447,8 @@ def load_site(
                     report(("mqtt", "brokers", b, "password"), str(exc))
         if mqtt.publish_to is not None and mqtt.publish_to not in [b.name for b in mqtt.brokers]:
             report(("mqtt", "publish_to"), f"no broker '{mqtt.publish_to}'")
+    if resolve_secrets:
+        resolve_refs(site, lambda ref: resolve_secret(ref, path.parent), report, secrets)
     if problems:
         raise ConfigError(problems)
-    return LoadedSite(path, site, profiles, secrets)
+    return LoadedSite(path, site, profiles, secrets, roster=roster, warnings=warnings)

@@ -49,6 +49,11 @@ async def run_demo(options: DemoOptions, run_gateway: RunGateway) -> None:
         if options.alarm_store:
             alarms = loaded.site.alarms.model_copy(update={"store": options.alarm_store})
             loaded.site = loaded.site.model_copy(update={"alarms": alarms})
+            notify = loaded.site.notify
+            if notify is not None:  # the outbox beside the alarm store (a test's own folder)
+                outbox = str(Path(options.alarm_store).with_name("notify-outbox.db"))
+                notify = notify.model_copy(update={"outbox": outbox})
+                loaded.site = loaded.site.model_copy(update={"notify": notify})
         clock = SimClock(speed=options.speed, start=options.start, tz=loaded.site.site.timezone)
         site = read_site(path)  # the building's own reading of the file just validated
         building = await start_building(site, clock)

@@ -24,12 +24,16 @@ from gateway.bus import Bus
 from gateway.catalog import DeviceCatalog
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
+from gateway.console.desk import ServiceDesk
+from gateway.console.server import Console
 from gateway.dead_letter import DeadLetters
+from gateway.duty import build_console, build_notifier
 from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.lineproto import LineEncoder
 from gateway.messages import Health
 from gateway.mqtt_service import MqttService, broker_settings
+from gateway.notify.notifier import Notifier
 from gateway.site import InfluxV1, InfluxV2
 from gateway.spool import Spool
 from rules.calendar import coverage_warning
@@ -134,6 +138,13 @@ class Gateway:
                 store_path=loaded.alarm_store_path(),
                 clock=rules_clock,
             )
+        self.console: Console | None = None
+        self.notifier: Notifier | None = None
+        if self.alarms is not None:
+            self.console = build_console(loaded, self.alarms, self.statuses)
+            self.notifier = build_notifier(
+                loaded, self.catalog, self.alarms, self.bus, self.brokers, self.console
+            )
             if self.mqtt is not None:
                 self.mqtt.on_alarm_ack = self.alarms.ack
                 self.mqtt.on_dr_event = self.alarms.demand_response
@@ -172,6 +183,10 @@ class Gateway:
             self.brokers.start()  # after everyone who reads there has subscribed
         if self.alarms is not None:
             self.alarms.start()
+        if self.notifier is not None:
+            self.notifier.start()
+        if self.console is not None:
+            await self.console.start()
         self._tasks.append(asyncio.create_task(self._health(), name="health"))
         # What start-up built (profiles, plans, rules, catalogue) lives as long as the
         # gateway: out of the collector's way, so full collections scan only what polls make
@@ -194,6 +209,8 @@ class Gateway:
         # then the rules that judge it, then the sink's last flush: nothing arrives after it.
         # A failing step doesn't skip the others.
         steps: list[Callable[[], Awaitable[None]]] = []
+        if self.console is not None:
+            steps.append(self._stop_console)  # no acknowledgement arrives while stopping
         if self.mqtt is not None:
             steps.append(self.mqtt.stop)
         if self.brokers is not None:
@@ -201,6 +218,8 @@ class Gateway:
         steps += [runtime.stop for runtime in self.drivers.values()]
         if self.alarms is not None:
             steps.append(self.alarms.stop)
+        if self.notifier is not None:
+            steps.append(self.notifier.stop)  # after the rules: their last transitions
         for step in steps:
             try:
                 await step()
@@ -212,6 +231,13 @@ class Gateway:
             self.spool.close()
         log.info("gateway stopped: %s", json.dumps(self.health(), sort_keys=True))
         gc.unfreeze()  # a reload builds a new gateway: this one's objects may go now
+
+    async def _stop_console(self) -> None:
+        assert self.console is not None
+        await self.console.stop()
+        desk = self.console.state.desk
+        if isinstance(desk, ServiceDesk):
+            desk.close()
 
     async def _stop_brokers(self) -> None:
         assert self.brokers is not None
@@ -250,6 +276,8 @@ class Gateway:
             **(self.brokers.health() if self.brokers is not None else {}),
             **(self.mqtt.health() if self.mqtt is not None else {}),
             **(self.alarms.health() if self.alarms is not None else {}),
+            **(self.notifier.health() if self.notifier is not None else {}),
+            **(self.console.health() if self.console is not None else {}),
             **{k: v for k, v in self.writer.snapshot().items() if v is not None},
             "calendar_warning": int(self.calendar_warning() is not None),
         }

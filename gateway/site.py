@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from core.config_types import ByteSize, Duration, Host
+from core.config_types import ByteSize, Duration, Host, Secret
 from drivers.registry import DRIVERS
+from gateway.console.config import ConsoleConfig
+from gateway.notify.config import NotifyConfig
 from rules.calendar import CalendarConfig
 
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
@@ -63,15 +65,6 @@ class SiteInfo(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; e.g. Asia/Shanghai") from None
         return value
-
-
-Secret = Annotated[
-    str,
-    Field(
-        description="`${ENV_VAR}` or `file:/run/secrets/name`; a literal secret is refused.",
-        pattern=r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|file:.+)$",
-    ),
-]
 
 
 class InfluxV2(_Strict):
@@ -308,3 +301,9 @@ class Site(_Strict):
         description="Rules: {id, kind, ...parameters of the kind}; `guanjia schema --rules`.",
     )
     devices: list[DeviceConfig] = Field(default_factory=list, description="Devices.")
+    notify: NotifyConfig | None = Field(
+        default=None, description="Who is told of alarms, on which channels (none: nobody)."
+    )
+    console: ConsoleConfig | None = Field(
+        default=None, description="The duty console (web pages and JSON API); off by default."
+    )

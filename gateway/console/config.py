@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.config_types import Duration, Host
+from core.config_types import Secret as SecretRef
 from gateway.console.passwords import parse_hash
 
 Role = Literal["duty", "leader", "admin"]
 Scope = Literal["read", "ack", "shelve"]
 
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
-
-# The same references as the rest of the site file (gateway/site.py); kept here so the site
-# model can import this one without a cycle.
-SecretRef = Annotated[
-    str,
-    Field(
-        description="`${ENV_VAR}` or `file:/run/secrets/name`; a literal secret is refused.",
-        pattern=r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|file:.+)$",
-    ),
-]
 
 
 class _Strict(BaseModel):

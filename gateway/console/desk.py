@@ -12,7 +12,6 @@ import json
 import math
 import sqlite3
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from drivers.contract import DeviceStatus
-from gateway.alarm_service import MAX_SHELVE_S, AlarmService
+from gateway.alarm_service import AlarmService
 from gateway.alarm_store import HistoryEntry
 from rules.alarms import GRADES, Alarm
 
@@ -210,20 +209,7 @@ class ServiceDesk:
         return self.service.ack(alarm_id, by, note[:MAX_NOTE])
 
     def shelve(self, alarm_id: str, by: str, duration_s: float, reason: str) -> str:
-        """As AlarmService.shelve (the MQTT topic's), with the person as `by` unprefixed."""
-        if self.service.book.get(alarm_id) is None:
-            return "unknown alarm"
-        if not 0 < duration_s <= MAX_SHELVE_S:  # also refuses NaN and infinity
-            return f"refused: shelve for more than 0 and at most {MAX_SHELVE_S / 86400:g} days"
-        reason = reason.strip()[:MAX_NOTE]
-        if not reason:
-            return "refused: a reason is required"
-        t = time.time()
-        transitions = self.service.book.shelve(alarm_id, t + duration_s, reason, by, t)
-        # AlarmService.shelve takes an MQTT payload and records "mqtt:<by>"; until it offers
-        # a shelve with the caller's own `by`, the same two steps it takes, made here.
-        self.service._spawn(self.service._commit(transitions))
-        return "shelved"
+        return self.service.shelve_as(alarm_id, by, duration_s, reason[:MAX_NOTE])
 
     def devices(self) -> Sequence[DeviceStatus]:
         return self.device_status()

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.config_types import Duration, Host
+from core.config_types import Duration, Host, Secret
 from gateway.notify.ratelimit import RateLimit
 
 DINGTALK_URL = "https://oapi.dingtalk.com/robot/send"
@@ -25,14 +25,6 @@ _BASE_URL = r"^https?://[^\s?#]+$"  # a base: the channel adds the query itself
 _URL = r"^https?://\S+$"
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an HTTP token (RFC 9110)
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-
-Secret = Annotated[
-    str,
-    Field(
-        description="`${ENV_VAR}` or `file:/run/secrets/name`; a literal secret is refused.",
-        pattern=r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|file:.+)$",
-    ),
-]
 
 
 class _Strict(BaseModel):
