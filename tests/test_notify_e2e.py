@@ -114,3 +114,45 @@ async def test_a_red_alarm_reaches_the_person_on_duty_and_the_leader_once(
     resolved = [r.json["markdown"]["text"] for r in robot.posted[2:]]
     assert all("确认" in text or "acknowledged" in text.lower() for text in resolved), resolved
     assert all("console:zhang-wei" in text for text in resolved)  # who took it
+
+
+@pytest.mark.asyncio
+async def test_nobody_acknowledges_an_orange_alarm_so_it_escalates_to_the_leader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Orange goes to the person on duty; 15 minutes (its response time) unacknowledged, the
+    notice is repeated to them and goes to the leader (tier 1); a tick at the same time sends
+    nothing more."""
+    import time
+
+    monkeypatch.setenv("DT_TOKEN", "robot-token")
+    monkeypatch.setenv("DT_SECRET", SECRET)
+    with DingTalkRobot(token="robot-token", secret=SECRET) as robot:
+        async with modbus_server({1: meter_image(voltage=230.5)}) as port:
+            site = _site(tmp_path, port, robot)
+            text = site.read_text(encoding="utf-8").replace("grade: red", "grade: orange")
+            site.write_text(text, encoding="utf-8")
+            gateway = Gateway(load_site(site), health_interval=3600)
+            await gateway.start()
+            try:
+                await _until(lambda: len(robot.posted) >= 1)
+                await asyncio.sleep(0.5)
+                assert [r.json["at"]["atMobiles"] for r in robot.posted] == [["13800138001"]]
+                assert gateway.alarms is not None
+                later = time.time() + 16 * 60
+                await gateway.alarms.tick(later)
+                await _until(lambda: len(robot.posted) >= 3)
+                await gateway.alarms.tick(later)
+                await asyncio.sleep(0.5)
+            finally:
+                await gateway.stop()
+    escalated = [r.json for r in robot.posted[1:]]
+    assert len(escalated) == 2  # nothing twice
+    assert sorted(doc["at"]["atMobiles"][0] for doc in escalated) == [
+        "13800138001",
+        "13800138005",
+    ]
+    assert all(
+        "升级" in doc["markdown"]["text"] or "scalat" in doc["markdown"]["text"]
+        for doc in escalated
+    ), escalated[0]["markdown"]["text"]
