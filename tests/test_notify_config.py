@@ -110,7 +110,7 @@ def test_console_users_are_people_of_the_roster(
     code, _, err = _check(path, capsys)
     assert code == 1
     assert err == [
-        f"{path}:18: console.users[1].id: 'stranger' is not a person of the duty roster; "
+        f"{path}:19: console.users[1].id: 'stranger' is not a person of the duty roster; "
         "console users are the roster's people (use their roster id)"
     ]
 
