@@ -59,6 +59,12 @@ def _problems(gateway: Gateway, statuses: list[DeviceStatus]) -> list[str]:
     calendar = gateway.calendar_warning()
     if calendar is not None:
         out.append(f"! {calendar}")
+    oldest = gateway.notifier.health().get("outbox_oldest_s", 0) if gateway.notifier else 0
+    if oldest > 600:
+        out.append(
+            f"! a notification has waited {oldest / 60:.0f} min in the outbox: a channel is "
+            "down or refusing (see the log and notify_*_failed in health)"
+        )
     if writer.dead_letters.lines:
         out.append(
             f"! {writer.dead_letters.lines} refused lines in {writer.dead_letters.path}: "
@@ -110,6 +116,18 @@ def render(gateway: Gateway, width: int = 120) -> str:
             f"{s.errors:>4}  {_shown(gateway, s.device)}"
         )
         lines.append(row[:width])
+    if gateway.notifier is not None:
+        lines.append(
+            f"notifications: {h.get('notify_enqueued', 0)} queued, outbox "
+            f"{h.get('outbox_depth', 0)} waiting (oldest {h.get('outbox_oldest_s', 0):.0f}s), "
+            f"{h.get('notify_failures', 0)} failed sends, {h.get('outbox_dead', 0)} dead, "
+            f"{h.get('notify_held', 0)} held for the digest"
+        )
+    if gateway.console is not None:
+        lines.append(
+            f"duty console: {gateway.console.url}   sessions {h.get('console_sessions', 0)}"
+            f"   logins {h.get('console_logins', 0)} / failed {h.get('console_login_failures', 0)}"
+        )
     if gateway.alarms is not None:
         alarms = sorted(gateway.alarms.book.open_alarms(), key=lambda a: -a.raised_at)
         lines += ["", f"alarms: {len(alarms)} open", "-" * min(width, 120)]

@@ -15,6 +15,7 @@ import yaml
 
 from gateway.config_load import load_site
 from gateway.service import Gateway
+from gateway.view import render
 from tests.modbus_devices import PROFILE, meter_image, modbus_server
 from tests.notify_endpoints import DingTalkRobot
 
@@ -81,8 +82,9 @@ async def test_a_red_alarm_reaches_the_person_on_duty_and_the_leader_once(
             await gateway.start()
             try:
                 await _until(lambda: len(robot.posted) >= 2)
-                await asyncio.sleep(0.5)  # nothing more is coming
+                await asyncio.sleep(1.2)  # nothing more is coming; the outbox figures refresh
                 health = gateway.health()
+                view = render(gateway)
             finally:
                 await gateway.stop()
             first = [r.json for r in robot.posted]
@@ -98,6 +100,7 @@ async def test_a_red_alarm_reaches_the_person_on_duty_and_the_leader_once(
             assert len({doc["msgUuid"] for doc in first}) == 2
             assert health["outbox_depth"] == 0
             assert health["notify_duty_sent"] == 2
+            assert "notifications: 2 queued, outbox 0 waiting" in view
 
             # A restart with the alarm still open and unacknowledged: nothing is sent twice.
             gateway = Gateway(load_site(site), health_interval=3600)
