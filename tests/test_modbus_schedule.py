@@ -32,9 +32,9 @@ PROFILE = Profile.model_validate(
 IMAGE = {"holding": {i: 100 + i for i in range(4)}}
 
 
-def _tcp(port: int, timeout: float = 1.0, retries: int = 0) -> TcpConnection:
+def _tcp(port: int, timeout: float = 1.0, retries: int = 0, unit: int = 1) -> TcpConnection:
     return TcpConnection(
-        transport="tcp", host="127.0.0.1", port=port, unit=1, timeout=timeout, retries=retries
+        transport="tcp", host="127.0.0.1", port=port, unit=unit, timeout=timeout, retries=retries
     )
 
 
@@ -97,9 +97,13 @@ async def test_first_polls_follow_the_phases() -> None:
     def emit(sample: Sample) -> None:
         first.setdefault(sample.device, sample.ts)  # ts: when the poll started
 
-    async with modbus_server({1: IMAGE}) as port:
-        devices = [ModbusDevice(f"m{i}", PROFILE, _tcp(port), interval) for i in range(count)]
+    # One unit each: devices behind one unit would be polled together.
+    async with modbus_server(dict.fromkeys(range(1, count + 1), IMAGE)) as port:
+        devices = [
+            ModbusDevice(f"m{i}", PROFILE, _tcp(port, unit=i + 1), interval) for i in range(count)
+        ]
         driver = ModbusDriver(devices, emit)
+        assert not driver.groups
         driver.start()
         for _ in range(400):
             if len(first) == count:
@@ -112,6 +116,41 @@ async def test_first_polls_follow_the_phases() -> None:
     assert starts == sorted(set(starts)), starts
     spread_s = (starts[-1] - starts[0]) / 1e9
     assert spread_s >= 0.5 * interval * (count - 1) / count, spread_s
+
+
+async def test_devices_read_together_take_one_slot_of_the_period() -> None:
+    interval = 0.8
+    first: dict[str, int] = {}
+
+    def emit(sample: Sample) -> None:
+        first.setdefault(sample.device, sample.ts)  # ts: when the poll started
+
+    # Units 1 and 2 each with two devices (bases 0 and 4: read together), unit 3 with one.
+    image = {"holding": {i: 100 + i for i in range(8)}}
+    async with modbus_server({1: image, 2: image, 3: image}) as port:
+        devices = [
+            ModbusDevice(
+                f"u{unit}_{base}",
+                PROFILE,
+                _tcp(port, unit=unit).model_copy(update={"base": base}),
+                interval,
+            )
+            for unit, base in ((1, 0), (1, 4), (2, 0), (2, 4), (3, 0))
+        ]
+        driver = ModbusDriver(devices, emit)
+        assert [[p.plan.device for p in g.members] for g in driver.groups.values()] == [
+            ["u1_0", "u1_4"],
+            ["u2_0", "u2_4"],
+        ]
+        driver.start()
+        for _ in range(400):
+            if len(first) == len(devices):
+                break
+            await asyncio.sleep(0.01)
+        await driver.stop()
+    # One poll for the devices of a group; the two groups and the device alone spread over
+    # the period in the devices' order, three slots rather than five.
+    assert first["u1_0"] == first["u1_4"] < first["u2_0"] == first["u2_4"] < first["u3_0"]
 
 
 async def test_a_device_slower_than_its_period_is_polled_back_to_back() -> None:

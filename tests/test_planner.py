@@ -1,10 +1,16 @@
-"""The request planner on adjacent, sparse and hole-containing register maps."""
+"""The request planner on adjacent, sparse and hole-containing register maps, and on the
+points of several devices behind one unit id."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from drivers.modbus.codec import PointSpec, resolve
+from drivers.modbus.config import RtuConnection
+from drivers.modbus.driver import ModbusDevice, device_plan, group_plan
 from drivers.modbus.planner import ReadRequest, WireModel, plan, plan_time
 from drivers.modbus.profile import Function, Hole, Profile
 
@@ -125,3 +131,41 @@ def test_a_point_larger_than_the_request_limit_is_an_error() -> None:
     )
     with pytest.raises(ValueError, match="needs 20 registers"):
         plan(resolve(profile), TCP, max_registers=10)
+
+
+def _indoor_units(spacing: int, max_registers: int | None = None) -> list[ModbusDevice]:
+    """Eight CoolMasterNet indoor units behind unit 1 on an RTU line at 9600 baud, one device
+    each, ``spacing`` registers apart."""
+    profile_file = Path(__file__).resolve().parent.parent / "config/profiles/coolmaster_indoor.yaml"
+    profile = Profile.model_validate(yaml.safe_load(profile_file.read_text(encoding="utf-8")))
+    return [
+        ModbusDevice(
+            f"ac-{va}",
+            profile,
+            RtuConnection(
+                transport="rtu",
+                port="/dev/ttyUSB0",  # never opened: planning only
+                baudrate=9600,
+                unit=1,
+                base=spacing * va,
+                turnaround_ms=10,
+                max_registers=max_registers,
+            ),
+            10.0,
+        )
+        for va in range(1, 9)
+    ]
+
+
+def test_devices_behind_one_unit_merge_where_the_gap_pays_and_within_the_limit() -> None:
+    # 9 registers each: 7 unused registers between units cost less than a request at 9600 baud,
+    # 55 cost more.
+    assert [(r.start, r.count) for r in group_plan(_indoor_units(16)).requests] == [(16, 121)]
+    assert [(r.start, r.count) for r in group_plan(_indoor_units(64)).requests] == [
+        (64 * va, 9) for va in range(1, 9)
+    ]
+    limited = group_plan(_indoor_units(16, max_registers=60)).requests
+    assert [(r.start, r.count) for r in limited] == [(16, 57), (80, 57)]
+    ours = plan_time(limited, RTU_9600)
+    apart = sum(plan_time(device_plan(d).requests, RTU_9600) for d in _indoor_units(16))
+    assert ours < apart

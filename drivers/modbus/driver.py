@@ -1,10 +1,16 @@
-"""The Modbus driver: links and pollers for every Modbus device of a site."""
+"""The Modbus driver: links and pollers for every Modbus device of a site.
+
+Devices behind one unit id on one path (the indoor units of a CoolMasterNet, each a device at
+its own base) that share a period and request settings are polled as one group, with one plan
+over all their points; see `poll_groups`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core.types import Command, CommandResult, Sample
@@ -13,8 +19,8 @@ from drivers.modbus.codec import PointSpec, resolve
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from drivers.modbus.link import Link, LinkKey, link_key
 from drivers.modbus.planner import WireModel, plan
-from drivers.modbus.poller import DevicePlan, DevicePoller
-from drivers.modbus.profile import Profile
+from drivers.modbus.poller import DevicePlan, DevicePoller, GroupPlan, GroupPoller, member_key
+from drivers.modbus.profile import Hole, Profile
 
 Connection = TcpConnection | RtuOverTcpConnection | RtuConnection
 
@@ -41,20 +47,43 @@ def wire_model(conn: Connection, profile: Profile) -> WireModel:
     return WireModel.tcp(turnaround)
 
 
-def device_plan(device: ModbusDevice) -> DevicePlan:
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """How a device's requests are planned: the wire's model and the request sizes."""
+
+    wire: WireModel
+    max_registers: int
+    max_bits: int
+
+
+def _limits(device: ModbusDevice) -> _Limits:
     profile, conn = device.profile, device.connection
-    specs: list[PointSpec] = resolve(profile, conn.base, device.points)
+    return _Limits(
+        wire_model(conn, profile),
+        conn.max_registers or profile.transport.max_registers_per_request,
+        profile.transport.max_bits_per_request,
+    )
+
+
+def _holes(device: ModbusDevice) -> list[Hole]:
+    """The profile's holes at the device's base (they are relative to it, like addresses)."""
+    profile, conn = device.profile, device.connection
     base = conn.base if conn.base is not None else profile.base
-    # Holes are relative to the base, like point addresses.
-    holes = [
+    return [
         h.model_copy(update={"start": h.start + base, "end": h.end + base}) for h in profile.holes
     ]
+
+
+def device_plan(device: ModbusDevice) -> DevicePlan:
+    conn = device.connection
+    specs: list[PointSpec] = resolve(device.profile, conn.base, device.points)
+    limits = _limits(device)
     requests = plan(
         specs,
-        wire_model(conn, profile),
-        max_registers=conn.max_registers or profile.transport.max_registers_per_request,
-        max_bits=profile.transport.max_bits_per_request,
-        holes=holes,
+        limits.wire,
+        max_registers=limits.max_registers,
+        max_bits=limits.max_bits,
+        holes=_holes(device),
     )
     return DevicePlan(
         device=device.id,
@@ -67,9 +96,57 @@ def device_plan(device: ModbusDevice) -> DevicePlan:
     )
 
 
+def group_key(device: ModbusDevice) -> Hashable:
+    """Devices with one key are polled together: the same path and unit id (one slave: the
+    indoor units of a CoolMasterNet, one device each at its own base), the same period, and
+    the same timeout, retries and request planning (wire model, request sizes), so one merged
+    plan serves each of them as well as its own would. A device the site gives other settings
+    (its own `timeout`, `retries`, `max_registers` or `turnaround_ms`, or another `poll`) is
+    polled apart."""
+    conn = device.connection
+    return (link_key(conn), conn.unit, device.interval, conn.timeout, conn.retries, _limits(device))
+
+
+def poll_groups(devices: Sequence[ModbusDevice]) -> list[list[ModbusDevice]]:
+    """The devices polled together (most alone), in the order of each group's first device."""
+    groups: dict[Hashable, list[ModbusDevice]] = {}
+    for device in devices:
+        groups.setdefault(group_key(device), []).append(device)
+    return list(groups.values())
+
+
+def group_plan(devices: Sequence[ModbusDevice]) -> GroupPlan:
+    """One plan over the points of devices that share a `group_key`: the cheapest requests by
+    wire time across all of them (within the request size, never across any device's hole)."""
+    members = [device_plan(d) for d in devices]
+    limits = _limits(devices[0])
+    specs = [
+        dataclasses.replace(spec, name=member_key(index, spec.name))
+        for index, member in enumerate(members)
+        for spec in member.specs
+    ]
+    requests = plan(
+        specs,
+        limits.wire,
+        max_registers=limits.max_registers,
+        max_bits=limits.max_bits,
+        holes=[h for d in devices for h in _holes(d)],
+    )
+    return GroupPlan.of(members, requests)
+
+
+def poll_plans(devices: Sequence[ModbusDevice]) -> list[DevicePlan | GroupPlan]:
+    """What the driver polls, each with its requests: a group's plan, or a device's own."""
+    return [
+        device_plan(group[0]) if len(group) == 1 else group_plan(group)
+        for group in poll_groups(devices)
+    ]
+
+
 def poll_phases(intervals: Mapping[str, float]) -> dict[str, float]:
-    """Each device's first poll, in seconds after the start: the devices that share a period
-    are spread evenly over it, in their order (200 devices at 1 s: one every 5 ms).
+    """Each poller's first poll, in seconds after the start: the pollers (a device, or a group
+    of devices read together) that share a period are spread evenly over it, in their order
+    (200 devices at 1 s: one every 5 ms).
 
     Deterministic, so a restart keeps the pattern; a burst of requests all at once would load
     the box, the network and shared lines in spikes instead of evenly."""
@@ -97,25 +174,42 @@ class ModbusDriver:
 
     def __init__(self, devices: Sequence[ModbusDevice], emit: Callable[[Sample], None]) -> None:
         self.links: dict[LinkKey, Link] = {}
-        self.pollers: dict[str, DevicePoller] = {}
+        self.pollers: dict[str, DevicePoller] = {}  # every device's, in the site's order
+        self.groups: dict[str, GroupPoller] = {}  # devices read together, by group name
+        # What start() runs, in the order of each one's first device: groups and the devices
+        # polled alone.
+        self._runners: dict[str, DevicePoller | GroupPoller] = {}
         line_timeouts: dict[LinkKey, float] = {}
         for device in devices:
             key = link_key(device.connection)
             line_timeouts[key] = max(line_timeouts.get(key, 0.0), device.connection.timeout)
-        for device in devices:
-            key = link_key(device.connection)
+        made: dict[str, DevicePoller] = {}
+        for members in poll_groups(devices):
+            conn = members[0].connection
+            key = link_key(conn)
             if key not in self.links:
-                self.links[key] = Link.for_connection(device.connection, line_timeouts[key])
-            self.pollers[device.id] = DevicePoller(device_plan(device), self.links[key], emit)
+                self.links[key] = Link.for_connection(conn, line_timeouts[key])
+            link = self.links[key]
+            if len(members) == 1:
+                poller = DevicePoller(device_plan(members[0]), link, emit)
+                made[poller.plan.device] = self._runners[poller.plan.device] = poller
+                continue
+            group = group_plan(members)
+            pollers = [DevicePoller(member, link, emit) for member in group.members]
+            made.update((p.plan.device, p) for p in pollers)
+            self.groups[group.name] = self._runners[group.name] = GroupPoller(
+                group, pollers, link, emit
+            )
+        self.pollers = {d.id: made[d.id] for d in devices}
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        """Start every poller, devices that share a period evenly spread over it."""
+        """Start every poller, those that share a period evenly spread over it."""
         start = time.monotonic()
-        phases = poll_phases({d: p.plan.interval for d, p in self.pollers.items()})
+        phases = poll_phases({name: r.plan.interval for name, r in self._runners.items()})
         self._tasks = [
-            asyncio.create_task(p.run(start + phases[d]), name=f"poll:{d}")
-            for d, p in self.pollers.items()
+            asyncio.create_task(r.run(start + phases[name]), name=f"poll:{name}")
+            for name, r in self._runners.items()
         ]
 
     async def stop(self) -> None:
@@ -127,6 +221,8 @@ class ModbusDriver:
             link.close()
 
     async def read_once(self, device: str) -> Sample:
+        """Poll one device alone, with its own plan (as `guanjia read` does), even when it is
+        polled with a group."""
         return await self.pollers[device].poll_once()
 
     def can_write(self, device: str) -> bool:

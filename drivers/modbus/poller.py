@@ -1,4 +1,9 @@
-"""One poller per device: read its planned requests on schedule, decode, hand over a Sample."""
+"""Pollers: read planned requests on schedule, decode, hand over Samples.
+
+A DevicePoller reads one device. The devices behind one unit id on one path that share a period
+(the indoor units of a CoolMasterNet, each at its own base) are read by one GroupPoller with one
+merged plan; each keeps its DevicePoller for its own Sample, status, stats and writes.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import math
 import random
 import struct
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from core.once import ProblemCounter
 from core.types import Command, CommandResult, Sample, Value
@@ -27,7 +33,12 @@ from drivers.modbus.codec import (
     to_raw,
     unpacker,
 )
-from drivers.modbus.errors import EXCEPTION_NAMES, ModbusError, ModbusExceptionResponse
+from drivers.modbus.errors import (
+    EXCEPTION_NAMES,
+    ModbusError,
+    ModbusExceptionResponse,
+    ProblemSink,
+)
 from drivers.modbus.link import Link
 from drivers.modbus.planner import ReadRequest, clusters
 from drivers.modbus.profile import DataType, Function
@@ -83,24 +94,132 @@ class DeviceStats:
     refused: dict[str, str] = field(default_factory=dict)
 
 
-class DevicePoller:
-    def __init__(self, plan: DevicePlan, link: Link, emit: Callable[[Sample], None]) -> None:
+def member_key(index: int, name: str) -> str:
+    """A point's name in a group's merged plan: the devices behind one unit share point names
+    (every indoor unit has a `mode`), so each is prefixed with its device's place in the group.
+    Profile point names never contain ':'."""
+    return f"{index}:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    """Devices polled together: behind one unit id on one path, with one period and the same
+    request settings (the indoor units of a CoolMasterNet, at different bases). One plan reads
+    all their points; each device keeps its own plan for its writes and its reads alone."""
+
+    name: str  # for logs and task names: "<first device>+<how many more>"
+    members: tuple[DevicePlan, ...]
+    requests: tuple[ReadRequest, ...]  # points named member_key(index in members, name)
+    unit: int
+    interval: float
+    timeout: float
+    retries: int
+    backoff_max: float = 60.0
+    refused_retry_s: float = 600.0
+
+    @classmethod
+    def of(cls, members: Sequence[DevicePlan], requests: Sequence[ReadRequest]) -> GroupPlan:
+        """The plan of devices that share their unit, period and settings (the first's)."""
+        first = members[0]
+        return cls(
+            name=f"{first.device}+{len(members) - 1}",
+            members=tuple(members),
+            requests=tuple(requests),
+            unit=first.unit,
+            interval=first.interval,
+            timeout=first.timeout,
+            retries=first.retries,
+            backoff_max=first.backoff_max,
+            refused_retry_s=first.refused_retry_s,
+        )
+
+
+class PollPlan(Protocol):
+    """What reading a plan needs, whether it is one device's or a group's."""
+
+    @property
+    def unit(self) -> int: ...
+    @property
+    def requests(self) -> tuple[ReadRequest, ...]: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def backoff_max(self) -> float: ...
+    @property
+    def refused_retry_s(self) -> float: ...
+
+
+PlanT = TypeVar("PlanT", bound=PollPlan)
+OutT = TypeVar("OutT")
+
+
+class _Poller(ABC, Generic[PlanT, OutT]):
+    """Reads a plan on schedule: retries, refused registers split and learned, offline while
+    silent. Subclasses say whose points were read and what a poll hands over: a device poller
+    one Sample, a group poller one Sample per device."""
+
+    def __init__(self, plan: PlanT, link: Link) -> None:
         self.plan = plan
         self.link = link
-        self.emit = emit
         self.stats = DeviceStats()
-        self._by_name = {s.name: s for s in plan.specs}
         self._planned: Layout = [_entry(req) for req in plan.requests]
         self._layout = self._planned
-        # Points whose registers the device refused, with the reason, until the retry.
+        # Points (by their name in the plan) whose registers the device refused, with the
+        # reason, until the retry.
         self._refused_points: dict[str, str] = {}
         self._retry_at = math.inf
-        self._logged: set[tuple[Function, int, int]] = set()  # bounded by the plan's requests
-        self._problems = self._link_problem  # bound once, not per request
+        self._problems: ProblemSink = self._link_problem  # bound once, not per request
 
+    # -- what the subclasses say ---------------------------------------------------------
+
+    @abstractmethod
     def _link_problem(self, reason: str, message: str) -> None:
         """Something wrong on the wire that cost no value (a junk byte, a late answer)."""
-        self._count(reason, f"{self.plan.device}: {message}")
+
+    @abstractmethod
+    def _request_failed(self, req: ReadRequest, what: str, exc: ModbusError) -> None:
+        """A request failed (``what`` names it): count it for the points' devices."""
+
+    @abstractmethod
+    def _decode_failed(self, name: str, exc: Exception) -> None: ...
+
+    @abstractmethod
+    def _refused(self, req: ReadRequest, exc: ModbusExceptionResponse, reason: str) -> None:
+        """The device refuses ``req``, pinned to one cluster of points: record and log it."""
+
+    @abstractmethod
+    def _answered_apart(self, req: ReadRequest, kept: Sequence[ReadRequest]) -> None:
+        """The device refused ``req`` whole but answered all its parts."""
+
+    @abstractmethod
+    def _forget_refusals(self) -> None: ...
+
+    @abstractmethod
+    def _silent(self, ts: int, error: ModbusError) -> OutT:
+        """The poll's outcome when the device stopped answering."""
+
+    @abstractmethod
+    def _answered(self, ts: int, raws: dict[str, Raw], failed: dict[str, str]) -> OutT:
+        """The poll's outcome from the raw values read and the points that failed."""
+
+    @abstractmethod
+    def _deliver(self, out: OutT) -> None: ...
+
+    @abstractmethod
+    def _set_online(self, online: bool, error: str) -> None: ...
+
+    @abstractmethod
+    def _poll_failed(self, exc: Exception) -> None:
+        """A poll raised (a bug, not the device): count it, and the device is offline."""
+
+    @abstractmethod
+    def _overrun(self) -> None: ...
+
+    # -- reading --------------------------------------------------------------------------
 
     def _retries(self) -> int:
         # A device known to be offline is probed with one request, not retried: on a shared
@@ -131,7 +250,7 @@ class DevicePoller:
                     raise
         raise AssertionError("unreachable")
 
-    async def poll_once(self) -> Sample:
+    async def poll_once(self) -> OutT:
         """Read every planned request once. Raises nothing: failures become bad points.
 
         A request the device refuses (REFUSED_CODES) is split to find what it refuses; the
@@ -179,10 +298,7 @@ class DevicePoller:
                     splits = splits or {}
                     splits[index] = split
                     continue
-                self._count(
-                    exc.reason,
-                    f"{plan.device}: {req.function.value} {req.start}+{req.count}: {exc}",
-                )
+                self._request_failed(req, f"{req.function.value} {req.start}+{req.count}", exc)
                 if exc.silent:
                     silent_error = exc
                     break
@@ -200,23 +316,16 @@ class DevicePoller:
                         raws[name] = bool(data[off])
             except Exception:  # a value the codec cannot decode is bad, not fatal
                 self._decode_slowly(layout, data, raws, failed)
-        self.stats.polls += 1
-        self.stats.last_poll_s = time.monotonic() - started
+        stats.polls += 1
+        stats.last_poll_s = time.monotonic() - started
         if silent_error is not None:
-            self._set_online(False, str(silent_error))
-            self.stats.failed_polls += 1
-            return Sample(plan.device, ts, {}, dict.fromkeys(self._by_name, OFFLINE))
+            stats.failed_polls += 1
+            return self._silent(ts, silent_error)
         if splits:
             self._learn(splits)
         if self._refused_points:
             failed.update(self._refused_points)
-        decoded = decode_all(plan.specs, raws)
-        for name, reason in decoded.bad.items():
-            self._count(f"{reason}", f"{plan.device}.{name}: bad value ({reason})")
-        decoded.bad.update(failed)
-        self._set_online(True, "")
-        self.stats.last_ok_ns = ts
-        return Sample(plan.device, ts, decoded.values, decoded.bad)
+        return self._answered(ts, raws, failed)
 
     def _unpack(
         self,
@@ -263,14 +372,14 @@ class DevicePoller:
                 if exc.code in REFUSED_CODES:
                     await self._bisect(sub, half, exc, split, raws, failed)
                     continue
-                self._count(exc.reason, f"{self.plan.device}: {_span(sub)}: {exc}")
+                self._request_failed(sub, _span(sub), exc)
                 failed.update((s.name, exc.reason) for s in sub.points)
                 split.kept.append(sub)  # not a refusal: asked again next poll
                 continue
             except ModbusError as exc:
                 if exc.silent:
                     raise
-                self._count(exc.reason, f"{self.plan.device}: {_span(sub)}: {exc}")
+                self._request_failed(sub, _span(sub), exc)
                 failed.update((s.name, exc.reason) for s in sub.points)
                 split.kept.append(sub)
                 continue
@@ -279,57 +388,32 @@ class DevicePoller:
 
     def _learn(self, splits: dict[int, _Split]) -> None:
         """Skip what the device refused from the next poll on; log each refusal once."""
-        device = self.plan.device
         layout: Layout = []
         for index, entry in enumerate(self._layout):
             split = splits.get(index)
             if split is None:
                 layout.append(entry)
                 continue
-            req = entry[0]
             layout += [_entry(sub) for sub in sorted(split.kept, key=lambda r: r.start)]
             for sub, exc in split.refused:
-                span = _span(sub)
                 reason = (
                     f"refused by the device: exception {exc.code} "
-                    f"({EXCEPTION_NAMES.get(exc.code, 'unknown')}) at {span}"
+                    f"({EXCEPTION_NAMES.get(exc.code, 'unknown')}) at {_span(sub)}"
                 )
-                self.stats.refused[span] = reason
                 for spec in sub.points:
                     self._refused_points[spec.name] = reason
-                message = (
-                    f"{device}: the device refuses {span} (exception {exc.code}) for points "
-                    f"{', '.join(s.name for s in sub.points)}: they are bad and not asked for "
-                    f"again for {self.plan.refused_retry_s:g} s; if this model never has them, "
-                    "remove them from the profile (or from the device's `points:` list)"
-                )
-                self._refusal(sub, message)
+                self._refused(sub, exc, reason)
             if not split.refused:
-                parts = ", ".join(_span(sub) for sub in split.kept)
-                self.stats.refused[_span(req)] = f"in one request, but answers {parts}"
-                self._refusal(
-                    req,
-                    f"{device}: the device refuses {_span(req)} in one request (registers no "
-                    f"point uses, or the request's size) but answers {parts}: reading those "
-                    f"instead for {self.plan.refused_retry_s:g} s; declare the registers in "
-                    "between as `holes` in the profile to plan this from the start",
-                )
+                self._answered_apart(entry[0], split.kept)
         self._layout = layout
         if self._retry_at == math.inf:
             self._retry_at = time.monotonic() + self.plan.refused_retry_s
-
-    def _refusal(self, req: ReadRequest, message: str) -> None:
-        key = (req.function, req.start, req.count)
-        self.stats.errors.report(f"{self.plan.device}:refused", message, logging.DEBUG)
-        if key not in self._logged:
-            self._logged.add(key)
-            log.warning("%s", message)
 
     def _retry_refused(self) -> None:
         """Back to the full plan: what is still refused is found (and counted) again."""
         self._layout = self._planned
         self._refused_points.clear()
-        self.stats.refused.clear()
+        self._forget_refusals()
         self._retry_at = math.inf
 
     def _decode_slowly(
@@ -345,20 +429,7 @@ class DevicePoller:
                 raws[name] = unpack(data, off) if isinstance(data, bytes) else bool(data[off])
             except Exception as exc:
                 failed[name] = "decode"
-                self._count("decode", f"{self.plan.device}.{name}: cannot decode: {exc}")
-
-    def _count(self, reason: str, message: str) -> None:
-        self.stats.errors.report(f"{self.plan.device}:{reason}", message)
-
-    def _set_online(self, online: bool, error: str) -> None:
-        if online != self.stats.online:
-            if online:
-                log.info("%s is online", self.plan.device)
-            else:
-                log.warning("%s is offline: %s", self.plan.device, error)
-        self.stats.online = online
-        if error:
-            self.stats.last_error = error
+                self._decode_failed(name, exc)
 
     async def run(self, first_poll_at: float | None = None) -> None:
         """Poll on a fixed-rate grid; back off (capped) while the device is offline.
@@ -378,18 +449,16 @@ class DevicePoller:
         while True:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             try:
-                sample = await self.poll_once()
-                self.emit(sample)
+                self._deliver(await self.poll_once())
             except Exception as exc:  # a poller must never end: count it and carry on
-                self._count("internal", f"{plan.device}: poll failed: {exc!r}")
-                self._set_online(False, repr(exc))
+                self._poll_failed(exc)
             now = time.monotonic()
             if self.stats.online:
                 failures = 0
                 slot += 1
                 next_at = origin + slot * interval
                 if next_at <= now:
-                    self.stats.overruns += 1
+                    self._overrun()
                     # Slower than the period: poll again at once, counted from the last slot
                     # that passed (integer slots: float division never moves one back).
                     slot = max(slot, math.floor((now - origin) / interval))
@@ -407,6 +476,110 @@ class DevicePoller:
                     math.ceil((now + delay * random.uniform(0.9, 1.0) - origin) / interval),
                 )
                 next_at = origin + slot * interval
+
+
+class DevicePoller(_Poller[DevicePlan, Sample]):
+    """One device: its Sample, status, stats and writes. Polls on its own, or is read by the
+    GroupPoller of the devices behind its unit (then ``poll_once`` still reads it alone)."""
+
+    def __init__(self, plan: DevicePlan, link: Link, emit: Callable[[Sample], None]) -> None:
+        super().__init__(plan, link)
+        self.emit = emit
+        self._by_name = {s.name: s for s in plan.specs}
+        self._logged: set[tuple[Function, int, int]] = set()  # bounded by the plan's requests
+
+    def _link_problem(self, reason: str, message: str) -> None:
+        self._count(reason, f"{self.plan.device}: {message}")
+
+    def _request_failed(self, req: ReadRequest, what: str, exc: ModbusError) -> None:
+        self._count(exc.reason, f"{self.plan.device}: {what}: {exc}")
+
+    def _decode_failed(self, name: str, exc: Exception) -> None:
+        self._count("decode", f"{self.plan.device}.{name}: cannot decode: {exc}")
+
+    def _refused(self, req: ReadRequest, exc: ModbusExceptionResponse, reason: str) -> None:
+        self._note_refused(req, exc, reason, [s.name for s in req.points])
+
+    def _note_refused(
+        self, req: ReadRequest, exc: ModbusExceptionResponse, reason: str, points: Sequence[str]
+    ) -> None:
+        """This device's ``points`` are in ``req``, which the device refuses."""
+        span = _span(req)
+        self.stats.refused[span] = reason
+        self._refusal(
+            req,
+            f"{self.plan.device}: the device refuses {span} (exception {exc.code}) for points "
+            f"{', '.join(points)}: they are bad and not asked for again for "
+            f"{self.plan.refused_retry_s:g} s; if this model never has them, remove them from "
+            "the profile (or from the device's `points:` list)",
+        )
+
+    def _answered_apart(self, req: ReadRequest, kept: Sequence[ReadRequest]) -> None:
+        self._note_apart(req, kept, self.plan.device)
+
+    def _note_apart(
+        self, req: ReadRequest, kept: Sequence[ReadRequest], who: str, *, log_it: bool = True
+    ) -> None:
+        """``req`` (with points of this device) was refused whole, its parts answered."""
+        parts = ", ".join(_span(sub) for sub in kept)
+        self.stats.refused[_span(req)] = f"in one request, but answers {parts}"
+        message = (
+            f"{who}: the device refuses {_span(req)} in one request (registers no point uses, "
+            f"or the request's size) but answers {parts}: reading those instead for "
+            f"{self.plan.refused_retry_s:g} s; declare the registers in between as `holes` in "
+            "the profile to plan this from the start"
+        )
+        if log_it:
+            self._refusal(req, message)
+        else:
+            self.stats.errors.report(f"{self.plan.device}:refused", message, logging.DEBUG)
+
+    def _refusal(self, req: ReadRequest, message: str) -> None:
+        key = (req.function, req.start, req.count)
+        self.stats.errors.report(f"{self.plan.device}:refused", message, logging.DEBUG)
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("%s", message)
+
+    def _forget_refusals(self) -> None:
+        self.stats.refused.clear()
+
+    def _silent(self, ts: int, error: ModbusError) -> Sample:
+        self._set_online(False, str(error))
+        return Sample(self.plan.device, ts, {}, dict.fromkeys(self._by_name, OFFLINE))
+
+    def _answered(self, ts: int, raws: dict[str, Raw], failed: dict[str, str]) -> Sample:
+        device = self.plan.device
+        decoded = decode_all(self.plan.specs, raws)
+        for name, reason in decoded.bad.items():
+            self._count(f"{reason}", f"{device}.{name}: bad value ({reason})")
+        decoded.bad.update(failed)
+        self._set_online(True, "")
+        self.stats.last_ok_ns = ts
+        return Sample(device, ts, decoded.values, decoded.bad)
+
+    def _deliver(self, out: Sample) -> None:
+        self.emit(out)
+
+    def _poll_failed(self, exc: Exception) -> None:
+        self._count("internal", f"{self.plan.device}: poll failed: {exc!r}")
+        self._set_online(False, repr(exc))
+
+    def _overrun(self) -> None:
+        self.stats.overruns += 1
+
+    def _count(self, reason: str, message: str) -> None:
+        self.stats.errors.report(f"{self.plan.device}:{reason}", message)
+
+    def _set_online(self, online: bool, error: str) -> None:
+        if online != self.stats.online:
+            if online:
+                log.info("%s is online", self.plan.device)
+            else:
+                log.warning("%s is offline: %s", self.plan.device, error)
+        self.stats.online = online
+        if error:
+            self.stats.last_error = error
 
     async def write(self, command: Command) -> CommandResult:
         """Write one point within its writable range; read the old value first for the audit."""
@@ -476,6 +649,130 @@ class DevicePoller:
             raw = bool(value) if spec.dtype is DataType.BOOL else to_raw(spec, float(value), sf)
             words = encode_raw(spec, raw)
         await self.link.write_registers(self.plan.unit, spec.address, words, self.plan.timeout)
+
+
+class GroupPoller(_Poller[GroupPlan, list[Sample]]):
+    """The devices behind one unit, read with one merged plan; each device still gets its own
+    Sample (its points, their quality), status and stats through its DevicePoller.
+
+    The devices share the fate of the requests: a silent unit makes every device offline, a
+    request failing with an exception makes the points it carried bad, each device counting it.
+    A refusal is pinned to one point's registers as for one device, and learned and logged for
+    the device owning them; the others' points are read around it. ``stats`` are the group's
+    (its wire requests); each device's ``stats.requests`` counts the requests of the polls it
+    took part in."""
+
+    def __init__(
+        self,
+        plan: GroupPlan,
+        members: Sequence[DevicePoller],
+        link: Link,
+        emit: Callable[[Sample], None],
+    ) -> None:
+        if [m.plan for m in members] != list(plan.members):
+            raise ValueError("a group's pollers must be its plan's members, in its order")
+        super().__init__(plan, link)
+        self.emit = emit
+        self.members = tuple(members)
+        # Each device with its points' (name in the merged plan, own name).
+        self._keys = [
+            (member, [(member_key(i, s.name), s.name) for s in member.plan.specs])
+            for i, member in enumerate(self.members)
+        ]
+        self._owner = {key: member for member, keys in self._keys for key, _name in keys}
+        self._counted = 0  # the group's requests already added to its devices' stats
+
+    def _owners(self, req: ReadRequest) -> dict[DevicePoller, list[str]]:
+        """The devices with points in ``req``, in group order, with those points' names."""
+        out: dict[DevicePoller, list[str]] = {}
+        for spec in req.points:
+            out.setdefault(self._owner[spec.name], []).append(_own_name(spec.name))
+        return {m: out[m] for m in self.members if m in out}
+
+    def _link_problem(self, reason: str, message: str) -> None:
+        for member in self.members:
+            member._link_problem(reason, message)
+
+    def _request_failed(self, req: ReadRequest, what: str, exc: ModbusError) -> None:
+        for member in self._owners(req):
+            member._request_failed(req, what, exc)
+
+    def _decode_failed(self, name: str, exc: Exception) -> None:
+        self._owner[name]._decode_failed(_own_name(name), exc)
+
+    def _refused(self, req: ReadRequest, exc: ModbusExceptionResponse, reason: str) -> None:
+        for member, points in self._owners(req).items():
+            member._note_refused(req, exc, reason, points)
+
+    def _answered_apart(self, req: ReadRequest, kept: Sequence[ReadRequest]) -> None:
+        owners = list(self._owners(req))
+        who = ", ".join(m.plan.device for m in owners)
+        for n, member in enumerate(owners):
+            member._note_apart(req, kept, who, log_it=n == 0)  # one event, logged once
+
+    def _forget_refusals(self) -> None:
+        for member in self.members:
+            member._forget_refusals()
+
+    def _account(self) -> int:
+        """The group's requests since the last poll was accounted."""
+        requests = self.stats.requests - self._counted
+        self._counted = self.stats.requests
+        return requests
+
+    def _share(self, member: DevicePoller, requests: int) -> None:
+        stats = member.stats
+        stats.polls += 1
+        stats.requests += requests
+        stats.last_poll_s = self.stats.last_poll_s
+
+    def _silent(self, ts: int, error: ModbusError) -> list[Sample]:
+        self.stats.online, self.stats.last_error = False, str(error)
+        requests = self._account()
+        out = []
+        for member in self.members:
+            self._share(member, requests)
+            member.stats.failed_polls += 1
+            out.append(member._silent(ts, error))
+        return out
+
+    def _answered(self, ts: int, raws: dict[str, Raw], failed: dict[str, str]) -> list[Sample]:
+        self.stats.online = True
+        self.stats.last_ok_ns = ts
+        requests = self._account()
+        out = []
+        for member, keys in self._keys:
+            self._share(member, requests)
+            own = {name: raws[key] for key, name in keys if key in raws}
+            bad = {name: failed[key] for key, name in keys if key in failed} if failed else {}
+            out.append(member._answered(ts, own, bad))
+        return out
+
+    def _deliver(self, out: list[Sample]) -> None:
+        for sample in out:
+            self.emit(sample)
+
+    def _set_online(self, online: bool, error: str) -> None:
+        self.stats.online = online
+        if error:
+            self.stats.last_error = error
+        for member in self.members:
+            member._set_online(online, error)
+
+    def _poll_failed(self, exc: Exception) -> None:
+        for member in self.members:
+            member._count("internal", f"{member.plan.device}: poll failed: {exc!r}")
+        self._set_online(False, repr(exc))
+
+    def _overrun(self) -> None:
+        self.stats.overruns += 1
+        for member in self.members:
+            member.stats.overruns += 1
+
+
+def _own_name(key: str) -> str:
+    """A point's own name from its name in a group's plan (see member_key)."""
+    return key.partition(":")[2]
 
 
 _FC_READ = {Function.COIL: 1, Function.DISCRETE: 2, Function.HOLDING: 3, Function.INPUT: 4}
