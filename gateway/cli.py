@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from drivers.modbus.codec import label
-from drivers.modbus.driver import ModbusDevice, ModbusDriver, device_plan
+from drivers.modbus.driver import ModbusDevice, ModbusDriver, poll_plans
 from drivers.registry import DRIVERS
 from gateway.alarm_store import AlarmStore
 from gateway.cli_duty import add_duty_commands
@@ -65,7 +65,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     loaded = load_site(path, mqtt=mqtt)
     # The plans only: a driver would open serial ports, which needs a running event loop
     # (and check connects to nothing).
-    requests = sum(len(device_plan(d).requests) for d in _modbus_devices(loaded))
+    requests = sum(len(p.requests) for p in poll_plans(_modbus_devices(loaded)))
     print(
         f"{args.site}: ok — site {loaded.site.site.id}, {len(loaded.site.devices)} devices, "
         f"{len(loaded.profiles)} profiles, {requests} Modbus requests per poll cycle"

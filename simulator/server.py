@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import logging
 import math
 import socket
@@ -232,6 +233,10 @@ class _UnitImage:
         self.valid: dict[Function, set[int]] = {}
         self.writable: dict[Function, set[int]] = {}
         self.owner: dict[tuple[Function, int], SimulatedDevice] = {}
+        # Registers between the devices of one unit id (a CoolMasterNet's indoor units): a
+        # read that starts on a device's register reads them as 0xFFFF; one that starts there,
+        # or a write to them, is refused (illegal data address), as the real gateway answers.
+        self.reserved: dict[Function, set[int]] = {}
         for function in _TABLE_ORDER:
             valid: set[int] = set()
             for dev in self.devices:
@@ -251,16 +256,41 @@ class _UnitImage:
             self.writable[function] = set().union(
                 *(d.writable_addresses(function) for d in self.devices)
             )
+            self.reserved[function] = self._between(function) if not function.is_bit else set()
         self.sim_device = SimDevice(
             id=unit,
             simdata=(
                 self._bit_table(self.valid[Function.COIL]),
                 self._bit_table(self.valid[Function.DISCRETE]),
-                self._register_table(self.valid[Function.HOLDING]),
-                self._register_table(self.valid[Function.INPUT]),
+                self._register_table(
+                    self.valid[Function.HOLDING] | self.reserved[Function.HOLDING]
+                ),
+                self._register_table(self.valid[Function.INPUT] | self.reserved[Function.INPUT]),
             ),
             action=self._action,
         )
+
+    def _between(self, function: Function) -> set[int]:
+        spans = sorted(
+            (min(a), max(a)) for a in (d.table_addresses(function) for d in self.devices) if a
+        )
+        out: set[int] = set()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            out.update(range(end + 1, start))
+        return out
+
+    def check_reserved(self, pdu: ModbusPDU) -> ExcCodes | None:
+        """A register access that starts on a reserved register, or writes one: refused."""
+        function = _FC_TABLE.get(pdu.function_code)
+        if function is None or function.is_bit or not self.reserved[function]:
+            return None
+        if pdu.address in self.reserved[function]:
+            return ExcCodes.ILLEGAL_ADDRESS
+        if pdu.function_code in (6, 16, 22, 23):
+            count = 1 if pdu.function_code in (6, 22) else len(getattr(pdu, "registers", [])) or 1
+            if self.reserved[function] & set(range(pdu.address, pdu.address + count)):
+                return ExcCodes.ILLEGAL_ADDRESS
+        return None
 
     # Bit tables: pymodbus keeps bits 16 to a register and marks validity per register, so
     # unmapped bits inside the block are rejected by `check_bits` instead.
@@ -319,6 +349,8 @@ class _UnitImage:
         for dev in self.devices:
             for a, word in dev.image(function).items():
                 _store(function, start_address, registers, a, word)
+        for a in self.reserved.get(function, ()):
+            _store(function, start_address, registers, a, 0xFFFF)
         return None
 
     def _write(
@@ -437,7 +469,7 @@ class _Handler(ServerRequestHandler):
                 return
             if unit.delay > 0:
                 await asyncio.sleep(unit.delay)
-            code = unit.check_bits(pdu)
+            code = unit.check_bits(pdu) or unit.check_reserved(pdu)
             if code is not None:
                 response = ExceptionResponse(pdu.function_code, code)
             else:

@@ -325,6 +325,38 @@ def test_units_sharing_an_id_differ_by_base() -> None:
     run(body)
 
 
+def test_registers_between_units_of_one_id_read_as_ffff() -> None:
+    """As a CoolMasterNet answers: a read that starts on a unit's register runs over the
+    reserved registers up to the next unit as 0xFFFF; one that starts on a reserved register,
+    or a write to one, is refused."""
+
+    async def body() -> None:
+        cm = profile("coolmaster_indoor")
+        clock = SimClock(start=WEEKDAY_10AM)
+        a = AcUnit(cm, clock, on=True, setpoint=23.0)
+        b = AcUnit(cm, clock, on=False, setpoint=27.0)
+        first = SimulatedDevice(cm, a, 1, base=16)
+        devices = [first, SimulatedDevice(cm, b, 1, base=64)]
+        end = max(first.table_addresses(Function.HOLDING))
+        async with await serve(devices) as server:
+            client = StreamClient(server.host, server.port, "tcp")
+            words = await client.read(1, 3, 16, 64 - 16 + 4, TIMEOUT)
+            assert words is not None
+            assert words[end - 16 + 1 : 64 - 16] == [0xFFFF] * (64 - end - 1)
+            assert words[2:4] == [230, 1]
+            assert words[64 - 16 + 2 : 64 - 16 + 4] == [270, 0]
+            for call in (
+                client.read(1, 3, end + 1, 2, TIMEOUT),
+                client.write_registers(1, end + 1, [1], TIMEOUT),
+            ):
+                with pytest.raises(ModbusExceptionResponse) as info:
+                    await call
+                assert info.value.code == 2
+            client.close()
+
+    run(body)
+
+
 def test_bits_coils_and_discrete_inputs() -> None:
     """Tables no demo profile uses: coils, discrete inputs, bools packed into a register."""
     relay = Profile.model_validate(
