@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from core.types import Sample
 from gateway.bus import Bus
 from gateway.influx_writer import Batch, Writer
-from gateway.lineproto import LineEncoder, alarm_line, audit_line, record_line
-from gateway.messages import AlarmTransition, AuditRecord, Health
+from gateway.lineproto import LineEncoder, alarm_line, audit_line, console_line, record_line
+from gateway.messages import AlarmTransition, AuditRecord, ConsoleEvent, Health
 from rules.model import Record
 
 HEALTH_DEVICE = "_gateway"  # the encoder's key for the `gateway` measurement
@@ -48,6 +48,7 @@ class InfluxSink:
         bus.subscribe(AuditRecord, self.offer_audit, name="influx")
         bus.subscribe(Health, self.offer_health, name="influx")
         bus.subscribe(Record, self.offer_record, name="influx")
+        bus.subscribe(ConsoleEvent, self.offer_console, name="influx")
 
     def offer(self, sample: Sample) -> None:
         line = self.encoder.encode(sample)
@@ -66,6 +67,9 @@ class InfluxSink:
         line = record_line(self.site_id, record)
         if line is not None:
             self._append(line)
+
+    def offer_console(self, event: ConsoleEvent) -> None:
+        self._append(console_line(self.site_id, event))
 
     def offer_health(self, health: Health) -> None:
         self.offer(Sample(HEALTH_DEVICE, health.ts, health.values))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from core.field_types import FieldType
 from core.text import shorten
 from core.types import Sample, Value
-from gateway.messages import AlarmTransition, AuditRecord
+from gateway.messages import AlarmTransition, AuditRecord, ConsoleEvent
 from rules.model import Record
 
 # Line protocol has no escape for a newline: it becomes an (escaped) space.
@@ -107,6 +107,27 @@ def record_line(site: str, record: Record) -> str | None:
     prefix = series_prefix(record.measurement, {**record.tags, "site": site})
     body = ",".join(f"{escape_tag(k)}={format_field(v)}" for k, v in fields.items())
     return f"{prefix} {body} {record.ts}"
+
+
+def console_line(site: str, event: ConsoleEvent) -> str:
+    """The `console` measurement: logins, logouts, acknowledgements and shelvings done at the
+    duty console or through its API. Tags are the action and its outcome (a few words each);
+    who, from where and which alarm are fields: names typed at a login form come from outside
+    and must not make series."""
+    prefix = series_prefix(
+        "console",
+        {"site": site, "action": event.action[:32], "outcome": event.outcome[:32]},
+    )
+    fields: dict[str, Value] = {"who": shorten(event.who, 80), "via": event.via[:16]}
+    for name, value, limit in (
+        ("alarm_id", event.alarm_id, 128),
+        ("address", event.address, 64),
+        ("detail", event.detail, 300),
+    ):
+        if value:
+            fields[name] = shorten(value, limit)
+    body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())
+    return f"{prefix} {body} {event.ts}"
 
 
 _ALARM_PLACE_TAGS = ("building", "floor", "zone")

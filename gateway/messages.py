@@ -34,6 +34,23 @@ class AlarmTransition:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleEvent:
+    """Something done at the duty console or through its API, and what came of it: a login
+    (ok, failed, locked, busy), a logout, an acknowledgement or a shelving (ok, already,
+    unknown, refused). Who did it is as the alarm history records it (`console:<user>`,
+    `api:<client>[:<person>]`); for a login that failed, the name that was typed."""
+
+    ts: int  # ns; one console never gives two of its events the same
+    who: str
+    action: str  # login | logout | ack | shelve
+    outcome: str
+    alarm_id: str = ""
+    address: str = ""  # the client's address
+    via: str = "page"  # page | api | link
+    detail: str = ""  # a shelving's duration and reason, a refusal's why
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     """The gateway's own counters, now and then (measurement `gateway`)."""
 

@@ -1,13 +1,17 @@
 """The duty console in a real browser: Debian's chromium, headless, driven by selenium through
-Debian's chromedriver, against a console over a real AlarmService and its SQLite store."""
+Debian's chromedriver, against a console over a real AlarmService and its SQLite store, and
+the patrol rounds page fed by the real patrol rule."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,13 +58,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def drive(base: str, profile: Path, forged: str, good_link: str) -> dict[str, object]:
-    """The whole visit, synchronous as selenium is (run in a thread beside the console)."""
+@contextlib.contextmanager
+def chromium(profile: Path, seen: dict[str, object]) -> Iterator[Any]:
+    """Headless chromium at a phone's size; quits (and stops chromedriver) on the way out,
+    then notes in `seen["driver_stopped"]` whether chromedriver is gone."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -80,13 +83,42 @@ def drive(base: str, profile: Path, forged: str, good_link: str) -> dict[str, ob
         options.add_argument(flag)
     service = Service(executable_path=str(CHROMEDRIVER), port=free_port())
     browser = webdriver.Chrome(service=service, options=options)
-    seen: dict[str, object] = {}
     try:
+        yield browser
+    finally:
+        browser.quit()  # stops chromedriver too
+    seen["driver_stopped"] = service.process is None or service.process.poll() is not None
+
+
+def log_in(browser: Any, base: str, user: str = "wang", password: str = PASSWORD) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{base}/login")
+    browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+    WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.TAG_NAME, "nav")))
+
+
+def overflow(browser: Any) -> int:
+    """How much wider than the window the page is (0: no sideways scrolling on a phone)."""
+    # clientWidth, not innerWidth: a long page's vertical scrollbar takes its share.
+    width = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    return int(browser.execute_script(f"return {width}"))
+
+
+def drive(base: str, profile: Path, forged: str, good_link: str) -> dict[str, object]:
+    """The whole visit, synchronous as selenium is (run in a thread beside the console)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    seen: dict[str, object] = {}
+    with chromium(profile, seen) as browser:
         wait = WebDriverWait(browser, 15)
-        browser.get(f"{base}/login")
-        browser.find_element(By.ID, "user").send_keys("wang")
-        browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+        log_in(browser, base)
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "article.alarm")))
         red = browser.find_element(By.CSS_SELECTOR, f"article[data-alarm='{RED}']")
         seen["first"] = browser.find_element(By.CSS_SELECTOR, "article.alarm").get_attribute(
@@ -94,9 +126,7 @@ def drive(base: str, profile: Path, forged: str, good_link: str) -> dict[str, ob
         )
         seen["red_text"] = red.text
         seen["red_border"] = red.value_of_css_property("border-left-color")
-        seen["overflow"] = browser.execute_script(
-            "return document.documentElement.scrollWidth - window.innerWidth"
-        )
+        seen["overflow"] = overflow(browser)
         red.find_element(By.CSS_SELECTOR, "form button").click()
         wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".flash"), "已确认"))
         red = browser.find_element(By.CSS_SELECTOR, f"article[data-alarm='{RED}']")
@@ -114,9 +144,6 @@ def drive(base: str, profile: Path, forged: str, good_link: str) -> dict[str, ob
         browser.get(f"{base}{good_link}")
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "Acknowledged."))
         seen["link"] = browser.find_element(By.TAG_NAME, "main").text
-    finally:
-        browser.quit()  # stops chromedriver too
-    seen["driver_stopped"] = service.process is None or service.process.poll() is not None
     return seen
 
 
@@ -192,3 +219,61 @@ async def test_duty_officer_logs_in_and_acknowledges_the_red_alarm(tmp_path: Pat
         acks = {(h.alarm_id, h.by) for h in saved.history() if h.what == "acked"}
         assert acks == {(RED, "console:wang"), (YELLOW, "console:wang")}
         assert saved.load().get(RED).acked_by == "console:wang"  # type: ignore[union-attr]
+
+
+# -- patrol rounds ------------------------------------------------------------------------------
+
+GREEN, YELLOW_RGB, ORANGE, RED_RGB = (46, 125, 50), (249, 168, 37), (239, 108, 0), (198, 40, 40)
+
+
+def rgb(css: str) -> tuple[int, ...]:
+    """'rgb(1, 2, 3)' or 'rgba(1, 2, 3, 1)' -> (1, 2, 3)."""
+    return tuple(int(part) for part in css[css.index("(") + 1 : -1].split(",")[:3])
+
+
+def visit_rounds(base: str, profile: Path) -> dict[str, object]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    seen: dict[str, object] = {}
+    with chromium(profile, seen) as browser:
+        wait = WebDriverWait(browser, 15)
+        log_in(browser, base)
+        browser.find_element(By.LINK_TEXT, "巡查").click()
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "article.round")))
+        rounds = browser.find_elements(By.CSS_SELECTOR, "article.round")
+        seen["borders"] = [rgb(r.value_of_css_property("border-left-color")) for r in rounds]
+        seen["first"] = rounds[0].text
+        seen["badges"] = {
+            b.text: rgb(b.value_of_css_property("background-color"))
+            for b in browser.find_elements(By.CSS_SELECTOR, "article.round .badge")
+        }
+        seen["overflow"] = overflow(browser)
+        browser.find_element(By.LINK_TEXT, "English").click()
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Patrol rounds"))
+        seen["english"] = browser.find_element(By.TAG_NAME, "main").text
+    return seen
+
+
+async def test_the_patrol_rounds_page_on_a_phone(tmp_path: Path) -> None:
+    from tests.test_console_rounds import running_console, two_days
+
+    patrol = two_days()
+    async with running_console(tmp_path, patrol.board, patrol.clock) as console:
+        seen = await asyncio.to_thread(visit_rounds, console.url, tmp_path / "chromium")
+
+    # Today: 22:00 late (still going), 14:00 out of order, 09:00 fine; yesterday: all missed.
+    assert seen["borders"] == [YELLOW_RGB, ORANGE, GREEN, RED_RGB, RED_RGB, RED_RGB]
+    first = str(seen["first"])
+    assert "夜间外围巡查" in first
+    assert "进行中" in first
+    assert "2. 地下车库" in first
+    assert "22:26:00" in first
+    badges = seen["badges"]
+    assert isinstance(badges, dict)
+    assert (badges["准时"], badges["迟到"], badges["漏巡"]) == (GREEN, YELLOW_RGB, RED_RGB)
+    assert badges["顺序错误"] == ORANGE
+    assert seen["overflow"] == 0, "the rounds page is wider than a phone"
+    assert "Yesterday · 2025-10-13" in str(seen["english"])
+    assert seen["driver_stopped"]

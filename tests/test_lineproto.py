@@ -1,9 +1,10 @@
-"""Line protocol encoding of Samples."""
+"""Line protocol encoding of Samples, and of the console's events."""
 
 from __future__ import annotations
 
 from core.types import Sample
-from gateway.lineproto import LineEncoder, escape_tag, format_field, series_prefix
+from gateway.lineproto import LineEncoder, console_line, escape_tag, format_field, series_prefix
+from gateway.messages import ConsoleEvent
 
 
 def test_prefix_sorts_and_escapes_tags() -> None:
@@ -77,3 +78,25 @@ def test_text_never_breaks_a_line() -> None:
         encoded = format_field(text)
         assert "\n" not in encoded
         assert "\r" not in encoded
+
+
+def test_console_events_keep_people_and_addresses_out_of_the_tags() -> None:
+    typed = 'mallory, "admin"=1\nx' + "y" * 200  # a name typed at the login form
+    failed = ConsoleEvent(5, typed, "login", "failed", address="10.0.8.7", detail="unknown user")
+    line = console_line("city hall", failed)
+    prefix = r"console,action=login,outcome=failed,site=city\ hall "
+    assert line.startswith(prefix)
+    assert line.endswith(" 5")
+    assert "\n" not in line  # one line whatever was typed
+    fields = line.removeprefix(prefix)
+    assert fields.startswith('who="mallory, \\"admin\\"=1\\nx')
+    assert 'address="10.0.8.7"' in fields
+    assert 'detail="unknown user"' in fields
+    assert "alarm_id" not in fields  # empty fields are left out
+    assert len(line) < 200  # who is cut
+
+    ack = ConsoleEvent(7, "api:bot:wang", "ack", "ok", alarm_id="doors.door-archive", via="api")
+    assert console_line("t1", ack) == (
+        'console,action=ack,outcome=ok,site=t1 who="api:bot:wang",via="api",'
+        'alarm_id="doors.door-archive" 7'
+    )

@@ -2,7 +2,8 @@
 
 The integrator's entry points: `ConsoleConfig` (the site file's `console:`), `ServiceDesk`
 (the gateway's alarms and devices), `Console` (start/stop, sign_link, stats/health) and
-`hash_password` (for a CLI command that writes a user's `password_hash:`).
+`hash_password` (for a CLI command that writes a user's `password_hash:`), `RoundsBoard`
+(today's patrol rounds, from the bus).
 
 Imported lazily: the site model imports `gateway.console.config`, and the server and desk
 import the alarm service, which imports the site model.
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from gateway.console.desk import ServiceDesk as ServiceDesk
     from gateway.console.passwords import hash_password as hash_password
     from gateway.console.passwords import verify_password as verify_password
+    from gateway.console.rounds import RoundsBoard as RoundsBoard
     from gateway.console.server import Console as Console
     from gateway.console.server import ConsoleError as ConsoleError
 
@@ -38,6 +40,7 @@ _HOMES = {
     "ServiceDesk": "desk",
     "hash_password": "passwords",
     "verify_password": "passwords",
+    "RoundsBoard": "rounds",
     "Console": "server",
     "ConsoleError": "server",
 }

@@ -7,7 +7,7 @@ import hashlib
 
 CSS = """\
 :root{--red:#c62828;--orange:#ef6c00;--yellow:#f9a825;--blue:#1565c0;--ink:#1b1b1b;
---muted:#5f6368;--line:#dadce0;--bg:#f6f7f9}
+--green:#2e7d32;--muted:#5f6368;--line:#dadce0;--bg:#f6f7f9}
 *{box-sizing:border-box}
 body{margin:0;font:16px/1.45 system-ui,-apple-system,"PingFang SC","Noto Sans CJK SC",
 "Microsoft YaHei",sans-serif;color:var(--ink);background:var(--bg)}
@@ -45,6 +45,23 @@ border-radius:6px;padding:.6rem .8rem;margin:.5rem 0}
 .alarm .text{margin:.35rem 0;font-size:1.05rem}
 .alarm .meta{color:var(--muted);font-size:.9rem;margin:.2rem 0}
 .overdue{color:var(--red);font-weight:600}
+.round{background:#fff;border:1px solid var(--line);border-left:8px solid var(--line);
+border-radius:6px;padding:.6rem .8rem;margin:.5rem 0}
+.round .head{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center;font-size:.9rem}
+.round .text{margin:.35rem 0;font-size:1.05rem}
+.round .meta{color:var(--muted);font-size:.9rem;margin:.2rem 0}
+.round.r-ok{border-left-color:var(--green)}
+.round.r-late{border-left-color:var(--yellow)}
+.round.r-out_of_order{border-left-color:var(--orange)}
+.round.r-missed{border-left-color:var(--red)}
+.badge.r-ok,.badge.c-on_time{background:var(--green)}
+.badge.r-late,.badge.c-late{background:var(--yellow);color:#222}
+.badge.r-out_of_order,.badge.c-out_of_order{background:var(--orange)}
+.badge.r-missed,.badge.c-missed{background:var(--red)}
+.badge.c-pending,.badge.c-skipped{background:#78909c}
+.cps{list-style:none;margin:.4rem 0 0;padding:0}
+.cps li{border-top:1px solid var(--line);padding:.3rem 0;font-size:.92rem;
+overflow-wrap:anywhere}
 .actions{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin-top:.4rem}
 .actions form{margin:0}
 button.primary,input[type=submit]{background:#263238;color:#fff;border:0;border-radius:6px;

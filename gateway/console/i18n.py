@@ -13,6 +13,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "nav_alarms": ("当前告警", "Alarms"),
     "nav_history": ("告警历史", "History"),
     "nav_devices": ("设备状态", "Devices"),
+    "nav_rounds": ("巡查", "Patrols"),
     "nav_system": ("系统", "System"),
     "switch": ("English", "中文"),
     "logout": ("退出", "Log out"),
@@ -88,6 +89,50 @@ WORDS: dict[str, tuple[str, str]] = {
     "api_clients": ("接口客户端", "API clients"),
     "scopes": ("权限", "Scopes"),
     "refresh": ("刷新", "Refresh"),
+    "rounds_title": ("巡查记录", "Patrol rounds"),
+    "no_routes": ("本站没有巡查路线。", "No patrol routes at this site."),
+    "today": ("今天", "Today"),
+    "yesterday": ("昨天", "Yesterday"),
+    "no_rounds": ("没有巡查记录。", "No rounds recorded."),
+    "rounds_since": (
+        "网关 {since} 启动，此前的记录见数据库。",
+        "The gateway started at {since}; earlier rounds are in the database.",
+    ),
+    "routes": ("巡查路线", "Routes"),
+    "scheduled": ("计划开始", "scheduled"),
+    "guard": ("巡查人", "guard"),
+    "not_watched": (
+        "此轮开始时网关未运行，不作判定。",
+        "The gateway was not running when this round opened: not judged.",
+    ),
+    "checkpoint": ("巡查点", "Checkpoint"),
+}
+
+RESULT_NAMES: dict[str, tuple[str, str]] = {
+    "ok": ("正常", "ok"),
+    "late": ("迟到", "late"),
+    "out_of_order": ("顺序错误", "out of order"),
+    "missed": ("漏巡", "missed"),
+}
+
+CHECKPOINT_NAMES: dict[str, tuple[str, str]] = {
+    "pending": ("待巡", "pending"),
+    "on_time": ("准时", "on time"),
+    "late": ("迟到", "late"),
+    "skipped": ("被跳过", "skipped"),
+    "out_of_order": ("顺序错误", "out of order"),
+    "missed": ("漏巡", "missed"),
+}
+
+ROUND_STATES: dict[str, tuple[str, str]] = {
+    "open": ("进行中", "in progress"),
+    "closed": ("已结束", "finished"),
+}
+
+DAY_TYPES: dict[str, tuple[str, str]] = {
+    "workday": ("工作日", "workday"),
+    "restday": ("休息日", "rest day"),
+    "holiday": ("节假日", "holiday"),
 }
 
 GRADE_NAMES: dict[str, tuple[str, str]] = {

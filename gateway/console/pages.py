@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, datetime, tzinfo
 from html import escape
 from urllib.parse import urlencode
 
@@ -19,8 +19,12 @@ from gateway.console.assets import CSS_PATH, JS_PATH
 from gateway.console.config import ApiClient, ConsoleUser
 from gateway.console.desk import DeskAlarm, HistoryPage, HistoryQuery
 from gateway.console.i18n import (
+    CHECKPOINT_NAMES,
+    DAY_TYPES,
     GRADE_NAMES,
+    RESULT_NAMES,
     ROLE_NAMES,
+    ROUND_STATES,
     SHELVE_CHOICES,
     STATE_NAMES,
     WHAT_NAMES,
@@ -30,6 +34,7 @@ from gateway.console.i18n import (
     named,
     tr,
 )
+from gateway.console.rounds import PatrolRound
 from rules.alarms import GRADES
 
 
@@ -55,6 +60,7 @@ class View:
     now: float
     user: ConsoleUser | None = None
     csrf: str = ""
+    patrol: bool = False  # the site has patrol routes: the nav links their page
 
     def switch_href(self) -> str:
         other = "en" if self.lang == "zh" else "zh"
@@ -74,6 +80,8 @@ def layout(view: View, title: str, body: str, *, nav: str = "", refresh: int = 0
             ("/history", "nav_history"),
             ("/devices", "nav_devices"),
         ]
+        if view.patrol:
+            items.insert(1, ("/rounds", "nav_rounds"))
         if view.user.role == "admin":
             items.append(("/system", "nav_system"))
         links = (
@@ -307,6 +315,77 @@ def history_page(
         f"{history_table(view, page.entries, texts)}<p>{pager}</p>"
     )
     return layout(view, tr(lang, "nav_history"), body, nav="nav_history")
+
+
+# -- patrol rounds ----------------------------------------------------------------------------
+
+
+def _start_label(start: float, tz: tzinfo, day: date) -> str:
+    moment = datetime.fromtimestamp(start, tz)
+    return moment.strftime("%H:%M" if moment.date() == day else "%m-%d %H:%M")
+
+
+def round_card(view: View, r: PatrolRound, day: date) -> str:
+    lang = view.lang
+    meta = [
+        f"{tr(lang, 'scheduled')} {_start_label(r.start, view.tz, day)}",
+        esc(named(lang, DAY_TYPES, r.day_type)) if r.day_type else "",
+        f"{tr(lang, 'guard')} {esc(r.guard)}" if r.guard else "",
+    ]
+    points = []
+    for cp in r.checkpoints:
+        label = esc(cp.name or cp.device)
+        device = f' <span class="muted">{esc(cp.device)}</span>' if cp.name else ""
+        when = f" · {esc(clock(cp.at, view.tz, view.now))}" if cp.at is not None else ""
+        card = f' · <span class="muted">{esc(cp.card)}</span>' if cp.card else ""
+        points.append(
+            f'<li class="c-{esc(cp.status)}"><span class="badge c-{esc(cp.status)}">'
+            f"{esc(named(lang, CHECKPOINT_NAMES, cp.status))}</span> "
+            f"{cp.n}. {label}{device}{when}{card}</li>"
+        )
+    unwatched = "" if r.watched else f'<p class="meta">{tr(lang, "not_watched")}</p>'
+    return (
+        f'<article class="round r-{esc(r.result)} st-{esc(r.state)}" '
+        f'data-route="{esc(r.route)}" data-start="{int(r.start)}">'
+        f'<div class="head"><span class="badge r-{esc(r.result)}">'
+        f"{esc(named(lang, RESULT_NAMES, r.result))}</span>"
+        f'<span class="state">{esc(named(lang, ROUND_STATES, r.state))}</span></div>'
+        f'<p class="text">{esc(r.name)}</p>'
+        f'<p class="meta">{" · ".join(m for m in meta if m)}</p>{unwatched}'
+        f'<ol class="cps">{"".join(points)}</ol></article>'
+    )
+
+
+def rounds_page(
+    view: View,
+    days: Sequence[tuple[date, Sequence[PatrolRound]]] | None,
+    since: float | None = None,
+    routes: Sequence[str] = (),
+) -> str:
+    """Yesterday's and today's rounds; `days` None: the site has no patrol routes."""
+    lang = view.lang
+    title = tr(lang, "rounds_title")
+    if days is None:
+        body = f'<h1>{title}</h1><p class="box">{tr(lang, "no_routes")}</p>'
+        return layout(view, title, body, nav="nav_rounds")
+    parts = [f"<h1>{title}</h1>"]
+    if routes:
+        parts.append(f'<p class="meta">{tr(lang, "routes")}: {esc("、".join(routes))}</p>')
+    first_day = days[-1][0] if days else None
+    if since is not None and first_day is not None:
+        started = datetime.fromtimestamp(since, view.tz).date()
+        if started >= first_day:  # the board missed rounds of the days shown
+            at = esc(clock(since, view.tz, view.now))
+            parts.append(f'<p class="muted">{tr(lang, "rounds_since", since=at)}</p>')
+    for index, (day, rounds) in enumerate(days):
+        heading = tr(lang, "today" if index == 0 else "yesterday")
+        parts.append(f'<section id="d-{day.isoformat()}"><h2>{heading} · {day.isoformat()}</h2>')
+        if rounds:
+            parts.extend(round_card(view, r, day) for r in rounds)
+        else:
+            parts.append(f'<p class="box">{tr(lang, "no_rounds")}</p>')
+        parts.append("</section>")
+    return layout(view, title, "".join(parts), nav="nav_rounds", refresh=60)
 
 
 # -- devices, system ----------------------------------------------------------------------------

@@ -15,12 +15,14 @@ from gateway.console import assets, pages
 from gateway.console.config import ConsoleConfig
 from gateway.console.desk import AlarmDesk
 from gateway.console.links import LinkSigner
+from gateway.console.rounds import RoundsBoard
 from gateway.console.sessions import SessionStore
 from gateway.console.state import LANG_COOKIE, ConsoleState, token_digest
 from gateway.console.throttle import LoginThrottle, ThrottlePolicy
 from gateway.console.web_api import ApiHandlers, answer
 from gateway.console.web_links import LinkHandlers
 from gateway.console.web_pages import Abort, PageHandlers, html, stats_of
+from gateway.messages import ConsoleEvent
 
 log = logging.getLogger("guanjia.console")
 
@@ -59,7 +61,11 @@ class Console:
         base_dir: Path | None = None,
         timezone: str = "Asia/Shanghai",
         clock: Callable[[], float] = time.time,
+        rounds: RoundsBoard | None = None,
+        publish: Callable[[ConsoleEvent], None] | None = None,
     ) -> None:
+        """`rounds`: the patrol rounds board (None: the site has no patrol routes);
+        `publish`: where logins, logouts, acknowledgements and shelvings go (the bus)."""
         self.config = config
         base = base_dir or Path.cwd()
         self.state = ConsoleState(
@@ -81,7 +87,10 @@ class Console:
                 )
             ),
             tls=config.tls is not None,
+            rounds=rounds,
         )
+        if publish is not None:
+            self.state.publish = publish
         for i, client in enumerate(config.api_clients):
             token = _resolve(resolve, client.token, f"console.api_clients[{i}].token")
             if len(token) < 24:
@@ -228,7 +237,10 @@ class Console:
     # -- figures ----------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        return stats_of(self.state)
+        stats = stats_of(self.state)
+        if self.state.rounds is not None:
+            stats.update(self.state.rounds.stats())
+        return stats
 
     def health(self) -> dict[str, int]:
         out = {f"console_{k}": v for k, v in self.stats().items()}

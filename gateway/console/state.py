@@ -16,8 +16,10 @@ from gateway.console.desk import AlarmDesk
 from gateway.console.i18n import Lang
 from gateway.console.links import LinkSigner
 from gateway.console.pages import View
+from gateway.console.rounds import RoundsBoard
 from gateway.console.sessions import Session, SessionStore
 from gateway.console.throttle import LoginThrottle
+from gateway.messages import ConsoleEvent
 
 SESSION_COOKIE = "gj_session"
 LOGIN_COOKIE = "gj_login"  # the login form's own CSRF token, before there is a session
@@ -42,7 +44,24 @@ COUNTERS = (
     "shelves",
     "link_acks",
     "links_refused",
+    "events",
 )
+
+# What a desk's answer means for the audit trail (the `outcome` tag: a few words only).
+DESK_OUTCOMES = {
+    "acked": "ok",
+    "shelved": "ok",
+    "already acknowledged": "already",
+    "unknown alarm": "unknown",
+}
+
+
+def desk_outcome(answer: str) -> str:
+    return DESK_OUTCOMES.get(answer, "refused")
+
+
+def _no_publish(_event: ConsoleEvent) -> None:
+    pass
 
 
 def token_digest(token: str) -> bytes:
@@ -64,6 +83,39 @@ class ConsoleState:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
     tls: bool = False
+    rounds: RoundsBoard | None = None
+    # Where the console's events go: the gateway's bus, so the InfluxDB sink stores them.
+    publish: Callable[[ConsoleEvent], None] = _no_publish
+    _last_event_ns: int = 0
+
+    def event(
+        self,
+        request: web.Request,
+        action: str,
+        outcome: str,
+        who: str,
+        *,
+        alarm_id: str = "",
+        via: str = "page",
+        detail: str = "",
+    ) -> None:
+        """Tell the audit trail what was done here (a login, an ack...) and what came of it."""
+        # Never two at one instant: InfluxDB would keep only the last of a series' points.
+        ts = max(round(self.clock() * 1e9), self._last_event_ns + 1)
+        self._last_event_ns = ts
+        self.counts["events"] += 1
+        self.publish(
+            ConsoleEvent(
+                ts=ts,
+                who=who,
+                action=action,
+                outcome=outcome,
+                alarm_id=alarm_id,
+                address=request.remote or "",
+                via=via,
+                detail=detail,
+            )
+        )
 
     def lang(self, request: web.Request) -> Lang:
         asked = request.query.get("lang") or request.cookies.get(LANG_COOKIE)
@@ -91,4 +143,5 @@ class ConsoleState:
             now=self.clock(),
             user=self.user(session),
             csrf=session.csrf if session is not None else "",
+            patrol=self.rounds is not None,
         )

@@ -15,7 +15,7 @@ from core.config_types import parse_duration
 from gateway.alarm_store import HistoryEntry
 from gateway.console.config import ApiClient, Scope
 from gateway.console.desk import DeskAlarm, HistoryQuery
-from gateway.console.state import ConsoleState, token_digest
+from gateway.console.state import ConsoleState, desk_outcome, token_digest
 from gateway.console.web_pages import Abort, history_query
 
 _PERSON = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -75,16 +75,40 @@ class ApiHandlers:
         ]
 
     def _client(self, request: web.Request, scope: Scope) -> ApiClient:
+        """The client of the bearer token, with `scope`; else the refusal (of an ack or a
+        shelving also on the audit trail)."""
         header = request.headers.get("Authorization", "")
         kind, _, token = header.partition(" ")
         client = self.s.clients.get(token_digest(token.strip())) if kind == "Bearer" else None
+        action = "" if scope == "read" else scope
+        alarm_id = request.match_info.get("id", "")
         if client is None:
             self.s.counts["api_refused"] += 1
+            if action:
+                self.s.event(
+                    request,
+                    action,
+                    "forbidden",
+                    "",
+                    alarm_id=alarm_id,
+                    via="api",
+                    detail="no valid bearer token",
+                )
             response = answer({"error": "a valid bearer token is required"}, 401)
             response.headers["WWW-Authenticate"] = 'Bearer realm="guanjia"'
             raise Abort(response)
         if scope not in client.scopes:
             self.s.counts["api_refused"] += 1
+            if action:
+                self.s.event(
+                    request,
+                    action,
+                    "forbidden",
+                    f"api:{client.name}",
+                    alarm_id=alarm_id,
+                    via="api",
+                    detail=f"lacks the {scope} scope",
+                )
             raise Abort(answer({"error": f"client {client.name} lacks the {scope} scope"}, 403))
         self.s.counts["api_requests"] += 1
         return client
@@ -143,29 +167,46 @@ class ApiHandlers:
 
     async def ack(self, request: web.Request) -> web.StreamResponse:
         client = self._client(request, "ack")
+        alarm_id = request.match_info["id"]
         doc = await self._body(request)
         note = doc.get("note", "")
         if not isinstance(note, str):
             return answer({"error": "note: text"}, 400)
-        outcome = self.s.desk.ack(request.match_info["id"], self._by(client, doc), note)
+        by = self._by(client, doc)
+        outcome = self.s.desk.ack(alarm_id, by, note)
         if outcome == "acked":
             self.s.counts["acks"] += 1
+        self.s.event(request, "ack", desk_outcome(outcome), by, alarm_id=alarm_id, via="api")
         return answer({"result": outcome}, 404 if outcome == "unknown alarm" else 200)
 
     async def shelve(self, request: web.Request) -> web.StreamResponse:
         client = self._client(request, "shelve")
+        alarm_id = request.match_info["id"]
         doc = await self._body(request)
         reason = doc.get("reason", "")
+        by = self._by(client, doc)
         try:
             seconds = parse_duration(doc.get("for"))
         except ValueError as exc:
-            return answer({"result": f"refused: for: {exc}"}, 400)
-        if not isinstance(reason, str):
-            return answer({"result": "refused: reason: text"}, 400)
-        outcome = self.s.desk.shelve(
-            request.match_info["id"], self._by(client, doc), seconds, reason
-        )
+            outcome = f"refused: for: {exc}"
+        else:
+            if not isinstance(reason, str):
+                outcome = "refused: reason: text"
+            else:
+                outcome = self.s.desk.shelve(alarm_id, by, seconds, reason)
         if outcome == "shelved":
             self.s.counts["shelves"] += 1
+            detail = f"for {doc.get('for')}: {reason}"
+        else:
+            detail = outcome.removeprefix("refused: ")
+        self.s.event(
+            request,
+            "shelve",
+            desk_outcome(outcome),
+            by,
+            alarm_id=alarm_id,
+            via="api",
+            detail=detail,
+        )
         status = {"shelved": 200, "unknown alarm": 404}.get(outcome, 400)
         return answer({"result": outcome}, status)

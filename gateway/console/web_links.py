@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.console import pages
 from gateway.console.links import PREFIX, LinkClaim
-from gateway.console.state import ConsoleState
+from gateway.console.state import ConsoleState, desk_outcome
 from gateway.console.web_pages import html
 
 LINK_ROUTE = PREFIX + "/{alarm}/{person}/{expires}/{signature}"
@@ -56,7 +56,9 @@ class LinkHandlers:
     def routes(self) -> list[web.RouteDef]:
         return [web.get(LINK_ROUTE, self.show), web.post(LINK_ROUTE, self.confirm)]
 
-    def _claim(self, request: web.Request) -> LinkClaim | web.Response:
+    def _claim(self, request: web.Request, acting: bool = False) -> LinkClaim | web.Response:
+        """The link's claim, or the refusal page (`acting`: a refused acknowledgement, on the
+        audit trail; a link only looked at is not)."""
         if self.s.signer is None:
             return html(DISABLED, 404)
         m = request.match_info
@@ -66,6 +68,17 @@ class LinkHandlers:
         if verdict == "ok" and claim is not None:
             return claim
         self.s.counts["links_refused"] += 1
+        if acting:
+            # Nobody is known: the person and the alarm are only what the link claims.
+            self.s.event(
+                request,
+                "ack",
+                "refused",
+                "",
+                alarm_id=m["alarm"],
+                via="link",
+                detail=f"{verdict} link, for {m['person']}",
+            )
         return html(FORGED, 403) if verdict == "forged" else html(EXPIRED, 410)
 
     async def show(self, request: web.Request) -> web.StreamResponse:
@@ -78,13 +91,18 @@ class LinkHandlers:
         return html(pages.link_confirm_page(d, self._name(claim.person), request.path))
 
     async def confirm(self, request: web.Request) -> web.StreamResponse:
-        claim = self._claim(request)
+        claim = self._claim(request, acting=True)
         if isinstance(claim, web.Response):
             return claim
+        who = f"console:{claim.person}"
         d = self.s.desk.alarm(claim.alarm_id)
         if d is None:
+            self.s.event(request, "ack", "unknown", who, alarm_id=claim.alarm_id, via="link")
             return html(UNKNOWN, 404)
-        outcome = self.s.desk.ack(claim.alarm_id, f"console:{claim.person}", "signed link")
+        outcome = self.s.desk.ack(claim.alarm_id, who, "signed link")
+        self.s.event(
+            request, "ack", desk_outcome(outcome), who, alarm_id=claim.alarm_id, via="link"
+        )
         if outcome == "acked":
             self.s.counts["acks"] += 1
             self.s.counts["link_acks"] += 1

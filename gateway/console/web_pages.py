@@ -25,6 +25,7 @@ from gateway.console.state import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     ConsoleState,
+    desk_outcome,
 )
 
 MESSAGES = ("acked", "already acknowledged", "shelved", "unknown alarm")
@@ -71,15 +72,17 @@ class PageHandlers:
             web.post("/alarms/{id}/shelve", self.shelve),
             web.get("/history", self.history),
             web.get("/devices", self.devices),
+            web.get("/rounds", self.rounds),
             web.get("/system", self.system),
         ]
 
     # -- who is asking ----------------------------------------------------------------------
 
     def _who(
-        self, request: web.Request, roles: frozenset[Role] = CAN_ACK
+        self, request: web.Request, roles: frozenset[Role] = CAN_ACK, action: str = ""
     ) -> tuple[Session, ConsoleUser]:
-        """The session and its user, or the redirect/refusal that ends the request."""
+        """The session and its user, or the redirect/refusal that ends the request (an
+        `action` refused for the role goes on the audit trail)."""
         session = self.s.session(request)
         user = self.s.user(session)
         if session is None or user is None:
@@ -87,6 +90,9 @@ class PageHandlers:
             raise Abort(see_other(f"/login{expired}"))
         if user.role not in roles:
             self.s.counts["forbidden"] += 1
+            if action:
+                alarm_id = request.match_info.get("id", "")
+                self.s.event(request, action, "forbidden", f"console:{user.id}", alarm_id=alarm_id)
             raise Abort(self._refusal(request, session, "forbidden_role", 403))
         self.s.counts["pages"] += 1
         return session, user
@@ -99,12 +105,21 @@ class PageHandlers:
         body = f'<h1>{tr(lang, key)}</h1><p><a href="/alarms">{tr(lang, "nav_alarms")}</a></p>'
         return html(pages.layout(view, tr(lang, key), body), status)
 
-    async def _posted(self, request: web.Request, session: Session) -> dict[str, str]:
-        """The form, once its CSRF token matched the session's; a 403 page otherwise."""
+    async def _posted(
+        self, request: web.Request, session: Session, action: str = ""
+    ) -> dict[str, str]:
+        """The form, once its CSRF token matched the session's; a 403 page otherwise (an
+        `action` refused so goes on the audit trail: a forged form may be an attack)."""
         form = await request.post()
         sent = form.get("csrf")
         if not isinstance(sent, str) or not session.csrf_ok(sent):
             self.s.counts["csrf_refused"] += 1
+            if action:
+                who = f"console:{session.user_id}"
+                alarm_id = request.match_info.get("id", "")
+                self.s.event(
+                    request, action, "refused", who, alarm_id=alarm_id, detail="csrf token"
+                )
             raise Abort(self._refusal(request, session, "csrf", 403))
         return {k: v for k, v in form.items() if isinstance(v, str)}
 
@@ -146,16 +161,19 @@ class PageHandlers:
         sent, expected = str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
             s.counts["csrf_refused"] += 1
+            s.event(request, "login", "refused", user_id, detail="login form token")
             return self._login_page(request, tr(lang, "login_expired"), 403, user_id)
         keys = [("user", user_id.lower()), ("addr", request.remote or "unknown")]
         now = s.clock()
         wait = s.throttle.wait(keys, now)
         if wait > 0:
             s.counts["login_throttled"] += 1
+            s.event(request, "login", "locked", user_id, detail=f"{math.ceil(wait)} s left")
             text = tr(lang, "login_throttled", wait=duration(math.ceil(wait), lang))
             return self._login_page(request, text, 429, user_id)
         if self._waiting >= MAX_WAITING_LOGINS:
             s.counts["login_busy"] += 1
+            s.event(request, "login", "busy", user_id)
             return self._login_page(request, tr(lang, "login_busy"), 503, user_id)
         # Counted as a failure before the check: parallel guesses meet the counter at once
         # instead of all passing while the first ones are still being checked.
@@ -171,9 +189,12 @@ class PageHandlers:
             self._waiting -= 1
         if user is None or not ok:
             s.counts["login_failures"] += 1
+            why = "unknown user" if user is None else "wrong password"
+            s.event(request, "login", "failed", user_id, detail=why)
             return self._login_page(request, tr(lang, "login_failed"), 401, user_id)
         s.throttle.succeeded(keys)
         s.counts["logins"] += 1
+        s.event(request, "login", "ok", f"console:{user.id}")
         s.sessions.sweep(now)
         session = s.sessions.create(user.id, now)
         response = see_other("/alarms")
@@ -190,9 +211,10 @@ class PageHandlers:
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        session, _user = self._who(request)
+        session, user = self._who(request)
         await self._posted(request, session)
         self.s.sessions.drop(session.token)
+        self.s.event(request, "logout", "ok", f"console:{user.id}")
         response = see_other("/login")
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
@@ -258,30 +280,37 @@ class PageHandlers:
         return html(page, status)
 
     async def ack(self, request: web.Request) -> web.StreamResponse:
-        session, user = self._who(request, CAN_ACK)
-        form = await self._posted(request, session)
+        session, user = self._who(request, CAN_ACK, "ack")
+        form = await self._posted(request, session, "ack")
         alarm_id = request.match_info["id"]
-        outcome = self.s.desk.ack(alarm_id, f"console:{user.id}", form.get("note", ""))
+        who = f"console:{user.id}"
+        outcome = self.s.desk.ack(alarm_id, who, form.get("note", ""))
         if outcome == "acked":
             self.s.counts["acks"] += 1
+        self.s.event(request, "ack", desk_outcome(outcome), who, alarm_id=alarm_id)
         query = urlencode({"msg": outcome})
         if form.get("back") == "alarm":
             return see_other(f"/alarms/{alarm_id}?{query}")
         return see_other(f"/alarms?{query}")
 
     async def shelve(self, request: web.Request) -> web.StreamResponse:
-        session, user = self._who(request, CAN_SHELVE)
-        form = await self._posted(request, session)
+        session, user = self._who(request, CAN_SHELVE, "shelve")
+        form = await self._posted(request, session, "shelve")
         alarm_id = request.match_info["id"]
         view = self.s.view(request, session)
+        who = f"console:{user.id}"
         try:
             seconds = parse_duration(form.get("for", ""))
         except ValueError as exc:
             outcome = f"refused: {exc}"
         else:
-            outcome = self.s.desk.shelve(
-                alarm_id, f"console:{user.id}", seconds, form.get("reason", "")
-            )
+            outcome = self.s.desk.shelve(alarm_id, who, seconds, form.get("reason", ""))
+        detail = f"for {form.get('for', '')}: {form.get('reason', '')}"
+        if outcome.startswith("refused: "):
+            detail = outcome.removeprefix("refused: ")
+        self.s.event(
+            request, "shelve", desk_outcome(outcome), who, alarm_id=alarm_id, detail=detail
+        )
         if outcome == "shelved":
             self.s.counts["shelves"] += 1
             return see_other(f"/alarms/{alarm_id}?{urlencode({'msg': outcome})}")
@@ -305,6 +334,15 @@ class PageHandlers:
                 if known is not None:
                     texts[entry.alarm_id] = known
         return html(pages.history_page(view, page, query, texts))
+
+    async def rounds(self, request: web.Request) -> web.StreamResponse:
+        session, _user = self._who(request)
+        view = self.s.view(request, session)
+        board = self.s.rounds
+        if board is None:
+            return html(pages.rounds_page(view, None))
+        names = list(dict.fromkeys(r.name for r in board.routes.values()))  # as configured
+        return html(pages.rounds_page(view, board.days(view.now), board.since, names))
 
     async def devices(self, request: web.Request) -> web.StreamResponse:
         session, _user = self._who(request)
