@@ -14,6 +14,7 @@ from gateway.bus import Bus
 from gateway.catalog import DeviceCatalog
 from gateway.config_load import LoadedSite, site_relative
 from gateway.console.desk import ServiceDesk
+from gateway.console.rounds import RoundsBoard
 from gateway.console.server import Console
 from gateway.messages import AlarmTransition
 from gateway.notify.channels import Channel, build_channel
@@ -26,18 +27,28 @@ from rules.calendar import WorkCalendar
 
 
 def build_console(
-    loaded: LoadedSite, alarms: AlarmService, statuses: Callable[[], Sequence[DeviceStatus]]
+    loaded: LoadedSite,
+    alarms: AlarmService,
+    statuses: Callable[[], Sequence[DeviceStatus]],
+    bus: Bus,
 ) -> Console | None:
+    """The duty console when the site enables it: alarms through the rules runtime, device
+    status, today's patrol rounds (a bus subscriber) and console actions onto the bus."""
     console = loaded.site.console
     if console is None or not console.enabled:
         return None
     desk = ServiceDesk(alarms, statuses, store_path=loaded.alarm_store_path())
+    rounds = RoundsBoard.for_rules(loaded.site.rules, loaded.site.site.timezone)
+    if rounds is not None:
+        rounds.attach(bus)
     return Console(
         console,
         desk,
         lambda ref: loaded.secrets[ref],
         base_dir=loaded.base_dir,
         timezone=loaded.site.site.timezone,
+        rounds=rounds,
+        publish=bus.publish,
     )
 
 

@@ -141,7 +141,7 @@ class Gateway:
         self.console: Console | None = None
         self.notifier: Notifier | None = None
         if self.alarms is not None:
-            self.console = build_console(loaded, self.alarms, self.statuses)
+            self.console = build_console(loaded, self.alarms, self.statuses, self.bus)
             self.notifier = build_notifier(
                 loaded, self.catalog, self.alarms, self.bus, self.brokers, self.console
             )

@@ -106,7 +106,7 @@ async def test_logins_ok_failed_and_locked_and_the_logout(a: Audited) -> None:
         assert r.status == 303
 
     assert a.seen() == [
-        ("login", "failed", "nobody", "page", ""),
+        ("login", "failed", "(unknown name)", "page", ""),  # never what was typed
         *[("login", "failed", "wang", "page", "")] * 4,
         ("login", "locked", "wang", "page", ""),
         ("login", "refused", "wang", "page", ""),

@@ -62,3 +62,10 @@ async def test_the_link_in_a_notification_acknowledges_for_its_person(
                 assert alarm.acked_by == "console:zhang-wei"
             finally:
                 await gateway.stop()
+    # The console's acknowledgement is in the audit trail the database gets (spooled here).
+    spooled = "".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in (tmp_path / "spool").rglob("*")
+        if p.is_file()
+    )
+    assert "console,action=ack,outcome=ok,site=t1" in spooled

@@ -158,22 +158,25 @@ class PageHandlers:
         form = await request.post()
         user_id = str(form.get("user", ""))[:64].strip()
         password = str(form.get("password", ""))[:256]
+        # What is stored of a name that is nobody's: a password typed into the name field
+        # must not reach the database.
+        who = user_id if user_id in s.users else "(unknown name)"
         sent, expected = str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
             s.counts["csrf_refused"] += 1
-            s.event(request, "login", "refused", user_id, detail="login form token")
+            s.event(request, "login", "refused", who, detail="login form token")
             return self._login_page(request, tr(lang, "login_expired"), 403, user_id)
         keys = [("user", user_id.lower()), ("addr", request.remote or "unknown")]
         now = s.clock()
         wait = s.throttle.wait(keys, now)
         if wait > 0:
             s.counts["login_throttled"] += 1
-            s.event(request, "login", "locked", user_id, detail=f"{math.ceil(wait)} s left")
+            s.event(request, "login", "locked", who, detail=f"{math.ceil(wait)} s left")
             text = tr(lang, "login_throttled", wait=duration(math.ceil(wait), lang))
             return self._login_page(request, text, 429, user_id)
         if self._waiting >= MAX_WAITING_LOGINS:
             s.counts["login_busy"] += 1
-            s.event(request, "login", "busy", user_id)
+            s.event(request, "login", "busy", who)
             return self._login_page(request, tr(lang, "login_busy"), 503, user_id)
         # Counted as a failure before the check: parallel guesses meet the counter at once
         # instead of all passing while the first ones are still being checked.
@@ -190,7 +193,7 @@ class PageHandlers:
         if user is None or not ok:
             s.counts["login_failures"] += 1
             why = "unknown user" if user is None else "wrong password"
-            s.event(request, "login", "failed", user_id, detail=why)
+            s.event(request, "login", "failed", who, detail=why)
             return self._login_page(request, tr(lang, "login_failed"), 401, user_id)
         s.throttle.succeeded(keys)
         s.counts["logins"] += 1
