@@ -14,6 +14,11 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from drivers.contract import DriverRuntime, PointMeta, RuntimeContext
+from drivers.dlt645 import describe as dlt645_describe
+from drivers.dlt645.checks import Dlt645Checks
+from drivers.dlt645.config import Dlt645Connection
+from drivers.dlt645.profile import Dlt645Profile
+from drivers.dlt645.runtime import Dlt645Driver
 from drivers.modbus import describe as modbus_describe
 from drivers.modbus.checks import ModbusChecks
 from drivers.modbus.config import ModbusConnection
@@ -93,6 +98,20 @@ DRIVERS: Mapping[str, Driver] = {
             stale_after=mqtt_describe.stale_after,
             checks=lambda need_broker: MqttChecks(need_broker=need_broker),
             runtime=MqttDriver,
+        ),
+        Driver(
+            name="dlt645",
+            title="DL/T 645",
+            a_title="a DL/T 645",
+            example='dlt645: {transport: rtu, port: /dev/ttyUSB0, address: "000000000001"}',
+            connection_model=Dlt645Connection,
+            profile_model=Dlt645Profile,
+            profile_protocol="dlt645",
+            describe=dlt645_describe.describe,
+            definitions=lambda p, points: dlt645_describe.describe(p, points).values(),
+            stale_after=dlt645_describe.stale_after,
+            checks=lambda _need_broker: Dlt645Checks(),
+            runtime=Dlt645Driver,
         ),
     )
 }
