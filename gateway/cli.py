@@ -126,7 +126,13 @@ async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
     dev = loaded.device(device_id)
     conn = dev.connection("modbus")
     if conn is None:
-        print(f"{dev.id} is an MQTT device: it publishes, it is not polled", file=sys.stderr)
+        kind = next(iter(dev.connections()), "")
+        title = DRIVERS[kind].a_title if kind in DRIVERS else "a"
+        print(
+            f"{dev.id} is {title} device: `guanjia read` polls Modbus devices only; its "
+            "values are in `guanjia run SITE --view`",
+            file=sys.stderr,
+        )
         return 2
     devices = [d for d in _modbus_devices(loaded) if d.id == dev.id]
     driver = ModbusDriver(devices, lambda _s: None)

@@ -241,8 +241,11 @@ def check_connection(
         )
         return False
     if not given:
-        keys = " nor ".join(f"{name}:" for name in DRIVERS)
-        report(loc, f"device {dev.id} has neither {keys}; add `{driver.example}` ({what})")
+        keys = ", ".join(f"{name}:" for name in DRIVERS)
+        report(
+            loc,
+            f"device {dev.id} has no connection ({keys}); add `{driver.example}` ({what})",
+        )
         return False
     if given[0] != driver.name:
         report(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.registry import DRIVERS
 from gateway.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -352,11 +353,14 @@ def test_device_with_both_modbus_and_mqtt(
     ]
 
 
+KEYS = ", ".join(f"{name}:" for name in DRIVERS)  # every driver's key, from the registry
+
+
 def test_device_with_neither(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     text = GOOD.replace("    modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 1}\n", "")
     path = _write(tmp_path, text)
     assert _check(capsys, path) == [
-        f"{path}:5: devices[0]: device meter-1 has neither modbus: nor mqtt:; add "
+        f"{path}:5: devices[0]: device meter-1 has no connection ({KEYS}); add "
         "`modbus: {transport: tcp, host: ...}` (eastron_sdm630 is a Modbus profile)"
     ]
 

@@ -8,6 +8,7 @@ own encoder cannot produce, so they check the profiles against the devices thems
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,9 +34,12 @@ from drivers.modbus.planner import WireModel, plan
 from drivers.modbus.profile import DataType, Function, Profile
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
-# Modbus register maps; MQTT profiles (`protocol: mqtt`) have tests/test_mqtt_profiles.py.
+# Modbus register maps (no `protocol:`); the other drivers' profiles have their own tests
+# (tests/test_mqtt_profiles.py, tests/test_dlt645_*.py).
 PROFILE_FILES = sorted(
-    p for p in PROFILE_DIR.glob("*.yaml") if "protocol: mqtt" not in p.read_text(encoding="utf-8")
+    p
+    for p in PROFILE_DIR.glob("*.yaml")
+    if not re.search(r"^protocol:", p.read_text(encoding="utf-8"), re.M)
 )
 
 Image = dict[tuple[Function, int], int]

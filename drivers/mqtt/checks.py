@@ -46,7 +46,11 @@ class MqttChecks:
                 + suggest(extra, profile.variables),
             )
         if points:
-            report((*loc, "points"), "`points` applies to Modbus devices only")
+            report(
+                (*loc, "points"),
+                "`points` does not apply to MQTT devices: their profile's messages say what "
+                "they send",
+            )
         mqtt = getattr(site, "mqtt", None)
         if mqtt is None:
             if self.need_broker:
