@@ -1,4 +1,6 @@
-"""The virtual building: a model per device of a site file, served where the site expects it.
+"""The virtual building: a model per device of a site file, served where the site expects it:
+Modbus devices by simulator.server, DL/T 645 meters by simulator.dlt645_meter (MQTT devices are
+simulator.mqtt's).
 
 Run the demo's building (config/demo-site.yaml) until Ctrl-C, an hour of building per minute:
 
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from drivers.dlt645.profile import Dlt645Profile
 from drivers.modbus.profile import Profile
 from simulator.clock import SimClock
+from simulator.dlt645_meter import SimulatedMeter, serve_tcp
 from simulator.models import (
     MODE_COOL,
     MODE_HEAT,
@@ -162,13 +166,58 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
 
 
 @dataclass
+class MeterSim:
+    """A DL/T 645 meter of a site with its profile and the model of its values."""
+
+    config: SiteDevice
+    profile: Dlt645Profile
+    model: OfficeMeter
+
+
+def meters_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> list[MeterSim]:
+    """An OfficeMeter for every enabled DL/T 645 device of a site, sized and shaped by its
+    ``use`` tag as the Modbus meters are (the profile's point names are theirs)."""
+    profiles = {n: p for n, p in site.profiles.items() if isinstance(p, Dlt645Profile)}
+    devices = [d for d in site.devices if d.enabled and d.dlt645 is not None]
+    unknown = sorted({d.profile for d in devices} - set(profiles))
+    if unknown:
+        raise ValueError(f"no DL/T 645 profile loaded for {', '.join(unknown)}")
+    out: list[MeterSim] = []
+    for dev in devices:
+        profile = profiles[dev.profile]
+        use = dev.tags.get("use", "")
+        model = OfficeMeter(
+            profile,
+            clock,
+            peak_w=METER_PEAK_W.get(use, 30_000.0),
+            shape=METER_SHAPE.get(use, "office"),
+            seed=_seed(seed, dev.id),
+        )
+        out.append(MeterSim(dev, profile, model))
+    return out
+
+
+@dataclass
+class MeterLineServer:
+    """DL/T 645 meters sharing one line, behind one simulated serial server."""
+
+    host: str
+    port: int
+    meters: dict[str, SimulatedMeter]  # by device id
+
+
+@dataclass
 class Building:
-    """A running virtual building: its servers and, by device id, its devices and models."""
+    """A running virtual building: its servers and, by device id, its devices and models
+    (``meters``: the DL/T 645 ones, on ``meter_lines``)."""
 
     clock: SimClock
     servers: list[RunningServer] = field(default_factory=list)
     devices: dict[str, SimulatedDevice] = field(default_factory=dict)
     models: dict[str, DeviceModel] = field(default_factory=dict)
+    meters: dict[str, SimulatedMeter] = field(default_factory=dict)
+    meter_lines: list[MeterLineServer] = field(default_factory=list)
+    _lines: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def model(self, device_id: str) -> DeviceModel:
         return self.models[device_id]
@@ -176,9 +225,14 @@ class Building:
     def device(self, device_id: str) -> SimulatedDevice:
         return self.devices[device_id]
 
+    def meter(self, device_id: str) -> SimulatedMeter:
+        return self.meters[device_id]
+
     async def stop(self) -> None:
         servers, self.servers = self.servers, []
-        await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
+        lines, self._lines = self._lines, contextlib.AsyncExitStack()
+        self.meter_lines = []
+        await asyncio.gather(*(s.stop() for s in servers), lines.aclose(), return_exceptions=True)
 
     async def __aenter__(self) -> Building:
         return self
@@ -188,10 +242,12 @@ class Building:
 
 
 async def start_building(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> Building:
-    """Serve every enabled Modbus TCP / RTU-over-TCP device of a site on its loopback port.
+    """Serve every enabled Modbus TCP / RTU-over-TCP device and every DL/T 645 meter behind a
+    serial server (``tcp``) of a site on its loopback port.
 
-    One server per distinct (host, port). Hosts must be loopback: the simulator never answers
-    for a real device's address. Serial (``rtu``) devices are skipped with a warning.
+    One server per distinct (host, port); DL/T 645 meters sharing a port share its line. Hosts
+    must be loopback: the simulator never answers for a real device's address. Serial
+    (``rtu``) devices are skipped with a warning.
     """
     sims = models_for_site(site, clock, seed=seed)
     groups: dict[tuple[str, int], list[DeviceSim]] = {}
@@ -217,6 +273,7 @@ async def start_building(site: BuildingSite, clock: SimClock, *, seed: int = 0) 
                 "devices; one port speaks one framing"
             )
         groups.setdefault(key, []).append(sim)
+    meter_groups = _meter_lines(meters_for_site(site, clock, seed=seed))
     building = Building(clock)
     try:
         for (host, port), members in groups.items():
@@ -235,10 +292,50 @@ async def start_building(site: BuildingSite, clock: SimClock, *, seed: int = 0) 
                 building.devices[sim.config.id] = dev
                 building.models[sim.config.id] = sim.model
             building.servers.append(await serve(devices, host, port, framers[(host, port)]))
+        for (host, port), meter_sims in meter_groups.items():
+            line: dict[str, SimulatedMeter] = {}
+            for msim in meter_sims:
+                line_conn = msim.config.dlt645
+                assert line_conn is not None  # meters_for_site keeps DL/T 645 devices only
+                assert line_conn.address is not None  # _meter_lines checked
+                meter = SimulatedMeter(line_conn.address, msim.profile, source=msim.model.values)
+                meter.refresh()
+                line[msim.config.id] = meter
+                building.meters[msim.config.id] = meter
+                building.models[msim.config.id] = msim.model
+            bound = await building._lines.enter_async_context(
+                serve_tcp(list(line.values()), host, port)
+            )
+            building.meter_lines.append(MeterLineServer(host, bound, line))
     except BaseException:
         await building.stop()
         raise
     return building
+
+
+def _meter_lines(sims: list[MeterSim]) -> dict[tuple[str, int], list[MeterSim]]:
+    """The DL/T 645 meters by the serial server (host, port) whose line they are on."""
+    lines: dict[tuple[str, int], list[MeterSim]] = {}
+    for sim in sims:
+        conn = sim.config.dlt645
+        assert conn is not None  # meters_for_site keeps DL/T 645 devices only
+        if conn.transport == "rtu":
+            log.warning("%s is on serial port %s; not simulated", sim.config.id, conn.port)
+            continue
+        assert isinstance(conn.port, int)  # a TCP port for tcp
+        if not is_loopback(conn.host):
+            raise ValueError(
+                f"device {sim.config.id}: host {conn.host} is not a loopback address; the "
+                "virtual building only serves on 127.0.0.1 (use a site file for the simulator "
+                "such as config/demo-site.yaml)"
+            )
+        if conn.address is None:
+            raise ValueError(
+                f"device {sim.config.id}: the virtual building needs the meter's address; "
+                "`discover: true` finds a real meter's"
+            )
+        lines.setdefault((conn.host, conn.port), []).append(sim)
+    return lines
 
 
 async def _run(site: BuildingSite, speed: float, start: datetime | None, seed: int) -> None:
@@ -252,6 +349,9 @@ async def _run(site: BuildingSite, speed: float, start: datetime | None, seed: i
     for server in building.servers:
         names = ", ".join(f"{d.name} (unit {d.unit})" for d in server.devices)
         print(f"{server.host}:{server.port} [{server.framer}]: {names}", flush=True)
+    for line in building.meter_lines:
+        names = ", ".join(f"{i} ({m.address})" for i, m in line.meters.items())
+        print(f"{line.host}:{line.port} [dlt645]: {names}", flush=True)
     print(f"simulated time {clock.now():%Y-%m-%d %H:%M %Z}, x{speed:g}; Ctrl-C stops", flush=True)
     try:
         await stop.wait()

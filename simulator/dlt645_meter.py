@@ -10,6 +10,9 @@ does not answer), ``garble`` (a corrupt copy of each answer goes first), ``unava
 (points sent as FFH, as meters fill what they lack) and ``reads`` (how often each identifier
 was asked for).
 
+Values can be live: ``source`` (the virtual building's meter model at its clock, as
+simulator/building.py sets it) is asked at each read-data request.
+
 Frames and values are made with the driver's codec, as the Modbus simulator uses the Modbus
 codec: the codec's own tests hold it to frames captured from real meters.
 
@@ -25,7 +28,7 @@ import contextlib
 import os
 import tty
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +84,9 @@ class SimulatedMeter:
     max_data: int = 200  # longer answers go out in follow-up frames
     wakeup: int = 2  # FEH bytes before each answer, as many meters send them
     reads: Counter[str] = field(default_factory=Counter)  # by DI, as asked
+    # Where live values come from (the virtual building's model at its clock): asked at each
+    # read-data request, its numbers replace ``values``.
+    source: Callable[[], Mapping[str, object]] | None = None
     # The follow-up frames still to send, by DI.
     _rest: dict[int, list[bytes]] = field(default_factory=dict, init=False, repr=False)
 
@@ -88,6 +94,14 @@ class SimulatedMeter:
         address_bytes(self.address)  # a bad address fails here, not at the first request
         if not self.values:
             self.values = plausible_values(self.profile)
+
+    def refresh(self) -> None:
+        """Take the values of ``source`` now (numbers only)."""
+        if self.source is None:
+            return
+        for name, value in self.source().items():
+            if isinstance(value, int | float):  # bool too: a flag reads as 0 or 1
+                self.values[name] = float(value)
 
     def _frame(self, control: int, data: bytes) -> bytes:
         frame = encode_frame(self.address, control, data, self.wakeup)
@@ -127,6 +141,7 @@ class SimulatedMeter:
             ident = frame.data[:4]
             di = int.from_bytes(ident, "little")
             self.reads[f"{di:08X}"] += 1
+            self.refresh()
             items = None if f"{di:08X}" in self.refuse else self._items(f"{di:08X}")
             if items is None:
                 return self._frame(ANSWER | ERROR | READ_DATA, bytes([NO_DATA]))

@@ -16,15 +16,18 @@ from typing import Any, Literal, NoReturn, TypeAlias
 import yaml
 from pydantic import ValidationError
 
+from drivers.dlt645.profile import Dlt645Profile
 from drivers.modbus.profile import Profile
 from drivers.mqtt.profile import MqttProfile
 
-AnyProfile: TypeAlias = Profile | MqttProfile
+AnyProfile: TypeAlias = Profile | MqttProfile | Dlt645Profile
 Transport = Literal["tcp", "rtu_over_tcp", "rtu"]
+Dlt645Transport = Literal["tcp", "rtu"]
 
 BUILTIN_PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 _TRANSPORTS: tuple[Transport, ...] = ("tcp", "rtu_over_tcp", "rtu")
+_DLT645_TRANSPORTS: tuple[Dlt645Transport, ...] = ("tcp", "rtu")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +50,24 @@ class MqttEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Dlt645Endpoint:
+    """Where a DL/T 645 meter answers: a serial server's TCP port on ``host`` (meters sharing
+    it share its line), or (``rtu``) a serial device; and its address (None: discovered)."""
+
+    transport: Dlt645Transport
+    host: str = ""  # empty for rtu
+    port: int | str = 0  # the serial device's path for rtu
+    address: str | None = None
+    baudrate: int = 2400
+
+
+@dataclass(frozen=True, slots=True)
 class SiteDevice:
     id: str
     profile: str
     modbus: ModbusEndpoint | None = None
     mqtt: MqttEndpoint | None = None
+    dlt645: Dlt645Endpoint | None = None
     tags: dict[str, str] = field(default_factory=dict)
     kind: str | None = None  # overrides the profile's kind
     enabled: bool = True
@@ -119,14 +135,18 @@ def load_profiles(
 
 
 def read_profile(path: Path) -> AnyProfile:
-    """A Modbus register map, or an MQTT mapping when the file says `protocol: mqtt`."""
+    """A Modbus register map, or an MQTT mapping when the file says `protocol: mqtt`, or a DL/T
+    645 meter's identifiers when it says `protocol: dlt645`."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the profile: {exc}") from None
-    model: type[Profile] | type[MqttProfile] = (
-        MqttProfile if isinstance(data, dict) and data.get("protocol") == "mqtt" else Profile
-    )
+    protocol = data.get("protocol") if isinstance(data, dict) else None
+    model: type[Profile] | type[MqttProfile] | type[Dlt645Profile] = Profile
+    if protocol == "mqtt":
+        model = MqttProfile
+    elif protocol == "dlt645":
+        model = Dlt645Profile
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -142,12 +162,14 @@ def _device(reader: _Reader, item: object, key: str) -> SiteDevice:
     dev = reader.mapping(item, key)
     modbus = dev.get("modbus")
     mqtt = dev.get("mqtt")
+    dlt645 = dev.get("dlt645")
     kind = dev.get("kind")
     return SiteDevice(
         id=reader.text(reader.required(dev, "id", key), f"{key}.id"),
         profile=reader.text(reader.required(dev, "profile", key), f"{key}.profile"),
         modbus=None if modbus is None else _modbus(reader, modbus, f"{key}.modbus"),
         mqtt=None if mqtt is None else _mqtt(reader, mqtt, f"{key}.mqtt"),
+        dlt645=None if dlt645 is None else _dlt645(reader, dlt645, f"{key}.dlt645"),
         tags=reader.strings(dev.get("tags") or {}, f"{key}.tags"),
         kind=None if kind is None else reader.text(kind, f"{key}.kind"),
         enabled=reader.flag(dev.get("enabled", True), f"{key}.enabled"),
@@ -173,6 +195,26 @@ def _modbus(reader: _Reader, item: object, key: str) -> ModbusEndpoint:
     host = reader.text(reader.required(conn, "host", key), f"{key}.host")
     tcp_port = reader.integer(conn.get("port", 502), f"{key}.port")
     return ModbusEndpoint(transport, host, tcp_port, **common)
+
+
+def _dlt645(reader: _Reader, item: object, key: str) -> Dlt645Endpoint:
+    conn = reader.mapping(item, key)
+    transport = reader.required(conn, "transport", key)
+    if transport not in _DLT645_TRANSPORTS:
+        reader.fail(
+            f"{key}.transport", f"{transport!r} is not one of {', '.join(_DLT645_TRANSPORTS)}"
+        )
+    address = conn.get("address")
+    common: dict[str, Any] = {
+        "address": None if address is None else reader.text(address, f"{key}.address"),
+        "baudrate": reader.integer(conn.get("baudrate", 2400), f"{key}.baudrate"),
+    }
+    if transport == "rtu":
+        port = reader.text(reader.required(conn, "port", key), f"{key}.port")
+        return Dlt645Endpoint("rtu", "", port, **common)
+    host = reader.text(reader.required(conn, "host", key), f"{key}.host")
+    tcp_port = reader.integer(reader.required(conn, "port", key), f"{key}.port")
+    return Dlt645Endpoint("tcp", host, tcp_port, **common)
 
 
 def _mqtt(reader: _Reader, item: object, key: str) -> MqttEndpoint:

@@ -25,7 +25,7 @@ from simulator.models.hvac import (
     AcUnit,
     SetpointChange,
 )
-from simulator.models.meters import MeterShape, OfficeMeter, load_fraction
+from simulator.models.meters import MeterShape, OfficeMeter, load_fraction, tariff
 from simulator.models.pv import PvInverter, clear_sky_fraction, sun_hours
 
 __all__ = [
@@ -50,4 +50,5 @@ __all__ = [
     "outdoor_temperature",
     "smoothstep",
     "sun_hours",
+    "tariff",
 ]

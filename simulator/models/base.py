@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, time
 
 from core.types import Value
+from drivers.dlt645.profile import Dlt645Profile
 from drivers.modbus.profile import Profile
 from simulator.clock import SimClock
 
@@ -156,7 +157,9 @@ def start_of_day(clock: SimClock) -> datetime:
 class DeviceModel:
     """Base of the models: filters to the profile's point names and records writes."""
 
-    def __init__(self, profile: Profile, clock: SimClock, *, seed: int = 0) -> None:
+    def __init__(self, profile: Profile | Dlt645Profile, clock: SimClock, *, seed: int = 0) -> None:
+        # A DL/T 645 meter's profile names its points as the Modbus meters' do: the meter
+        # models serve both (models only read the point names of a profile).
         self.profile = profile
         self.clock = clock
         self.seed = seed

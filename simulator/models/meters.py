@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from core.types import Value
+from drivers.dlt645.profile import Dlt645Profile
 from drivers.modbus.profile import Profile
 from simulator.clock import SimClock
 from simulator.models.base import (
@@ -25,6 +26,24 @@ MeterShape = Literal["office", "hvac", "lighting"]
 NOMINAL_HZ = 50.0
 _PHASE_ANGLES = (0.0, -2.0 * math.pi / 3.0, 2.0 * math.pi / 3.0)
 LINE_PAIRS = (((0, 1), "l1_l2"), ((1, 2), "l2_l3"), ((2, 0), "l3_l1"))
+# The share of a meter's energy, before it came into the simulation, by tariff 1-4 (尖 sharp,
+# 峰 peak, 平 flat, 谷 valley).
+_TARIFF_SHARES = (0.03, 0.35, 0.37, 0.25)
+
+
+def tariff(local: datetime) -> int:
+    """The time-of-use tariff (1 尖 sharp, 2 峰 peak, 3 平 flat, 4 谷 valley) at local time, as
+    a multi-function meter's tariff table switches them, in the usual pattern of East China's
+    commercial tariffs: valley 22:00-06:00, peak 08:00-11:00 and 18:00-21:00, sharp
+    12:00-14:00 in July and August, flat the rest."""
+    h = local.hour
+    if h >= 22 or h < 6:
+        return 4
+    if 8 <= h < 11 or 18 <= h < 21:
+        return 2
+    if local.month in (7, 8) and 12 <= h < 14:
+        return 1
+    return 3
 
 
 def load_fraction(local: datetime, shape: MeterShape = "office") -> float:
@@ -75,7 +94,7 @@ class OfficeMeter(DeviceModel):
 
     def __init__(
         self,
-        profile: Profile,
+        profile: Profile | Dlt645Profile,
         clock: SimClock,
         *,
         peak_w: float = 120_000.0,
@@ -100,6 +119,15 @@ class OfficeMeter(DeviceModel):
             [e0, *(e0 * s for s in self._shares), 0.3 * e0, 1.05 * e0],
         )
         self._max_demand_w = 0.0
+        # Energy by tariff, only for profiles that read it (a DL/T 645 meter's tariff
+        # registers): on the same grid as the total, so the tariffs add up to it.
+        self._tariffs: Integrator | None = None
+        if any(f"energy_import_t{k}_kwh" in self.names for k in range(1, 5)):
+            self._tariffs = Integrator(
+                self._tariff_rates,
+                start_of_day(clock).timestamp(),
+                [e0 * share for share in _TARIFF_SHARES],
+            )
 
     def power_w(self, ts: float, *, fast: bool = False) -> float:
         """Total active power at epoch seconds ``ts`` (``fast`` adds second-scale jitter)."""
@@ -126,6 +154,11 @@ class OfficeMeter(DeviceModel):
         s_tot = sum(pp / pf for pp, pf in zip(phases, pfs, strict=True))
         q_tot = sum(pp / pf * math.sin(math.acos(pf)) for pp, pf in zip(phases, pfs, strict=True))
         return [p, *phases, q_tot, s_tot]
+
+    def _tariff_rates(self, ts: float) -> list[float]:
+        p = self.power_w(ts)
+        now = tariff(datetime.fromtimestamp(ts, self.clock.tz))
+        return [p if k == now else 0.0 for k in range(1, 5)]
 
     def _compute(self, local: datetime) -> dict[str, Value]:
         ts = local.timestamp()
@@ -212,7 +245,13 @@ class OfficeMeter(DeviceModel):
             "reactive_energy_export_kvarh": 0.0,
             "reactive_energy_total_kvarh": e_q,
             "apparent_energy_total_kvah": e_s,
+            # DL/T 645's combined active energy: import plus export by the usual combination
+            # word; with nothing exported, the import.
+            "energy_combined_kwh": e_import,
         }
+        if self._tariffs is not None:
+            for k, joules in enumerate(self._tariffs.at(ts), start=1):
+                out[f"energy_import_t{k}_kwh"] = joules / 3.6e6
         # Demand: mean power over the last 15 minutes, as the meter's demand period does it.
         demand = sum(self.power_w(ts - k * 150.0) for k in range(6)) / 6.0
         self._max_demand_w = max(self._max_demand_w, demand)
