@@ -19,6 +19,11 @@ from drivers.dlt645.checks import Dlt645Checks
 from drivers.dlt645.config import Dlt645Connection
 from drivers.dlt645.profile import Dlt645Profile
 from drivers.dlt645.runtime import Dlt645Driver
+from drivers.http_events import describe as http_events_describe
+from drivers.http_events.checks import HttpEventsChecks
+from drivers.http_events.config import HttpEventsConnection
+from drivers.http_events.profile import PROTOCOLS, HttpEventsProfile, ProfileProtocols
+from drivers.http_events.runtime import HttpEventsDriver
 from drivers.modbus import describe as modbus_describe
 from drivers.modbus.checks import ModbusChecks
 from drivers.modbus.config import ModbusConnection
@@ -112,6 +117,20 @@ DRIVERS: Mapping[str, Driver] = {
             stale_after=dlt645_describe.stale_after,
             checks=lambda _need_broker: Dlt645Checks(),
             runtime=Dlt645Driver,
+        ),
+        Driver(
+            name="http_events",
+            title="HTTP event stream",
+            a_title="an HTTP event stream",
+            example='http_events: {host: 10.0.8.30, username: guanjia, password: "${CAM_PW}"}',
+            connection_model=HttpEventsConnection,
+            profile_model=HttpEventsProfile,
+            profile_protocol=ProfileProtocols(*PROTOCOLS),  # hikvision_isapi, dahua_events
+            describe=http_events_describe.describe,
+            definitions=lambda p, _points: http_events_describe.definitions(p),
+            stale_after=http_events_describe.stale_after,
+            checks=lambda _need_broker: HttpEventsChecks(),
+            runtime=HttpEventsDriver,
         ),
     )
 }
