@@ -35,6 +35,11 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
     ("poll_cpu", "bench.bench_poll_cpu", ("poll_cpu_vs_bare",)),
     ("console", "bench.bench_console", ("console_p99_ms",)),
     ("notify", "bench.bench_notify", ("notify",)),
+    (
+        "streams",
+        "bench.bench_streams",
+        ("streams_cpu_vs_bare", "streams_rss_mib", "streams_reconnect_s"),
+    ),
 ]
 
 

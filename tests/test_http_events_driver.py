@@ -196,6 +196,8 @@ async def test_three_devices_events_alarms_and_a_reconnect(tmp_path: Path, passw
             assert health["http_events_duplicates"] == 1
             assert health["http_events_parts_truncated"] == 1
             assert health["http_events_streams"] == 3
+            assert health["http_events_keepalives"] == 2  # the camera's and the VTO's
+            assert health["http_events_unmatched"] == 0
             # The cut was shorter than the allowance: the controller never went offline.
             assert seen.values("door-archive", "available") == [True]
             assert gateway.drivers["http_events"].problems() == []

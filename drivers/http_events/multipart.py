@@ -185,16 +185,15 @@ class MultipartParser:
         return True
 
     def _header_lines(self) -> bool:
+        """The part's headers, every whole line there is, consumed at once at the end."""
         buf = self._buf
+        at = 0
+        headers = self._headers
         while True:
-            end = buf.find(b"\n")
+            end = buf.find(b"\n", at)
             if end < 0:
-                if len(buf) + self._header_bytes > self.max_headers:
-                    self.stats.bad_headers += 1
-                    self._resync()
-                    return True
-                return False
-            line = bytes(buf[:end]).rstrip(b"\r")
+                break
+            line = bytes(buf[at:end]).rstrip(b"\r")
             if not line:
                 del buf[: end + 1]
                 return self._start_body()
@@ -202,14 +201,25 @@ class MultipartParser:
             name = name.rstrip()
             if not colon or not _TOKEN.match(name):
                 # Not a header: a part without headers, whose body starts on this line.
+                del buf[:at]
                 return self._start_body()
-            self._header_bytes += end + 1
+            self._header_bytes += end + 1 - at
             if self._header_bytes > self.max_headers:
                 self.stats.bad_headers += 1
                 self._resync()
                 return True
-            self._headers[name.decode("ascii").lower()] = value.strip().decode("latin-1")
-            del buf[: end + 1]
+            headers[name.decode("ascii").lower()] = value.strip().decode("latin-1")
+            at = end + 1
+        del buf[:at]
+        return self._headers_wait()
+
+    def _headers_wait(self) -> bool:
+        """Headers not whole yet: wait, unless they are already over the limit."""
+        if len(self._buf) + self._header_bytes > self.max_headers:
+            self.stats.bad_headers += 1
+            self._resync()
+            return True
+        return False
 
     def _start_body(self) -> bool:
         headers = self._headers

@@ -123,6 +123,23 @@ def _tcp_keepalive(transport: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
+def _keepalive_signature(protocol: str, members: Sequence[Member]) -> tuple[bytes, ...] | None:
+    """`<eventType>videoloss</eventType>`, ...: a Hikvision keep-alive's elements, when every
+    device on the stream has the same keep-alive of plain top-level text values."""
+    if protocol != "hikvision_isapi" or not members:
+        return None
+    matches = {
+        tuple(m.mapper.profile.keepalive.match.items()) if m.mapper.profile.keepalive else ()
+        for m in members
+    }
+    if len(matches) != 1:
+        return None
+    (match,) = matches
+    if not match or not all(isinstance(v, str) and "." not in k for k, v in match):
+        return None
+    return tuple(f"<{k}>{v}</{k}>".encode() for k, v in match)
+
+
 class EventStream:
     """One connection's worth of devices: connect, read, map, judge, reconnect."""
 
@@ -181,6 +198,9 @@ class EventStream:
         self.down_since: float | None = started  # not streaming since; None while streaming
         self.last_error = ""
         self.refused = False  # the device refuses the credentials
+        self._response: aiohttp.ClientResponse | None = None  # the open stream, if any
+        self._silenced = False  # judge() closed the open stream for its silence
+        self._keepalive_xml = _keepalive_signature(protocol, self.members)
 
     # --- the connection loop -----------------------------------------------------------
 
@@ -205,11 +225,7 @@ class EventStream:
             except (StreamError, ChallengeError) as exc:
                 error = str(exc)
             except TimeoutError:
-                if self.connected:
-                    self.stats.silent += 1
-                    error = f"no byte for {self.allowance:g} s: the stream is silent"
-                else:
-                    error = f"no answer within {REQUEST_TIMEOUT:g} s"
+                error = f"no answer within {REQUEST_TIMEOUT:g} s"
             except aiohttp.ClientPayloadError:
                 error = "the connection was cut in the middle of a part"
             except (aiohttp.ClientError, OSError) as exc:
@@ -217,6 +233,8 @@ class EventStream:
             except Exception as exc:  # a bug here must not end the device's stream for good
                 log.exception("%s: unexpected error", self.name)
                 error = f"unexpected error: {exc!r}"
+            if self._silenced:
+                error = f"no byte for {self.allowance:g} s: the stream is silent"
             was_connected = self.connected
             self._ended(error)
             if was_connected and time.monotonic() - began >= STABLE:
@@ -243,18 +261,22 @@ class EventStream:
             )
             _tcp_keepalive(response.connection.transport if response.connection else None)
             self._connected()
-            while True:
-                data = await response.content.readany()
-                if not data:
-                    return
-                self._received(data)
+            self._response = response
+            try:
+                while True:
+                    data = await response.content.readany()
+                    if not data:
+                        return
+                    self._received(data)
+            finally:
+                self._response = None
 
     async def _request(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
         """The stream's response (status 200), after answering the device's challenges."""
         fresh = False  # the last answer was to a challenge of this very attempt
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=REQUEST_TIMEOUT, sock_read=self.allowance
-        )
+        # No read timeout: judge() closes a stream that has gone silent (an aiohttp read
+        # timeout would re-arm a timer for every chunk of every stream).
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT)
         for _ in range(4):
             headers = {"Accept": "multipart/x-mixed-replace, multipart/mixed, */*"}
             answer = self.auth.header("GET", self.path)
@@ -291,6 +313,7 @@ class EventStream:
     # --- what the stream brings --------------------------------------------------------
 
     def _connected(self) -> None:
+        self._silenced = False
         self.connected = True
         self.refused = False
         self.stats.connects += 1
@@ -310,6 +333,9 @@ class EventStream:
         stats.bytes += len(data)
         for part in self.parser.feed(data):
             stats.parts += 1
+            if self._is_keepalive_xml(part.body):
+                stats.keepalives += 1
+                continue
             try:
                 events = self.decode(part.body)
             except decode.DecodeError as exc:
@@ -334,6 +360,15 @@ class EventStream:
                 else:
                     stats.events += 1
 
+    def _is_keepalive_xml(self, body: bytes) -> bool:
+        """A camera's idle keep-alive, told without parsing its XML: one alert whose elements
+        carry exactly the keep-alive's values. Most parts of an idle camera are keep-alives,
+        and parsing them is most of the driver's work; anything less plain is parsed."""
+        signature = self._keepalive_xml
+        if signature is None or body.count(b"<EventNotificationAlert") != 1:
+            return False
+        return all(s in body for s in signature)
+
     def _ended(self, error: str) -> None:
         if self.connected:
             self.stats.disconnects += 1
@@ -357,9 +392,16 @@ class EventStream:
         return self.down_since is None or now - self.down_since <= DOWN_GRACE
 
     def judge(self) -> None:
-        """Offline once the stream has been silent or down past its allowance."""
-        if not self.alive(time.monotonic()):
-            self._set_online(False)
+        """Offline once the stream has been silent or down past its allowance; a stream open
+        but silent that long is closed (and opened again by run())."""
+        if self.alive(time.monotonic()):
+            return
+        response = self._response
+        if response is not None and not self._silenced:
+            self._silenced = True
+            self.stats.silent += 1
+            response.close()
+        self._set_online(False)
 
     def _set_online(self, online: bool) -> None:
         self.online = online
