@@ -36,7 +36,7 @@ from gateway.notify.channels.sms import SmsChannel
 from gateway.notify.channels.webhook import WebhookChannel
 from gateway.notify.delivery import Delivery, Grade, Message, Recipient
 from tests.mqtt_helpers import Client
-from tests.notify_endpoints import DingTalkRobot, SmsGateway, Webhook, WeComRobot
+from tests.notify_endpoints import DingTalkRobot, SmsGateway, Webhook, WeComRobot, dingtalk_sign
 from tests.servers import MosquittoServer, free_port
 
 TOKEN = "a1b2c3d4-token"
@@ -166,6 +166,12 @@ def test_a_missing_secret_is_a_start_up_error(resolve: SecretResolver) -> None:
 
 
 # -- DingTalk ------------------------------------------------------------------------------
+
+
+def test_dingtalk_sign_matches_the_robots_own_check() -> None:
+    now = time.time_ns() // 1_000_000
+    for ts in range(now, now + 500):
+        assert sign(SECRET, ts) == dingtalk_sign(SECRET, ts)
 
 
 async def test_dingtalk_signed_markdown_with_mention(

@@ -23,7 +23,7 @@ from gateway.notify.channels.dingtalk import DingTalkChannel
 from gateway.notify.channels.webhook import WebhookChannel
 from gateway.notify.delivery import Delivery, Grade, Message, Recipient
 from gateway.notify.delivery_worker import DeliveryWorker, default_fold
-from gateway.notify.outbox import Outbox, OutboxStore
+from gateway.notify.outbox import CHECKPOINT_COMMITS, Outbox, OutboxStore
 from gateway.notify.ratelimit import Limiter, RateLimit, RetryPolicy
 from tests.notify_endpoints import DingTalkRobot, Webhook
 
@@ -169,6 +169,74 @@ async def test_threaded_outbox_batches_and_answers_in_order(tmp_path: Path) -> N
         await outbox.mark_delivered("a")
         assert [p.delivery.key for p in await outbox.due(math.inf, 10)] == ["b"]
         assert (await outbox.stats()).depth == 1
+    finally:
+        await outbox.stop()
+
+
+async def test_enqueue_answers_after_the_fsync_of_the_next_round(tmp_path: Path) -> None:
+    """Subscribers hear of a delivery at its commit; `enqueue` answers only after the fsync,
+    which waits for the thread's next round of work (here the mark after a send) or for
+    `sync_within_s`, whichever comes first."""
+    outbox = Outbox(tmp_path / "outbox.db", sync_within_s=3600.0)
+    outbox.start()
+    heard = asyncio.Event()
+    outbox.subscribe(lambda ds: heard.set())
+    try:
+        enqueue = asyncio.create_task(outbox.enqueue([note("a")]))
+        await heard.wait()
+        assert (enqueue.done(), outbox.commits, outbox.syncs) == (False, 1, 0)
+        await outbox.mark_delivered("a")  # the next round: its commit, then the fsync
+        assert [d.key for d in await enqueue] == ["a"]
+        assert (outbox.commits, outbox.syncs) == (2, 1)
+    finally:
+        await outbox.stop()
+
+    alone = Outbox(tmp_path / "alone.db", sync_within_s=0.0)
+    alone.start()
+    try:  # nothing else comes: the fsync after sync_within_s
+        assert [d.key for d in await alone.enqueue([note("b")])] == ["b"]
+        assert alone.syncs == 1
+    finally:
+        await alone.stop()
+
+
+async def test_the_outbox_thread_checkpoints_the_wal_between_rounds(tmp_path: Path) -> None:
+    """SQLite's automatic checkpoint is off (it would run inside whichever commit makes the
+    WAL long, perhaps the one an alarm waits for); the thread checkpoints between rounds."""
+    outbox = Outbox(tmp_path / "outbox.db", sync_within_s=0.0)
+    outbox.start()
+    try:
+        await outbox.enqueue([note("a")])
+        for _ in range(5 * CHECKPOINT_COMMITS):  # at the latest after 4 x CHECKPOINT_COMMITS
+            await outbox.mark_failed("a", "HTTP 502", next_try=0.0)
+            if outbox.checkpoints:
+                break
+        assert outbox.checkpoints == 1
+        assert outbox.commits >= CHECKPOINT_COMMITS
+        assert [d.key for d in await outbox.enqueue([note("b")])] == ["b"]  # the WAL anew
+        assert [p.delivery.key for p in await outbox.due(math.inf, 10)] == ["a", "b"]
+    finally:
+        await outbox.stop()
+    store = OutboxStore(tmp_path / "outbox.db")
+    try:
+        row = store.get("a")
+        assert row is not None
+        assert row[1].attempts >= CHECKPOINT_COMMITS
+    finally:
+        store.close()
+
+
+async def test_a_failing_subscriber_does_not_hold_the_answers(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db", sync_within_s=0.0)
+    outbox.start()
+
+    def broken(_deliveries: list[Delivery]) -> None:
+        raise RuntimeError("subscriber bug")
+
+    outbox.subscribe(broken)
+    try:
+        assert [d.key for d in await outbox.enqueue([note("a")])] == ["a"]
+        await outbox.mark_delivered("a")
     finally:
         await outbox.stop()
 

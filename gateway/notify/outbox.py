@@ -6,22 +6,35 @@ the first one reached, for as long as the row is kept (`prune`). Rows go pending
 or pending -> dead (a permanent refusal, or given up); a failed attempt stays pending with its
 next try.
 
-Durability, in two steps, so that the fsync is not between an alarm and its message:
-1. the new rows are committed to the WAL without an fsync (`synchronous=NORMAL`): from then on
-   they survive the process (a SIGKILL, a crash), and the worker is handed them and may send;
-2. a second, fsynced commit (`synchronous=FULL` syncs the whole WAL, the first commit's frames
-   included) makes them survive a power cut too, and only then does `enqueue` return.
+Durability, in two steps, so that the fsync is neither between an alarm and its message nor
+beside it:
+1. the new rows are committed to the WAL without an fsync (the writing connection runs
+   `synchronous=NORMAL`): from then on they survive the process (a SIGKILL, a crash), and the
+   worker is handed them and may send;
+2. a second, fsynced commit of one row (`synchronous=FULL` for it alone: that syncs the whole
+   WAL file, the first commit's frames included) makes them survive a power cut too, and only
+   then does `enqueue` return. It comes with the thread's next round of work after the
+   commit (typically the worker marking the message sent, whose commit it then covers too) or
+   after `sync_within_s`, whichever is first: an fsync takes CPU and I/O from the small box
+   that the send needs more.
 So nothing is sent that is not stored, and nothing `enqueue` returned can be lost. A power cut
 between the two steps may lose rows whose `enqueue` never returned (some perhaps already sent):
 the caller was not told they were stored, and enqueues them again (at least once; DingTalk
-drops the repeat by its msgUuid). Transactions that only mark outcomes are never fsynced: a
-power cut may forget that a message went out, and it is sent again.
+drops the repeat by its msgUuid). Transactions that only mark outcomes are not fsynced by
+themselves: a power cut may forget that a message went out, and it is sent again.
+
+One connection: a second one for the fsynced commit would make the first one's page cache
+stale at each of them, and its next commit read its pages back from the file. The WAL is
+checkpointed by the outbox thread between rounds (`CHECKPOINT_COMMITS`), not by SQLite inside
+whichever commit makes it long: that could be the one an alarm waits for.
 
 Nothing here blocks the event loop: `Outbox` runs every SQLite call on a thread of its own,
 writes that queue up while one commits share the next transaction, and each caller awaits a
-future. The thread's queue is unbounded in count, not in practice: every producer awaits its
-write before it makes the next. The file itself is bounded by `max_pending` (see `enqueue`)
-and by `prune`.
+future. The thread calls back to the loop once right after a commit (the subscribers hear of
+the new deliveries, the writes that need no fsync are answered), once after the reads of the
+round, and once after an fsync (the enqueues are answered). The thread's queue is unbounded
+in count, not in practice: every producer awaits its write before it makes the next. The file
+itself is bounded by `max_pending` (see `enqueue`) and by `prune`.
 
 One delivery worker per file: two workers on one outbox would both send.
 """
@@ -31,22 +44,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from core.private_fs import make_private_dir, touch_private
 from gateway.notify.delivery import Delivery, Grade, Message, Recipient
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 RANK: dict[str, int] = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
+# How long committed deliveries wait at most for their fsync while the thread has nothing
+# else to do (see the notes on durability): long enough for the answer of an endpoint nearby
+# and the worker's mark, short for the caller of `enqueue`.
+SYNC_WITHIN_S = 0.02
+# The outbox thread checkpoints the WAL after this many commits (a few pages each; SQLite's
+# automatic checkpoint comes at 1,000 pages).
+CHECKPOINT_COMMITS = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -119,13 +141,22 @@ class OutboxStats:
     channels: dict[str, ChannelStats] = field(default_factory=dict)
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _encode(d: Delivery) -> tuple[str, str]:
-    m = d.message
+    # Field by field rather than dataclasses.asdict (a deep copy): this runs between an alarm
+    # and its message.
+    r, m = d.recipient, d.message
+    recipient = {
+        "name": r.name,
+        "mobile": r.mobile,
+        "email": r.email,
+        "dingtalk_user": r.dingtalk_user,
+        "wecom_user": r.wecom_user,
+    }
     message = {"title": m.title, "text": m.text, "markdown": m.markdown, "params": m.params}
-    return (
-        json.dumps(asdict(d.recipient), ensure_ascii=False),
-        json.dumps(message, ensure_ascii=False),
-    )
+    return _dumps(recipient), _dumps(message)
 
 
 def _decode(row: Sequence[Any]) -> Pending:
@@ -160,8 +191,15 @@ class OutboxStore:
     through `Outbox`, a CLI may use it directly."""
 
     def __init__(
-        self, path: Path | str, *, max_pending: int = 100_000, busy_timeout_s: float = 5.0
+        self,
+        path: Path | str,
+        *,
+        max_pending: int = 100_000,
+        busy_timeout_s: float = 5.0,
+        auto_checkpoint: bool = True,
     ) -> None:
+        """`auto_checkpoint=False`: the WAL is copied into the file only by `checkpoint` (the
+        owner calls it when it suits), never inside whichever commit makes the WAL long."""
         self.path = Path(path)
         self.max_pending = max_pending
         # Who was told what, when: private (0600; SQLite gives -wal and -shm the same mode).
@@ -175,7 +213,10 @@ class OutboxStore:
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise OutboxError(f"{self.path}: cannot use WAL journal (got {mode!r})")
-        self._db.execute("PRAGMA synchronous = FULL")
+        # Commits are not fsynced; `sync` makes every earlier one durable.
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        if not auto_checkpoint:
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
         self._migrate()
         self.overflowed = 0
         self._pending = self._count_pending()
@@ -186,9 +227,8 @@ class OutboxStore:
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; `durable=False` skips the fsync of its commit."""
+        """One write transaction; `durable=False` skips the fsync after its commit."""
         with self._lock:
-            self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -196,6 +236,8 @@ class OutboxStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            if durable:
+                self.sync()
 
     def _migrate(self) -> None:
         with self.transaction() as db:
@@ -312,17 +354,31 @@ class OutboxStore:
         with self.transaction(durable=False) as db:
             self.set_dead(db, key, reason, time.time() if now is None else now)
 
-    def sync(self, now: float) -> None:
+    def sync(self, now: float | None = None) -> None:
         """Make every earlier commit durable: a fsynced commit of one small row (in WAL mode,
-        the fsync covers the earlier commits that were not synced)."""
-        with self.transaction(durable=True) as db:
-            db.execute("INSERT OR REPLACE INTO sync_mark (id, at) VALUES (1, ?)", (now,))
+        the fsync covers the earlier commits that were not synced). One statement in
+        autocommit: its own transaction."""
+        with self._lock:
+            self._db.execute("PRAGMA synchronous = FULL")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO sync_mark (id, at) VALUES (1, ?)",
+                    (time.time() if now is None else now,),
+                )
+            finally:
+                self._db.execute("PRAGMA synchronous = NORMAL")
 
     def prune(self, before: float) -> int:
         """Forget delivered and dead rows finished before `before` (epoch seconds); their
         keys may then be enqueued again."""
         with self.transaction(durable=False) as db:
             return self.delete_done(db, before)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file (as far as no reader holds it back), so that the WAL
+        starts over; a checkpoint fsyncs both."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -378,14 +434,18 @@ class OutboxStore:
 
 T = TypeVar("T")
 
+# (future, value, error): one answer for a caller's future, given on the caller's loop.
+_Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
 
 @dataclass(slots=True)
 class _Job:
     run: Callable[..., Any]  # (connection) for writes, () for reads
-    done: Future[Any]
+    done: asyncio.Future[Any]  # on `loop`, resolved there
+    loop: asyncio.AbstractEventLoop
     write: bool
-    durable: bool = False  # resolve `done` only after an fsynced commit
-    written: Callable[[Any], None] | None = None  # told the result once committed, not synced
+    durable: bool = False  # answer only after an fsynced commit
+    announce: bool = False  # the result (new deliveries) goes to the subscribers at commit
 
 
 class Outbox:
@@ -400,16 +460,23 @@ class Outbox:
         path: Path | str,
         *,
         max_pending: int = 100_000,
+        sync_within_s: float = SYNC_WITHIN_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store = OutboxStore(path, max_pending=max_pending)
+        self.store = OutboxStore(path, max_pending=max_pending, auto_checkpoint=False)
+        self.sync_within_s = sync_within_s
         self._clock = clock
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         # A daemon: a process that exits without stop() must not hang on it. Nothing durable
         # is lost that way: enqueue has returned only for what was committed.
         self._thread = threading.Thread(target=self._run, name="notify-outbox", daemon=True)
         self._listeners: list[Callable[[list[Delivery]], None]] = []
+        self._unsynced = _Replies()  # enqueues committed, waiting for the fsync to answer
+        self._sync_by = 0.0  # time.monotonic() by which that fsync is done
         self.commits = 0
+        self.syncs = 0
+        self.checkpoints = 0
+        self._checkpointed_at = 0  # self.commits at the last checkpoint
 
     def start(self) -> None:
         self._thread.start()
@@ -425,16 +492,12 @@ class Outbox:
         self._listeners.append(listener)
 
     async def _call(
-        self,
-        run: Callable[..., T],
-        *,
-        write: bool,
-        durable: bool = False,
-        written: Callable[[Any], None] | None = None,
+        self, run: Callable[..., T], *, write: bool, durable: bool = False, announce: bool = False
     ) -> T:
-        done: Future[T] = Future()
-        self._jobs.put(_Job(run, done, write, durable, written))
-        return await asyncio.wrap_future(done)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(run, done, loop, write, durable, announce))
+        return await done
 
     async def enqueue(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Store the deliveries; returns, once they are fsynced, the ones that were new.
@@ -443,21 +506,13 @@ class Outbox:
         fsync (see the module's notes on durability)."""
         now = self._clock()
         loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Delivery]] = loop.create_future()
 
-        def written(stored: list[Delivery]) -> None:
-            if stored and self._listeners:
-                loop.call_soon_threadsafe(self._announce, stored)
+        def insert(db: sqlite3.Connection) -> list[Delivery]:
+            return self.store.insert(db, deliveries, now)
 
-        return await self._call(
-            lambda db: self.store.insert(db, deliveries, now),
-            write=True,
-            durable=True,
-            written=written,
-        )
-
-    def _announce(self, stored: list[Delivery]) -> None:
-        for listener in self._listeners:
-            listener(stored)
+        self._jobs.put(_Job(insert, done, loop, write=True, durable=True, announce=True))
+        return await done
 
     async def due(self, now: float, limit: int) -> list[Pending]:
         return await self._call(lambda: self.store.due(now, limit), write=False)
@@ -480,65 +535,152 @@ class Outbox:
         now = self._clock()
         return await self._call(lambda: self.store.stats(now), write=False)
 
+    # -- the thread -------------------------------------------------------------------------
+
     def _run(self) -> None:
         while True:
-            jobs = [self._jobs.get()]
-            while True:  # everything queued meanwhile joins this round
-                try:
-                    jobs.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
+            try:
+                first = self._jobs.get(timeout=self._sync_wait())
+            except queue.Empty:  # nothing else came: the fsync is due
+                self._sync()
+                self._checkpoint_if_due()
+                continue
+            jobs = [first]
+            while not self._jobs.empty():  # everything queued meanwhile joins this round
+                jobs.append(self._jobs.get())
+            waiting = bool(self._unsynced)
             writes = [j for j in jobs if j is not None and j.write]
             if writes:
                 self._commit(writes)
-            for job in jobs:
-                if job is not None and not job.write:
-                    _settle(job, job.run)
+            reads = [j for j in jobs if j is not None and not j.write]
+            if reads:
+                replies = _Replies()
+                for job in reads:
+                    replies.answer(job, *_attempt(job.run))
+                replies.send(self._on_loop)
+            if waiting or None in jobs or time.monotonic() >= self._sync_by:
+                self._sync()
             if None in jobs:
                 return
+            self._checkpoint_if_due()
+
+    def _checkpoint_if_due(self) -> None:
+        """A checkpoint takes a millisecond or more (two fsyncs): not inside a commit an alarm
+        waits for, as SQLite's automatic one would be, but when no fsync is pending and, as
+        long as the WAL is not too long, no job is waiting."""
+        since = self.commits - self._checkpointed_at
+        if self._unsynced or since < CHECKPOINT_COMMITS:
+            return
+        if not self._jobs.empty() and since < 4 * CHECKPOINT_COMMITS:
+            return
+        self._checkpointed_at = self.commits
+        _none, error = _attempt(self.store.checkpoint)
+        if error is not None:
+            log.warning("notification outbox: checkpoint failed: %s", error)
+        else:
+            self.checkpoints += 1
+
+    def _sync_wait(self) -> float | None:
+        """How long the thread may wait for the next job before the pending fsync is due."""
+        if not self._unsynced:
+            return None
+        return max(0.0, self._sync_by - time.monotonic())
+
+    def _sync(self) -> None:
+        """The fsync the committed enqueues wait for; then they are answered."""
+        if not self._unsynced:
+            return
+        waiting, self._unsynced = self._unsynced, _Replies()
+        _none, error = _attempt(self.store.sync, self._clock())
+        self.syncs += 1
+        if error is not None:
+            waiting.fail(error)
+        waiting.send(self._on_loop)
 
     def _commit(self, writes: list[_Job]) -> None:
-        results: list[Any] = []
         try:
             with self.store.transaction(durable=False) as db:
                 results = [j.run(db) for j in writes]
         except Exception:
             # One bad job must not fail the others: each again, in a transaction of its own.
             self.store.recount()
+            replies = _Replies()
             for job in writes:
-                _settle(job, self._alone, job)
+                value, error = _attempt(self._alone, job)
+                if job.announce and error is None:
+                    replies.stored(job.loop, value)
+                replies.answer(job, value, error)
+            replies.send(self._on_loop)
             return
         self.commits += 1
+        # Committed: in one call to the loop, the subscribers hear of the new deliveries (and
+        # may send them) and the writes that need no fsync are answered. The enqueues wait
+        # for the fsync (see `_run`).
+        now = _Replies()
         for job, value in zip(writes, results, strict=True):
-            if job.written is not None:
-                _tell(job.written, value)
-        synced: BaseException | None = None
-        if any(j.durable for j in writes):
-            try:
-                self.store.sync(self._clock())
-            except Exception as exc:
-                synced = exc
-        for job, value in zip(writes, results, strict=True):
-            if job.durable and synced is not None:
-                job.done.set_exception(synced)
+            if job.announce:
+                now.stored(job.loop, value)
+            if job.durable:
+                if not self._unsynced:
+                    self._sync_by = time.monotonic() + self.sync_within_s
+                self._unsynced.answer(job, value, None)
             else:
-                job.done.set_result(value)
+                now.answer(job, value, None)
+        now.send(self._on_loop)
 
     def _alone(self, job: _Job) -> Any:
         with self.store.transaction(durable=job.durable) as db:
-            value = job.run(db)
-        if job.written is not None:
-            _tell(job.written, value)
-        return value
+            return job.run(db)
+
+    def _on_loop(self, stored: list[Delivery], answers: list[_Answer]) -> None:
+        if stored:
+            for listener in self._listeners:
+                try:
+                    listener(stored)
+                except Exception:  # the answers below must still go out
+                    log.exception("notification outbox: a subscriber failed")
+        for done, value, error in answers:
+            if done.done():  # the caller was cancelled
+                continue
+            if error is None:
+                done.set_result(value)
+            else:
+                done.set_exception(error)
 
 
-def _tell(written: Callable[[Any], None], value: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody to tell
-        written(value)
+class _Replies:
+    """What the outbox thread tells each caller's loop at one point of a round: the deliveries
+    just stored, and answers to futures. `send` makes one call per loop."""
+
+    def __init__(self) -> None:
+        self._by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Delivery], list[_Answer]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_loop)
+
+    def _of(self, loop: asyncio.AbstractEventLoop) -> tuple[list[Delivery], list[_Answer]]:
+        return self._by_loop.setdefault(loop, ([], []))
+
+    def stored(self, loop: asyncio.AbstractEventLoop, deliveries: list[Delivery]) -> None:
+        if deliveries:
+            self._of(loop)[0].extend(deliveries)
+
+    def answer(self, job: _Job, value: Any, error: BaseException | None) -> None:
+        self._of(job.loop)[1].append((job.done, value, error))
+
+    def fail(self, error: BaseException) -> None:
+        for _stored, answers in self._by_loop.values():
+            answers[:] = [(done, None, error) for done, _value, _error in answers]
+
+    def send(self, on_loop: Callable[[list[Delivery], list[_Answer]], None]) -> None:
+        for loop, (stored, answers) in self._by_loop.items():
+            if stored or answers:
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody to tell
+                    loop.call_soon_threadsafe(on_loop, stored, answers)
 
 
-def _settle(job: _Job, run: Callable[..., Any], *args: Any) -> None:
+def _attempt(run: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
     try:
-        job.done.set_result(run(*args))
+        return run(*args), None
     except Exception as exc:
-        job.done.set_exception(exc)
+        return None, exc

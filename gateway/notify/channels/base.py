@@ -71,8 +71,12 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
     }
 
 
+# One encoder: json.dumps with options builds a new one at every call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def dumps(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODE(body).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
