@@ -18,7 +18,11 @@ profiles and the gateway's own measurements write, before anything connects.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class FieldType(enum.StrEnum):
@@ -72,3 +76,23 @@ def float_format(dtype: str, scaled: bool) -> str:
     if dtype in ("int32", "uint32") and scaled:
         return "%.12g"
     return "%r"
+
+
+def check_one_type_per_point(model: str, key: str, groups: Sequence[Any]) -> None:
+    """Refuse a profile whose point (by name) has two types across its groups (`messages`,
+    `events`): InfluxDB keeps one type per field. The error names the later declaration,
+    `<key>[i].points[j].type`, where the fix goes."""
+    first: dict[str, tuple[int, str]] = {}
+    for i, group in enumerate(groups):
+        for j, p in enumerate(group.points):
+            seen = first.setdefault(p.name, (i, p.type))
+            if seen[1] != p.type:
+                message = (
+                    f"point {p.name!r} is {p.type} here and {seen[1]} in {key}[{seen[0]}]; "
+                    "InfluxDB keeps one type per field: give both the same type, or rename "
+                    "one of them"
+                )
+                error = PydanticCustomError("value_error", message)
+                loc = (key, i, "points", j, "type")
+                detail = InitErrorDetails(type=error, loc=loc, input=p.type)
+                raise ValidationError.from_exception_data(model, [detail])

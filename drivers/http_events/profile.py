@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.config_types import Duration
+from core.field_types import check_one_type_per_point
 from drivers.mqtt.profile import (
     EVENT_ID_DESCRIPTION,
     TIMESTAMP_DESCRIPTION,
@@ -169,23 +169,5 @@ class HttpEventsProfile(_Strict):
             if not code or any(c in code for c in ",[]&= "):
                 raise ValueError(f"event code {code!r}: letters and digits only, e.g. VideoMotion")
         # One type per point, as InfluxDB keeps one type per field (as in MQTT profiles).
-        first: dict[str, tuple[int, str]] = {}
-        for i, m in enumerate(self.events):
-            for j, p in enumerate(m.points):
-                seen = first.setdefault(p.name, (i, p.type))
-                if seen[1] != p.type:
-                    message = (
-                        f"point {p.name!r} is {p.type} here and {seen[1]} in events[{seen[0]}]; "
-                        "InfluxDB keeps one type per field: give both the same type, or rename "
-                        "one of them"
-                    )
-                    error = PydanticCustomError("value_error", message)
-                    raise ValidationError.from_exception_data(
-                        type(self).__name__,
-                        [
-                            InitErrorDetails(
-                                type=error, loc=("events", i, "points", j, "type"), input=p.type
-                            )
-                        ],
-                    )
+        check_one_type_per_point(type(self).__name__, "events", self.events)
         return self

@@ -19,10 +19,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.config_types import Duration, Range
+from core.field_types import check_one_type_per_point
 
 _VAR = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 JsonScalar = str | int | float | bool | None
@@ -167,23 +167,5 @@ class MqttProfile(_Strict):
                 )
         # A point in several mappings is fine (the latest message wins), as long as it keeps
         # one type: the error names the later declaration's line, where the fix goes.
-        first: dict[str, tuple[int, str]] = {}
-        for i, m in enumerate(self.messages):
-            for j, p in enumerate(m.points):
-                seen = first.setdefault(p.name, (i, p.type))
-                if seen[1] != p.type:
-                    message = (
-                        f"point {p.name!r} is {p.type} here and {seen[1]} in messages[{seen[0]}]; "
-                        "InfluxDB keeps one type per field: give both the same type, or rename "
-                        "one of them"
-                    )
-                    error = PydanticCustomError("value_error", message)
-                    raise ValidationError.from_exception_data(
-                        type(self).__name__,
-                        [
-                            InitErrorDetails(
-                                type=error, loc=("messages", i, "points", j, "type"), input=p.type
-                            )
-                        ],
-                    )
+        check_one_type_per_point(type(self).__name__, "messages", self.messages)
         return self
