@@ -74,7 +74,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         warning = _calendar_warning(loaded)
         if warning:
             print(f"{args.site}: {warning}")
-    for warning in loaded.warnings:
+    from gateway.rule_points import missing_rule_points
+
+    for warning in [*loaded.warnings, *missing_rule_points(loaded)]:
         print(f"{args.site}: warning: {warning}")
     return 0
 

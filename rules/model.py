@@ -247,6 +247,33 @@ class RuleParams(BaseModel):
     scope: Scope = Field(default_factory=Scope, description="Devices the rule watches.")
     grade: Grade | None = Field(default=None, description="Overrides the kind's default grade.")
 
+    # Point parameters a device may lack without the rule losing its judgement (an AC unit
+    # without an on/off point counts as on).
+    optional_points: ClassVar[frozenset[str]] = frozenset()
+
+    def reads(self) -> list[PointNeed]:
+        """The points the rule reads from each device it watches, for `guanjia check`: a
+        parameter `point` or `*_point` is one need, `points` or `*_points` one need met by any
+        of its names. Kinds whose needs differ (either of two points) override this."""
+        needs: list[PointNeed] = []
+        for name in type(self).model_fields:
+            if name in self.optional_points:
+                continue
+            value = getattr(self, name)
+            if (name == "point" or name.endswith("_point")) and isinstance(value, str):
+                needs.append(PointNeed(name, (value,)))
+            elif (name == "points" or name.endswith("_points")) and isinstance(value, list):
+                needs.append(PointNeed(name, tuple(str(v) for v in value)))
+        return needs
+
+
+@dataclass(frozen=True, slots=True)
+class PointNeed:
+    """A point a rule reads: the parameter that names it and the names that meet it (any)."""
+
+    param: str
+    names: tuple[str, ...]
+
 
 P = TypeVar("P", bound=RuleParams, default=RuleParams, covariant=True)
 """A rule kind's parameters. Covariant, and plain `Rule` is `Rule[RuleParams]`: the engine
@@ -279,6 +306,11 @@ class Rule(ABC, Generic[P]):
         """Choose the devices to watch; returns their ids (the engine routes their Samples)."""
         self.watched = [d for d in devices if self.params.scope.matches(d)]
         return [d.id for d in self.watched]
+
+    def reads(self, device: DeviceInfo) -> list[PointNeed]:
+        """The points the rule reads from one device it watches (`guanjia check` warns of
+        those its profile lacks); by default every device is read alike."""
+        return self.params.reads()
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         return ()

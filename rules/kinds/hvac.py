@@ -47,6 +47,7 @@ from rules.model import (
     Input,
     InputReply,
     Issue,
+    PointNeed,
     Raise,
     Rule,
     RuleParams,
@@ -100,6 +101,7 @@ class AcUnitParams(RuleParams):
     )
     mode_point: str = Field(default="mode", description="Mode point name.")
     power_point: str = Field(default="on_off", description="On/off point name (1 = on).")
+    optional_points: ClassVar[frozenset[str]] = frozenset({"power_point"})
     cool_modes: list[int] = Field(default=[0], description="Mode values that cool.")
     heat_modes: list[int] = Field(default=[1, 4], description="Mode values that heat.")
 
@@ -508,6 +510,12 @@ class AcWindowOpenRule(_AcRule[AcWindowOpenParams]):
         chosen = [*self.units.values(), *(d for d in contacts if d.id in self.contact_zone)]
         self.watched = chosen
         return [d.id for d in chosen]
+
+    def reads(self, device: DeviceInfo) -> list[PointNeed]:
+        """Units are read for their mode; contacts are chosen by having contact_point."""
+        if device.id in self.contact_zone:
+            return []
+        return [n for n in self.params.reads() if n.param != "contact_point"]
 
     def open_contacts(self, zone: str, ctx: Context) -> list[str] | None:
         """The zone's open contacts; None if none is known open and some are not known."""

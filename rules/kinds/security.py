@@ -30,7 +30,7 @@ from core.config_types import Duration
 from core.types import Sample, Value
 from rules.blocks import CountWindow, OfficeHours, OnDelay
 from rules.kinds.base import DeviceRule, stale_note
-from rules.model import Context, DeviceInfo, Effect, Grade, RuleParams, Scope
+from rules.model import Context, DeviceInfo, Effect, Grade, PointNeed, RuleParams, Scope
 from rules.numbers import optional_float
 
 _TRUE = frozenset({"true", "on", "1", "active", "alarm", "open", "yes"})
@@ -191,6 +191,10 @@ class DoorHeldOpenParams(RuleParams):
         "of a controller (a loading dock may stay open longer).",
     )
 
+    def reads(self) -> list[PointNeed]:
+        """Either the controller's held-open event or the contact state is enough."""
+        return [PointNeed("held_point", (self.held_point, self.contact_point))]
+
 
 class DoorHeldOpenRule(DeviceRule[DoorHeldOpenParams]):
     """A door left open: the controller's own timeout event, or a contact open too long."""
@@ -310,6 +314,7 @@ class InvalidCardsParams(RuleParams):
     scope: Scope = Field(default_factory=_access_scope, description="Access controllers.")
     point: str = Field(default="invalid_card", description="Event point: unknown card presented.")
     card_point: str = Field(default="card_no", description="Point carrying the card number.")
+    optional_points: ClassVar[frozenset[str]] = frozenset({"card_point"})  # shown if known
     count: int = Field(
         default=3, ge=2, description="Invalid cards at one door within `window` that alarm."
     )
