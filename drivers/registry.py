@@ -22,7 +22,7 @@ from drivers.dlt645.runtime import Dlt645Driver
 from drivers.http_events import describe as http_events_describe
 from drivers.http_events.checks import HttpEventsChecks
 from drivers.http_events.config import HttpEventsConnection
-from drivers.http_events.profile import PROTOCOLS, HttpEventsProfile, ProfileProtocols
+from drivers.http_events.profile import PROTOCOLS, HttpEventsProfile
 from drivers.http_events.runtime import HttpEventsDriver
 from drivers.modbus import describe as modbus_describe
 from drivers.modbus.checks import ModbusChecks
@@ -62,7 +62,8 @@ class Driver:
     example: str  # the smallest connection block, for an error that asks for one
     connection_model: Any  # a pydantic model, or an annotated union of them
     profile_model: type[BaseModel]
-    profile_protocol: str | None  # a profile file's `protocol:`; None for the default driver
+    # The `protocol:` values of its profile files; none: the default driver (no `protocol:`).
+    profile_protocols: tuple[str, ...]
     describe: Callable[[Any, Sequence[str] | None], dict[str, PointMeta]]
     # Every definition of a field, repeated where a profile defines one name twice (an MQTT
     # point on two topics), for the one-type-per-field check.
@@ -83,7 +84,7 @@ DRIVERS: Mapping[str, Driver] = {
             example="modbus: {transport: tcp, host: ...}",
             connection_model=ModbusConnection,
             profile_model=Profile,
-            profile_protocol=None,
+            profile_protocols=(),
             describe=modbus_describe.describe,
             definitions=lambda p, points: modbus_describe.describe(p, points).values(),
             stale_after=modbus_describe.stale_after,
@@ -97,7 +98,7 @@ DRIVERS: Mapping[str, Driver] = {
             example="mqtt: {vars: {...}}",
             connection_model=MqttDeviceConfig,
             profile_model=MqttProfile,
-            profile_protocol="mqtt",
+            profile_protocols=("mqtt",),
             describe=mqtt_describe.describe,
             definitions=lambda p, _points: mqtt_describe.definitions(p),
             stale_after=mqtt_describe.stale_after,
@@ -111,7 +112,7 @@ DRIVERS: Mapping[str, Driver] = {
             example='dlt645: {transport: rtu, port: /dev/ttyUSB0, address: "000000000001"}',
             connection_model=Dlt645Connection,
             profile_model=Dlt645Profile,
-            profile_protocol="dlt645",
+            profile_protocols=("dlt645",),
             describe=dlt645_describe.describe,
             definitions=lambda p, points: dlt645_describe.describe(p, points).values(),
             stale_after=dlt645_describe.stale_after,
@@ -125,7 +126,7 @@ DRIVERS: Mapping[str, Driver] = {
             example='http_events: {host: 10.0.8.30, username: guanjia, password: "${CAM_PW}"}',
             connection_model=HttpEventsConnection,
             profile_model=HttpEventsProfile,
-            profile_protocol=ProfileProtocols(*PROTOCOLS),  # hikvision_isapi, dahua_events
+            profile_protocols=PROTOCOLS,  # hikvision_isapi, dahua_events
             describe=http_events_describe.describe,
             definitions=lambda p, _points: http_events_describe.definitions(p),
             stale_after=http_events_describe.stale_after,
@@ -140,9 +141,9 @@ def profile_model(protocol: object) -> type[BaseModel]:
     """The profile model of a profile file's `protocol:` (none: the default driver's)."""
     default: type[BaseModel] | None = None
     for driver in DRIVERS.values():
-        if driver.profile_protocol is not None and driver.profile_protocol == protocol:
+        if protocol in driver.profile_protocols:
             return driver.profile_model
-        if driver.profile_protocol is None:
+        if not driver.profile_protocols:
             default = driver.profile_model
     assert default is not None
     return default

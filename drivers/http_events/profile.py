@@ -31,30 +31,6 @@ PROTOCOLS: tuple[str, ...] = ("hikvision_isapi", "dahua_events")
 VENDORS: dict[str, str] = {"hikvision_isapi": "hikvision", "dahua_events": "dahua"}
 
 
-class ProfileProtocols(str):
-    """The registry's `profile_protocol` for a driver whose profiles name one of several
-    protocols: drivers/registry.py compares a profile file's `protocol:` with `==`, and this
-    value equals each of its members. (The registry entry holds one string per driver; see
-    the driver's README, "Contract gaps".)"""
-
-    members: tuple[str, ...]
-
-    def __new__(cls, *members: str) -> ProfileProtocols:
-        value = super().__new__(cls, " | ".join(members))
-        value.members = members
-        return value
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, str) and not isinstance(other, ProfileProtocols):
-            return other in self.members
-        return str.__eq__(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    __hash__ = str.__hash__
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
