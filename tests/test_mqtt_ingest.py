@@ -1,7 +1,9 @@
-"""MQTT ingest that can be trusted: a point fed by two topics, the device's own time, QoS 1
-redeliveries dropped by event id, and problem counters that a publisher inventing topics
-cannot grow. The shipped profiles and the code that runs on the broker's network thread;
-the same paths run against a real Mosquitto in test_mqtt_control.py."""
+"""MQTT ingest that can be trusted: a point fed by two topics, the device's own time in every
+form devices write it, QoS 1 redeliveries dropped by event id, retained events replayed by the
+broker dropped while retained state is kept, variables in JSON paths (the channels of one
+Shelly), and problem counters that a publisher inventing topics cannot grow. The shipped
+profiles and the code that runs on the broker's network thread; the same paths run against a
+real Mosquitto in test_mqtt_control.py."""
 
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.mqtt.ingest import ARRIVAL_LAG, OTHER, Ingest, MqttDevice
+from drivers.mqtt.mapping import parse_device_time
 from drivers.mqtt.profile import MqttProfile
 from gateway.config_errors import ConfigError
-from gateway.config_load import load_profile
+from gateway.config_load import load_profile, load_site
 from gateway.mqtt_service import parse_command
 from tests.mqtt_payloads import (
     ACS_ALERT,
@@ -280,3 +283,193 @@ def test_a_command_gives_its_time_as_epoch_seconds_or_iso() -> None:
     with pytest.raises(ValueError, match="epoch seconds"):
         parse_command(b'{"value": 26, "ts": true}')
     assert parse_command(b"26") == (26, "", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Variables in JSON paths: the channels of one Shelly Pro 4PM
+
+
+def _pro_4pm(channels: range = range(4)) -> Ingest:
+    profile = profile_named("shelly_pro_4pm")
+    devices = [
+        MqttDevice(f"ch{n}", profile, "site", {"prefix": "shellypro4pm-a8032ab", "channel": str(n)})
+        for n in channels
+    ]
+    return Ingest(devices)
+
+
+def test_each_channel_reads_its_own_component_of_one_status_document() -> None:
+    ingest = _pro_4pm()
+    status = {
+        "src": "shellypro4pm-a8032ab",
+        "dst": "shellypro4pm-a8032ab/events",
+        "method": "NotifyFullStatus",
+        "params": {
+            "ts": time.time() - 3,
+            **{
+                f"switch:{n}": {
+                    "id": n,
+                    "source": "init",
+                    "output": n != 2,
+                    "apower": 100.0 * n,
+                    "voltage": 231.0,
+                    "current": 0.5 * n,
+                    "aenergy": {"total": 1000.0 * (n + 1), "by_minute": [0, 0, 0], "minute_ts": 1},
+                    "temperature": {"tC": 40.0 + n, "tF": 104.0},
+                }
+                for n in range(4)
+            },
+        },
+    }
+    samples = ingest.on_message("shellypro4pm-a8032ab/events/rpc", json.dumps(status).encode())
+    by_device = {s.device: s.values for s in samples}
+    assert sorted(by_device) == ["ch0", "ch1", "ch2", "ch3"]
+    for n in range(4):
+        values = by_device[f"ch{n}"]
+        assert values["active_power_total_w"] == 100.0 * n
+        assert values["energy_import_kwh"] == pytest.approx(n + 1)
+        assert values["relay_on"] is (n != 2)
+        assert values["device_temperature_degc"] == 40.0 + n
+    # params.ts is the device's time (epoch seconds with a fraction).
+    assert all(2 <= float(s.values[ARRIVAL_LAG]) < 60 for s in samples)
+
+
+def test_a_path_variable_must_be_declared() -> None:
+    raw = profile_named("shelly_pro_4pm").model_dump()
+    raw["variables"] = ["prefix"]
+    raw["messages"] = [raw["messages"][1]]
+    with pytest.raises(ValueError, match=r"uses channel; list it under `variables`"):
+        MqttProfile.model_validate(raw)
+
+
+def _site_with(tmp_path: Path, device: str) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "site: {name: 测试楼, id: test-site, tags: {building: main}}\n"
+        "mqtt: {brokers: [{name: site, host: 127.0.0.1}]}\n"
+        "devices:\n" + device,
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_site_device_without_its_channel_is_one_line_before_anything_connects(
+    tmp_path: Path,
+) -> None:
+    site = _site_with(
+        tmp_path,
+        "  - id: circuit-1\n"
+        "    profile: shelly_pro_4pm\n"
+        "    mqtt: {vars: {prefix: shellypro4pm-a8032ab}}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_site(site)
+    [problem] = info.value.problems
+    assert str(problem).startswith(f"{site}:")
+    assert "devices[0].mqtt.vars" in str(problem)
+    assert "needs channel" in str(problem)
+
+
+def test_a_channel_that_would_split_the_path_is_refused(tmp_path: Path) -> None:
+    site = _site_with(
+        tmp_path,
+        "  - id: circuit-1\n"
+        "    profile: shelly_pro_4pm\n"
+        "    mqtt: {vars: {prefix: shellypro4pm-a8032ab, channel: '0.apower'}}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_site(site)
+    [problem] = info.value.problems
+    assert "devices[0].mqtt.vars.channel" in str(problem)
+    assert "must be one key" in str(problem)
+
+
+# ---------------------------------------------------------------------------------------------
+# Retained events and retained state
+
+
+def test_a_retained_event_replayed_on_subscribe_is_dropped_and_counted() -> None:
+    ingest = ingest_of("dahua_mqtt_camera", {"topic": "cameras/3"})
+    assert ingest.on_message("cameras/3/CrossLineDetection", b"Start", retained=True) == []
+    assert ingest.stats.retained_events == 1
+    assert ingest.stats.unmatched == 0  # dropped on purpose, not a message nobody maps
+    [live] = ingest.on_message("cameras/3/CrossLineDetection", b"Start")
+    assert live.values == {"intrusion": True}
+    assert ingest.stats.retained_events == 1
+
+
+def test_retained_state_is_the_latest_state() -> None:
+    ingest = ingest_of("dahua_mqtt_camera", {"topic": "cameras/3"})
+    [replayed] = ingest.on_message("cameras/3/VideoLoss", b"Stop", retained=True)
+    assert replayed.values == {"video_loss": False}
+    assert ingest.stats.retained_events == 0
+    # The same for JSON state with a device time: the Shelly's retained status document.
+    shelly = _pro_4pm(range(1))
+    doc = {
+        "id": 0,
+        "output": True,
+        "apower": 12.5,
+        "voltage": 230.0,
+        "current": 0.1,
+        "aenergy": {"total": 10.0},
+    }
+    [state] = shelly.on_message(
+        "shellypro4pm-a8032ab/status/switch:0", json.dumps(doc).encode(), retained=True
+    )
+    assert state.values["active_power_total_w"] == 12.5
+
+
+def test_an_event_replay_does_not_reach_the_id_memory() -> None:
+    """A retained copy is dropped before its id is remembered: the live event with the same id
+    that follows is still taken once."""
+    ingest = acs_ingest()
+    event = json.dumps(ACS_ALERT).encode()
+    assert ingest.on_message(ACS_TOPIC, event, retained=True) == []
+    assert len(ingest.on_message(ACS_TOPIC, event)) == 1
+    assert ingest.stats.duplicates == 0
+    assert ingest.stats.retained_events == 1
+
+
+def test_a_point_may_not_be_both_event_and_state(tmp_path: Path) -> None:
+    mixed = copy.deepcopy(TWO_TOPICS)
+    mixed["messages"][1]["event"] = True
+    path = tmp_path / "two_topics.yaml"
+    path.write_text(json.dumps(mixed, indent=2), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    [problem] = info.value.problems
+    assert problem.path == "messages[1].points[0].name"
+    assert "an event point here and state point in messages[0]" in problem.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Times written by the devices: epoch seconds and milliseconds, ISO 8601 with and without zone
+
+
+WHEN = datetime(2026, 3, 2, 20, 11, 13, 250000, tzinfo=SHANGHAI)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt"),
+    [
+        (WHEN.timestamp(), "unix_s"),  # Shelly's params.ts: 1772453473.25
+        (str(WHEN.timestamp()), "unix_s"),
+        (int(WHEN.timestamp() * 1000), "unix_ms"),
+        (WHEN.isoformat(), "iso8601"),  # Hikvision: 2026-03-02T20:11:13.250000+08:00
+        (WHEN.astimezone(ZoneInfo("UTC")).isoformat().replace("+00:00", "Z"), "iso8601"),
+        ("2026-03-02 20:11:13.25", "iso8601"),  # Dahua's LocaleTime: the site's local time
+        ("2026-03-02T12:11:13.25+0000", "iso8601"),
+        (WHEN.timestamp(), "auto"),
+        (int(WHEN.timestamp() * 1000), "auto"),
+        (str(int(WHEN.timestamp() * 1000)), "auto"),
+        ("2026-03-02T20:11:13.25+08:00", "auto"),
+    ],
+)
+def test_device_times_in_every_written_form(raw: Any, fmt: str) -> None:
+    assert parse_device_time(raw, fmt, SHANGHAI) == int(WHEN.timestamp() * 1000) * 1_000_000
+
+
+@pytest.mark.parametrize(("raw", "fmt"), [("yesterday", "auto"), (True, "auto"), ([1], "auto")])
+def test_a_time_that_is_none_is_refused(raw: Any, fmt: str) -> None:
+    with pytest.raises(ValueError, match=r"time|ISO|number|isoformat"):
+        parse_device_time(raw, fmt, SHANGHAI)

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ SHIPPED = {
     "frigate_camera",
     "hikvision_access_controller",
     "hikvision_camera",
+    "shelly_pro_4pm",
+    "dahua_mqtt_camera",
 }
 PY_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
 
@@ -117,11 +120,7 @@ def test_profile_is_valid_and_documented(path: Path) -> None:
             assert "unit" in point, f"{point['name']}: give a unit ('' if dimensionless)"
             assert str(point.get("description", "")).strip(), f"{point['name']}: describe it"
     # every declared variable is used somewhere, so a site file is not asked for nothing
-    used = " ".join(
-        [m.topic for m in profile.messages]
-        + [str(v) for m in profile.messages for v in m.match.values()]
-        + [profile.availability.topic or ""]
-    )
+    used = " ".join(profile.templates())
     for var in profile.variables:
         assert "{" + var + "}" in used, f"variable {var!r} is never used"
 
@@ -642,6 +641,118 @@ def test_camera_batched_alerts_in_a_list() -> None:
     values = [v for _, v, _ in out]
     assert {"video_loss": True, "channel_id": "1"} in values
     assert {"motion": True, "channel_id": "1"} in values
+
+
+# ---------------------------------------------------------------------------------------------
+# Shelly Pro 4PM (Gen2 RPC over MQTT), one site device per channel. Shapes from Shelly's Gen2
+# API docs (Switch status, Notifications, MQTT): a switch status as Switch.GetStatus returns
+# it, NotifyStatus with only what changed, params.ts epoch seconds.
+
+SHELLY = "shellypro4pm-08f9e0e5d6c4"
+SHELLY_SWITCH_1: dict[str, Any] = {
+    "id": 1,
+    "source": "WS_in",
+    "output": True,
+    "apower": 235.4,
+    "voltage": 229.8,
+    "freq": 50.0,
+    "current": 1.103,
+    "pf": 0.93,
+    "aenergy": {"total": 12345.678, "by_minute": [3912.1, 3921.6, 3916.2], "minute_ts": 1700000040},
+    "ret_aenergy": {"total": 0.0, "by_minute": [0.0, 0.0, 0.0], "minute_ts": 1700000040},
+    "temperature": {"tC": 44.2, "tF": 111.6},
+}
+SHELLY_VALUES = {
+    "relay_on": True,
+    "active_power_total_w": 235.4,
+    "voltage_l1_v": 229.8,
+    "current_l1_a": 1.103,
+    "power_factor_total": 0.93,
+    "frequency_hz": 50.0,
+    "energy_import_kwh": pytest.approx(12.345678),
+    "energy_export_kwh": 0.0,
+    "device_temperature_degc": 44.2,
+}
+
+
+def shelly_ingest(channel: int = 1) -> Ingest:
+    return ingest_of("shelly_pro_4pm", {"prefix": SHELLY, "channel": str(channel)})
+
+
+def test_shelly_component_status_topic() -> None:
+    out = send(shelly_ingest(), f"{SHELLY}/status/switch:1", SHELLY_SWITCH_1)
+    assert out == [(DEV, SHELLY_VALUES, {})]
+    # Another channel's topic is not this device's.
+    assert send(shelly_ingest(), f"{SHELLY}/status/switch:0", SHELLY_SWITCH_1) == []
+
+
+def test_shelly_full_status_and_partial_notify_status() -> None:
+    ingest = shelly_ingest()
+    ts = round(time.time() - 5, 2)  # a device time the gateway trusts: near the arrival
+    full = {
+        "src": SHELLY,
+        "dst": f"{SHELLY}/events",
+        "method": "NotifyFullStatus",
+        "params": {
+            "ts": ts,
+            "switch:0": {**SHELLY_SWITCH_1, "id": 0, "apower": 0.0},
+            "switch:1": SHELLY_SWITCH_1,
+            "sys": {"mac": "08F9E0E5D6C4", "uptime": 3600},
+        },
+    }
+    [sample] = ingest.on_message(f"{SHELLY}/events/rpc", payload(full))
+    values = {k: v for k, v in sample.values.items() if k != "arrival_lag_s"}
+    assert values == SHELLY_VALUES
+    assert sample.ts == round(ts * 1_000_000) * 1000  # params.ts, not the arrival
+    # NotifyStatus carries what changed: the relay went off, the power fell.
+    change = {
+        "src": SHELLY,
+        "dst": f"{SHELLY}/events",
+        "method": "NotifyStatus",
+        "params": {"ts": ts + 1, "switch:1": {"id": 1, "output": False, "apower": 0.0}},
+    }
+    [sample] = ingest.on_message(f"{SHELLY}/events/rpc", payload(change))
+    assert {k: v for k, v in sample.values.items() if k != "arrival_lag_s"} == {
+        "relay_on": False,
+        "active_power_total_w": 0.0,
+    }
+    assert sample.bad == {}
+
+
+def test_shelly_other_components_and_the_online_topic() -> None:
+    ingest = shelly_ingest()
+    wifi = {"method": "NotifyStatus", "params": {"ts": 1700000090.0, "wifi": {"rssi": -61}}}
+    assert send(ingest, f"{SHELLY}/events/rpc", wifi) == []
+    assert ingest.stats.unmatched == 1
+    # Out-of-range temperature is null in the status: that point is bad, the others stand.
+    hot = {**SHELLY_SWITCH_1, "temperature": {"tC": None, "tF": None}}
+    [(_, values, bad)] = send(ingest, f"{SHELLY}/status/switch:1", hot)
+    assert bad == {"device_temperature_degc": "type"}
+    assert values["active_power_total_w"] == 235.4
+    assert send(ingest, f"{SHELLY}/online", "false") == [(DEV, {AVAILABLE: False}, {})]
+    assert send(ingest, f"{SHELLY}/online", "true") == [(DEV, {AVAILABLE: True}, {})]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dahua camera events through the dahua2mqtt bridge: <topic><index>/<Code>, Start or Stop
+
+
+def test_dahua_bridge_start_and_stop() -> None:
+    ingest = ingest_of("dahua_mqtt_camera", {"topic": "cameras/3"})
+    cases = [
+        ("VideoMotion", "motion"),
+        ("VideoLoss", "video_loss"),
+        ("VideoBlind", "tamper"),
+        ("AlarmLocal", "alarm_input"),
+        ("CrossLineDetection", "intrusion"),
+        ("CrossRegionDetection", "intrusion"),
+    ]
+    for code, point in cases:
+        assert send(ingest, f"cameras/3/{code}", "Start") == [(DEV, {point: True}, {})]
+        assert send(ingest, f"cameras/3/{code}", "Stop") == [(DEV, {point: False}, {})]
+    # Another channel of the recorder is another device; an unknown action is bad, not fatal.
+    assert send(ingest, "cameras/4/VideoMotion", "Start") == []
+    assert send(ingest, "cameras/3/VideoMotion", "Pulse") == [(DEV, {}, {"motion": "unmapped"})]
 
 
 # ---------------------------------------------------------------------------------------------

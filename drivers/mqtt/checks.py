@@ -1,5 +1,6 @@
 """The MQTT driver's checks of a site's devices, before anything connects: the profile's
-topic variables given (and no others), a broker to reach them on."""
+topic and path variables given (and no others), values that keep a path a path, a broker to
+reach them on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from core.text import suggest
 from drivers.mqtt.config import MqttDeviceConfig
-from drivers.mqtt.profile import MqttProfile
+from drivers.mqtt.profile import MqttProfile, topic_vars
 
 Loc = tuple[str | int, ...]
 Report = Callable[[Loc, str], None]
@@ -39,6 +40,19 @@ class MqttChecks:
                 f"profile {profile.name} needs {', '.join(missing)}; "
                 f"e.g. vars: {{{missing[0]}: ...}}",
             )
+        # A value filled into a JSON path must stay one key: `.` and `[` would split it.
+        in_paths = {
+            v for m in profile.messages for p in m.points if p.path for v in topic_vars(p.path)
+        }
+        in_paths |= {v for m in profile.messages for k in m.match for v in topic_vars(k)}
+        for name in sorted(in_paths & given):
+            value = conn.vars[name]
+            if any(c in value for c in ".[]{}") or not value:
+                report(
+                    (*loc, "mqtt", "vars", name),
+                    f"'{value}' is filled into JSON paths of profile {profile.name} and must be "
+                    "one key: no '.', '[', ']', '{', '}', not empty (e.g. 0 for switch:0)",
+                )
         for extra in sorted(given - set(profile.variables)):
             report(
                 (*loc, "mqtt", "vars", extra),

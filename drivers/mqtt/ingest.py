@@ -9,6 +9,12 @@ the delay to its arrival as the field `arrival_lag_s`; a time too far from the a
 never set, a wrong zone) is not trusted: the arrival time is used and the device counted. QoS 1
 delivers at least once, so a message may come twice; where the device numbers its messages
 (`event_id`) a copy already seen is dropped and counted.
+
+A retained message is what the broker replays to a new subscription (every (re)connect
+subscribes again): on a state mapping it is the latest state and is taken, on an `event: true`
+mapping it is an old event told again and is dropped and counted, so an alarm is not raised
+twice. Live messages reach an established subscription without the flag (MQTT 3.1.1 3.3.1.3;
+MQTT 5 without retain-as-published, as the gateway subscribes).
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ class IngestStats:
     rejected: int = 0
     duplicates: int = 0  # a message whose event id was seen already (a QoS 1 redelivery)
     clock_refused: int = 0  # a device time too far from the arrival: arrival time used
+    retained_events: int = 0  # retained messages on event mappings: old events, dropped
     # Keys come from topics anyone may publish on: bounded, folded into OTHER past the bound.
     problems: ProblemCounter = field(default_factory=lambda: ProblemCounter(log))
 
@@ -186,13 +193,14 @@ class Ingest:
         self.stats.rejected += 1
         self.stats.problems.report(f"{topic}:{reason}", f"MQTT {topic}: {detail}")
 
-    def on_message(self, topic: str, payload: bytes) -> list[Sample]:
+    def on_message(self, topic: str, payload: bytes, retained: bool = False) -> list[Sample]:
         """Samples from one message; never raises. Runs on the MQTT network thread; the lock
-        keeps the event loop's heartbeat check from judging a device mid-message."""
+        keeps the event loop's heartbeat check from judging a device mid-message. `retained`:
+        the message's retain flag (a replay by the broker on subscribe)."""
         with self._lock:
-            return self._on_message(topic, payload)
+            return self._on_message(topic, payload, retained)
 
-    def _on_message(self, topic: str, payload: bytes) -> list[Sample]:
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> list[Sample]:
         self.stats.messages += 1
         handlers = self.router.route(topic)
         if not handlers:
@@ -214,6 +222,7 @@ class Ingest:
         docs: dict[bool, object] = {}
         mapped = 0
         duplicates = 0
+        replayed = 0
         # Ids first seen in this very message: several mappings of one device may read it.
         # Made when a mapping has an event id: most have none, and this runs per message.
         fresh: set[tuple[str, Hashable]] | None = None
@@ -227,6 +236,9 @@ class Ingest:
                     self._problem(topic, "availability", f"unknown availability {payload[:40]!r}")
                     continue
                 out.extend(self.set_online(h.device, online, ts))
+                continue
+            if retained and h.event:
+                replayed += 1
                 continue
             if h.text not in docs:
                 try:
@@ -272,6 +284,15 @@ class Ingest:
                 alive = alive or bool(values)
             if state.online is not True and alive and state.heartbeat is not None:
                 out.extend(self.set_online(h.device, True, ts))
+        if replayed:
+            self.stats.retained_events += 1
+            self.stats.problems.report(
+                f"{topic}:retained_event",
+                f"MQTT {topic}: a retained event, replayed by the broker, was dropped (the "
+                "publisher sets retain on one-shot events; counted as "
+                "mqtt_retained_events_dropped)",
+                logging.INFO,
+            )
         if duplicates:
             self.stats.duplicates += 1
         elif mapped and not out:

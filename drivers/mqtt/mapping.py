@@ -148,13 +148,27 @@ class CompiledPoint:
         return str(raw)
 
 
+# `auto`: epoch seconds stay below this until the year 5138, epoch milliseconds pass it in 1973.
+_MS_FROM = 1e11
+
+
 def parse_device_time(raw: Any, fmt: str, local: tzinfo) -> int:
     """ns since the epoch from a device's time; ValueError when it is no time.
 
-    ISO times without an offset are the site's local time (Tasmota's `Time`); old Tasmota
-    firmware writes `2018.02.01 22:52:09`."""
+    ISO times without an offset are the site's local time (Tasmota's `Time`, Dahua's
+    `LocaleTime`); old Tasmota firmware writes `2018.02.01 22:52:09`. `auto` tells epoch
+    seconds from milliseconds by size and takes other text as ISO 8601."""
     if isinstance(raw, bool):
         raise ValueError("a boolean is no time")
+    if fmt == "auto":
+        if isinstance(raw, str):
+            try:
+                raw = float(raw) if len(raw) <= 32 else raw
+            except ValueError:
+                return parse_device_time(raw, "iso8601", local)
+        if not isinstance(raw, int | float):
+            raise ValueError("expected a number or an ISO 8601 text")
+        fmt = "unix_ms" if abs(raw) >= _MS_FROM else "unix_s"
     if fmt == "iso8601":
         if not isinstance(raw, str) or len(raw) > 64:
             raise ValueError("expected an ISO 8601 text")
@@ -258,22 +272,32 @@ def compile_mapping(
     timestamp: DeviceTime | None = None,
 ) -> Handler:
     """A mapping for one device; `event_id` and `timestamp` are the profile's defaults, used
-    for JSON mappings that declare none of their own."""
+    for JSON mappings that declare none of their own. Variables in paths are filled here, once,
+    so a message costs the same as with a literal path."""
     text = mapping.format == "text"
     ids = mapping.event_id if mapping.event_id is not None else (event_id or [])
     time = mapping.timestamp or timestamp
+
+    def path_of(path: str) -> Path:
+        return parse_path(substitute(path, variables))
+
+    points = []
+    for p in mapping.points:
+        if p.path is not None and "{" in p.path:
+            p = p.model_copy(update={"path": substitute(p.path, variables)})
+        points.append(CompiledPoint.of(p))
     return Handler(
         device=device,
         topic=substitute(mapping.topic, variables),
         text=text,
         event=mapping.event,
         match=tuple(
-            (parse_path(path), substitute(v, variables) if isinstance(v, str) else v)
+            (path_of(path), substitute(v, variables) if isinstance(v, str) else v)
             for path, v in mapping.match.items()
         ),
-        points=tuple(CompiledPoint.of(p) for p in mapping.points),
-        event_id=() if text else tuple(parse_path(p) for p in ids),
-        time_path=parse_path(time.path) if time is not None and not text else None,
+        points=tuple(points),
+        event_id=() if text else tuple(path_of(p) for p in ids),
+        time_path=path_of(time.path) if time is not None and not text else None,
         time_format=time.format if time is not None else "iso8601",
     )
 

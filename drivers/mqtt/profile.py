@@ -6,9 +6,16 @@ messages it applies to (`match`), and where each point's value is (`path`), with
 scale and units. A mapping marked `event: true` describes something that happened (a door
 forced open), not the latest state; both travel as readings and land in InfluxDB.
 
+Paths may name device variables too (`switch:{channel}.apower`: one Shelly Pro 4PM is four
+site devices, one per channel), and keys may hold `:`. Every variable a topic, match or path
+names must be listed under `variables`, and the site file must give each.
+
 A point may come from several mappings (Tasmota's relay state is in tele/STATE and in
 stat/POWER): each message gives its value when it arrives, so the latest wins. It must keep one
-type, or InfluxDB would refuse the second.
+type, or InfluxDB would refuse the second. A point is either an event point or a state point,
+never both: a replayed retained state must not pass for an event, nor an event overwrite state.
+A retained message on an `event: true` mapping is the broker's replay of an old event on
+(re)subscribe and is dropped (counted); retained state is taken as the latest state.
 
 Where the device says when something happened (`timestamp`) the reading carries that time, and
 where it numbers its messages (`event_id`) a redelivered copy is recognised and dropped.
@@ -19,7 +26,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_types import Duration, Range
 from core.field_types import check_one_type_per_point
@@ -42,8 +50,9 @@ class JsonPoint(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Field name in InfluxDB.")
     path: str | None = Field(
         default=None,
-        description="Where the value is: `a.b.c`, `list[0].x`; omit for a text payload, "
-        "or with `value` for a constant.",
+        description="Where the value is: `a.b.c`, `list[0].x`, `params.switch:{channel}.apower` "
+        "(keys may hold `:`; `{vars}` are the device's); omit for a text payload, or with "
+        "`value` for a constant.",
     )
     value: JsonScalar = Field(
         default=None, description="A constant value, when the message itself is the fact."
@@ -69,11 +78,16 @@ class JsonPoint(_Strict):
 class DeviceTime(_Strict):
     """Where a message says when it happened, and how the time is written."""
 
-    path: str = Field(min_length=1, description="JSON path of the time, e.g. `dateTime`.")
-    format: Literal["iso8601", "unix_s", "unix_ms"] = Field(
+    path: str = Field(
+        min_length=1, description="JSON path of the time, e.g. `dateTime`, `params.ts`."
+    )
+    format: Literal["iso8601", "unix_s", "unix_ms", "auto"] = Field(
         default="iso8601",
-        description="`iso8601` (a time without a UTC offset is the site's local time, as "
-        "Tasmota sends it), `unix_s` or `unix_ms` (numbers or numeric strings).",
+        description="`iso8601`: `2024-05-01T08:00:00+08:00`, `...Z`, fractions, `2024-05-01 "
+        "08:00:00`; a time without a UTC offset is the site's local time (Tasmota, Dahua's "
+        "LocaleTime). `unix_s`: epoch seconds, integer or fraction (Shelly's `ts`), `unix_ms`: "
+        "epoch milliseconds; both as numbers or numeric strings. `auto`: a number (or numeric "
+        "text) of 1e11 or more is milliseconds, else seconds; any other text ISO 8601.",
     )
 
 
@@ -97,7 +111,11 @@ class MessageMapping(_Strict):
         default_factory=dict,
         description="Only messages whose paths have these values (strings may name {vars}).",
     )
-    event: bool = Field(default=False, description="Messages are events, not state.")
+    event: bool = Field(
+        default=False,
+        description="Messages are one-shot events, not state: a retained one (the broker's "
+        "replay on subscribe) is dropped and counted. Its points may not be state points.",
+    )
     points: list[JsonPoint] = Field(min_length=1, description="Values taken from the message.")
     event_id: list[str] | None = Field(
         default=None, description=EVENT_ID_DESCRIPTION + " Overrides the profile's."
@@ -154,18 +172,48 @@ class MqttProfile(_Strict):
     @model_validator(mode="after")
     def _vars_declared(self) -> MqttProfile:
         declared = set(self.variables)
-        topics = [m.topic for m in self.messages] + [
-            v for m in self.messages for v in m.match.values() if isinstance(v, str)
-        ]
-        if self.availability.topic:
-            topics.append(self.availability.topic)
-        for topic in topics:
-            missing = topic_vars(topic) - declared
+        for text in self.templates():
+            missing = topic_vars(text) - declared
             if missing:
                 raise ValueError(
-                    f"{topic!r} uses {', '.join(sorted(missing))}; list it under `variables`"
+                    f"{text!r} uses {', '.join(sorted(missing))}; list it under `variables`"
                 )
         # A point in several mappings is fine (the latest message wins), as long as it keeps
         # one type: the error names the later declaration's line, where the fix goes.
         check_one_type_per_point(type(self).__name__, "messages", self.messages)
+        self._events_apart()
         return self
+
+    def templates(self) -> list[str]:
+        """Every text that may name {variables}: topics, match keys and values, paths."""
+        out = [self.availability.topic or ""]
+        for time in (self.timestamp, *(m.timestamp for m in self.messages)):
+            if time is not None:
+                out.append(time.path)
+        out += self.event_id
+        for m in self.messages:
+            out.append(m.topic)
+            out += [*m.match, *(v for v in m.match.values() if isinstance(v, str))]
+            out += m.event_id or []
+            out += [p.path for p in m.points if p.path is not None]
+        return out
+
+    def _events_apart(self) -> None:
+        """A point is an event point or a state point: were it both, a replayed retained
+        state could pass for the event, or an event overwrite the state. The error names the
+        later declaration's line."""
+        first: dict[str, tuple[int, bool]] = {}
+        for i, m in enumerate(self.messages):
+            for j, p in enumerate(m.points):
+                seen = first.setdefault(p.name, (i, m.event))
+                if seen[1] != m.event:
+                    this, that = ("an event", "state") if m.event else ("state", "an event")
+                    message = (
+                        f"point {p.name!r} is {this} point here and {that} point in "
+                        f"messages[{seen[0]}]; rename one (e.g. {p.name}_event), or make both "
+                        "mappings state or both `event: true`"
+                    )
+                    error = PydanticCustomError("value_error", message)
+                    loc = ("messages", i, "points", j, "name")
+                    detail = InitErrorDetails(type=error, loc=loc, input=p.name)
+                    raise ValidationError.from_exception_data(type(self).__name__, [detail])

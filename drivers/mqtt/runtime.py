@@ -43,10 +43,10 @@ class MqttDriver:
         return MqttDevice(device_id, profile, broker, {"device": device_id, **conn.vars})
 
     def _handler(self, ingest: Ingest) -> Any:
-        def handle(topic: str, payload: bytes, _message: Any) -> None:
+        def handle(topic: str, payload: bytes, message: Any) -> None:
             handoff = self.handoff
             if handoff is not None:
-                handoff.put(ingest.on_message(topic, payload))
+                handoff.put(ingest.on_message(topic, payload, bool(message.retain)))
 
         return handle
 
@@ -92,6 +92,7 @@ class MqttDriver:
             "mqtt_unmatched": sum(s.unmatched for s in stats),
             "mqtt_duplicates": sum(s.duplicates for s in stats),
             "mqtt_clock_refused": sum(s.clock_refused for s in stats),
+            "mqtt_retained_events_dropped": sum(s.retained_events for s in stats),
             "mqtt_problems_folded": sum(s.folded for s in stats),
             "mqtt_devices_unmonitored": sum(not s.tracked for s in states),
             "mqtt_handoff_dropped": self.handoff.dropped if self.handoff else 0,
