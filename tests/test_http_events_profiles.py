@@ -41,8 +41,10 @@ def _profile(name: str) -> HttpEventsProfile:
 def test_the_shipped_profiles() -> None:
     assert HTTP_PROFILES == [
         "dahua_camera",
+        "dahua_traffic_camera",
         "dahua_vto",
         "hikvision_isapi_access_controller",
+        "hikvision_isapi_anpr_camera",
         "hikvision_isapi_camera",
     ]
     for name in HTTP_PROFILES:
@@ -182,7 +184,7 @@ def test_every_security_profile_on_one_site_agrees_on_field_types(tmp_path: Path
     text = site.read_text(encoding="utf-8") + "mqtt: {brokers: [{name: s, host: 127.0.0.1}]}\n"
     site.write_text(text, encoding="utf-8")
     loaded = load_site(site, resolve_secrets=False)
-    assert len(loaded.site.devices) == 8
+    assert len(loaded.site.devices) == len(HTTP_PROFILES) + 4
 
 
 def test_site_mistakes_are_reported_before_anything_connects(tmp_path: Path) -> None:

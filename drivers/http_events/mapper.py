@@ -11,6 +11,7 @@ is not counted twice.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -26,6 +27,22 @@ log = logging.getLogger("guanjia.http_events")
 
 _MISSING = object()
 RECENT_IDS = 1024
+_DECIMAL = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class TextNumberPoint(CompiledPoint):
+    """A point that also reads a number written as text: XML carries no types, so a
+    Hikvision alert's `<speed>52</speed>` decodes to "52" (decode.py keeps every XML value a
+    string: a plate such as 0123 must not lose its zero). Anything but a plain decimal
+    stays text and is refused as the MQTT driver refuses it."""
+
+    def convert(self, raw: Any) -> float | int | bool | str:
+        if isinstance(raw, str) and self.map is None and self.type in ("float", "int"):
+            text = raw.strip()
+            if _DECIMAL.fullmatch(text) and len(text) < 40:
+                raw = float(text) if "." in text else int(text)
+        return CompiledPoint.convert(self, raw)
 
 
 def compile_mapping(device: str, profile: HttpEventsProfile, mapping: EventMapping) -> Handler:
@@ -37,7 +54,7 @@ def compile_mapping(device: str, profile: HttpEventsProfile, mapping: EventMappi
         text=False,
         event=mapping.event,
         match=tuple((parse_path(path), value) for path, value in mapping.match.items()),
-        points=tuple(CompiledPoint.of(p) for p in mapping.points),
+        points=tuple(TextNumberPoint.of(p) for p in mapping.points),
         event_id=tuple(parse_path(p) for p in ids),
         time_path=parse_path(time.path) if time is not None else None,
         time_format=time.format if time is not None else "iso8601",
