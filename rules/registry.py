@@ -30,6 +30,7 @@ from rules.kinds.security import (
     InvalidCardsRule,
     SafetyInputRule,
 )
+from rules.kinds.vehicles import SpeedingRule, UnknownPlateRule
 from rules.model import Rule
 
 KINDS: dict[str, type[Rule]] = {
@@ -53,6 +54,8 @@ KINDS: dict[str, type[Rule]] = {
         AfterHoursAccessRule,
         CameraRule,
         SafetyInputRule,
+        SpeedingRule,
+        UnknownPlateRule,
         PatrolRule,
     )
 }

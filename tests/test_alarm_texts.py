@@ -35,6 +35,7 @@ from rules.kinds.security import (
     InvalidCardsRule,
     SafetyInputRule,
 )
+from rules.kinds.vehicles import SpeedingRule, UnknownPlateRule
 from rules.model import Clear, Effect, Raise, Rule
 from rules.texts import AlarmTexts
 from tests.rules_fakes import FakeContext, at, make
@@ -58,6 +59,8 @@ devices:
      tags: {floor: B1, zone: archive, use: secured}}
   - {id: cam-1, profile: hikvision_camera, mqtt: {vars: {device: cam-1}},
      tags: {floor: "1", zone: lobby}}
+  - {id: cam-gate, profile: hikvision_isapi_anpr_camera, tags: {zone: gate},
+     http_events: {host: 127.0.0.1, username: u, password: "${CAM_PW}"}}
 """
 
 GAP = re.compile(r"(?<![\w）)])\?")
@@ -194,6 +197,11 @@ def run_every_kind(tmp_path: Path) -> Run:
     r.sample(camera, "cam-1", disk_full=True)
     r.sample(camera, "cam-1", available=False)
     r.tick(camera, 121)
+
+    speeding = r.rule(SpeedingRule, limit_kmh=30)
+    r.sample(speeding, "cam-gate", vehicle=True, plate="京A12345", speed_kmh=52.5, lane=1)
+    unknown = r.rule(UnknownPlateRule, allowed_plates=["京A12345"])
+    r.sample(unknown, "cam-gate", vehicle=True, plate="沪C55555", lane=2)
     return r
 
 

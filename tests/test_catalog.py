@@ -43,6 +43,8 @@ KINDS: dict[str, Grade] = {
     "camera_tamper": "orange",
     "recorder_disk_error": "orange",
     "recorder_disk_full": "blue",
+    "vehicle_speeding": "yellow",
+    "unknown_plate_after_hours": "orange",
     "fire_alarm": "red",
     "gas_leak": "red",
     "device_offline": "yellow",
