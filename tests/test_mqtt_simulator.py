@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from drivers.mqtt.ingest import Ingest, MqttDevice
 from gateway.config_load import BUILTIN_PROFILES, load_profile
 from simulator.broker import EmbeddedBroker, start_embedded_broker
 from simulator.clock import SimClock
@@ -707,3 +708,84 @@ async def test_embedded_broker_can_be_mosquitto() -> None:
             pub.loop_stop()
     finally:
         await b.stop()
+
+
+# --- Shelly channels and the Dahua bridge, read back through their profiles -------------------
+
+
+def _read_back(profile: str, variables: dict[str, str], sent: Iterable[Any]) -> list[Any]:
+    """Every simulated message through the gateway's ingest of the device's profile."""
+    ingest = Ingest(
+        [MqttDevice("dev", load_profile(BUILTIN_PROFILES / f"{profile}.yaml"), "site", variables)]
+    )
+    samples = [s for m in sent for s in ingest.on_message(m.topic, m.payload.encode(), m.retain)]
+    assert ingest.stats.rejected == 0
+    return samples
+
+
+def test_shelly_channels_publish_what_their_profile_reads() -> None:
+    clock = SimClock(speed=0, start=ARRIVALS)
+    channels = [
+        DeviceDescription(
+            f"circuit-{n}", "shelly_channel", {"prefix": "shellypro4pm-3f", "channel": str(n)}
+        )
+        for n in (0, 1)
+    ]
+    building = MqttBuilding(channels, clock, seed=3)
+    clock.advance(130)
+    out = building.step()
+    assert {d for d, _ in out} == {"circuit-0", "circuit-1"}
+    # Both channels are one Shelly: one client.
+    assert {building._link_of(d) for d in building.devices.values()} == {"shelly:shellypro4pm-3f"}
+    for n in (0, 1):
+        mine = [m for d, m in out if d == f"circuit-{n}"]
+        assert {m.topic for m in mine} == {
+            "shellypro4pm-3f/events/rpc",
+            f"shellypro4pm-3f/status/switch:{n}",
+        }
+        samples = _read_back(
+            "shelly_pro_4pm", {"prefix": "shellypro4pm-3f", "channel": str(n)}, mine
+        )
+        assert samples
+        assert all(not s.bad for s in samples)
+        full = next(s.values for s in samples if "relay_on" in s.values)
+        assert full["relay_on"] is True
+        assert full["active_power_total_w"] > 0
+        assert full["energy_import_kwh"] > 5  # the counter starts at 5-90 kWh
+
+
+def test_dahua_bridge_camera_publishes_what_its_profile_reads() -> None:
+    clock = SimClock(speed=0, start=ARRIVALS)
+    cam = DeviceDescription(
+        "cam-garage", "dahua_bridge_camera", {"topic": "cameras/1", "retain": "true"}
+    )
+    building = MqttBuilding([cam], clock)
+    sent = [m for _, m in asyncio.run(building.inject("video_loss", "cam-garage", duration_s=30))]
+    clock.advance(40)
+    sent += [m for _, m in building.step()]
+    assert [(m.topic, m.payload, m.retain) for m in sent] == [
+        ("cameras/1/VideoLoss", "Start", True),
+        ("cameras/1/VideoLoss", "Stop", True),
+    ]
+    samples = _read_back("dahua_mqtt_camera", {"topic": "cameras/1"}, sent)
+    assert [s.values for s in samples] == [{"video_loss": True}, {"video_loss": False}]
+
+
+async def test_a_shelly_says_it_is_online_and_leaves_its_will(broker: EmbeddedBroker) -> None:
+    channels = [
+        DeviceDescription(
+            f"circuit-{n}", "shelly_channel", {"prefix": "shellypro4pm-3f", "channel": str(n)}
+        )
+        for n in (0, 1)
+    ]
+    building = fast_building(channels)
+    await building.start(broker.host, broker.port)
+    try:
+        await asyncio.sleep(0.3)
+        async with Recorder(broker.host, broker.port, ["shellypro4pm-3f/#"]) as late:
+            up = await late.wait_for("online", lambda m: m.topic == "shellypro4pm-3f/online")
+            assert up.retain
+            assert up.text == "true"
+            await late.wait_for("status", lambda m: m.topic.endswith("/status/switch:1"))
+    finally:
+        await building.stop()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from simulator.clock import SimClock
 from simulator.models.hvac import AcUnit
+from simulator.mqtt.dahua import DahuaBridgeCamera
 from simulator.mqtt.device import (
     DEVICE_KINDS,
     Context,
@@ -26,6 +27,7 @@ from simulator.mqtt.device import (
 from simulator.mqtt.frigate import FrigateCamera, available
 from simulator.mqtt.hikvision import Door, HikCamera
 from simulator.mqtt.link import Link
+from simulator.mqtt.shelly import ShellyChannel, online
 from simulator.mqtt.tasmota import Plug
 from simulator.mqtt.zigbee2mqtt import Climate, Contact, Occupancy, bridge_state
 
@@ -44,6 +46,8 @@ PROFILE_KINDS: dict[str, DeviceKind] = {
     "tasmota_energy_plug": "plug",
     "frigate_camera": "frigate_camera",
     "hikvision_camera": "hik_camera",
+    "shelly_pro_4pm": "shelly_channel",
+    "dahua_mqtt_camera": "dahua_bridge_camera",
 }
 
 
@@ -107,11 +111,17 @@ class MqttBuilding:
                 return FrigateCamera(desc, ctx, start)
             case "hik_camera":
                 return HikCamera(desc, ctx, start)
+            case "shelly_channel":
+                return ShellyChannel(desc, ctx, start)
+            case "dahua_bridge_camera":
+                return DahuaBridgeCamera(desc, ctx, start)
         raise ValueError(f"{desc.id}: unknown kind {desc.kind!r}; one of {DEVICE_KINDS}")
 
     # -- connections -------------------------------------------------------------------------
 
     def _link_of(self, dev: SimDevice) -> str:
+        if isinstance(dev, ShellyChannel):
+            return dev.client  # the channels of one Shelly share its connection
         return f"tasmota:{dev.desc.id}" if isinstance(dev, Plug) else dev.link
 
     def _new_link(self, name: str) -> Link:
@@ -131,6 +141,9 @@ class MqttBuilding:
             will = plug.will
             # Tasmota says Offline itself before a restart; a power cut leaves it to the will.
             final = [plug.will]
+        elif name.startswith("shelly:"):
+            will = online(name.split(":", 1)[1], False)
+            final = [will]
         return Link(name, client_id, loop, self._link_up, will=will, final=final)
 
     def _link_up(self, link: Link) -> None:
@@ -140,6 +153,8 @@ class MqttBuilding:
             self._send(link, "", bridge_state("online"))
         elif link.name == "frigate":
             self._send(link, "", available("online"))
+        elif link.name.startswith("shelly:"):
+            self._send(link, "", online(link.name.split(":", 1)[1], True))
         for dev in self.devices.values():
             if self._link_of(dev) == link.name:
                 for message in dev.birth(now):

@@ -25,7 +25,15 @@ from simulator.clock import SimClock
 from simulator.mqtt.shapes import Shape, hours_per_day
 
 DeviceKind = Literal[
-    "door", "contact", "climate", "occupancy", "plug", "frigate_camera", "hik_camera"
+    "door",
+    "contact",
+    "climate",
+    "occupancy",
+    "plug",
+    "frigate_camera",
+    "hik_camera",
+    "shelly_channel",
+    "dahua_bridge_camera",
 ]
 DEVICE_KINDS: tuple[DeviceKind, ...] = get_args(DeviceKind)
 
@@ -36,9 +44,11 @@ Injection = Literal[
     "held_open",  # door: a legal pass, then the door stays open past the alarm time (5/28)
     "forced_door",  # door: opened without a card (5/27)
     "open",  # contact: the door or window opens for `duration_s` (default 60 s)
-    "person",  # frigate_camera: persons walk through; hik_camera: VMD; occupancy: motion
-    "video_loss",  # frigate_camera: detect stream offline; hik_camera: videoloss active
-    "tamper",  # hik_camera: tamperdetection active, then inactive
+    "person",  # frigate_camera: persons walk through; hik_camera: VMD; occupancy: motion;
+    # dahua_bridge_camera: VideoMotion Start, then Stop
+    "video_loss",  # frigate_camera: detect stream offline; hik_camera: videoloss active;
+    # dahua_bridge_camera: VideoLoss Start, Stop after `duration_s`
+    "tamper",  # hik_camera: tamperdetection active, then inactive; dahua: VideoBlind
     "power_loss",  # plug: the plug loses power; its connection drops without DISCONNECT
     "power_restore",  # plug: power is back, it reconnects (LWT Online)
 ]
@@ -49,8 +59,9 @@ class DeviceDescription:
     """One simulated MQTT device.
 
     ``variables`` are the device's profile variables as the site file gives them (`id` for
-    Zigbee2MQTT, `topic` for Tasmota, `camera` for Frigate, `device` for Hikvision); a missing
-    one defaults to the device id. ``zone`` ties a climate sensor to the A/C unit of the same
+    Zigbee2MQTT, `topic` for Tasmota, `camera` for Frigate, `device` for Hikvision, `prefix` and
+    `channel` for a Shelly, `topic` for the dahua2mqtt bridge); a missing one defaults to the
+    device id. ``zone`` ties a climate sensor to the A/C unit of the same
     zone. ``role`` refines the behaviour: a door that is ``secured`` (or ``archive``) sees a few
     authorised staff instead of the entrance crowd; a contact that is a ``window`` is opened
     for hours and sometimes left open overnight. Tasmota plugs read ``rated_w`` and
