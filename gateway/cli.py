@@ -19,6 +19,7 @@ from drivers.modbus.driver import ModbusDevice, ModbusDriver, poll_plans
 from drivers.registry import DRIVERS
 from gateway.alarm_store import AlarmStore
 from gateway.cli_duty import add_duty_commands
+from gateway.scan import add_scan_command
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
@@ -504,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_args(p)
     p.set_defaults(func=cmd_replay)
     add_duty_commands(sub)
+    add_scan_command(sub)
     return parser
 
 
@@ -520,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ack",
         "roster",
         "console-password",
+        "scan",
     )
     _setup_logging(args.verbose, quiet=quiet)
     try:

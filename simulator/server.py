@@ -15,6 +15,11 @@ decoded back to engineering values and handed to the model's ``on_write``.
 Several devices may share a server (an RS-485 line behind a gateway: framer ``rtu``) and even a
 unit id (units of one CoolMasterNet that differ only by base address).
 
+Read Device Identification (FC 43 / MEI 14) is answered from the profile's ``identity`` block
+for each unit; a unit whose profile has none refuses it (illegal function), as most meters do.
+Each server counts the requests it receives by unit id, and how many it was answering at once,
+for the tests of polite clients (`guanjia scan`).
+
 Faults for the tests and the demo: ``dead`` (the connection is accepted, the unit never
 answers), ``delay`` (answers after N seconds) and bad values (a point reads NaN or an
 out-of-range / "not available" raw value).
@@ -29,6 +34,7 @@ import itertools
 import logging
 import math
 import socket
+from collections import Counter
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,6 +43,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.mei_message import ReadDeviceInformationRequest, ReadDeviceInformationResponse
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType as SimType
@@ -279,6 +286,26 @@ class _UnitImage:
             out.update(range(end + 1, start))
         return out
 
+    def identification(self, pdu: ReadDeviceInformationRequest) -> ModbusPDU:
+        """The answer to Read Device Identification: the profile's ``identity`` objects (basic:
+        0-2, regular and extended: 0-6, specific: the one asked), or illegal function."""
+        identity = next((d.profile.identity for d in self.devices if d.profile.identity), None)
+        if identity is None:
+            return ExceptionResponse(pdu.function_code, ExcCodes.ILLEGAL_FUNCTION)
+        objects = {i: v.encode("ascii", "replace") for i, v in identity.objects().items()}
+        if pdu.read_code == 4:  # one specific object
+            if pdu.object_id not in objects:
+                return ExceptionResponse(pdu.function_code, ExcCodes.ILLEGAL_ADDRESS)
+            chosen = {pdu.object_id: objects[pdu.object_id]}
+        elif pdu.read_code in (1, 2, 3):
+            last = 2 if pdu.read_code == 1 else 6
+            chosen = {i: v for i, v in objects.items() if pdu.object_id <= i <= last}
+        else:
+            return ExceptionResponse(pdu.function_code, ExcCodes.ILLEGAL_VALUE)
+        response = ReadDeviceInformationResponse(read_code=pdu.read_code, information=chosen)
+        response.conformity = 0x82  # basic and regular, stream and individual access
+        return response
+
     def check_reserved(self, pdu: ModbusPDU) -> ExcCodes | None:
         """A register access that starts on a reserved register, or writes one: refused."""
         function = _FC_TABLE.get(pdu.function_code)
@@ -458,6 +485,16 @@ class _Handler(ServerRequestHandler):
         return used
 
     async def _answer(self, pdu: ModbusPDU, addr: tuple[str, int] | None) -> None:
+        sim = self.sim
+        sim.requests[pdu.dev_id] += 1
+        sim.answering += 1
+        sim.most_answering = max(sim.most_answering, sim.answering)
+        try:
+            await self._answer_unit(pdu, addr)
+        finally:
+            sim.answering -= 1
+
+    async def _answer_unit(self, pdu: ModbusPDU, addr: tuple[str, int] | None) -> None:
         unit = self.sim.units.get(pdu.dev_id)
         if unit is None:
             # Nobody at that address: silence on an RS-485 line, exception 0x0B from a gateway.
@@ -472,6 +509,8 @@ class _Handler(ServerRequestHandler):
             code = unit.check_bits(pdu) or unit.check_reserved(pdu)
             if code is not None:
                 response = ExceptionResponse(pdu.function_code, code)
+            elif isinstance(pdu, ReadDeviceInformationRequest):
+                response = unit.identification(pdu)
             else:
                 try:
                     # pymodbus annotates `context` as ModbusServerContext but passes the
@@ -507,6 +546,9 @@ class _SimServer(ModbusTcpServer):
         self.units = units
         self.framer_name = framer
         self.tasks: set[asyncio.Task[None]] = set()
+        self.requests: Counter[int] = Counter()  # received, by unit id (absent units too)
+        self.answering = 0  # requests being answered now (a delayed unit's included)
+        self.most_answering = 0
 
     def callback_new_connection(self) -> _Handler:
         return _Handler(self)
@@ -526,6 +568,17 @@ class RunningServer:
     framer: Framer
     devices: list[SimulatedDevice]
     _server: _SimServer
+
+    @property
+    def requests(self) -> Counter[int]:
+        """Requests received so far, by unit id, whether a device is there or not."""
+        return self._server.requests
+
+    @property
+    def most_answering(self) -> int:
+        """The most requests this server was answering at one time (a client that waits for
+        each answer before the next request never makes it more than 1)."""
+        return self._server.most_answering
 
     def device(self, unit: int, name: str | None = None) -> SimulatedDevice:
         for dev in self.devices:

@@ -247,6 +247,31 @@ class Transport(_Strict):
     )
 
 
+class Identity(_Strict):
+    """What a device answers to Read Device Identification (FC 43 / MEI type 14), the ASCII
+    objects of the Modbus application protocol spec (6.21): the basic ones every device that
+    answers must give, and the regular ones it may."""
+
+    vendor_name: str = Field(min_length=1, description="VendorName (object 0).")
+    product_code: str = Field(min_length=1, description="ProductCode (object 1).")
+    revision: str = Field(default="", description="MajorMinorRevision (object 2).")
+    vendor_url: str = Field(default="", description="VendorUrl (object 3), regular.")
+    product_name: str = Field(default="", description="ProductName (object 4), regular.")
+    model_name: str = Field(default="", description="ModelName (object 5), regular.")
+
+    def objects(self) -> dict[int, str]:
+        """The objects by id, the empty ones left out (a device sends only what it has)."""
+        values = (
+            self.vendor_name,
+            self.product_code,
+            self.revision,
+            self.vendor_url,
+            self.product_name,
+            self.model_name,
+        )
+        return {i: v for i, v in enumerate(values) if v}
+
+
 class Profile(_Strict):
     """A device model's register map."""
 
@@ -266,6 +291,12 @@ class Profile(_Strict):
     transport: Transport = Field(default_factory=Transport, description="Line requirements.")
     holes: list[Hole] = Field(default_factory=list, description="Registers never to read.")
     points: list[Point] = Field(min_length=1, description="The device's values.")
+    identity: Identity | None = Field(
+        default=None,
+        description="For a device that answers Read Device Identification (FC 43): what it "
+        "answers. `guanjia scan` matches it and the simulator serves it; leave it out for "
+        "devices that refuse FC 43 (most meters).",
+    )
 
     @model_validator(mode="after")
     def _check_points(self) -> Profile:

@@ -82,6 +82,23 @@ def parse_pdu(function: int, count: int, pdu: bytes) -> list[int] | list[bool]:
     return []
 
 
+READ_DEVICE_ID = 0x2B  # FC 43, MEI type 14: Read Device Identification (`guanjia scan`)
+
+
+def device_id_frame_size(buf: bytes | bytearray) -> int | None:
+    """The length of an RTU answer to Read Device Identification, which only its object list
+    tells: unit, 2B, 0E, read code, conformity, more follows, next object, object count, then
+    (id, length, bytes) per object, and the CRC. None while the list is incomplete."""
+    size = 8
+    if len(buf) < size:
+        return None
+    for _ in range(buf[7]):
+        if len(buf) < size + 2:
+            return None
+        size += 2 + buf[size + 1]
+    return size + 2
+
+
 def register_bytes(count: int, pdu: bytes) -> bytes:
     """The data bytes of a validated FC3/FC4 response (big-endian registers)."""
     if pdu[1] != 2 * count:
@@ -231,8 +248,13 @@ class _StreamProtocol(asyncio.Protocol):
                 del buf[:1]
                 skipped += 1
                 continue
-            size = 5 if buf[1] & 0x80 else 4 + _expected_body(function, count)  # unit, fc, crc
-            if len(buf) < size:
+            if buf[1] & 0x80:
+                size: int | None = 5  # unit, fc, exception code, crc
+            elif function == READ_DEVICE_ID:
+                size = device_id_frame_size(buf)
+            else:
+                size = 4 + _expected_body(function, count)  # unit, fc, crc
+            if size is None or len(buf) < size:
                 break
             frame = bytes(buf[:size])
             if crc16(frame[:-2]) != struct.unpack_from("<H", frame, size - 2)[0]:
