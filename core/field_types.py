@@ -40,7 +40,7 @@ def modbus_field_type(
     profile asks for (validated by the profile model: integer only where values are whole)."""
     if dtype == "bool":
         return FieldType.BOOLEAN
-    if dtype == "string":
+    if dtype in ("string", "datetime"):  # a datetime is stored as ISO-8601 text
         return FieldType.STRING
     if store is not None:
         return FieldType(store)

@@ -56,6 +56,8 @@ from drivers.modbus.codec import (
     PointSpec,
     decode_raw,
     encode_raw,
+    field_range,
+    masked_words,
     resolve,
     to_engineering,
     to_raw,
@@ -181,11 +183,11 @@ class SimulatedDevice:
                 words = self._encode(spec, values[spec.name], values)
             else:
                 continue  # not modelled: the registers keep what they hold (zero or a write)
-            if spec.dtype is DataType.BOOL and spec.bit is not None and not function.is_bit:
-                # Several bool points may share one register: merge their bits.
-                mask = 1 << spec.bit
-                word = out.get(spec.address, 0) & ~mask
-                out[spec.address] = word | mask if words[0] else word
+            if spec.field_mask is not None:
+                # Several points may share one register (bits, fields): merge their bits.
+                addresses = range(spec.address, spec.end + 1)
+                current = [out.get(a, 0) for a in addresses]
+                out.update(zip(addresses, masked_words(spec, current, words), strict=True))
                 continue
             for i, word in enumerate(words):
                 out[spec.address + i] = word
@@ -202,11 +204,13 @@ class SimulatedDevice:
             return encode_raw(spec, bool(value))
         if spec.dtype is DataType.STRING:
             return encode_raw(spec, str(value))
+        if spec.dtype is DataType.DATETIME:  # ISO-8601 text or Unix seconds
+            return encode_raw(spec, value if isinstance(value, str) else int(value))
         if isinstance(value, str):
             raise TypeError(f"{self.name}.{spec.name}: model gave a string {value!r}")
         raw = to_raw(spec, float(value), self._sf(spec, values))
         if spec.dtype in INT_RANGES:  # clamp what the register cannot hold, as a device saturates
-            low, high = INT_RANGES[spec.dtype]
+            low, high = field_range(spec) if spec.field_width else INT_RANGES[spec.dtype]
             raw = min(max(int(raw), low), high)
         return encode_raw(spec, raw)
 

@@ -25,13 +25,15 @@ from drivers.modbus.codec import (
     decode_raw,
     decode_registers,
     encode_raw,
+    field_range,
     label,
+    masked_words,
     resolve,
     to_engineering,
     to_raw,
 )
 from drivers.modbus.planner import WireModel, plan
-from drivers.modbus.profile import DataType, Function, Profile
+from drivers.modbus.profile import DataType, DatetimeLayout, Function, Profile
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 # Modbus register maps (no `protocol:`); the other drivers' profiles have their own tests
@@ -124,6 +126,11 @@ def example_value(spec: PointSpec, sf: int | None) -> int | float | bool | str:
         return spec.name.upper().replace("_", "-")[: spec.count * 2]
     if spec.dtype is DataType.BOOL:
         return True
+    if spec.dtype is DataType.DATETIME:  # decoded as ISO-8601: the wall clock, Z for Unix time
+        zone = "Z" if spec.layout is DatetimeLayout.UNIX_SECONDS else ""
+        return f"2026-05-{10 + spec.address % 19:02d}T08:30:45{zone}"
+    if spec.decode is not None and spec.valid is None:  # a power factor: -1..1
+        return round(-0.9 + 1.8 * _fraction(spec), 3)
     if spec.dtype is DataType.SUNSSF:
         return -1 if spec.address % 2 == 0 else -2
     if spec.enum:
@@ -136,13 +143,15 @@ def example_value(spec: PointSpec, sf: int | None) -> int | float | bool | str:
         return sum(1 << bit for bit in sorted(spec.bits)[::2])
 
     factor = _factor(spec, sf)
-    raw_lo, raw_hi = RAW_LIMITS[spec.dtype]
+    raw_lo, raw_hi = field_range(spec) if spec.field_width else RAW_LIMITS[spec.dtype]
     ends = sorted((raw_lo * factor + spec.offset, raw_hi * factor + spec.offset))
     lo, hi = ends
     for rng in (spec.valid, spec.writable):
         if rng is not None:
             lo, hi = max(lo, rng.min), min(hi, rng.max)
     assert lo <= hi, f"{spec.name}: no representable value in its valid/writable range"
+    if spec.valid is None and spec.writable is None and spec.field_width:
+        return to_engineering(spec, round(raw_lo + (raw_hi - raw_lo) * _fraction(spec)), sf)
     if spec.valid is None and spec.writable is None:
         raw: int | float = spec.address % 997 + 1
         if spec.dtype in FLOATS:
@@ -182,15 +191,14 @@ def build_image(
     for spec in specs:
         regs = encode_point(spec, examples[spec.name], sfs[spec.name])
         assert len(regs) == spec.count, f"{spec.name}: encoded {len(regs)} registers"
-        if spec.dtype is DataType.BOOL and spec.bit is not None:
-            # encode_raw writes a bit point as 0/1 in bit 0 (see test_bool_bit_point_round_trip)
-            regs = [(1 << spec.bit) if regs[0] else 0]
-        for i, word in enumerate(regs):
-            key = (spec.function, spec.address + i)
-            if spec.dtype is DataType.BOOL and key in image:
-                image[key] |= word
-                continue
-            assert key not in image, f"{spec.name}: register {key[1]} overlaps another point"
+        keys = [(spec.function, spec.address + i) for i in range(spec.count)]
+        if spec.field_mask is not None:
+            # Bits and fields share registers: each sets only its own bits.
+            regs = masked_words(spec, [image.get(key, 0) for key in keys], regs)
+        for key, word in zip(keys, regs, strict=True):
+            assert spec.field_mask is not None or key not in image, (
+                f"{spec.name}: register {key[1]} overlaps another point"
+            )
             image[key] = word
     return image, examples, sfs
 

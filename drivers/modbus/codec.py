@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -12,7 +13,15 @@ from typing import Any
 from core.config_types import Range
 from core.types import Value
 from drivers.contract import coded_label
-from drivers.modbus.profile import DataType, Function, Order, Profile, resolved_sentinels
+from drivers.modbus.profile import (
+    DataType,
+    DatetimeLayout,
+    Decode,
+    Function,
+    Order,
+    Profile,
+    resolved_sentinels,
+)
 
 _STRUCT: dict[DataType, str] = {
     DataType.INT16: "h",
@@ -64,6 +73,12 @@ class PointSpec:
     invalid: frozenset[int | float | bool | str]
     writable: Range | None
     invalid_words: frozenset[bytes]
+    # A bit field of the raw value (`field` in the profile): its lowest bit and its width in
+    # bits; width 0 is the whole value. See field_value and masked_words.
+    field_shift: int = 0
+    field_width: int = 0
+    layout: DatetimeLayout | None = None  # of a `type: datetime` point
+    decode: Decode | None = None  # a named piecewise decode (DECODES)
 
     @property
     def end(self) -> int:
@@ -76,12 +91,54 @@ class PointSpec:
     # Derived once: decode_all reads them for every point of every poll.
     is_float: bool = field(init=False)
     is_number: bool = field(init=False)
-    is_plain: bool = field(init=False)  # no scale, offset or scale factor
+    is_plain: bool = field(init=False)  # no scale, offset, scale factor or decode
+    transform: Callable[[float], float] | None = field(init=False)  # DECODES[decode][0]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_float", self.dtype in (DataType.FLOAT32, DataType.FLOAT64))
-        object.__setattr__(self, "is_number", self.dtype not in (DataType.BOOL, DataType.STRING))
-        object.__setattr__(self, "is_plain", not self.scaled)
+        object.__setattr__(self, "is_number", self.dtype not in _NOT_NUMBERS)
+        object.__setattr__(self, "is_plain", not self.scaled and self.decode is None)
+        transform = DECODES[self.decode][0] if self.decode is not None else None
+        object.__setattr__(self, "transform", transform)
+
+    @property
+    def field_mask(self) -> int | None:
+        """The bits of the raw value this point owns (a field, or a bool's bit of a register),
+        or None when it owns its registers whole. A write replaces only these bits."""
+        if self.field_width:
+            return ((1 << self.field_width) - 1) << self.field_shift
+        if self.bit is not None and not self.function.is_bit:
+            return 1 << self.bit
+        return None
+
+
+_NOT_NUMBERS = (DataType.BOOL, DataType.STRING, DataType.DATETIME)
+
+
+def _pf_four_quadrant(v: float) -> float:
+    """Schneider PM5xxx / iEM3xxx PF register (-2..2, the quadrant in the range) to the power
+    factor (-1..1, negative when active power flows back); NaN outside -2..2. Source: PM5300
+    and PM5500 user manuals, "Power factor register format"."""
+    if v > 1.0:
+        return 2.0 - v if v <= 2.0 else math.nan
+    if v < -1.0:
+        return -2.0 - v if v >= -2.0 else math.nan
+    return v
+
+
+def _pf_register(pf: float) -> float:
+    """A register value that decodes to ``pf``: the meter's own for quadrants where the PF
+    register holds the PF itself (-1..1); the quadrant behind it is not recoverable from the
+    PF alone."""
+    if not -1.0 <= pf <= 1.0:
+        raise ValueError(f"a power factor is within -1..1, not {pf}")
+    return pf
+
+
+# Each named decode (profile `decode:`) with its inverse, for the simulator and the tests.
+DECODES: dict[Decode, tuple[Callable[[float], float], Callable[[float], float]]] = {
+    Decode.PF_FOUR_QUADRANT: (_pf_four_quadrant, _pf_register),
+}
 
 
 class NotAvailable:
@@ -106,6 +163,8 @@ def unpacker(spec: PointSpec) -> Unpack:
     through decode_raw. A point with sentinels gives NOT_AVAILABLE when its registers hold
     one; the others pay nothing for that.
     """
+    if spec.field_width:
+        return _field_unpacker(spec)
     code = _STRUCT.get(spec.dtype)
     plain = spec.byte_order == "big" and (spec.count == 1 or spec.word_order == "big")
     if spec.dtype is DataType.BOOL and not spec.invalid_words:
@@ -145,9 +204,29 @@ def unpacker(spec: PointSpec) -> Unpack:
     return floating
 
 
+def _field_unpacker(spec: PointSpec) -> Unpack:
+    """A bit field's decoder: one register (the usual case) by shifts, the rest by
+    decode_registers (which also matches sentinels, against the whole registers' words)."""
+    if spec.count == 1 and spec.byte_order == "big" and not spec.invalid_words:
+        shift, mask = spec.field_shift, (1 << spec.field_width) - 1
+        if spec.dtype not in _SIGNED:
+            return lambda buf, off: (buf[off] << 8 | buf[off + 1]) >> shift & mask
+        sign, wrap = 1 << (spec.field_width - 1), 1 << spec.field_width
+
+        def signed(buf: bytes, off: int) -> Raw:
+            value = (buf[off] << 8 | buf[off + 1]) >> shift & mask
+            return value - wrap if value & sign else value
+
+        return signed
+    words = struct.Struct(f">{spec.count}H").unpack_from
+    return lambda buf, off: decode_registers(spec, words(buf, off))
+
+
 def _plain_code(spec: PointSpec) -> str | None:
     """The struct code that alone decodes the point's registers (unpacker's `fast`, `integer`
     and `floating` cases, before the sentinels), else None."""
+    if spec.field_width:
+        return None
     code = _STRUCT.get(spec.dtype)
     plain = spec.byte_order == "big" and (spec.count == 1 or spec.word_order == "big")
     return code if code is not None and plain else None
@@ -238,16 +317,33 @@ def resolve(
                 invalid=frozenset(),
                 writable=p.writable,
                 invalid_words=frozenset(),
+                field_shift=p.field[0] if p.field is not None else 0,
+                field_width=p.field[1] - p.field[0] + 1 if p.field is not None else 0,
+                layout=p.layout,
+                decode=p.decode,
             )
         )
         if p.invalid:
             words = resolved_sentinels(p, specs[-1].count)
             specs[-1] = dataclasses.replace(
                 specs[-1],
-                invalid=frozenset(decode_raw(specs[-1], w) for w in words),
+                invalid=frozenset(_sentinel_values(specs[-1], words)),
                 invalid_words=frozenset(struct.pack(f">{len(w)}H", *w) for w in words),
             )
     return specs
+
+
+def _sentinel_values(
+    spec: PointSpec, words: Iterable[Sequence[int]]
+) -> list[int | float | bool | str]:
+    """Sentinels decoded; a datetime's (all zeros, say) may be no date at all: left out."""
+    out = []
+    for w in words:
+        try:
+            out.append(decode_raw(spec, w))
+        except ValueError:
+            continue
+    return out
 
 
 def _to_bytes(spec: PointSpec, regs: Sequence[int]) -> bytes:
@@ -266,13 +362,19 @@ def _from_bytes(spec: PointSpec, data: bytes) -> list[int]:
 
 
 def decode_raw(spec: PointSpec, regs: Sequence[int]) -> int | float | bool | str:
-    """Decode the raw value of a point from exactly its registers (or its one bit)."""
+    """Decode the raw value of a point from exactly its registers (or its one bit).
+
+    Raises ValueError for a datetime that is no date (month 13, a BCD digit above 9)."""
     if spec.dtype is DataType.BOOL:
         word = int(regs[0])
         return bool(word >> spec.bit & 1) if spec.bit is not None else bool(word)
     if spec.dtype is DataType.STRING:
         text = _to_bytes(spec, regs).split(b"\x00", 1)[0]
         return text.decode("utf-8", errors="replace").strip()
+    if spec.dtype is DataType.DATETIME:
+        return decode_datetime(spec, regs)
+    if spec.field_width:
+        return field_value(spec, _whole(spec, regs))
     value: int | float = struct.unpack(">" + _STRUCT[spec.dtype], _to_bytes(spec, regs))[0]
     return value
 
@@ -285,18 +387,36 @@ def decode_registers(spec: PointSpec, regs: Sequence[int]) -> Raw:
 
 
 def encode_raw(spec: PointSpec, raw: int | float | bool | str) -> list[int]:
-    """Encode a raw value into the point's registers (the inverse of decode_raw)."""
+    """Encode a raw value into the point's registers (the inverse of decode_raw).
+
+    A bit field (or a bool's bit) comes back in place with every other bit zero: merge it
+    into the registers' current words with masked_words. Raises OverflowError for a value
+    its bits cannot hold, ValueError for a datetime they cannot hold."""
     if spec.dtype is DataType.BOOL:
         return [(1 << (spec.bit or 0)) if raw else 0]
     if spec.dtype is DataType.STRING:
         data = str(raw).encode("utf-8")[: spec.count * 2].ljust(spec.count * 2, b"\x00")
         return _from_bytes(spec, data)
+    if spec.dtype is DataType.DATETIME:
+        return encode_datetime(spec, raw)
+    if spec.field_width:
+        low, high = field_range(spec)
+        if isinstance(raw, str) or not low <= raw <= high or raw != int(raw):
+            raise OverflowError(
+                f"{raw!r} does not fit in bits {spec.field_shift}.."
+                f"{spec.field_shift + spec.field_width - 1} ({low}..{high})"
+            )
+        whole = (int(raw) & (1 << spec.field_width) - 1) << spec.field_shift
+        return _from_bytes(spec, struct.pack(">" + _UNSIGNED[spec.dtype], whole))
     code = _STRUCT[spec.dtype]
     value: int | float = float(raw) if code in "fd" else int(raw)
     return _from_bytes(spec, struct.pack(">" + code, value))
 
 
 def to_engineering(spec: PointSpec, raw: int | float, sf: int | None = None) -> float | int:
+    if spec.transform is not None:
+        factor = spec.scale * (10.0**sf if sf is not None else 1.0)
+        return spec.transform(raw * factor + spec.offset)
     if not spec.scaled:
         return raw
     factor = spec.scale * (10.0**sf if sf is not None else 1.0)
@@ -305,6 +425,8 @@ def to_engineering(spec: PointSpec, raw: int | float, sf: int | None = None) -> 
 
 def to_raw(spec: PointSpec, value: float, sf: int | None = None) -> int | float:
     """The raw value that decodes to ``value`` (rounded to the register's resolution)."""
+    if spec.decode is not None:
+        value = DECODES[spec.decode][1](value)
     factor = spec.scale * (10.0**sf if sf is not None else 1.0)
     raw = (value - spec.offset) / factor
     if spec.dtype in (DataType.FLOAT32, DataType.FLOAT64):
@@ -385,6 +507,11 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, Raw]) -> Decoded:
             if spec.is_float and (value != value or value in infinities):  # overflowed scaling
                 bad[name] = "nan"
                 continue
+            if spec.transform is not None:
+                value = spec.transform(value)
+                if value != value:  # outside the decode's domain (a PF register of 3)
+                    bad[name] = "decode"
+                    continue
         valid = spec.valid
         if valid is not None and not valid.min <= value <= valid.max:
             bad[name] = "out_of_range"
@@ -395,6 +522,105 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, Raw]) -> Decoded:
 
 _INFINITIES = (math.inf, -math.inf)
 _INT64_MAX = 2**63 - 1
+
+
+_SIGNED = (DataType.INT16, DataType.INT32, DataType.INT64)
+# The unsigned struct code of each integer type: a field's bits are taken from the raw words.
+_UNSIGNED: dict[DataType, str] = {
+    DataType.INT16: "H",
+    DataType.UINT16: "H",
+    DataType.INT32: "I",
+    DataType.UINT32: "I",
+    DataType.INT64: "Q",
+    DataType.UINT64: "Q",
+}
+
+
+def _whole(spec: PointSpec, regs: Sequence[int]) -> int:
+    """The registers of a field's point as one unsigned number, word and byte order applied."""
+    value: int = struct.unpack(">" + _UNSIGNED[spec.dtype], _to_bytes(spec, regs))[0]
+    return value
+
+
+def field_value(spec: PointSpec, whole: int) -> int:
+    """A field's value from its registers' unsigned number: its bits shifted down, read as a
+    signed number of the field's width when the point's type is signed."""
+    value = whole >> spec.field_shift & ((1 << spec.field_width) - 1)
+    if spec.dtype in _SIGNED and value >> (spec.field_width - 1):
+        value -= 1 << spec.field_width
+    return value
+
+
+def field_range(spec: PointSpec) -> tuple[int, int]:
+    """The values a field's bits can hold."""
+    if spec.dtype in _SIGNED:
+        return -(1 << (spec.field_width - 1)), (1 << (spec.field_width - 1)) - 1
+    return 0, (1 << spec.field_width) - 1
+
+
+def masked_words(spec: PointSpec, current: Sequence[int], new: Sequence[int]) -> list[int]:
+    """The registers of a field's (or a bit's) point with only its bits taken from ``new``
+    (what encode_raw gave) and every other bit as ``current`` has it: what a read-modify-write
+    writes back, and how the simulator merges the points that share a register."""
+    if not spec.field_width:  # a bool's bit of one register
+        mask = 1 << (spec.bit or 0)
+        return [(int(current[0]) & ~mask) | (int(new[0]) & mask)]
+    mask = ((1 << spec.field_width) - 1) << spec.field_shift
+    whole = (_whole(spec, current) & ~mask) | (_whole(spec, new) & mask)
+    return _from_bytes(spec, struct.pack(">" + _UNSIGNED[spec.dtype], whole))
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def decode_datetime(spec: PointSpec, regs: Sequence[int]) -> str:
+    """A packed date and time as ISO-8601 text: the device's wall clock without a zone for the
+    calendar layouts (devices keep local time and say nothing of the zone), UTC with `Z` for
+    Unix seconds. Raises ValueError when the registers hold no valid date."""
+    layout = spec.layout
+    if layout is DatetimeLayout.UNIX_SECONDS:
+        (seconds,) = struct.unpack(">I", _to_bytes(spec, regs))
+        moment = _EPOCH + datetime.timedelta(seconds=seconds)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if layout is DatetimeLayout.REGISTERS_YMDHMS:
+        year, month, day, hour, minute, second = (int(r) for r in regs)
+        year += 2000 if year < 100 else 0
+    else:
+        data = _to_bytes(spec, regs)
+        if layout is DatetimeLayout.YYMMDDHHMMSS_BCD:
+            for byte in data:
+                if byte >> 4 > 9 or byte & 0xF > 9:
+                    raise ValueError(f"{byte:#04x} is not a BCD number (00..99)")
+            data = bytes(10 * (b >> 4) + (b & 0xF) for b in data)
+        yy, month, day, hour, minute, second = data
+        year = 2000 + yy
+    moment_ = datetime.datetime(year, month, day, hour, minute, second)  # checks each part
+    return moment_.isoformat()
+
+
+def encode_datetime(spec: PointSpec, raw: int | float | bool | str) -> list[int]:
+    """The registers of a datetime point: ``raw`` as ISO-8601 text (a zone is converted for
+    Unix seconds, else the wall clock is written) or as Unix seconds (UTC)."""
+    if isinstance(raw, str):
+        moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    else:
+        moment = _EPOCH + datetime.timedelta(seconds=int(raw))
+    layout = spec.layout
+    if layout is DatetimeLayout.UNIX_SECONDS:
+        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+        seconds = int((aware - _EPOCH).total_seconds())
+        if not 0 <= seconds < 2**32:
+            raise ValueError(f"{raw!r} is outside what 32-bit Unix seconds hold")
+        return _from_bytes(spec, struct.pack(">I", seconds))
+    parts = [moment.month, moment.day, moment.hour, moment.minute, moment.second]
+    if layout is DatetimeLayout.REGISTERS_YMDHMS:
+        return [moment.year, *parts]
+    if not 2000 <= moment.year <= 2099:
+        raise ValueError(f"{raw!r}: a two-digit year holds 2000..2099")
+    numbers = [moment.year - 2000, *parts]
+    if layout is DatetimeLayout.YYMMDDHHMMSS_BCD:
+        numbers = [(n // 10) << 4 | n % 10 for n in numbers]
+    return _from_bytes(spec, bytes(numbers))
 
 
 def label(spec: PointSpec, value: Value) -> str:

@@ -26,9 +26,11 @@ from drivers.modbus.codec import (
     Unpack,
     check,
     decode_all,
+    decode_raw,
     decode_registers,
     encode_raw,
     fused_unpacker,
+    masked_words,
     to_engineering,
     to_raw,
     unpacker,
@@ -487,6 +489,9 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
         self.emit = emit
         self._by_name = {s.name: s for s in plan.specs}
         self._logged: set[tuple[Function, int, int]] = set()  # bounded by the plan's requests
+        # One write at a time per device, from its first read to its confirmation: two fields
+        # of one register written at once would each write back the other's old bits.
+        self._write_lock = asyncio.Lock()
 
     def _link_problem(self, reason: str, message: str) -> None:
         self._count(reason, f"{self.plan.device}: {message}")
@@ -605,26 +610,60 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
                 f"{value!r} is outside {command.point}'s writable range "
                 f"{spec.writable.min:g}..{spec.writable.max:g}",
             )
-        try:
-            sf = await self._read_scale_factor(spec)
-            old = await self._read_point(spec, sf)
-            await self._write_point(spec, value, sf)
-        except ModbusError as exc:
-            return CommandResult(command, False, None, f"write failed: {exc}", failed=True)
-        except (struct.error, OverflowError) as exc:  # a range wider than the register type
-            return CommandResult(command, False, None, f"cannot encode {value!r}: {exc}")
+        async with self._write_lock:
+            try:
+                sf = await self._read_scale_factor(spec)
+                if spec.field_mask is not None:
+                    return await self._write_masked(command, spec, value, sf)
+                old = await self._read_point(spec, sf)
+                await self._write_point(spec, value, sf)
+            except ModbusError as exc:
+                return CommandResult(command, False, None, f"write failed: {exc}", failed=True)
+            except (struct.error, OverflowError) as exc:  # a range wider than the register type
+                return CommandResult(command, False, None, f"cannot encode {value!r}: {exc}")
         return CommandResult(command, True, old)
 
-    async def _read_point(self, spec: PointSpec, sf: int | None) -> Value | None:
+    async def _write_masked(
+        self, command: Command, spec: PointSpec, value: Value, sf: int | None
+    ) -> CommandResult:
+        """A point that owns some bits of its registers (a field, a bool's bit): read the
+        registers, replace only its bits, write them back, and read them again to confirm
+        the device kept the value. Runs under the device's write lock."""
+        current = await self._read_words(spec)
+        old = self._engineering(spec, current, sf)
+        raw = bool(value) if spec.dtype is DataType.BOOL else to_raw(spec, float(value), sf)
+        words = masked_words(spec, current, encode_raw(spec, raw))
+        await self.link.write_registers(self.plan.unit, spec.address, words, self.plan.timeout)
+        kept = await self._read_words(spec)
+        if decode_raw(spec, kept) != decode_raw(spec, words):
+            now = self._engineering(spec, kept, sf)
+            return CommandResult(
+                command,
+                False,
+                old,
+                f"the device reads {command.point} = {now!r} back after writing {value!r}",
+                failed=True,
+            )
+        return CommandResult(command, True, old)
+
+    async def _read_words(self, spec: PointSpec) -> list[int]:
         data = await self.link.read(
             self.plan.unit, _FC_READ[spec.function], spec.address, spec.count, self.plan.timeout
         )
-        raw = decode_registers(spec, [int(word) for word in data])
+        return [int(word) for word in data]
+
+    @staticmethod
+    def _engineering(spec: PointSpec, words: Sequence[int], sf: int | None) -> Value | None:
+        """A point's value from its registers, None where it has none (a sentinel, NaN)."""
+        raw = decode_registers(spec, words)
         if isinstance(raw, bool | str):
             return raw
         if check(raw) is not None or not isinstance(raw, int | float):
             return None
         return to_engineering(spec, raw, sf)
+
+    async def _read_point(self, spec: PointSpec, sf: int | None) -> Value | None:
+        return self._engineering(spec, await self._read_words(spec), sf)
 
     async def _read_scale_factor(self, spec: PointSpec) -> int | None:
         if spec.scale_factor is None:
@@ -638,16 +677,8 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
         if spec.function is Function.COIL:
             await self.link.write_coil(self.plan.unit, spec.address, bool(value), self.plan.timeout)
             return
-        if spec.dtype is DataType.BOOL and spec.bit is not None:
-            # One bit of a shared register: keep the other bits as the device has them.
-            (word,) = await self.link.read(
-                self.plan.unit, _FC_READ[spec.function], spec.address, 1, self.plan.timeout
-            )
-            mask = 1 << spec.bit
-            words = [(int(word) | mask) if value else (int(word) & ~mask)]
-        else:
-            raw = bool(value) if spec.dtype is DataType.BOOL else to_raw(spec, float(value), sf)
-            words = encode_raw(spec, raw)
+        raw = bool(value) if spec.dtype is DataType.BOOL else to_raw(spec, float(value), sf)
+        words = encode_raw(spec, raw)
         await self.link.write_registers(self.plan.unit, spec.address, words, self.plan.timeout)
 
 

@@ -38,6 +38,39 @@ class DataType(enum.StrEnum):
     STRING = "string"
     BOOL = "bool"  # a coil or discrete input, or one bit of a register (with ``bit``)
     SUNSSF = "sunssf"  # SunSpec scale-factor exponent: int16, value = raw * 10**sf
+    DATETIME = "datetime"  # a date and time packed into registers as its `layout` says
+
+
+class DatetimeLayout(enum.StrEnum):
+    """How a device packs a date and time into registers (`type: datetime`)."""
+
+    # Three registers of two bytes each, high byte first: YY MM, DD hh, mm ss; the year is
+    # 2000 + YY. BCD (0x26 is 26) or binary (26 is 26).
+    YYMMDDHHMMSS_BCD = "yymmddhhmmss_bcd"
+    YYMMDDHHMMSS_BINARY = "yymmddhhmmss_binary"
+    # Six registers, one number each: year (2026, or 26 for 2026), month, day, hour, minute,
+    # second.
+    REGISTERS_YMDHMS = "registers_ymdhms"
+    # Seconds since 1970-01-01 UTC as an unsigned 32-bit number (two registers; `word_order`
+    # applies).
+    UNIX_SECONDS = "unix_seconds"
+
+
+LAYOUT_REGISTERS: dict[DatetimeLayout, int] = {
+    DatetimeLayout.YYMMDDHHMMSS_BCD: 3,
+    DatetimeLayout.YYMMDDHHMMSS_BINARY: 3,
+    DatetimeLayout.REGISTERS_YMDHMS: 6,
+    DatetimeLayout.UNIX_SECONDS: 2,
+}
+
+
+class Decode(enum.StrEnum):
+    """Named piecewise decodes, applied to the engineering value (after scale and offset)."""
+
+    # Schneider PowerLogic PM5xxx / iEM3xxx four-quadrant PF register: -2..2 carries the
+    # quadrant; PF = v for -1..1, 2 - v above 1, -2 - v below -1 (sign: IEC, the direction
+    # of active power).
+    PF_FOUR_QUADRANT = "pf_four_quadrant"
 
 
 REGISTERS_PER_TYPE: dict[DataType, int] = {
@@ -146,6 +179,25 @@ class Point(_Strict):
     bit: int | None = Field(
         default=None, ge=0, le=15, description="For `type: bool` on a register: the bit number."
     )
+    field: tuple[Annotated[int, Field(ge=0, le=63)], Annotated[int, Field(ge=0, le=63)]] | None = (
+        Field(
+            default=None,
+            description="[first, last]: the bits (inclusive, 0 = least significant) of the "
+            "register's value that hold this point, e.g. a mode in bits 0-3 is [0, 3], the high "
+            "byte [8, 15]. The value is those bits shifted down (a signed type reads them as "
+            "a signed number of the field's width); writing replaces only these bits "
+            "(read-modify-write).",
+        )
+    )
+    layout: DatetimeLayout | None = Field(
+        default=None,
+        description="For `type: datetime`: how the registers pack the date and time.",
+    )
+    decode: Decode | None = Field(
+        default=None,
+        description="A named piecewise decode applied after scale and offset, e.g. "
+        "`pf_four_quadrant` (Schneider PM5xxx power factor register, -2..2).",
+    )
     word_order: Order | None = Field(
         default=None, description="`big`: high word first (ABCD); `little`: low word first."
     )
@@ -193,6 +245,8 @@ class Point(_Strict):
         dtype = self.type or default_type
         if dtype is DataType.STRING:
             return self.length or 1
+        if dtype is DataType.DATETIME:  # without a layout it is refused (_field_problems)
+            return LAYOUT_REGISTERS[self.layout] if self.layout is not None else 1
         return REGISTERS_PER_TYPE[dtype]
 
     @model_validator(mode="after")
@@ -347,6 +401,7 @@ class Profile(_Strict):
                         )
                     )
             problems += _label_problems(p, dtype, scaled, at)
+            problems += _field_problems(p, dtype, func, p.registers(self.defaults.type), at)
             problems += _sentinel_problems(p, dtype, func, p.registers(self.defaults.type), at)
         if problems:
             # Raised as a ValidationError so that each problem keeps its own key path (and so
@@ -400,6 +455,97 @@ def _label_problems(p: Point, dtype: DataType, scaled: bool, at: Loc) -> list[tu
                 "(type uint16, uint32 ...); remove `bits` or the scaling",
             )
         )
+    return problems
+
+
+_FIELD_TYPES = _WHOLE_TYPES - {DataType.SUNSSF}
+
+
+def _field_problems(
+    p: Point, dtype: DataType, func: Function, registers: int, at: Loc
+) -> list[tuple[Loc, str]]:
+    """Bit fields, packed date-times and named decodes that could never be read or written."""
+    problems: list[tuple[Loc, str]] = []
+    if p.field is not None:
+        first, last = p.field
+        width = 16 * registers
+        if func.is_bit or dtype not in _FIELD_TYPES:
+            what = func.value if func.is_bit else dtype.value
+            problems.append(
+                (
+                    (*at, "field"),
+                    f"point {p.name!r} is {what}: a bit field needs an integer register "
+                    "(type uint16, int16, uint32 ...); a single bit is `type: bool` with `bit`",
+                )
+            )
+        elif first > last:
+            problems.append(
+                (
+                    (*at, "field"),
+                    f"point {p.name!r}: field [{first}, {last}] starts after it ends; write "
+                    f"[{last}, {first}] (first bit, last bit)",
+                )
+            )
+        elif last >= width:
+            problems.append(
+                (
+                    (*at, "field", 1),
+                    f"point {p.name!r}: bit {last} is outside its {dtype.value} ({width} bits, "
+                    f"0..{width - 1})",
+                )
+            )
+        elif p.bits is not None and any(not 0 <= b <= last - first for b in p.bits):
+            problems.append(
+                (
+                    (*at, "bits"),
+                    f"point {p.name!r}: bit labels count from the field's first bit: "
+                    f"0..{last - first} for field [{first}, {last}]",
+                )
+            )
+    if dtype is DataType.DATETIME:
+        if p.layout is None:
+            choices = ", ".join(layout.value for layout in DatetimeLayout)
+            problems.append(
+                ((*at, "layout"), f"point {p.name!r} is a datetime: give its `layout` ({choices})")
+            )
+        if func.is_bit:
+            problems.append(
+                ((*at, "type"), f"point {p.name!r}: a {func.value} cannot hold a datetime")
+            )
+        if p.writable is not None:
+            problems.append(
+                ((*at, "writable"), f"point {p.name!r}: datetime points cannot be writable")
+            )
+        for key in ("scale", "offset", "scale_factor", "enum", "bits", "valid", "store"):
+            if key in p.model_fields_set:
+                problems.append(
+                    ((*at, key), f"point {p.name!r}: a datetime has no `{key}`; remove it")
+                )
+    elif p.layout is not None:
+        problems.append(
+            (
+                (*at, "layout"),
+                f"point {p.name!r}: `layout` only applies to `type: datetime` (this one is "
+                f"{dtype.value})",
+            )
+        )
+    if p.decode is not None:
+        if dtype not in (*_WHOLE_TYPES, *_FLOATS) or dtype is DataType.SUNSSF or func.is_bit:
+            problems.append(
+                (
+                    (*at, "decode"),
+                    f"point {p.name!r} is {dtype.value}: `decode: {p.decode.value}` needs a "
+                    "number register (float32, int16 ...)",
+                )
+            )
+        if p.writable is not None:
+            problems.append(
+                (
+                    (*at, "writable"),
+                    f"point {p.name!r}: a point with `decode: {p.decode.value}` cannot be "
+                    "written (the decode does not say which register value to write)",
+                )
+            )
     return problems
 
 
