@@ -218,3 +218,38 @@ async def test_password_and_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert not refused.mqtt.home.connected.is_set()
         assert refused.health()["mqtt_connected"] == 0
         await refused.stop()
+
+
+async def test_a_retained_event_is_not_raised_again_but_retained_state_is_taken(
+    tmp_path: Path, broker: MosquittoServer
+) -> None:
+    """The dahua2mqtt bridge with `retain` on: the broker replays its last tripwire Start and
+    its last VideoLoss Stop to the gateway's subscription. The Stop is the camera's state; the
+    Start is an old event, dropped and counted; a live Start afterwards is taken."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {name: 测试楼, id: t1}\n"
+        "spool: {path: spool}\n"
+        "batching: {max_age: 0.1s}\n"
+        f"mqtt:\n  {broker_yaml(broker)}\n"
+        "devices:\n"
+        "  - {id: cam-garage, profile: dahua_mqtt_camera, mqtt: {vars: {topic: cameras/1}}}\n",
+        encoding="utf-8",
+    )
+    bridge = Client(broker.port)
+    bridge.publish("cameras/1/CrossLineDetection", "Start", retain=True)
+    bridge.publish("cameras/1/VideoLoss", "Stop", retain=True)
+    gateway = Gateway(load_site(site), health_interval=3600)
+    seen = samples_of(gateway)
+    await gateway.start()
+    try:
+        await until(lambda: any("video_loss" in s.values for s in seen))
+        await until(lambda: gateway.drivers["mqtt"].health()["mqtt_retained_events_dropped"] == 1)
+        bridge.publish("cameras/1/CrossLineDetection", "Start")
+        await until(lambda: any("intrusion" in s.values for s in seen))
+    finally:
+        await gateway.stop()
+    assert [s.values["video_loss"] for s in seen if "video_loss" in s.values] == [False]
+    assert [s.values["intrusion"] for s in seen if "intrusion" in s.values] == [True]
+    assert gateway.drivers["mqtt"].health()["mqtt_retained_events_dropped"] == 1
+    bridge.close()
