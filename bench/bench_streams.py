@@ -257,7 +257,7 @@ def _cpu() -> float:
 
 async def driver_main(port: int, devices: int) -> None:
     from core.types import Sample
-    from drivers.contract import DeviceEntry, RuntimeContext
+    from drivers.contract import DeviceEntry, RuntimeContext, secret_key
     from drivers.http_events.config import HttpEventsConnection
     from drivers.http_events.runtime import HttpEventsDriver
     from gateway.config_load import BUILTIN_PROFILES, load_profile
@@ -265,7 +265,6 @@ async def driver_main(port: int, devices: int) -> None:
     # Its log lines (a thousand "trying again" in the outage) would cost it CPU in the windows
     # too: the figures are the driver's reading, not its logging.
     logging.basicConfig(level=logging.CRITICAL)
-    os.environ[PASSWORD_ENV] = PASSWORD
     profile = load_profile(BUILTIN_PROFILES / "hikvision_isapi_camera.yaml")
     entries = [
         DeviceEntry(
@@ -287,7 +286,9 @@ async def driver_main(port: int, devices: int) -> None:
         nonlocal samples
         samples += 1
 
-    driver = HttpEventsDriver(RuntimeContext(entries, emit, "Asia/Shanghai"))
+    os.environ[PASSWORD_ENV] = PASSWORD  # the reference the devices' connections name
+    secrets = {secret_key(e.id, "password"): PASSWORD for e in entries}
+    driver = HttpEventsDriver(RuntimeContext(entries, emit, "Asia/Shanghai", secrets=secrets))
     driver.start()
     print(json.dumps({"pid": os.getpid()}), flush=True)
     reader = await _lines()

@@ -104,6 +104,18 @@ class RuntimeContext:
     brokers: BrokerHub | None = None  # the site's MQTT connections, when it has any
     max_payload: int = 256 * 1024  # the largest message a device may send
     heartbeat_check: float = 10.0  # seconds between checks of devices that went silent
+    # The devices' secrets, resolved by the gateway when it loaded the site file (the
+    # registry's `secret_fields` names them): secret_key(device, field) -> the secret.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+    def secret(self, device: str, name: str) -> str | None:
+        """A device's secret (`password`), or None when the site was loaded without them."""
+        return self.secrets.get(secret_key(device, name))
+
+
+def secret_key(device: str, name: str) -> str:
+    """Where a device's secret is kept among the site's resolved secrets."""
+    return f"devices.{device}.{name}"
 
 
 class DriverRuntime(Protocol):

@@ -14,15 +14,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from drivers.modbus.codec import label
-from drivers.modbus.driver import ModbusDevice, ModbusDriver, poll_plans
+from drivers.modbus.driver import ModbusDevice, poll_plans
 from drivers.registry import DRIVERS
 from gateway.alarm_store import AlarmStore
 from gateway.cli_duty import add_duty_commands
-from gateway.scan import add_scan_command
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
+from gateway.scan import add_scan_command
 from gateway.service import Gateway, install_signal_handlers
 from gateway.spool import Spool, SpoolBusy
 
@@ -118,63 +117,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _read(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
-    """Poll one device once and print its values; BAD points with the reason, in words.
-
-    Exit status: 0 every point good, 2 the device did not answer, 3 it answered but some
-    points are bad (each named on stderr, so a script notices).
-    """
-    from drivers.modbus.codec import explain
-
-    dev = loaded.device(device_id)
-    conn = dev.connection("modbus")
-    if conn is None:
-        kind = next(iter(dev.connections()), "")
-        title = DRIVERS[kind].a_title if kind in DRIVERS else "a"
-        print(
-            f"{dev.id} is {title} device: `guanjia read` polls Modbus devices only; its "
-            "values are in `guanjia run SITE --view`",
-            file=sys.stderr,
-        )
-        return 2
-    devices = [d for d in _modbus_devices(loaded) if d.id == dev.id]
-    driver = ModbusDriver(devices, lambda _s: None)
-    poller = driver.pollers[dev.id]
-    try:
-        sample = await poller.poll_once()
-    finally:
-        await driver.stop()
-    specs = {spec.name: spec for spec in poller.plan.specs}
-    why = {name: explain(specs[name], reason) for name, reason in sample.bad.items()}
-    if as_json:
-        out = {"values": sample.values, "bad": sample.bad, "why": why}
-        print(json.dumps(out, ensure_ascii=False))
-    else:
-        print(
-            f"{dev.id} ({dev.profile}, unit {conn.unit}) — "
-            f"{poller.stats.requests} requests, {poller.stats.last_poll_s * 1000:.1f} ms"
-        )
-        for spec in poller.plan.specs:
-            if spec.name in sample.values:
-                value = sample.values[spec.name]
-                text = f"{value:.6g}" if isinstance(value, float) else str(value)
-                extra = label(spec, value)
-                print(f"  {spec.name:<36} {text:>14} {spec.unit:<6} {extra}")
-            elif spec.name in why:
-                print(f"  {spec.name:<36} {'BAD':>14} {'':<6} {why[spec.name]}")
-    if poller.stats.online is False:
-        print(f"{dev.id} did not answer: {poller.stats.last_error}", file=sys.stderr)
-        return 2
-    if why:
-        print(f"{dev.id}: {len(why)} of {len(specs)} points are bad:", file=sys.stderr)
-        for name, text in why.items():
-            print(f"  {name}: {text}", file=sys.stderr)
-        return 3
-    return 0
-
-
 def cmd_read(args: argparse.Namespace) -> int:
-    return asyncio.run(_read(_load(args.site), args.device, args.json))
+    from gateway.cli_read import read_device
+
+    return asyncio.run(read_device(_load(args.site), args.device, args.json, args.wait))
 
 
 async def _run(
@@ -455,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("site")
     p.add_argument("device")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=15.0,
+        help="seconds to wait for a DL/T 645 meter's or an event stream's first values",
+    )
     p.set_defaults(func=cmd_read)
 
     p = sub.add_parser("run", help="run the gateway for a site")

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from drivers.contract import DeviceEntry, ProfileLike
+from drivers.contract import DeviceEntry, ProfileLike, secret_key
 from drivers.registry import DRIVERS, driver_of, profile_model
 from gateway.config_errors import (
     ConfigError,
@@ -370,6 +370,7 @@ def load_site(
 
     problems: list[Problem] = []
     warnings: list[str] = []
+    secrets: dict[str, str] = {}
 
     def report(loc: tuple[str | int, ...], message: str) -> None:
         problems.append(Problem(file, lines.line(loc), format_loc(loc), message))
@@ -403,10 +404,15 @@ def load_site(
         profile = profiles[dev.profile]
         if not check_connection(dev, profile, loc, report):
             continue
-        name = driver_of(profile).name
-        checks[name].check(
-            dev.id, dev.connection(name), profile, dev.points, dev.poll, loc, report, site
-        )
+        driver = driver_of(profile)
+        conn = dev.connection(driver.name)
+        checks[driver.name].check(dev.id, conn, profile, dev.points, dev.poll, loc, report, site)
+        if resolve_secrets and dev.enabled:
+            for key, secret_ref in driver.secret_fields(conn).items():
+                try:
+                    secrets[secret_key(dev.id, key)] = resolve_secret(secret_ref, path.parent)
+                except ValueError as exc:
+                    report((*loc, driver.name, key), str(exc))
 
     problems.extend(
         type_conflicts(
@@ -431,7 +437,6 @@ def load_site(
     roster = roster_config(site, path.parent, file, lines, problems)
     check_notify(site, roster, report, warnings.append)
 
-    secrets: dict[str, str] = {}
     db = site.influxdb
     if resolve_secrets and db is not None:
         for name in ("token", "password"):

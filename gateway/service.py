@@ -100,7 +100,13 @@ class Gateway:
             entries = loaded.driver_devices(name)
             if not entries:
                 continue
-            ctx = RuntimeContext(entries, self.bus.publish, site.site.timezone, self.brokers)
+            ctx = RuntimeContext(
+                entries,
+                self.bus.publish,
+                site.site.timezone,
+                self.brokers,
+                secrets=loaded.secrets,
+            )
             if mqtt is not None:
                 ctx = replace(
                     ctx, max_payload=mqtt.max_payload, heartbeat_check=mqtt.heartbeat_check

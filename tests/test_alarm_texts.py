@@ -75,7 +75,7 @@ class Run:
 
     def __init__(self, tmp_path: Path) -> None:
         (tmp_path / "site.yaml").write_text(SITE, encoding="utf-8")
-        loaded = load_site(tmp_path / "site.yaml", need_broker=False)
+        loaded = load_site(tmp_path / "site.yaml", need_broker=False, resolve_secrets=False)
         self.devices = {d.id: d for d in device_infos(loaded)}
         # A Tuesday in July before office hours: summer limits, after-hours rules.
         self.ctx = FakeContext(at(2026, 7, 14, 7, 0), self.devices.values())

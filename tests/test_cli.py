@@ -278,8 +278,8 @@ async def test_every_command_works_on_the_demo_site(
     mqtt = await asyncio.to_thread(_guanjia, "read", str(DEMO), "door-archive")
     assert (mqtt.returncode, mqtt.stderr.strip()) == (
         2,
-        "door-archive is an MQTT device: `guanjia read` polls Modbus devices only; its values "
-        "are in `guanjia run SITE --view`",
+        "door-archive is an MQTT device, which publishes when it chooses: its values are in "
+        "`guanjia run SITE --view`",
     )
     # A Modbus device of the demo site against the virtual building; the demo's fixed ports
     # moved to free ones, so a demo running on this machine does not get in the way.

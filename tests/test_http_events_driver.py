@@ -19,6 +19,8 @@ import pytest
 import yaml
 
 from core.types import Sample
+from drivers.contract import secret_key
+from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, load_site
 from gateway.messages import AlarmTransition
 from gateway.service import Gateway
@@ -288,27 +290,34 @@ async def test_a_refused_password_is_reported_and_not_hammered(
     assert vto.refused == 1
 
 
-async def test_a_password_that_cannot_be_resolved_is_a_problem_not_a_crash(
+def test_a_password_that_cannot_be_resolved_fails_the_check_before_anything_connects(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
-    async with StreamDevice.serve("hikvision") as camera:
-        site = _site(
-            tmp_path,
-            f"""\
-            - id: cam-lobby
-              profile: hikvision_isapi_camera
-              http_events: {_conn(camera)}
-            """,
-        )
-        gateway = Gateway(load_site(site), spool_dir=tmp_path / "spool", health_interval=3600)
-        seen = Recorder(gateway)
-        await gateway.start()
-        try:
-            driver = gateway.drivers["http_events"]
-            await until(lambda: seen.values("cam-lobby", "available") == [False], "offline")
-            (problem,) = driver.problems()
-            assert f"environment variable {PASSWORD_ENV} is not set" in problem
-        finally:
-            await gateway.stop()
-    assert camera.requests == []
+    site = _site(
+        tmp_path,
+        f"""\
+        - id: cam-lobby
+          profile: hikvision_isapi_camera
+          http_events: {{host: 127.0.0.1, port: 8, username: u, password: "${{{PASSWORD_ENV}}}"}}
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_site(site)
+    (problem,) = caught.value.problems
+    assert problem.path == "devices[0].http_events.password"
+    assert f"environment variable {PASSWORD_ENV} is not set" in problem.message
+
+
+def test_a_password_file_is_read_relative_to_the_site_file(tmp_path: Path) -> None:
+    (tmp_path / "camera.secret").write_text("s3cret\n", encoding="utf-8")
+    site = _site(
+        tmp_path,
+        """\
+        - id: cam-lobby
+          profile: hikvision_isapi_camera
+          http_events: {host: 127.0.0.1, port: 8, username: u, password: "file:camera.secret"}
+        """,
+    )
+    loaded = load_site(site)
+    assert loaded.secrets[secret_key("cam-lobby", "password")] == "s3cret"
