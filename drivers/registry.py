@@ -72,6 +72,9 @@ class Driver:
     stale_after: Callable[[Any, float], float | None]
     checks: Callable[[bool], DeviceChecks]  # need_broker -> a checker for one site file
     runtime: Callable[[RuntimeContext], DriverRuntime]  # built when the site has its devices
+    # The secret references of a device's connection block, field -> `${ENV}` / `file:...`:
+    # the gateway resolves them with the site's other secrets (a missing one fails the check).
+    secret_fields: Callable[[Any], Mapping[str, str]] = lambda _connection: {}
 
 
 DRIVERS: Mapping[str, Driver] = {
@@ -132,6 +135,7 @@ DRIVERS: Mapping[str, Driver] = {
             stale_after=http_events_describe.stale_after,
             checks=lambda _need_broker: HttpEventsChecks(),
             runtime=HttpEventsDriver,
+            secret_fields=lambda conn: {} if conn.password is None else {"password": conn.password},
         ),
     )
 }
