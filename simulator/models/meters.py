@@ -109,6 +109,10 @@ class OfficeMeter(DeviceModel):
         # A fixed unbalance per meter: single-phase loads are never spread evenly.
         raw = [1.0 + 0.08 * (2.0 * unit_hash(seed, "unbalance", i) - 1.0) for i in range(3)]
         self._shares = [r / sum(raw) for r in raw]
+        if "voltage_l1_v" in self.names and "voltage_l2_v" not in self.names:
+            # A single-phase meter (SDM120, DDSU666): the whole load on its one phase, so its
+            # current and power agree with each other.
+            self._shares = [1.0, 0.0, 0.0]
         # A meter that has been in service for a while: 1000-3000 full-load hours.
         start_kwh = peak_w / 1000.0 * (1000.0 + 2000.0 * unit_hash(seed, "e0", 0))
         e0 = start_kwh * 3.6e6
