@@ -1,5 +1,5 @@
 """Decode tests of the model library's "meters A": Eastron SDM120 and SDM72D-M V2, CHINT DDSU666,
-Acrel ADL400, DTSD1352 and ADW300.
+Acrel ADL400, DTSD1352 and ADW300, CHINT DTSU666-H.
 
 Each test builds a register image from a public source's own example (a vendor document's frame,
 another project's test vector or bus capture; named in a comment), decodes it through the real
@@ -16,7 +16,14 @@ import pytest
 
 from drivers.modbus.codec import decode_all, decode_raw, resolve
 from drivers.modbus.profile import Function
-from tests.test_profiles import Image, decode_image, modbus_crc, profile_named, spec_of
+from tests.test_profiles import (
+    Image,
+    decode_image,
+    float_words,
+    modbus_crc,
+    profile_named,
+    spec_of,
+)
 
 
 def fc04_or_fc03_payload(hex_frame: str, unit: int, function: int) -> list[int]:
@@ -257,3 +264,44 @@ def test_acrel_profiles_read_the_transformer_ratios_they_need() -> None:
         profile = profile_named(name)
         names = {p.name for p in profile.points}
         assert {"pt_ratio", "ct_ratio"} <= names, name
+
+
+def test_dtsu666_h_reads_the_dtsu666_words_at_huaweis_addresses() -> None:
+    # No DTSU666-H capture is public. The DTSU666-to-Huawei translator (salakrzy, main/
+    # DTSU666H_translator.cpp @22472ccd) answers the SUN2000 with the DTSU666's own words, and
+    # mbmd's dtsu666h.go scales them as the DTSU666's: so the DTSU666 examples of the device
+    # facts (shared/facts/devices/chint_dtsu666.yaml: 230.2 V sent as raw 2302.0 = 0x450F
+    # 0xE000; the emulator's frequency default raw 4999.0) must decode the same at the
+    # DTSU666-H's addresses (2110 voltage L1, 2124 frequency) as at the DTSU666's.
+    voltage_words = [0x450F, 0xE000]
+    frequency_words = float_words(4999.0)
+    dtsu666 = resolve(profile_named("chint_dtsu666"))
+    dtsu666_h = resolve(profile_named("chint_dtsu666_h"))
+    plain = decode_all(
+        dtsu666,
+        decode_image(dtsu666, holding_image({0x2006: voltage_words, 0x2044: frequency_words})),
+    )
+    huawei = decode_all(
+        dtsu666_h,
+        decode_image(dtsu666_h, holding_image({2110: voltage_words, 2124: frequency_words})),
+    )
+    assert huawei.bad == {}
+    assert plain.bad == {}
+    assert huawei.values == plain.values
+    assert huawei.values["voltage_l1_v"] == pytest.approx(230.2, abs=1e-9)
+    assert huawei.values["frequency_hz"] == pytest.approx(49.99, abs=1e-9)
+
+
+def test_dtsu666_h_positions_agree_with_mbmd_and_the_emulator() -> None:
+    # Float positions counted from 2102 (mbmd's "Pos" comments; the emulator's addresses).
+    positions = {
+        "current_l1_a": 0,
+        "voltage_l1_v": 4,
+        "frequency_hz": 11,
+        "active_power_total_w": 12,
+        "reactive_power_total_var": 16,
+        "energy_import_kwh": 32,
+    }
+    specs = resolve(profile_named("chint_dtsu666_h"))
+    for name, position in positions.items():
+        assert spec_of(specs, name).address == 2102 + 2 * position, name
