@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from core.text import suggest as suggest  # re-exported: loaders and tests import it here
+from core.yaml_load import duplicate_keys, duplicate_message
 
 Loc = tuple[str | int, ...]
 SECRET_KEYS = frozenset({"token", "password"})
@@ -85,7 +86,6 @@ class LineMap:
 MAX_ALIAS_EXPANSION = 100_000
 # Nesting this deep is no configuration, and deeper would exhaust Python's stack.
 MAX_DEPTH = 64
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _Refused(yaml.YAMLError):
@@ -160,21 +160,8 @@ class _GuardedLoader(yaml.SafeLoader):
 
     def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
         node = super().compose_mapping_node(anchor)
-        first: dict[tuple[str, Any], int] = {}
-        for key, _value in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
-                continue
-            line = key.start_mark.line + 1
-            seen = first.setdefault((key.tag, key.value), line)
-            if seen != line:
-                self.duplicates.append(
-                    (
-                        line,
-                        (*self._path, str(key.value)),
-                        f"'{key.value}' is given twice (first at line {seen}) and YAML would "
-                        "silently keep only this one; remove one of them",
-                    )
-                )
+        for key, line, first_line in duplicate_keys(node):  # all of them, not just the first
+            self.duplicates.append((line, (*self._path, key), duplicate_message(key, first_line)))
         return node
 
 

@@ -32,8 +32,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from core.yaml_load import load_yaml_file
 from drivers.dlt645.codec import (
     ANSWER,
     BROADCAST,
@@ -58,7 +57,7 @@ OTHER = 0x01
 
 
 def load_profile(path: Path = BUILTIN_PROFILE) -> Dlt645Profile:
-    return Dlt645Profile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return Dlt645Profile.model_validate(load_yaml_file(path))
 
 
 def plausible_values(profile: Dlt645Profile) -> dict[str, float]:

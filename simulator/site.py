@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeAlias
 
-import yaml
 from pydantic import ValidationError
 
+from core.yaml_load import load_yaml_file, load_yaml_text
 from drivers.dlt645.profile import Dlt645Profile
 from drivers.modbus.profile import Profile
 from drivers.mqtt.profile import MqttProfile
@@ -93,10 +93,7 @@ def read_site(path: Path | str) -> BuildingSite:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the site file: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        reader.fail("", f"not valid YAML ({str(exc).splitlines()[0]})")
+    data = load_yaml_text(text, str(path))  # a key given twice is refused, naming its line
     root = reader.mapping(data, "")
     info = reader.mapping(root.get("site") or {}, "site")
     timezone = reader.text(info.get("timezone", DEFAULT_TIMEZONE), "site.timezone")
@@ -137,10 +134,7 @@ def load_profiles(
 def read_profile(path: Path) -> AnyProfile:
     """A Modbus register map, or an MQTT mapping when the file says `protocol: mqtt`, or a DL/T
     645 meter's identifiers when it says `protocol: dlt645`."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the profile: {exc}") from None
+    data = load_yaml_file(path)  # a key given twice (an enum code, say) is refused
     protocol = data.get("protocol") if isinstance(data, dict) else None
     model: type[Profile] | type[MqttProfile] | type[Dlt645Profile] = Profile
     if protocol == "mqtt":

@@ -175,7 +175,7 @@ def test_profile_dirs_are_relative_to_the_site_file_and_searched_first(tmp_path:
             "devices:\n  - {id: d, profile: eastron_sdm63}\n",
             r": devices\[0\]\.profile: no profile 'eastron_sdm63' in ",
         ),
-        ("devices: [\n", r": not valid YAML"),
+        ("devices: [\n", r":\d+: not valid YAML"),
     ],
 )
 def test_a_malformed_site_file_is_named_with_its_key(
