@@ -103,6 +103,38 @@ def anpr_alert(
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 40 + b"\xff\xd9"
 
 
+def form_data(
+    xml: str | bytes, pictures: int = 2, boundary: str = "MIME_boundary"
+) -> tuple[str, bytes]:
+    """(content type, body) of an alert as an ANPR camera posts it to an HTTP host: a
+    multipart/form-data body with the alert's XML (or JSON) part, then its pictures, closed by
+    the final delimiter."""
+    data = xml.encode() if isinstance(xml, str) else xml
+    kind = "application/json" if data.lstrip().startswith(b"{") else "text/xml"
+    name = "anpr.json" if kind == "application/json" else "anpr.xml"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{name}"\r\nContent-Type: {kind}\r\nContent-Length: {len(data)}\r\n\r\n'
+        ).encode()
+        + data
+        + b"\r\n"
+    )
+    for i, picture in enumerate(["detectionPicture.jpg", "licensePlatePicture.jpg"][:pictures]):
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{picture}"; '
+                f'filename="{picture}"\r\nContent-Type: image/jpeg\r\n'
+                f"Content-Length: {len(JPEG) + i}\r\n\r\n"
+            ).encode()
+            + JPEG
+            + b"\x00" * i
+            + b"\r\n"
+        )
+    body += f"--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body
+
+
 def traffic_event(
     code: str,
     plate: str,

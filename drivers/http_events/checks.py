@@ -33,6 +33,8 @@ class HttpEventsChecks:
 
     def __init__(self) -> None:
         self._streams: dict[StreamKey, list[_Claim]] = {}
+        self._listeners: dict[int, tuple[str, int, str]] = {}  # port -> bind, index, device
+        self._senders: dict[tuple[int, str], list[_Claim]] = {}  # (port, host) -> devices
 
     def check(
         self,
@@ -59,12 +61,6 @@ class HttpEventsChecks:
                 f"profile {profile.name} is a {profile.vendor} profile ({profile.protocol}); "
                 f"write vendor: {profile.vendor}, or choose a {conn.vendor} profile",
             )
-        if conn.password.startswith("file:") and not conn.password[5:].startswith("/"):
-            report(
-                (*at, "password"),
-                "this driver reads secret files by absolute path only; "
-                "e.g. file:/run/secrets/camera",
-            )
         if not conn.https:
             if conn.ca_file is not None:
                 report((*at, "ca_file"), "ca_file applies with https: true; add it or remove this")
@@ -75,7 +71,69 @@ class HttpEventsChecks:
                 (*at, "channels"),
                 f"profile {profile.name} has no channels to filter; remove channels",
             )
+        if conn.push is not None:
+            self._push(device_id, conn, profile, int(loc[-1]), at, report)
+            return
         self._shared(device_id, conn, profile, int(loc[-1]), at, report)
+
+    def _push(
+        self,
+        device_id: str,
+        conn: HttpEventsConnection,
+        profile: HttpEventsProfile,
+        index: int,
+        at: Loc,
+        report: Report,
+    ) -> None:
+        """A device that posts its events: a Hikvision one, without the stream's settings,
+        on a listener whose port has one bind address, told apart from the other devices
+        posting from its address."""
+        push = conn.push
+        assert push is not None
+        if profile.protocol != "hikvision_isapi":
+            report(
+                (*at, "push"),
+                f"profile {profile.name} is a {profile.protocol} profile: push is the Hikvision "
+                "HTTP host mode; remove push to read the device's event stream",
+            )
+        for name in ("port", "https", "ca_file", "retry_max"):
+            if name in conn.model_fields_set:
+                report(
+                    (*at, name),
+                    f"{name} applies to reading the device's stream, not to push; remove it "
+                    "(the listener's port is push.port)",
+                )
+        bound = self._listeners.setdefault(push.port, (push.bind, index, device_id))
+        if bound[0] != push.bind:
+            report(
+                (*at, "push", "bind"),
+                f"devices[{bound[1]}] ({bound[2]}) listens on port {push.port} at {bound[0]}: "
+                f"one port has one bind address; write bind: {bound[0]}",
+            )
+        claims = self._senders.setdefault((push.port, conn.host), [])
+        for other in claims:
+            first = f"devices[{other.index}] ({other.device})"
+            if other.conn.push is not None and other.conn.push.device_id != push.device_id:
+                continue  # told apart by their device ids
+            mine, theirs = conn.channels, other.conn.channels
+            if mine is None or theirs is None:
+                report(
+                    (*at, "channels"),
+                    f"{first} posts from {conn.host} to port {push.port} too: give each device "
+                    "its channels (e.g. channels: [1]) or its push.device_id",
+                )
+            elif both := sorted(set(mine) & set(theirs)):
+                report(
+                    (*at, "channels"),
+                    f"channel {both[0]} of {conn.host} is taken by {first} already",
+                )
+            elif (other.conn.username, other.conn.password) != (conn.username, conn.password):
+                report(
+                    (*at, "password"),
+                    f"{first} posts from {conn.host} too but with another username or "
+                    "password; one device authenticates its posts one way",
+                )
+        claims.append(_Claim(index, device_id, conn, profile.protocol))
 
     def _shared(
         self,

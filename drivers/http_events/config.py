@@ -4,18 +4,43 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.config_types import Duration, Host, Secret
 
 
-class HttpEventsConnection(BaseModel):
-    """Where a camera, recorder or access controller serves its event stream, and who may
-    read it."""
+class HttpEventsPush(BaseModel):
+    """The device posts its events to a listener on the gateway (Hikvision "HTTP listening",
+    ISAPI httpHosts) instead of the gateway holding its alertStream open."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: Host = Field(description="The device's address, e.g. 10.0.8.30.")
+    port: int = Field(
+        ge=1, le=65535, description="Port the gateway listens on, as set in the device, e.g. 8099."
+    )
+    bind: Host = Field(
+        default="0.0.0.0",
+        description="Address the listener binds to: 0.0.0.0 for every interface, or the "
+        "gateway's address on the camera network.",
+    )
+    device_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The device's deviceID or MAC address as its alerts carry them, for posts "
+        "that do not come from `host` (a NAT, a platform forwarding them).",
+    )
+
+
+class HttpEventsConnection(BaseModel):
+    """Where a camera, recorder or access controller serves its event stream, and who may
+    read it; or, with `push:`, where it posts its events and how it proves who it is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: Host = Field(
+        description="The device's address, e.g. 10.0.8.30; with push, the address its posts "
+        "come from."
+    )
     port: int | None = Field(
         default=None, ge=1, le=65535, description="HTTP port; default 80, or 443 with https."
     )
@@ -28,9 +53,16 @@ class HttpEventsConnection(BaseModel):
     ca_file: str | None = Field(
         default=None, description="CA bundle (PEM) the device's certificate is checked against."
     )
-    username: str = Field(min_length=1, description="User on the device, e.g. an operator.")
-    password: Secret = Field(
-        description="`${ENV_VAR}` or `file:/absolute/path`; a literal password is refused."
+    username: str | None = Field(
+        default=None,
+        min_length=1,
+        description="User on the device, e.g. an operator. With push: the user the device "
+        "authenticates its posts with (its httpHosts MD5digest setting); omit both for none.",
+    )
+    password: Secret | None = Field(
+        default=None,
+        description="`${ENV_VAR}` or `file:path` (relative to the site file); a literal "
+        "password is refused. Resolved when the site file is loaded.",
     )
     vendor: Literal["hikvision", "dahua"] | None = Field(
         default=None,
@@ -49,6 +81,29 @@ class HttpEventsConnection(BaseModel):
         description="Take only these channels' events (1 = the first channel), e.g. one "
         "device per camera of a recorder; events without a channel always pass.",
     )
+
+    push: HttpEventsPush | None = Field(
+        default=None,
+        description="The device posts its events to the gateway (HTTP host push) instead: "
+        "where the gateway listens, e.g. {port: 8099}.",
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> HttpEventsConnection:
+        if self.push is None:
+            missing = [k for k in ("username", "password") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} missing: the gateway logs in to read the event "
+                    'stream, e.g. username: guanjia, password: "${CAMERA_PASSWORD}" '
+                    "(or add push: {port: 8099} if the device posts its events)"
+                )
+        elif (self.username is None) != (self.password is None):
+            raise ValueError(
+                "push: give both username and password (the device authenticates its posts "
+                "with them), or neither"
+            )
+        return self
 
     @field_validator("channels")
     @classmethod

@@ -22,6 +22,7 @@ from core.types import Sample
 from drivers.http_events.profile import EventMapping, HttpEventsProfile
 from drivers.mqtt.ingest import ARRIVAL_LAG, MAX_AHEAD_NS, MAX_BEHIND_NS, RecentIds
 from drivers.mqtt.mapping import CompiledPoint, Handler, extract, parse_path, same
+from drivers.mqtt.profile import JsonPoint
 
 log = logging.getLogger("guanjia.http_events")
 
@@ -45,6 +46,13 @@ class TextNumberPoint(CompiledPoint):
         return CompiledPoint.convert(self, raw)
 
 
+def _compile_point(point: JsonPoint) -> CompiledPoint:
+    """Numbers may come as text (XML); other points keep the plain, faster conversion."""
+    if point.type in ("float", "int") and point.map is None:
+        return TextNumberPoint.of(point)
+    return CompiledPoint.of(point)
+
+
 def compile_mapping(device: str, profile: HttpEventsProfile, mapping: EventMapping) -> Handler:
     ids = mapping.event_id if mapping.event_id is not None else profile.event_id
     time = mapping.timestamp or profile.timestamp
@@ -54,7 +62,7 @@ def compile_mapping(device: str, profile: HttpEventsProfile, mapping: EventMappi
         text=False,
         event=mapping.event,
         match=tuple((parse_path(path), value) for path, value in mapping.match.items()),
-        points=tuple(TextNumberPoint.of(p) for p in mapping.points),
+        points=tuple(_compile_point(p) for p in mapping.points),
         event_id=tuple(parse_path(p) for p in ids),
         time_path=parse_path(time.path) if time is not None else None,
         time_format=time.format if time is not None else "iso8601",

@@ -23,7 +23,7 @@ from drivers.contract import DeviceEntry, DeviceStatus, RuntimeContext
 from drivers.http_events.config import HttpEventsConnection
 from drivers.http_events.mapper import EventMapper, MapperStats
 from drivers.http_events.profile import HttpEventsProfile
-from drivers.http_events.secrets import resolve
+from drivers.http_events.push import PushListener, PushMember
 from drivers.http_events.stream import DOWN_GRACE, EventStream, Member, StreamKey, stream_key
 
 log = logging.getLogger("guanjia.http_events")
@@ -37,14 +37,27 @@ class HttpEventsDriver:
         local = ZoneInfo(ctx.timezone)
         self.problem_log = ProblemCounter(log)
         groups: dict[StreamKey, list[DeviceEntry]] = {}
+        pushing: dict[tuple[str, int], list[PushMember]] = {}
         for entry in ctx.devices:
+            push = entry.connection.push
+            if push is not None:
+                member = self._push_member(entry, local, ctx)
+                pushing.setdefault((push.bind, push.port), []).append(member)
+                continue
             groups.setdefault(stream_key(entry.connection), []).append(entry)
+        self.listeners = [
+            PushListener(
+                bind, port, members, self.emit, max_part=ctx.max_payload, problems=self.problem_log
+            )
+            for (bind, port), members in pushing.items()
+        ]
+        self.mappers: list[EventMapper] = [m.mapper for p in self.listeners for m in p.members]
         self.streams: list[EventStream] = []
-        self.mappers: list[EventMapper] = []
         for entries in groups.values():
             members = [self._member(e, local) for e in entries]
             self.mappers.extend(m.mapper for m in members)
-            self.streams.append(self._stream(entries, members, ctx.max_payload))
+            password = ctx.secret(entries[0].id, "password")
+            self.streams.append(self._stream(entries, members, ctx.max_payload, password))
         allowances = [s.allowance or DOWN_GRACE for s in self.streams]
         self.judge_every = min([ctx.heartbeat_check, *(a / 3 for a in allowances)])
         self.session: aiohttp.ClientSession | None = None
@@ -58,16 +71,35 @@ class HttpEventsDriver:
         )
         return Member(entry.id, mapper)
 
+    def _push_member(self, entry: DeviceEntry, local: ZoneInfo, ctx: RuntimeContext) -> PushMember:
+        conn: HttpEventsConnection = entry.connection
+        assert conn.push is not None
+        member = PushMember(
+            entry.id,
+            self._member(entry, local).mapper,
+            conn.host,
+            conn.push.device_id,
+            conn.username,
+        )
+        if conn.password is not None:
+            member.password = ctx.secret(entry.id, "password")
+            if member.password is None:
+                # No post can authenticate without it: the device is refused, and says why.
+                member.last_error = "http_events.password: the secret was not given"
+        return member
+
     def _stream(
-        self, entries: Sequence[DeviceEntry], members: list[Member], max_part: int
+        self,
+        entries: Sequence[DeviceEntry],
+        members: list[Member],
+        max_part: int,
+        password: str | None,
     ) -> EventStream:
         conn: HttpEventsConnection = entries[0].connection
         profiles: list[HttpEventsProfile] = [e.profile for e in entries]
-        try:
-            password: str | None = resolve(conn.password)
-            error = ""
-        except ValueError as exc:
-            password, error = None, f"http_events.password: {exc}"
+        # The gateway resolves the password when it loads the site (a missing one fails the
+        # check); a runtime built from a site loaded without its secrets has none to give.
+        error = "" if password is not None else "http_events.password: the secret was not given"
         keepalives = [
             k for p in profiles if (k := p.keepalive) is not None and k.interval is not None
         ]
@@ -98,6 +130,9 @@ class HttpEventsDriver:
             asyncio.create_task(s.run(session), name=f"http-events {s.base}") for s in self.streams
         ]
         self._tasks.append(asyncio.create_task(self._judge(), name="http-events-judge"))
+        self._tasks += [
+            asyncio.create_task(p.start(), name=f"http-events {p.name}") for p in self.listeners
+        ]
 
     async def stop(self) -> None:
         """Every event read has been emitted already (emitting happens as it is read)."""
@@ -105,6 +140,8 @@ class HttpEventsDriver:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        for listener in self.listeners:
+            await listener.stop()
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -140,11 +177,26 @@ class HttpEventsDriver:
                         s.last_error,
                     )
                 )
+        for p in self.listeners:
+            for pm in p.members:
+                out.append(
+                    DeviceStatus(
+                        pm.device,
+                        self.name,
+                        pm.online,
+                        pm.online is True,
+                        "push",
+                        pm.mapper.stats.events,
+                        pm.mapper.stats.bad_values,
+                        pm.last_error,
+                    )
+                )
         return out
 
     def health(self) -> dict[str, int]:
         streams = [s.stats for s in self.streams]
-        parsers = [s.parser for s in streams]
+        pushes = [p.stats for p in self.listeners]
+        parsers = [s.parser for s in streams] + [p.parser for p in pushes]
         mappers = [m.stats for m in self.mappers]
         return {
             "http_events_streams": len(self.streams),
@@ -171,6 +223,14 @@ class HttpEventsDriver:
             "http_events_bad_values": sum(m.bad_values for m in mappers),
             "http_events_clock_refused": sum(m.clock_refused for m in mappers),
             "http_events_problems_folded": self.problem_log.counts.get(ProblemCounter.OVERFLOW, 0),
+            "http_events_push_listeners": len(self.listeners),
+            "http_events_push_posts": sum(p.posts for p in pushes),
+            "http_events_push_accepted": sum(p.accepted for p in pushes),
+            "http_events_push_unknown_senders": sum(p.unknown_senders for p in pushes),
+            "http_events_push_auth_refused": sum(p.auth_refused for p in pushes),
+            "http_events_push_bad_bodies": sum(p.bad_bodies for p in pushes),
+            "http_events_push_events": sum(p.events for p in pushes),
+            "http_events_push_keepalives": sum(p.keepalives for p in pushes),
         }
 
     def problems(self) -> list[str]:
@@ -182,4 +242,10 @@ class HttpEventsDriver:
             if s.setup_error or s.refused or (down and s.last_error):
                 devices = ", ".join(m.device for m in s.members)
                 out.append(f"{devices} ({s.base}): {s.last_error}")
+        for p in self.listeners:
+            if p.error:
+                devices = ", ".join(m.device for m in p.members)
+                out.append(f"{devices} ({p.name}): {p.error}")
+            else:
+                out += [f"{m.device} ({p.name}): {m.last_error}" for m in p.members if m.last_error]
         return out

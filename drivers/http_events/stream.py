@@ -60,7 +60,7 @@ TCP_KEEPALIVE = (30, 10, 3)  # idle, interval, probes: a dead peer found in abou
 
 
 def stream_key(conn: HttpEventsConnection) -> StreamKey:
-    return (conn.host, conn.effective_port, conn.https, conn.username)
+    return (conn.host, conn.effective_port, conn.https, conn.username or "")
 
 
 def backoff(failures: int, cap: float, rng: random.Random) -> float:
@@ -166,7 +166,7 @@ class EventStream:
         self.problems = problems
         self.allowance = allowance  # silence after which the stream is dead; None: no keep-alive
         self.setup_error = setup_error  # no password, no TLS context: the stream cannot run
-        self.auth = DigestAuth(conn.username, password or "")
+        self.auth = DigestAuth(conn.username or "", password or "")
         self.rng = rng or random.Random()
         self.stats = StreamStats()
         self.max_part = max_part
