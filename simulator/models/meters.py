@@ -116,6 +116,7 @@ class OfficeMeter(DeviceModel):
         # A meter that has been in service for a while: 1000-3000 full-load hours.
         start_kwh = peak_w / 1000.0 * (1000.0 + 2000.0 * unit_hash(seed, "e0", 0))
         e0 = start_kwh * 3.6e6
+        self._start_kwh = start_kwh  # where the resettable counters were last reset
         self._energy = Integrator(
             self._rates,
             start_of_day(clock).timestamp(),
@@ -221,6 +222,9 @@ class OfficeMeter(DeviceModel):
             "current_sum_a": sum(abs(c) for c in currents),
             "current_neutral_a": abs(sum(currents)),
             "active_power_total_w": p_total,
+            # The same as two non-negative values (SDM72D-M V2): all import here.
+            "active_power_import_w": max(p_total, 0.0),
+            "active_power_export_w": max(-p_total, 0.0),
             "apparent_power_total_va": s_sum,
             "reactive_power_total_var": q_sum,
             "power_factor_total": pf_total,
@@ -252,6 +256,11 @@ class OfficeMeter(DeviceModel):
             # DL/T 645's combined active energy: import plus export by the usual combination
             # word; with nothing exported, the import.
             "energy_combined_kwh": e_import,
+            "energy_net_kwh": e_import,  # import - export
+            # Resettable counters (SDM72D-M V2), last reset at the start of the first day.
+            "energy_total_resettable_kwh": e_import - self._start_kwh,
+            "energy_import_resettable_kwh": e_import - self._start_kwh,
+            "energy_export_resettable_kwh": 0.0,
         }
         if self._tariffs is not None:
             for k, joules in enumerate(self._tariffs.at(ts), start=1):
