@@ -126,6 +126,27 @@ def test_pm5xxx_power_in_kw_and_energy_in_wh() -> None:
     }
 
 
+def test_pm5xxx_four_quadrant_power_factors() -> None:
+    # No public capture: register values written from the format the codec documents
+    # (drivers/modbus/README.md): -1..1 as it is, 2 - v above 1, -2 - v below -1.
+    image = image_of(
+        HOLDING,
+        {
+            3077: float_words(0.96),  # register 3078
+            3079: float_words(1.25),  # register 3080: 2 - 1.25
+            3081: float_words(-1.5),  # register 3082: -2 - (-1.5)
+            3083: float_words(2.5),  # register 3084: outside -2..2
+        },
+    )
+    decoded = decode("schneider_pm5xxx", image)
+    assert decoded.values == {
+        "power_factor_l1": pytest.approx(0.96, abs=1e-7),
+        "power_factor_l2": 0.75,
+        "power_factor_l3": -0.5,
+    }
+    assert decoded.bad == {"power_factor_total": "decode"}
+
+
 def test_pm5xxx_an_unmeasured_float_is_bad() -> None:
     # A value the meter does not measure reads as NaN (0xFFC00000).
     decoded = decode("schneider_pm5xxx", image_of(HOLDING, {3005: [0xFFC0, 0x0000]}))
@@ -166,6 +187,7 @@ def test_iem3xxx_decodes_kw_and_wh() -> None:
         {
             2999: float_words(16.25),  # I1, A
             3053: float_words(3.75),  # P L1, kW
+            3083: float_words(1.1),  # total PF, four-quadrant: 2 - 1.1
             3109: float_words(50.0),
             3203: int64_words(98_765_432),  # import, Wh
             3517: int64_words(32_000),  # import L1, Wh
@@ -176,6 +198,7 @@ def test_iem3xxx_decodes_kw_and_wh() -> None:
     assert decoded.values == {
         "current_l1_a": 16.25,
         "active_power_l1_w": 3750.0,
+        "power_factor_total": pytest.approx(0.9, abs=1e-7),
         "frequency_hz": 50.0,
         "energy_import_kwh": pytest.approx(98765.432, abs=1e-9),
         "energy_import_l1_kwh": 32.0,
