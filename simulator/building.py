@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from drivers.dlt645.profile import Dlt645Profile
+from drivers.modbus.overrides import apply_overrides
 from drivers.modbus.profile import Profile
 from simulator.clock import SimClock
 from simulator.dlt645_meter import SimulatedMeter, serve_tcp
@@ -282,7 +283,7 @@ async def start_building(site: BuildingSite, clock: SimClock, *, seed: int = 0) 
                 member = sim.config.modbus
                 assert member is not None  # models_for_site keeps Modbus devices only
                 dev = SimulatedDevice(
-                    sim.profile,
+                    apply_overrides(sim.profile, member.function_overrides),
                     sim.model,
                     unit=member.unit,
                     base=member.base,

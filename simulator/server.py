@@ -116,6 +116,9 @@ class SimulatedDevice:
         self.name = name or profile.name
         self.specs = resolve(profile, self.base)
         self.by_name = {s.name: s for s in self.specs}
+        # Points that scale others (PT and CT ratios): a model that leaves them out serves 1,
+        # as a meter wired without transformers is set.
+        self._ratios = frozenset(r for s in self.specs for r in s.scale_by)
         self.faults = Faults()
         shift = self.base - profile.base
         self.holes: dict[Function, list[tuple[int, int]]] = {f: [] for f in _TABLE_ORDER}
@@ -173,6 +176,8 @@ class SimulatedDevice:
     def image(self, function: Function) -> dict[int, int]:
         """Register (or bit) values of one table's points from the model at simulated now."""
         values = self.model.values()
+        if self._ratios:
+            values = {**dict.fromkeys(self._ratios, 1), **values}
         out: dict[int, int] = {}
         for spec in self.specs:
             if spec.function is not function:
@@ -208,7 +213,8 @@ class SimulatedDevice:
             return encode_raw(spec, value if isinstance(value, str) else int(value))
         if isinstance(value, str):
             raise TypeError(f"{self.name}.{spec.name}: model gave a string {value!r}")
-        raw = to_raw(spec, float(value), self._sf(spec, values))
+        ratio = math.prod(float(values.get(r, 1)) for r in spec.scale_by) if spec.scale_by else 1.0
+        raw = to_raw(spec, float(value), self._sf(spec, values), ratio)
         if spec.dtype in INT_RANGES:  # clamp what the register cannot hold, as a device saturates
             low, high = field_range(spec) if spec.field_width else INT_RANGES[spec.dtype]
             raw = min(max(int(raw), low), high)

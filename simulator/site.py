@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from core.yaml_load import load_yaml_file, load_yaml_text
 from drivers.dlt645.profile import Dlt645Profile
-from drivers.modbus.profile import Profile
+from drivers.modbus.profile import Function, Profile
 from drivers.mqtt.profile import MqttProfile
 
 AnyProfile: TypeAlias = Profile | MqttProfile | Dlt645Profile
@@ -40,6 +40,8 @@ class ModbusEndpoint:
     unit: int = 1
     base: int | None = None  # None: the profile's own
     baudrate: int = 9600
+    # The site's `function_overrides` (drivers/modbus/overrides.py): served where it reads.
+    function_overrides: Mapping[str, Function] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +180,16 @@ def _modbus(reader: _Reader, item: object, key: str) -> ModbusEndpoint:
     unit = reader.integer(conn.get("unit", 1), f"{key}.unit")
     base = conn.get("base")
     baudrate = reader.integer(conn.get("baudrate", 9600), f"{key}.baudrate")
+    overrides = reader.strings(conn.get("function_overrides") or {}, f"{key}.function_overrides")
+    tables = [f.value for f in Function]
+    for name, table in overrides.items():
+        if table not in tables:
+            reader.fail(f"{key}.function_overrides.{name}", f"{table!r} is not one of {tables}")
     common: dict[str, Any] = {
         "unit": unit,
         "base": None if base is None else reader.integer(base, f"{key}.base"),
         "baudrate": baudrate,
+        "function_overrides": {name: Function(table) for name, table in overrides.items()},
     }
     if transport == "rtu":
         port = reader.text(reader.required(conn, "port", key), f"{key}.port")

@@ -11,6 +11,7 @@ from core.text import suggest
 from drivers.modbus.config import RtuConnection
 from drivers.modbus.driver import ModbusDevice, device_plan
 from drivers.modbus.link import LinkKey, link_key
+from drivers.modbus.overrides import override_problems
 from drivers.modbus.profile import Profile
 
 Loc = tuple[str | int, ...]
@@ -37,7 +38,7 @@ class ModbusChecks:
         report: Report,
         _site: Any,
     ) -> None:
-        names = {p.name for p in profile.points}
+        names = {p.name for p in profile.points} | {d.name for d in profile.derived}
         for j, point in enumerate(points or []):
             if point not in names:
                 report(
@@ -63,6 +64,8 @@ class ModbusChecks:
                     f"{conn.port} is already opened with baudrate/bytesize/parity/"
                     f"stopbits {first}; all devices on one line must match",
                 )
+        for where, message in override_problems(profile, conn.function_overrides):
+            report((*loc, "modbus", "function_overrides", *where), message)
         try:  # a point larger than the device's request size cannot be read at all
             device_plan(ModbusDevice(device_id, profile, conn, poll, points))
         except ValueError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from core.config_types import Range
 from core.types import Value
 from drivers.contract import coded_label
+from drivers.modbus.derived import needed
 from drivers.modbus.profile import (
     DataType,
     DatetimeLayout,
@@ -79,6 +80,9 @@ class PointSpec:
     field_width: int = 0
     layout: DatetimeLayout | None = None  # of a `type: datetime` point
     decode: Decode | None = None  # a named piecewise decode (DECODES)
+    # Points whose decoded values multiply this one (PT and CT ratios); resolve() puts them
+    # before it, so decode_all has their values when it gets to it.
+    scale_by: tuple[str, ...] = ()
 
     @property
     def end(self) -> int:
@@ -86,7 +90,12 @@ class PointSpec:
 
     @property
     def scaled(self) -> bool:
-        return self.scale != 1.0 or self.offset != 0.0 or self.scale_factor is not None
+        return (
+            self.scale != 1.0
+            or self.offset != 0.0
+            or self.scale_factor is not None
+            or bool(self.scale_by)
+        )
 
     # Derived once: decode_all reads them for every point of every poll.
     is_float: bool = field(init=False)
@@ -285,12 +294,15 @@ def fused_unpacker(
 def resolve(
     profile: Profile, base: int | None = None, include: Iterable[str] | None = None
 ) -> list[PointSpec]:
-    """Resolve a profile's points; ``include`` keeps a subset (plus the scale factors it needs)."""
+    """Resolve a profile's points; ``include`` keeps a subset (plus the scale factors, ratios
+    and derived points' inputs it needs)."""
     offset = profile.base if base is None else base
     d = profile.defaults
     wanted = set(include) if include is not None else None
     if wanted is not None:
+        wanted = needed(profile.derived, wanted)
         wanted |= {p.scale_factor for p in profile.points if p.name in wanted and p.scale_factor}
+        wanted.update(r for p in profile.points if p.name in wanted for r in p.scale_by or ())
     specs = []
     for p in profile.points:
         if wanted is not None and p.name not in wanted:
@@ -321,6 +333,7 @@ def resolve(
                 field_width=p.field[1] - p.field[0] + 1 if p.field is not None else 0,
                 layout=p.layout,
                 decode=p.decode,
+                scale_by=tuple(p.scale_by or ()),
             )
         )
         if p.invalid:
@@ -330,6 +343,9 @@ def resolve(
                 invalid=frozenset(_sentinel_values(specs[-1], words)),
                 invalid_words=frozenset(struct.pack(f">{len(w)}H", *w) for w in words),
             )
+    ratios = {r for s in specs for r in s.scale_by}
+    if ratios:  # decoded first: the points they scale read their values (decode_all)
+        specs.sort(key=lambda s: s.name not in ratios)
     return specs
 
 
@@ -413,21 +429,25 @@ def encode_raw(spec: PointSpec, raw: int | float | bool | str) -> list[int]:
     return _from_bytes(spec, struct.pack(">" + code, value))
 
 
-def to_engineering(spec: PointSpec, raw: int | float, sf: int | None = None) -> float | int:
+def to_engineering(
+    spec: PointSpec, raw: int | float, sf: int | None = None, ratio: float = 1.0
+) -> float | int:
+    """``ratio``: the product of the point's `scale_by` values."""
     if spec.transform is not None:
-        factor = spec.scale * (10.0**sf if sf is not None else 1.0)
+        factor = spec.scale * ratio * (10.0**sf if sf is not None else 1.0)
         return spec.transform(raw * factor + spec.offset)
     if not spec.scaled:
         return raw
-    factor = spec.scale * (10.0**sf if sf is not None else 1.0)
+    factor = spec.scale * ratio * (10.0**sf if sf is not None else 1.0)
     return raw * factor + spec.offset
 
 
-def to_raw(spec: PointSpec, value: float, sf: int | None = None) -> int | float:
-    """The raw value that decodes to ``value`` (rounded to the register's resolution)."""
+def to_raw(spec: PointSpec, value: float, sf: int | None = None, ratio: float = 1.0) -> int | float:
+    """The raw value that decodes to ``value`` (rounded to the register's resolution);
+    ``ratio``: the product of the point's `scale_by` values."""
     if spec.decode is not None:
         value = DECODES[spec.decode][1](value)
-    factor = spec.scale * (10.0**sf if sf is not None else 1.0)
+    factor = spec.scale * ratio * (10.0**sf if sf is not None else 1.0)
     raw = (value - spec.offset) / factor
     if spec.dtype in (DataType.FLOAT32, DataType.FLOAT64):
         return raw
@@ -495,7 +515,13 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, Raw]) -> Decoded:
                 continue
             value = raw
         else:
-            if spec.scale_factor is None:
+            if spec.scale_by:
+                ratio = _ratio(spec.scale_by, values)
+                if ratio is None:
+                    bad[name] = "scale_by"
+                    continue
+                value = raw * spec.scale * ratio + spec.offset
+            elif spec.scale_factor is None:
                 value = raw * spec.scale + spec.offset
             else:
                 sf = get(spec.scale_factor)
@@ -518,6 +544,18 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, Raw]) -> Decoded:
             continue
         values[name] = value
     return out
+
+
+def _ratio(names: Sequence[str], values: Mapping[str, Value]) -> float | None:
+    """The product of the decoded values of a point's `scale_by` points (decoded before it:
+    resolve orders them first), or None when one is bad or was not read."""
+    ratio = 1.0
+    for name in names:
+        factor = values.get(name)
+        if factor is None or isinstance(factor, str):
+            return None
+        ratio *= factor
+    return ratio
 
 
 _INFINITIES = (math.inf, -math.inf)
@@ -640,6 +678,8 @@ def explain(spec: PointSpec, reason: str) -> str:
         return "out of range: too large to store"
     if reason == "scale_factor":
         return f"its scale factor {spec.scale_factor} is missing or not implemented"
+    if reason == "scale_by":
+        return f"a ratio it is scaled by ({', '.join(spec.scale_by)}) is bad or was not read"
     if reason == "decode":
         return "cannot be decoded from the device's answer"
     return reason

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.config_types import Duration, Host
+from drivers.modbus.profile import Function
 
 
 class _Common(BaseModel):
@@ -26,6 +27,12 @@ class _Common(BaseModel):
     )
     turnaround_ms: float | None = Field(
         default=None, ge=0, description="Device answer delay used to plan requests."
+    )
+    function_overrides: dict[str, Function] = Field(
+        default_factory=dict,
+        description="Read a table of the profile from another (`{input: holding}`) or one "
+        "point from another table (`{voltage_l1_v: holding}`), where this device's model or "
+        "firmware differs from the profile's source; a point's own entry wins.",
     )
 
 

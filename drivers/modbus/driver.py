@@ -17,7 +17,9 @@ from core.types import Command, CommandResult, Sample
 from drivers.contract import DeviceStatus, RuntimeContext
 from drivers.modbus.codec import PointSpec, resolve
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
+from drivers.modbus.derived import DerivedSpec, needed
 from drivers.modbus.link import Link, LinkKey, link_key
+from drivers.modbus.overrides import apply_overrides
 from drivers.modbus.planner import WireModel, plan
 from drivers.modbus.poller import DevicePlan, DevicePoller, GroupPlan, GroupPoller, member_key
 from drivers.modbus.profile import Hole, Profile
@@ -65,9 +67,21 @@ def _limits(device: ModbusDevice) -> _Limits:
     )
 
 
+def _profile(device: ModbusDevice) -> Profile:
+    """The device's profile with the site's `function_overrides` applied."""
+    return apply_overrides(device.profile, device.connection.function_overrides)
+
+
+def _derived(device: ModbusDevice) -> tuple[DerivedSpec, ...]:
+    """The profile's derived points the site reads (all, or those its `points:` names)."""
+    derived = device.profile.derived
+    wanted = None if device.points is None else needed(derived, set(device.points))
+    return tuple(DerivedSpec.of(d) for d in derived if wanted is None or d.name in wanted)
+
+
 def _holes(device: ModbusDevice) -> list[Hole]:
     """The profile's holes at the device's base (they are relative to it, like addresses)."""
-    profile, conn = device.profile, device.connection
+    profile, conn = _profile(device), device.connection
     base = conn.base if conn.base is not None else profile.base
     return [
         h.model_copy(update={"start": h.start + base, "end": h.end + base}) for h in profile.holes
@@ -76,7 +90,7 @@ def _holes(device: ModbusDevice) -> list[Hole]:
 
 def device_plan(device: ModbusDevice) -> DevicePlan:
     conn = device.connection
-    specs: list[PointSpec] = resolve(device.profile, conn.base, device.points)
+    specs: list[PointSpec] = resolve(_profile(device), conn.base, device.points)
     limits = _limits(device)
     requests = plan(
         specs,
@@ -93,6 +107,7 @@ def device_plan(device: ModbusDevice) -> DevicePlan:
         interval=device.interval,
         timeout=conn.timeout,
         retries=conn.retries,
+        derived=_derived(device),
     )
 
 

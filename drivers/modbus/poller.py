@@ -35,6 +35,7 @@ from drivers.modbus.codec import (
     to_raw,
     unpacker,
 )
+from drivers.modbus.derived import DerivedSpec, compute
 from drivers.modbus.errors import (
     EXCEPTION_NAMES,
     ModbusError,
@@ -75,6 +76,8 @@ class DevicePlan:
     # Registers the device refused are skipped for this long, then the full plan is tried
     # again: a device that refused while it was starting up may answer now.
     refused_retry_s: float = 600.0
+    # Computed after each poll's decode (derived.py); a profile without any pays nothing.
+    derived: tuple[DerivedSpec, ...] = ()
 
 
 @dataclass
@@ -559,6 +562,8 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
         for name, reason in decoded.bad.items():
             self._count(f"{reason}", f"{device}.{name}: bad value ({reason})")
         decoded.bad.update(failed)
+        if self.plan.derived:
+            compute(self.plan.derived, decoded.values, decoded.bad)
         self._set_online(True, "")
         self.stats.last_ok_ns = ts
         return Sample(device, ts, decoded.values, decoded.bad)

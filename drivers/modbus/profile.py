@@ -6,11 +6,20 @@ import enum
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_types import Range
 from core.field_types import FieldType, modbus_field_type
+from drivers.modbus.derived import Derived
 
 
 class Function(enum.StrEnum):
@@ -91,6 +100,9 @@ Order = Literal["big", "little"]
 # A "not available" sentinel as the datasheet writes it (see `sentinel_words`).
 Sentinel = StrictInt | str | list[StrictInt]
 Loc = tuple[str | int, ...]
+# The highest register number a profile may write: 465536 is holding register 65535 in
+# six-digit Modicon notation. Unrolled profiles hold 0-based addresses up to 65535 (blocks.py).
+MAX_WRITTEN_ADDRESS = 465536
 
 
 def sentinel_words(sentinel: Sentinel, registers: int) -> tuple[int, ...]:
@@ -165,7 +177,10 @@ class Point(_Strict):
         description="Field name in InfluxDB; lower snake case, unit in the name where it helps.",
     )
     address: int = Field(
-        ge=0, le=65535, description="0-based protocol (PDU) address, relative to the base."
+        ge=0,
+        le=MAX_WRITTEN_ADDRESS,
+        description="Register address relative to the base, numbered as the profile's "
+        "`addressing` says (by default 0-based protocol (PDU) addresses).",
     )
     function: Function | None = Field(
         default=None, description="Data table; defaults to the profile's `defaults.function`."
@@ -209,6 +224,12 @@ class Point(_Strict):
     scale_factor: str | None = Field(
         default=None,
         description="Name of a `sunssf` point whose value is a power-of-ten exponent for this one.",
+    )
+    scale_by: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Names of other points (read in the same poll) whose values multiply "
+        "this one: secondary values × PT × CT ratios, e.g. [pt_ratio, ct_ratio].",
     )
     unit: str = Field(default="", description="Unit of the engineering value (V, A, W, kWh, degC).")
     description: str = Field(default="", description="What the point means, for people.")
@@ -267,15 +288,64 @@ class Hole(_Strict):
 
     function: Function = Field(description="Data table of the hole.")
     start: int = Field(
-        ge=0, le=65535, description="First register of the hole, relative to the base."
+        ge=0,
+        le=MAX_WRITTEN_ADDRESS,
+        description="First register of the hole, relative to the base (numbered as the "
+        "profile's `addressing` says).",
     )
-    end: int = Field(ge=0, le=65535, description="Last register of the hole (inclusive).")
+    end: int = Field(
+        ge=0, le=MAX_WRITTEN_ADDRESS, description="Last register of the hole (inclusive)."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Hole:
         if self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
         return self
+
+
+class Addressing(enum.StrEnum):
+    """How the profile numbers its registers (blocks.py turns them into 0-based addresses)."""
+
+    PDU = "pdu"  # 0-based, as on the wire
+    ONE_BASED = "one_based"  # register 1 is address 0
+    MODICON = "modicon"  # 40001 is holding register 0, 30001 input register 0, 400001 too
+
+
+class BlockPoint(Point):
+    """A point of a repeated block: its name holds `{n}`, its address is the first copy's."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*\{n\}[a-z0-9_]*$",
+        description="Field name with `{n}` where the copy's number goes, e.g. `pv{n}_voltage_v`.",
+    )
+
+
+class Block(_Strict):
+    """Points repeated `count` times at a fixed stride: the strings of an inverter, the indoor
+    units behind a gateway. Unrolled at load time into plain points."""
+
+    count: int = Field(ge=1, le=4096, description="How many copies (strings, units, channels).")
+    first: int = Field(
+        default=1,
+        ge=0,
+        description="The number `{n}` of the first copy: 1 for PV strings 1..8, 0 for indoor "
+        "units 0..63.",
+    )
+    stride: Annotated[int, Field(ge=1)] | dict[Function, Annotated[int, Field(ge=1)]] = Field(
+        description="Registers from one copy to the next: one number for every table, or one "
+        "per table (`{input: 6, holding: 3}`) where a unit's input and holding registers "
+        "repeat at different strides.",
+    )
+    base: Annotated[int, Field(ge=0)] | dict[Function, Annotated[int, Field(ge=0)]] = Field(
+        default=0,
+        description="Added to the first copy's addresses: one number, or one per table "
+        "(a datasheet that lists a unit's registers from 0 within its table's block).",
+    )
+    description: str = Field(default="", description="What repeats, for people.")
+    points: list[BlockPoint] = Field(
+        min_length=1, description="The first copy's points; `{n}` in names and descriptions."
+    )
 
 
 class Defaults(_Strict):
@@ -344,13 +414,54 @@ class Profile(_Strict):
     defaults: Defaults = Field(default_factory=Defaults, description="Defaults for points.")
     transport: Transport = Field(default_factory=Transport, description="Line requirements.")
     holes: list[Hole] = Field(default_factory=list, description="Registers never to read.")
-    points: list[Point] = Field(min_length=1, description="The device's values.")
+    addressing: Addressing = Field(
+        default=Addressing.PDU,
+        description="How addresses are numbered: `pdu` (0-based, as on the wire), `one_based` "
+        "(register 1 is address 0) or `modicon` (40001 = holding 0, 30001 = input 0, six "
+        "digits too; the number implies the table). Loaded profiles hold 0-based addresses.",
+    )
+    points: list[Point] = Field(
+        default_factory=list, description="The device's values (and `blocks:` copies)."
+    )
+    blocks: list[Block] = Field(
+        default_factory=list,
+        description="Points repeated at a stride, unrolled into `points` at load time.",
+    )
+    derived: list[Derived] = Field(
+        default_factory=list,
+        description="Values computed from other points after each poll (sum, difference, "
+        "product, ratio), stored as floats.",
+    )
     identity: Identity | None = Field(
         default=None,
         description="For a device that answers Read Device Identification (FC 43): what it "
         "answers. `guanjia scan` matches it and the simulator serves it; leave it out for "
         "devices that refuse FC 43 (most meters).",
     )
+
+    # Where each point of `points` is written in the file (a block's copies: its template).
+    _origins: list[Loc] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unroll(self) -> Profile:
+        """Blocks and 1-based or Modicon numbers become plain 0-based points before any other
+        check, so that the checks, the planner, the codec and the simulator see one shape."""
+        from drivers.modbus.blocks import located_error, unroll  # it builds on this module
+
+        done = unroll(self)
+        if done.problems:
+            raise located_error(type(self).__name__, done.problems)
+        # The model is frozen for its users; this is its construction.
+        object.__setattr__(self, "points", done.points)
+        object.__setattr__(self, "holes", done.holes)
+        object.__setattr__(self, "blocks", [])
+        object.__setattr__(self, "addressing", Addressing.PDU)
+        self._origins = done.origins
+        return self
+
+    def origin(self, index: int) -> Loc:
+        """The key path in the profile file of `points[index]` (for error messages)."""
+        return self._origins[index] if index < len(self._origins) else ("points", index)
 
     @model_validator(mode="after")
     def _check_points(self) -> Profile:
@@ -359,7 +470,7 @@ class Profile(_Strict):
         names: set[str] = set()
         sunssf = {p.name for p in self.points if (p.type or self.defaults.type) is DataType.SUNSSF}
         for i, p in enumerate(self.points):
-            at: Loc = ("points", i)
+            at: Loc = self.origin(i)
             if p.name in names:
                 problems.append(((*at, "name"), f"point name {p.name!r} appears twice"))
             names.add(p.name)
@@ -380,7 +491,9 @@ class Profile(_Strict):
                 problems.append(
                     ((*at, "writable"), f"point {p.name!r}: {func.value} points are read-only")
                 )
-            scaled = p.scale != 1.0 or p.offset != 0.0 or p.scale_factor is not None
+            scaled = (
+                p.scale != 1.0 or p.offset != 0.0 or p.scale_factor is not None or bool(p.scale_by)
+            )
             if p.store == "integer" and (dtype not in _WHOLE_TYPES or scaled):
                 problems.append(
                     (
@@ -419,6 +532,17 @@ class Profile(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_references(self) -> Profile:
+        """Points named by `scale_by` and by derived points exist and are numbers."""
+        from drivers.modbus.blocks import located_error
+        from drivers.modbus.references import reference_problems
+
+        problems = reference_problems(self)
+        if problems:
+            raise located_error(type(self).__name__, problems)
+        return self
+
     def point(self, name: str) -> Point:
         for p in self.points:
             if p.name == name:
@@ -429,10 +553,13 @@ class Profile(_Strict):
         """The InfluxDB field type of every point, by the rule in core/field_types.py."""
         types = {}
         for p in self.points:
-            scaled = p.scale != 1.0 or p.offset != 0.0 or p.scale_factor is not None
+            scaled = (
+                p.scale != 1.0 or p.offset != 0.0 or p.scale_factor is not None or bool(p.scale_by)
+            )
             coded = p.enum is not None or p.bits is not None
             dtype = (p.type or self.defaults.type).value
             types[p.name] = modbus_field_type(dtype, scaled=scaled, coded=coded, store=p.store)
+        types.update((d.name, FieldType.FLOAT) for d in self.derived)  # derived.py: floats
         return types
 
 
