@@ -96,6 +96,44 @@ def test_sdm72dm_v2_power_and_energy_in_modicon_numbers() -> None:
         assert (spec.function, spec.address) == (Function.INPUT, number - 30001)
 
 
+# yaacov/node-modbus-serial issue #509: a user's Eastron SDM72DM read with readInputRegisters(1,
+# 100), i.e. the words of input registers 1..100 (so the list starts at the low word of the L1
+# voltage). A real meter exporting: the three phase powers add up to the total.
+SDM72DM_DUMP_FROM_1 = [
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    50108, 52674, 50059, 1730, 17030, 23989, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 50195, 7819, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 17903, 45703, 17826, 26757, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0,
+]  # fmt: skip
+
+
+def test_sdm72dm_register_dump_from_a_real_meter() -> None:
+    assert len(SDM72DM_DUMP_FROM_1) == 100
+    image: Image = {(Function.INPUT, 1 + i): word for i, word in enumerate(SDM72DM_DUMP_FROM_1)}
+    specs = resolve(profile_named("eastron_sdm72dm_v2"))
+    decoded = decode_all(specs, decode_image(specs, image))
+    v = decoded.values
+    assert v["active_power_l1_w"] == pytest.approx(-377.6075, abs=1e-4)
+    assert v["active_power_l2_w"] == pytest.approx(-278.0528, abs=1e-4)
+    assert v["active_power_l3_w"] == pytest.approx(67.1830, abs=1e-4)
+    assert v["active_power_total_w"] == pytest.approx(-588.4772, abs=1e-4)
+    assert v["active_power_total_w"] == pytest.approx(
+        v["active_power_l1_w"] + v["active_power_l2_w"] + v["active_power_l3_w"], abs=1e-3
+    )
+    assert v["energy_import_kwh"] == pytest.approx(7670.3159, abs=1e-4)
+    assert v["energy_export_kwh"] == pytest.approx(5197.0649, abs=1e-4)
+    # This meter (version not stated) answered zero for voltages, currents and frequency: a
+    # frequency of 0 Hz is no reading, and the profile's valid range says so.
+    assert decoded.bad == {"frequency_hz": "out_of_range"}
+    assert "voltage_l1_v" not in v  # its high word (address 0) was not read
+
+
 def test_ddsu666_openems_register_image() -> None:
     # OpenEMS io.openems.edge.meter.chint MeterChintDdsu666ImplTest.java @755a71df: the dummy
     # bridge's holding registers and the channel values OpenEMS expects from them (in its mV,
