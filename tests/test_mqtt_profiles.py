@@ -723,6 +723,10 @@ def test_shelly_other_components_and_the_online_topic() -> None:
     ingest = shelly_ingest()
     wifi = {"method": "NotifyStatus", "params": {"ts": 1700000090.0, "wifi": {"rssi": -61}}}
     assert send(ingest, f"{SHELLY}/events/rpc", wifi) == []
+    # The NotifyStatus mapping took it: nothing for this channel, not a message nobody maps.
+    assert ingest.stats.unmatched == 0
+    event = {"method": "NotifyEvent", "params": {"ts": 1700000090.0, "events": []}}
+    assert send(ingest, f"{SHELLY}/events/rpc", event) == []
     assert ingest.stats.unmatched == 1
     # Out-of-range temperature is null in the status: that point is bad, the others stand.
     hot = {**SHELLY_SWITCH_1, "temperature": {"tC": None, "tF": None}}

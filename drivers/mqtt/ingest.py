@@ -221,6 +221,10 @@ class Ingest:
         out: list[Sample] = []
         docs: dict[bool, object] = {}
         mapped = 0
+        # A mapping whose `match` took the message but found none of its (optional) points:
+        # a partial document for another part of the device (a Shelly's NotifyStatus of
+        # another channel), not a message nobody maps.
+        answered = False
         duplicates = 0
         replayed = 0
         # Ids first seen in this very message: several mappings of one device may read it.
@@ -255,8 +259,10 @@ class Ingest:
             # Some bridges batch several events into one JSON list: each is a message.
             items = doc if isinstance(doc, list) and h.match else (doc,)
             for item in items:
-                if h.match and not h.matches(item):
-                    continue
+                if h.match:
+                    if not h.matches(item):
+                        continue
+                    answered = True
                 key = h.identity(item) if h.event_id else None
                 if key is not None:
                     seen = self.seen[h.device]
@@ -295,7 +301,7 @@ class Ingest:
             )
         if duplicates:
             self.stats.duplicates += 1
-        elif mapped and not out:
+        elif mapped and not out and not answered:
             # Every mapping filtered it out: another camera's event, or an event type no
             # profile maps. Counted, so a typo in a match shows up in the health view.
             self.stats.unmatched += 1
