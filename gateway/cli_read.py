@@ -105,6 +105,7 @@ async def _read_runtime(
 async def _read_modbus(loaded: LoadedSite, device_id: str, as_json: bool) -> int:
     """Poll once through the device's poller: requests, time, every bad point explained."""
     from drivers.modbus.codec import explain, label
+    from drivers.modbus.derived import explain as explain_derived
     from drivers.modbus.driver import ModbusDevice, ModbusDriver
 
     dev = loaded.device(device_id)
@@ -121,7 +122,11 @@ async def _read_modbus(loaded: LoadedSite, device_id: str, as_json: bool) -> int
     finally:
         await driver.stop()
     specs = {spec.name: spec for spec in poller.plan.specs}
-    why = {name: explain(specs[name], reason) for name, reason in sample.bad.items()}
+    derived = poller.plan.derived  # computed points: no registers of their own
+    why = {
+        name: explain(specs[name], reason) if name in specs else explain_derived(reason) or reason
+        for name, reason in sample.bad.items()
+    }
     if as_json:
         out = {"values": sample.values, "bad": sample.bad, "why": why}
         print(json.dumps(out, ensure_ascii=False))
@@ -136,7 +141,12 @@ async def _read_modbus(loaded: LoadedSite, device_id: str, as_json: bool) -> int
                 print(_line(spec.name, value, spec.unit, label(spec, value)))
             elif spec.name in why:
                 print(f"  {spec.name:<36} {'BAD':>14} {'':<6} {why[spec.name]}")
+        for d in derived:
+            if d.name in sample.values:
+                print(_line(d.name, sample.values[d.name], d.unit, ""))
+            elif d.name in why:
+                print(f"  {d.name:<36} {'BAD':>14} {'':<6} {why[d.name]}")
     if poller.stats.online is False:
         print(f"{dev.id} did not answer: {poller.stats.last_error}", file=sys.stderr)
         return 2
-    return _verdict(dev.id, why, len(specs))
+    return _verdict(dev.id, why, len(specs) + len(derived))

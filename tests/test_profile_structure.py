@@ -8,6 +8,9 @@ building's device, which encodes the model's values with the same profile.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -517,6 +520,48 @@ async def test_pt_ct_and_derived_points_polled_from_the_virtual_building() -> No
     assert sample.bad["power_total_w"] == "input_bad"
     assert sample.bad["grid_power_w"] == "input_bad"
     assert sample.values["current_l2_a"] == pytest.approx(200.0)
+
+
+def _rows(stdout: str) -> dict[str, list[str]]:
+    """`guanjia read`'s table: point -> [value, unit] or ["BAD", why]."""
+    rows = (line.split(None, 2) for line in stdout.splitlines()[1:])
+    return {name: [part.strip() for part in rest] for name, *rest in rows}
+
+
+async def test_guanjia_read_prints_derived_points_and_says_why_one_is_bad(tmp_path: Path) -> None:
+    profile = _hv_meter()
+    served = SimulatedDevice(profile, StaticModel(profile, SimClock(), fixed=PRIMARY), unit=3)
+
+    def guanjia_read(site: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "read", str(site), "feeder"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=60,
+        )
+
+    async with await serve([served]) as server:
+        site = _site(tmp_path, "{}")
+        text = site.read_text(encoding="utf-8")
+        site.write_text(text.replace("1502", f"{server.port}\n      unit: 3"), encoding="utf-8")
+        good = await asyncio.to_thread(guanjia_read, site)
+        served.set_bad_value("pt_ratio")
+        bad = await asyncio.to_thread(guanjia_read, site)
+    assert good.returncode == 0, good.stderr
+    rows = _rows(good.stdout)
+    assert rows["voltage_l1_v"] == ["10100", "V"]
+    assert rows["power_total_w"] == ["6e+06", "W"]
+    assert rows["grid_power_w"] == ["2.6e+06", "W"]
+    assert bad.returncode == 3
+    rows = _rows(bad.stdout)
+    assert rows["power_total_w"] == ["BAD", "one of the points it is computed from is bad"]
+    assert rows["voltage_l1_v"] == [
+        "BAD",
+        "a ratio it is scaled by (pt_ratio) is bad or was not read",
+    ]
+    assert rows["current_l1_a"] == ["100", "A"]
 
 
 # --- the site's function-code overrides ----------------------------------------------------
