@@ -61,6 +61,7 @@ SHIPPED = {
     "hikvision_access_controller",
     "hikvision_camera",
     "shelly_pro_4pm",
+    "shelly_pro_em",
     "dahua_mqtt_camera",
 }
 PY_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
@@ -735,6 +736,82 @@ def test_shelly_other_components_and_the_online_topic() -> None:
     assert values["active_power_total_w"] == 235.4
     assert send(ingest, f"{SHELLY}/online", "false") == [(DEV, {AVAILABLE: False}, {})]
     assert send(ingest, f"{SHELLY}/online", "true") == [(DEV, {AVAILABLE: True}, {})]
+
+
+# Shelly Pro EM: a CT channel is two components, em1:<n> and em1data:<n>. Shapes from Shelly's
+# EM1 / EM1Data docs and a Pro EM-50's Shelly.GetStatus posted in Jan200101/ShellyPy#20.
+
+PRO_EM = "shellyproem50-08f9e0e5d6c4"
+PRO_EM_1 = {
+    "id": 1,
+    "current": 2.598,
+    "voltage": 234.9,
+    "act_power": 501.8,
+    "aprt_power": 612.4,
+    "pf": 0.84,
+    "freq": 50,
+    "calibration": "factory",
+}
+PRO_EM_DATA_1 = {"id": 1, "total_act_energy": 2768.67, "total_act_ret_energy": 25.49}
+PRO_EM_VALUES = {
+    "active_power_total_w": 501.8,
+    "apparent_power_total_va": 612.4,
+    "voltage_l1_v": 234.9,
+    "current_l1_a": 2.598,
+    "power_factor_total": 0.84,
+    "frequency_hz": 50.0,
+    "energy_import_kwh": pytest.approx(2.76867),
+    "energy_export_kwh": pytest.approx(0.02549),
+}
+
+
+def test_shelly_pro_em_component_topics() -> None:
+    ingest = ingest_of("shelly_pro_em", {"prefix": PRO_EM, "channel": "1"})
+    power = send(ingest, f"{PRO_EM}/status/em1:1", PRO_EM_1)
+    energy = send(ingest, f"{PRO_EM}/status/em1data:1", PRO_EM_DATA_1)
+    assert [values for _, values, _ in power + energy] == [
+        {k: v for k, v in PRO_EM_VALUES.items() if not k.startswith("energy")},
+        {k: v for k, v in PRO_EM_VALUES.items() if k.startswith("energy")},
+    ]
+    # Export shows as negative active power.
+    [(_, values, bad)] = send(ingest, f"{PRO_EM}/status/em1:1", {**PRO_EM_1, "act_power": -820.5})
+    assert values["active_power_total_w"] == -820.5
+    assert bad == {}
+    assert send(ingest, f"{PRO_EM}/status/em1:0", PRO_EM_1) == []
+
+
+def test_shelly_pro_em_full_status_feeds_each_clamp() -> None:
+    profile = profile_named("shelly_pro_em")
+    ingest = Ingest(
+        [
+            MqttDevice(f"ct{n}", profile, "site", {"prefix": PRO_EM, "channel": str(n)})
+            for n in (0, 1)
+        ]
+    )
+    full = {
+        "src": PRO_EM,
+        "method": "NotifyFullStatus",
+        "params": {
+            "ts": round(time.time() - 2, 2),
+            "em1:0": {**PRO_EM_1, "id": 0, "act_power": 0.0, "pf": 0.0},
+            "em1:1": PRO_EM_1,
+            "em1data:0": {"id": 0, "total_act_energy": 3458.24, "total_act_ret_energy": 1605.24},
+            "em1data:1": PRO_EM_DATA_1,
+            "switch:0": {"id": 0, "output": True, "source": "init"},
+        },
+    }
+    samples = {s.device: s for s in ingest.on_message(f"{PRO_EM}/events/rpc", payload(full))}
+    assert {k: v for k, v in samples["ct1"].values.items() if k != "arrival_lag_s"} == PRO_EM_VALUES
+    assert samples["ct0"].values["energy_export_kwh"] == pytest.approx(1.60524)
+    # NotifyStatus with the energy counter of one clamp only.
+    change = {
+        "method": "NotifyStatus",
+        "params": {"ts": round(time.time(), 2), "em1data:0": {"id": 0, "total_act_energy": 3459.0}},
+    }
+    [sample] = ingest.on_message(f"{PRO_EM}/events/rpc", payload(change))
+    assert sample.device == "ct0"
+    assert sample.values["energy_import_kwh"] == pytest.approx(3.459)
+    assert sample.bad == {}
 
 
 # ---------------------------------------------------------------------------------------------

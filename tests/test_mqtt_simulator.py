@@ -789,3 +789,26 @@ async def test_a_shelly_says_it_is_online_and_leaves_its_will(broker: EmbeddedBr
             await late.wait_for("status", lambda m: m.topic.endswith("/status/switch:1"))
     finally:
         await building.stop()
+
+
+def test_shelly_pro_em_clamps_publish_what_their_profile_reads() -> None:
+    clock = SimClock(speed=0, start=ARRIVALS)
+    clamp = DeviceDescription(
+        "clamp-kitchen", "shelly_em_channel", {"prefix": "shellyproem50-b1", "channel": "1"}
+    )
+    building = MqttBuilding([clamp], clock, seed=5)
+    clock.advance(130)
+    sent = [m for _, m in building.step()]
+    assert {m.topic for m in sent} == {
+        "shellyproem50-b1/events/rpc",
+        "shellyproem50-b1/status/em1:1",
+        "shellyproem50-b1/status/em1data:1",
+    }
+    samples = _read_back("shelly_pro_em", {"prefix": "shellyproem50-b1", "channel": "1"}, sent)
+    assert all(not s.bad for s in samples)
+    values: dict[str, Any] = {}
+    for s in samples:
+        values |= s.values
+    assert values["active_power_total_w"] > 0
+    assert values["energy_import_kwh"] > 5
+    assert values["apparent_power_total_va"] >= values["active_power_total_w"]

@@ -27,7 +27,7 @@ from simulator.mqtt.device import (
 from simulator.mqtt.frigate import FrigateCamera, available
 from simulator.mqtt.hikvision import Door, HikCamera
 from simulator.mqtt.link import Link
-from simulator.mqtt.shelly import ShellyChannel, online
+from simulator.mqtt.shelly import ShellyChannel, ShellyEmChannel, online
 from simulator.mqtt.tasmota import Plug
 from simulator.mqtt.zigbee2mqtt import Climate, Contact, Occupancy, bridge_state
 
@@ -47,6 +47,7 @@ PROFILE_KINDS: dict[str, DeviceKind] = {
     "frigate_camera": "frigate_camera",
     "hikvision_camera": "hik_camera",
     "shelly_pro_4pm": "shelly_channel",
+    "shelly_pro_em": "shelly_em_channel",
     "dahua_mqtt_camera": "dahua_bridge_camera",
 }
 
@@ -113,6 +114,8 @@ class MqttBuilding:
                 return HikCamera(desc, ctx, start)
             case "shelly_channel":
                 return ShellyChannel(desc, ctx, start)
+            case "shelly_em_channel":
+                return ShellyEmChannel(desc, ctx, start)
             case "dahua_bridge_camera":
                 return DahuaBridgeCamera(desc, ctx, start)
         raise ValueError(f"{desc.id}: unknown kind {desc.kind!r}; one of {DEVICE_KINDS}")

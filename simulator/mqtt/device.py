@@ -33,7 +33,13 @@ DeviceKind = Literal[
     "frigate_camera",
     "hik_camera",
     "shelly_channel",
+    "shelly_em_channel",
     "dahua_bridge_camera",
+    # HTTP event-stream devices (simulator/streams)
+    "anpr_camera",
+    "dahua_camera",
+    "dahua_vto",
+    "traffic_camera",
 ]
 DEVICE_KINDS: tuple[DeviceKind, ...] = get_args(DeviceKind)
 
