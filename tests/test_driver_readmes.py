@@ -35,8 +35,8 @@ def test_readme_samples_load(driver: str, index: int, block: str, tmp_path: Path
         for point in data:
             Point.model_validate(point)
         return
-    if data.get("protocol") is not None:  # a driver's profile: its model, by the registry
-        profile_model(data["protocol"]).model_validate(data)
+    if data.get("protocol") is not None or "kind" in data:  # a profile: its driver's model
+        profile_model(data.get("protocol")).model_validate(data)
         return
     text = block if "site:" in block else "site: {name: 样例, id: sample}\n" + block
     if "devices" not in data:  # a section of the site file on its own

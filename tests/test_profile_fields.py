@@ -310,6 +310,22 @@ def test_unix_seconds_low_word_first() -> None:
 
 
 @pytest.mark.parametrize(
+    ("orders", "regs"),
+    [
+        ({"byte_order": "little"}, [0x1226, 0x1101, 0x0302]),  # MM YY, hh DD, ss mm
+        ({"byte_order": "little", "word_order": "little"}, [0x0302, 0x1101, 0x1226]),  # ss first
+        ({"word_order": "little"}, [0x0203, 0x0111, 0x2612]),
+    ],
+)
+def test_calendar_layouts_in_other_byte_and_word_orders(
+    orders: dict[str, str], regs: list[int]
+) -> None:
+    spec = _datetime_spec("yymmddhhmmss_bcd", **orders)
+    assert decode_raw(spec, regs) == "2026-12-01T11:02:03"
+    assert encode_raw(spec, "2026-12-01T11:02:03") == regs
+
+
+@pytest.mark.parametrize(
     ("layout", "regs"),
     [
         ("yymmddhhmmss_bcd", [0x261A, 0x0111, 0x0203]),  # 0x1A is no BCD digit pair

@@ -663,6 +663,27 @@ def test_wrong_overrides_are_one_line_each_before_anything_connects(
     ]
 
 
+def test_a_site_may_read_only_a_derived_point_and_what_it_needs(tmp_path: Path) -> None:
+    path = _site(tmp_path, "{}")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "    points: [grid_power_w]\n", encoding="utf-8")
+    loaded = load_site(path)
+    device = ModbusDevice(
+        "feeder", loaded.profiles["hv_meter"], _tcp(1502, 1), 5.0, ["grid_power_w"]
+    )
+    plan = device_plan(device)
+    assert {s.name for s in plan.specs} == {
+        "import_power_w",
+        "export_power_w",
+        "pt_ratio",
+        "ct_ratio",
+    }
+    assert [d.name for d in plan.derived] == ["grid_power_w"]
+    path.write_text(text + "    points: [grid_power]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="has no point 'grid_power'; did you mean 'grid_power_w'"):
+        load_site(path)
+
+
 def test_the_building_reads_the_overrides_from_the_site_file(tmp_path: Path) -> None:
     path = _site(tmp_path, "{input: holding, ct_ratio: holding}", MOVED_RATIOS)
     load_site(path)  # valid for the gateway
