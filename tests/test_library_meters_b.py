@@ -314,9 +314,47 @@ def test_em24_int32_low_word_first() -> None:
 # Socomec Countis E
 
 
+# OpenEMS MeterSocomecThreephaseImplTest: the register image its Countis E34/E44 test reads
+# (0xC558 onwards and 0xC702 onwards, "DUMMY" registers as zeros), which OpenEMS's InvertTest
+# expects to come out as 1 V, 1 A, 10 kW per phase, 13 kW and 7 kvar in total.
+OPENEMS_COUNTIS_0XC558 = [
+    *(0x0000, 0x0064) * 3,  # V1 V2 V3
+    0x0000, 0x1388,  # F
+    *(0x0000, 0x03E8) * 3,  # I1 I2 I3
+    0x0000, 0x0000,  # (In)
+    0x0000, 0x0514,  # P
+    0x0000, 0x02BC,  # Q
+    *(0x0000, 0x0000) * 2,  # (S, PF)
+    *(0x0000, 0x03E8) * 3,  # P1 P2 P3
+    *(0x0000, 0x02BC) * 3,  # Q1 Q2 Q3
+    *(0x0000, 0x0000) * 6,  # (S1-S3, PF1-PF3)
+]  # fmt: skip
+OPENEMS_COUNTIS_0XC702 = [0x0000, 0x0514, *(0x0000,) * 4, 0x0000, 0x0000]
+
+
+def test_countis_e_decodes_openems_register_image() -> None:
+    image = image_of(HOLDING, {0xC558: OPENEMS_COUNTIS_0XC558, 0xC702: OPENEMS_COUNTIS_0XC702})
+    decoded = decode("socomec_countis_e", image)
+    assert decoded.bad == {}
+    v = decoded.values
+    assert [v["voltage_l1_v"], v["voltage_l2_v"], v["voltage_l3_v"]] == [1.0, 1.0, 1.0]
+    assert v["frequency_hz"] == 50.0  # 5000 in Hz/100 on the E34/E44
+    assert [v["current_l1_a"], v["current_l2_a"], v["current_l3_a"]] == [1.0, 1.0, 1.0]
+    assert v["active_power_total_w"] == 13000.0
+    assert v["reactive_power_total_var"] == 7000.0
+    assert [v["active_power_l1_w"], v["active_power_l2_w"], v["active_power_l3_w"]] == [
+        10000.0,
+        10000.0,
+        10000.0,
+    ]
+    assert v["reactive_power_l3_var"] == 7000.0
+    assert v["energy_import_kwh"] == 13.0  # 1300 in kWh/100
+    assert v["energy_export_kwh"] == 0.0
+
+
 def test_countis_e_metrology_and_energy_tables() -> None:
     # No public capture: words written from the JBUS table's units as mbmd and aggsoft give them
-    # (V/100, mA, kW/100 signed, PF/1000 signed, whole kWh), 32-bit high word first.
+    # (V/100, mA, kW/100 signed, PF/1000 signed, kWh/100), 32-bit high word first.
     image = image_of(
         HOLDING,
         {
@@ -325,7 +363,7 @@ def test_countis_e_metrology_and_energy_tables() -> None:
             50528: int32_words(15250),  # I1 15.25 A
             50536: int32_words(-1234),  # P -12.34 kW
             50542: int32_words(-874),  # PF -0.874 (leading)
-            50770: int32_words(1_048_576),  # Ea+ kWh
+            50946: int32_words(1_048_576),  # Ea+ kWh/100
         },
     )
     decoded = decode("socomec_countis_e", image)
@@ -336,5 +374,5 @@ def test_countis_e_metrology_and_energy_tables() -> None:
         "current_l1_a": 15.25,
         "active_power_total_w": -12340.0,
         "power_factor_total": -0.874,
-        "energy_import_kwh": 1048576.0,
+        "energy_import_kwh": 10485.76,
     }
