@@ -36,6 +36,11 @@ def fc04_or_fc03_payload(hex_frame: str, unit: int, function: int) -> list[int]:
     return list(struct.unpack(f">{count // 2}H", frame[3 : 3 + count]))
 
 
+def image_words(image: Image) -> dict[int, list[int]]:
+    """A holding-register image back as one-word blocks (to change some words of it)."""
+    return {address: [word] for (function, address), word in image.items()}
+
+
 def holding_image(blocks: dict[int, list[int]]) -> Image:
     return {
         (Function.HOLDING, start + i): word
@@ -172,18 +177,20 @@ def test_ddsu666_exported_power_is_negative() -> None:
 # acrel_mains, EMConfig[20] / [21], FC03, big-endian words): test vector "nominal_16A" is phase
 # B current raw 1600 at 0x65 (16.00 A), phase B power int32 3680 at 0x166 (3680 W), phase B
 # energy int32 56789 at 0x89 (567.89 kWh); "unbalanced" currents 2500, 1000, 500 at 0x64-0x66
-# (25, 10, 5 A); "standby_zero" energy 10000 at 0x0000 (100.00 kWh).
+# (25, 10, 5 A); "standby_zero" energy 10000 at 0x0000 (100.00 kWh). SmartEVSE applies no ratio:
+# a direct-connect ADL400-D, whose PT and CT registers (0x008D, 0x008E) read 1.
 ACREL_NOMINAL_16A = {
     0x0000: [0, 10000],
     0x0064: [2500, 1600, 500],
     0x0089: [0, 56789],
     0x0166: [0, 3680],
 }
+DIRECT_CONNECT_RATIOS = {0x008D: [1, 1]}
 
 
 def test_adl400_smartevse_vectors() -> None:
     specs = resolve(profile_named("acrel_adl400"))
-    image = holding_image(ACREL_NOMINAL_16A)
+    image = holding_image({**ACREL_NOMINAL_16A, **DIRECT_CONNECT_RATIOS})
     decoded = decode_all(specs, decode_image(specs, image))
     assert decoded.bad == {}
     v = decoded.values
@@ -200,6 +207,8 @@ def test_adl400_smartevse_vectors() -> None:
         "active_power_l2_w",
         "energy_import_l2_kwh",
         "energy_total_kwh",
+        "pt_ratio",
+        "ct_ratio",
     }
 
 
@@ -238,20 +247,32 @@ def test_adl400_listener_block_layout() -> None:
 def test_dtsd1352_acrel_layout_vectors() -> None:
     # The DTSD1352 shares the ADL400's layout (Modbus-proxy AcrelMeter and the ACREL_DTSD1352
     # Arduino library list the same addresses); no DTSD1352 capture is public, so the
-    # SmartEVSE "acrel_mains" vectors above are decoded with this profile. The proxy's CT = 40
-    # meter: a secondary current of 0.50 A is a primary 20 A, applied downstream (ct_ratio).
+    # SmartEVSE "acrel_mains" vectors above are decoded with this profile, behind the CTs of the
+    # Modbus-proxy's meter (PT = 1, CT = 40: its VOLTAGE_MULTIPLIER 0.1 x PT, CURRENT_MULTIPLIER
+    # 0.01 x CT, POWER 0.001 x PT x CT kW, ENERGY 0.01 x PT x CT kWh): primary values.
     specs = resolve(profile_named("acrel_dtsd1352"))
-    image = holding_image({**ACREL_NOMINAL_16A, 0x008D: [1, 40], 0x016A: [0, 3680]})
+    ratios = {0x008D: [1, 40]}
+    image = holding_image({**ACREL_NOMINAL_16A, **ratios, 0x016A: [0, 3680], 0x0061: [2301]})
     decoded = decode_all(specs, decode_image(specs, image))
     assert decoded.bad == {}
     v = decoded.values
-    assert v["current_l1_a"] == pytest.approx(25.0, abs=1e-9)
-    assert v["current_l2_a"] == pytest.approx(16.0, abs=1e-9)
-    assert v["current_l3_a"] == pytest.approx(5.0, abs=1e-9)
-    assert v["active_power_l2_w"] == 3680
-    assert v["active_power_total_w"] == 3680
-    assert v["energy_total_kwh"] == pytest.approx(100.0, abs=1e-9)
+    assert v["voltage_l1_v"] == pytest.approx(230.1, abs=1e-9)  # x PT = 1
+    assert v["current_l1_a"] == pytest.approx(25.0 * 40, abs=1e-9)
+    assert v["current_l2_a"] == pytest.approx(16.0 * 40, abs=1e-9)
+    assert v["current_l3_a"] == pytest.approx(5.0 * 40, abs=1e-9)
+    assert v["active_power_l2_w"] == pytest.approx(3680 * 40, abs=1e-9)
+    assert v["active_power_total_w"] == pytest.approx(3680 * 40, abs=1e-9)
+    assert v["energy_total_kwh"] == pytest.approx(100.0 * 40, abs=1e-9)
     assert (v["pt_ratio"], v["ct_ratio"]) == (1, 40)
+    # A CT register that reads 0 (out of its valid range) or is not read makes every point
+    # scaled by it bad: never a secondary value passed off as a primary one.
+    zero_ct = decode_all(
+        specs, decode_image(specs, holding_image({**image_words(image), 0x008E: [0]}))
+    )
+    assert zero_ct.bad["ct_ratio"] == "out_of_range"
+    assert zero_ct.bad["current_l1_a"] == "scale_by"
+    assert zero_ct.bad["energy_total_kwh"] == "scale_by"
+    assert zero_ct.values["voltage_l1_v"] == pytest.approx(230.1, abs=1e-9)  # PT only
     # Power factors are the 0x017C.. block here (the proxy reads PF total at 0x017F).
     assert spec_of(specs, "power_factor_total").address == 0x017F
 
@@ -262,8 +283,8 @@ def test_dtsd1352_export_power_is_a_signed_int32() -> None:
     specs = resolve(profile_named("acrel_dtsd1352"))
     spec = spec_of(specs, "active_power_total_w")
     assert decode_raw(spec, [0xFFFF, 0xF1A0]) == -3680
-    decoded = decode_all(specs, {spec.name: decode_raw(spec, [0xFFFF, 0xF1A0])})
-    assert decoded.values == {"active_power_total_w": -3680}
+    raws = {"pt_ratio": 1, "ct_ratio": 1, spec.name: decode_raw(spec, [0xFFFF, 0xF1A0])}
+    assert decode_all(specs, raws).values["active_power_total_w"] == -3680
 
 
 def test_adw300_evcc_register_types_and_scales() -> None:
@@ -295,13 +316,19 @@ def test_adw300_evcc_register_types_and_scales() -> None:
     assert v["energy_export_kwh"] == 0
 
 
-def test_acrel_profiles_read_the_transformer_ratios_they_need() -> None:
-    # Until primary values can be expressed (`scale_by`), a CT-operated Acrel meter's values are
-    # the secondary side: the profiles must at least read PT and CT so they can be applied.
+def test_acrel_secondary_values_are_scaled_by_the_meters_own_ratios() -> None:
+    # Acrel: U = data x PT, I = data x CT, P and E = data x PT x CT (ADL3000-E ADDR list; the
+    # Modbus-proxy's multipliers). Every such point of the CT-capable meters says so.
+    expected = {"voltage": ("pt_ratio",), "current": ("ct_ratio",)}
     for name in ("acrel_adl400", "acrel_dtsd1352"):
-        profile = profile_named(name)
-        names = {p.name for p in profile.points}
-        assert {"pt_ratio", "ct_ratio"} <= names, name
+        for spec in resolve(profile_named(name)):
+            quantity = spec.name.split("_")[0]
+            if spec.name.endswith(("_w", "_var", "_va", "_kwh", "_kvarh")):
+                assert spec.scale_by == ("pt_ratio", "ct_ratio"), (name, spec.name)
+            elif quantity in expected:
+                assert spec.scale_by == expected[quantity], (name, spec.name)
+            else:
+                assert spec.scale_by == (), (name, spec.name)
 
 
 def test_dtsu666_h_reads_the_dtsu666_words_at_huaweis_addresses() -> None:

@@ -171,6 +171,11 @@ def encode_point(spec: PointSpec, value: int | float | bool | str, sf: int | Non
     return encode_raw(spec, to_raw(spec, value, sf))
 
 
+def ratio_of(spec: PointSpec, examples: Mapping[str, int | float | bool | str]) -> float:
+    """The product of the example values of the points a point is scaled by (`scale_by`)."""
+    return math.prod(float(examples[name]) for name in spec.scale_by)
+
+
 def build_image(
     specs: Sequence[PointSpec],
 ) -> tuple[Image, dict[str, int | float | bool | str], dict[str, int | None]]:
@@ -189,7 +194,12 @@ def build_image(
 
     image: Image = {}
     for spec in specs:
-        regs = encode_point(spec, examples[spec.name], sfs[spec.name])
+        # A point scaled by other points (PT x CT) holds its value divided by their product.
+        value = examples[spec.name]
+        if spec.scale_by:
+            assert isinstance(value, int | float)
+            value = value / ratio_of(spec, examples)
+        regs = encode_point(spec, value, sfs[spec.name])
         assert len(regs) == spec.count, f"{spec.name}: encoded {len(regs)} registers"
         keys = [(spec.function, spec.address + i) for i in range(spec.count)]
         if spec.field_mask is not None:
@@ -289,7 +299,7 @@ def test_every_point_round_trips(path: Path) -> None:
         else:
             assert isinstance(want, int | float), spec.name
             assert isinstance(got, int | float), spec.name
-            factor = abs(_factor(spec, sfs[spec.name]))
+            factor = abs(_factor(spec, sfs[spec.name])) * ratio_of(spec, examples)
             if spec.dtype in FLOATS:
                 assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9), spec.name
             else:
