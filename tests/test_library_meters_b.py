@@ -310,6 +310,47 @@ def test_em24_int32_low_word_first() -> None:
     assert decoded.bad == {"voltage_l2_v": "not_available"}
 
 
+def test_em24_shared_block_from_sdm_modbus_gnm3d_image() -> None:
+    # nmakel/sdm_modbus tests/features/garo.feature: the simulated memory of a GARO GNM3D (a
+    # Carlo Gavazzi-built meter with the EM24 Ethernet layout; bytes big, words little), with the
+    # values sdm_modbus must read from it. Registers 0x00-0x2D are laid out alike in the EM24
+    # RS-485 map; beyond them (power factors, frequency, energy) the layouts part, so only this
+    # block is used.
+    block_0x00 = [2301, 2302, 2303, 4001, 4002, 4003, 10200, 11400, 12600, 1000, 2000, 3000]
+    block_0x00 += [1200, 2300, 3400, 100, 200, 300]  # VA L1-L3, var L1-L3
+    block_0x24 = [2305, 4010, 18000, 21000, 15000]  # V L-N sys, V L-L sys, W, VA, var sys
+    words = [w for value in block_0x00 for w in int32_lsw_first(value)]
+    words_0x24 = [w for value in block_0x24 for w in int32_lsw_first(value)]
+    decoded = decode("carlo_gavazzi_em24", image_of(INPUT, {0x00: words, 0x24: words_0x24}))
+    assert decoded.bad == {}
+    expected = {
+        "voltage_l1_v": 230.1,
+        "voltage_l2_v": 230.2,
+        "voltage_l3_v": 230.3,
+        "voltage_l1_l2_v": 400.1,
+        "voltage_l2_l3_v": 400.2,
+        "voltage_l3_l1_v": 400.3,
+        "current_l1_a": 10.2,
+        "current_l2_a": 11.4,
+        "current_l3_a": 12.6,
+        "active_power_l1_w": 100.0,
+        "active_power_l2_w": 200.0,
+        "active_power_l3_w": 300.0,
+        "apparent_power_l1_va": 120.0,
+        "apparent_power_l2_va": 230.0,
+        "apparent_power_l3_va": 340.0,
+        "reactive_power_l1_var": 10.0,
+        "reactive_power_l2_var": 20.0,
+        "reactive_power_l3_var": 30.0,
+        "voltage_ln_avg_v": 230.5,
+        "voltage_ll_avg_v": 401.0,
+        "active_power_total_w": 1800.0,
+        "apparent_power_total_va": 2100.0,
+        "reactive_power_total_var": 1500.0,
+    }
+    assert decoded.values == {k: pytest.approx(v, abs=1e-9) for k, v in expected.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Socomec Countis E
 
