@@ -101,12 +101,16 @@ class PointSpec:
     is_float: bool = field(init=False)
     is_number: bool = field(init=False)
     is_plain: bool = field(init=False)  # no scale, offset, scale factor or decode
+    # Scaled by its own constants only (no scale factor or ratio registers): decode_all's
+    # common case, told by one flag so that ratios cost the other points nothing.
+    is_linear: bool = field(init=False)
     transform: Callable[[float], float] | None = field(init=False)  # DECODES[decode][0]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_float", self.dtype in (DataType.FLOAT32, DataType.FLOAT64))
         object.__setattr__(self, "is_number", self.dtype not in _NOT_NUMBERS)
         object.__setattr__(self, "is_plain", not self.scaled and self.decode is None)
+        object.__setattr__(self, "is_linear", self.scale_factor is None and not self.scale_by)
         transform = DECODES[self.decode][0] if self.decode is not None else None
         object.__setattr__(self, "transform", transform)
 
@@ -515,14 +519,14 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, Raw]) -> Decoded:
                 continue
             value = raw
         else:
-            if spec.scale_by:
+            if spec.is_linear:
+                value = raw * spec.scale + spec.offset
+            elif spec.scale_by:
                 ratio = _ratio(spec.scale_by, values)
                 if ratio is None:
                     bad[name] = "scale_by"
                     continue
                 value = raw * spec.scale * ratio + spec.offset
-            elif spec.scale_factor is None:
-                value = raw * spec.scale + spec.offset
             else:
                 sf = get(spec.scale_factor)
                 # -32768 is SunSpec's "not implemented"; real exponents are small.
