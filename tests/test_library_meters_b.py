@@ -77,8 +77,8 @@ def test_pm5xxx_frequency_from_a_pm5350_read() -> None:
 # pymodbus-dev/pymodbus issue #958: a PM5310 read from register 1 (count 120) over Modbus TCP,
 # as the issue prints it. The words before the meter name are padding (0x8000) whose count the
 # issue's text does not pin down for sure (it shows a word more than its byte count of 240), so
-# the dump is placed by its meter name, which the register list puts at register 30; the model
-# then comes out of register 50 and the manufacturer out of register 70.
+# the dump is placed by its meter name, which the Arup PM5100 script and lucab85's iEM3255 map
+# put at register 30; the model then comes out of register 50 and the manufacturer out of 70.
 PM5310_DUMP = (
     "12 34 0F FF 00 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 "
     "80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 80 00 "
