@@ -9,7 +9,7 @@ them with `duplicate_keys`, the one rule for what counts as a duplicate.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -75,7 +75,7 @@ class DuplicateKeyError(yaml.YAMLError):
 class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that raises DuplicateKeyError at the first key given twice in a mapping."""
 
-    def __init__(self, stream: str | bytes) -> None:
+    def __init__(self, stream: str | bytes | IO[str] | IO[bytes]) -> None:
         super().__init__(stream)
         self._path: list[str | int] = []
 

@@ -35,6 +35,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.yaml_load import UniqueKeyLoader
+
 log = logging.getLogger(__name__)
 
 Period = tuple[time, time]
@@ -230,7 +232,7 @@ def load_year_file(path: Path) -> CalendarYear:
     """A year file; raises OSError, yaml.YAMLError or pydantic.ValidationError (the site
     loader checks site files first and reports file:line; see gateway/config_load.py)."""
     with open(path, encoding="utf-8") as f:
-        return CalendarYear.model_validate(yaml.safe_load(f))
+        return CalendarYear.model_validate(yaml.load(f, Loader=UniqueKeyLoader))
 
 
 def shipped_years(directory: Path = SHIPPED_YEARS) -> list[CalendarYear]:

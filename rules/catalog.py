@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from core.config_types import Duration
 from core.once import ProblemCounter
+from core.yaml_load import UniqueKeyLoader
 from rules.model import Grade
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class Catalog(_Strict):
         the last into file:line messages like the site file's.
         """
         with open(path or DEFAULT_PATH, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=UniqueKeyLoader)  # a kind given twice is refused
         return cls.model_validate(data)
 
     def kind(self, kind: str) -> AlarmKind:

@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from core.types import Sample
-from core.yaml_load import load_yaml_file, load_yaml_text
+from core.yaml_load import DuplicateKeyError, load_yaml_file, load_yaml_text
 from drivers.modbus.codec import NOT_AVAILABLE, decode_all, explain, resolve
 from drivers.modbus.config import TcpConnection
 from drivers.modbus.derived import DerivedSpec, Operation, compute
@@ -30,6 +30,8 @@ from drivers.modbus.overrides import apply_overrides
 from drivers.modbus.profile import Function, Profile
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, load_profile, load_site
+from rules.calendar import load_year_file
+from rules.catalog import Catalog
 from simulator.clock import SimClock
 from simulator.models import StaticModel
 from simulator.server import SimulatedDevice, serve
@@ -735,3 +737,18 @@ def test_the_building_and_the_gateway_refuse_a_profile_with_a_code_given_twice(
         f"{profile_file}:5: points[0].enum.1: '1' is given twice (first at line 5) and YAML "
         "would silently keep only this one; remove one of them"
     ]
+
+
+def test_the_alarm_catalog_and_calendar_year_files_refuse_a_key_given_twice(
+    tmp_path: Path,
+) -> None:
+    catalog = tmp_path / "alarm_kinds.yaml"
+    catalog.write_text("kinds:\n  door_forced_open: {}\n  door_forced_open: {}\n", "utf-8")
+    with pytest.raises(DuplicateKeyError) as info:
+        Catalog.load(catalog)
+    assert (info.value.line, info.value.loc) == (3, ("kinds", "door_forced_open"))
+    year = tmp_path / "2027.yaml"
+    spans = "  元旦: [2027-01-01, 2027-01-01]\n"
+    year.write_text(f"year: 2027\nholidays:\n{spans}{spans}", "utf-8")
+    with pytest.raises(DuplicateKeyError, match=r"line 4: holidays\.元旦: '元旦' is given twice"):
+        load_year_file(year)
