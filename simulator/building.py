@@ -30,10 +30,12 @@ from simulator.models import (
     MODE_HEAT,
     AcUnit,
     DeviceModel,
+    EvCharger,
     MeterShape,
     OfficeMeter,
     PvInverter,
     StaticModel,
+    WaterMeter,
 )
 from simulator.server import (
     Framer,
@@ -94,7 +96,9 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
     PvInverter (the Huawei one sees the ``use: total`` meter as its grid meter's load); A/C
     units (kind ``hvac``) an AcUnit, a server room's (``zone: srv-*`` or ``use: server_room``)
     running at 22 °C with 10 °C of heat gain, the others alternating on/off with setpoints
-    that give the A/C policy something to correct. Other kinds get a StaticModel (zeros).
+    that give the A/C policy something to correct; water meters (``water_meter``) a WaterMeter on
+    the main supply, EV chargers (``ev_charger``) an EvCharger with one car a working day. Other
+    kinds get a StaticModel (zeros).
     """
     # MQTT devices are simulated by simulator.mqtt; this building serves Modbus ones.
     modbus_profiles = {name: p for name, p in site.profiles.items() if isinstance(p, Profile)}
@@ -156,6 +160,10 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
                     setpoint, mode = (22.0 if ac_index == 0 else 20.0), MODE_HEAT
                 model = AcUnit(profile, clock, on=on, mode=mode, setpoint=setpoint, seed=s)
                 ac_index += 1
+        elif kind == "water_meter":
+            model = WaterMeter(profile, clock, seed=s)
+        elif kind == "ev_charger":
+            model = EvCharger(profile, clock, seed=s)
         else:
             log.warning("%s: no model for kind %r, serving zeros", dev.id, kind)
             model = StaticModel(profile, clock, seed=s)

@@ -23,6 +23,17 @@ pytestmark = pytest.mark.servers
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
 DB = "building"
+# The measurements (device kinds) the demo's devices write.
+MEASUREMENTS = (
+    "meter",
+    "pv_inverter",
+    "hvac",
+    "sensor",
+    "camera",
+    "access",
+    "water_meter",
+    "ev_charger",
+)
 
 
 def _demo_devices() -> list[dict[str, object]]:
@@ -92,7 +103,7 @@ def test_every_profile_into_influxdb_1_with_no_refused_line(tmp_path: Path) -> N
         influx.create_database(DB)
         _demo(tmp_path, "--influx-v1", influx.url, "--database", DB)
         stored: set[str] = set()
-        for measurement in ("meter", "pv_inverter", "hvac", "sensor", "camera", "access"):
+        for measurement in MEASUREMENTS:
             shown = influx.query(f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "device"', DB)
             for series in shown["results"][0].get("series", []):
                 stored |= {v[1] for v in series["values"]}
@@ -119,7 +130,7 @@ def test_every_profile_into_victoriametrics_with_no_refused_line(
         vm.flush()
         devices = {
             str(s["metric"].get("device"))
-            for s in vm.export('{__name__=~"(meter|pv_inverter|hvac|sensor|camera|access)_.*"}')
+            for s in vm.export(f'{{__name__=~"({"|".join(MEASUREMENTS)})_.*"}}')
         }
     assert health["points_written"] > 50
     expected = {str(d["id"]) for d in _demo_devices() if d.get("enabled", True)}

@@ -15,6 +15,7 @@ import struct
 import pytest
 
 from drivers.modbus.codec import decode_all, label, resolve
+from drivers.modbus.derived import DerivedSpec, compute
 from drivers.modbus.profile import Function
 from tests.test_profiles import Image, decode_image, modbus_crc, profile_named, spec_of
 
@@ -73,6 +74,7 @@ def test_goodwe_dt_running_data_of_a_gw20kau_dt() -> None:
     decoded = decode_all(specs, decode_image(specs, image_of(Function.HOLDING, {30100: regs})))
     v = decoded.values
 
+    assert v["clock"] == "2022-10-21T19:23:42"  # test_dt.py: timestamp 2022-10-21 19:23:42
     assert v["pv1_voltage_v"] == pytest.approx(390.5)
     assert v["pv1_current_a"] == pytest.approx(6.8)
     assert v["pv2_voltage_v"] == pytest.approx(351.6)
@@ -124,7 +126,9 @@ def test_goodwe_dt_counters_a_gw8k_dt_does_not_have_are_bad() -> None:
     for name in ("daily_yield_energy_kwh", "energy_total_kwh", "running_time_h"):
         assert decoded.bad[name] == "not_available", name
     v = decoded.values
-    # test_dt.py GW8K_DT_Test: vpv1 275.5, vline1 413.7, fgrid1 50.08, temperature 45.3, 32
+    # test_dt.py GW8K_DT_Test: timestamp 2021-08-24 16:43:27, vpv1 275.5, vline1 413.7,
+    # fgrid1 50.08, temperature 45.3, safety country 32
+    assert v["clock"] == "2021-08-24T16:43:27"
     assert v["pv1_voltage_v"] == pytest.approx(275.5)
     assert v["voltage_l1_l2_v"] == pytest.approx(413.7)
     assert v["frequency_hz"] == pytest.approx(50.08)
@@ -326,27 +330,47 @@ def test_tuf2000m_float_words_low_word_first() -> None:
     assert decoded.values["temperature_inlet_degc"] == pytest.approx(36.625, abs=1e-3)
 
 
-def test_tuf2000m_totalizer_integer_and_fraction() -> None:
-    # TUF-2000F manual 5.1.1: LONG totalizer at 0009-0010 "lower ... first", its decimal fraction a
-    # REAL4 at 0011-0012; the net totalizer at 0025-0028 may be negative.
+def test_tuf2000m_addresses_are_the_manuals_numbers_minus_one() -> None:
+    # TUF-2000F manual 5.1.1 (1-based): flow 0001, velocity 0005, positive accumulator 0009,
+    # its fraction 0011, negative accumulator 0013, net accumulator 0025, T1 0033, T2 0035,
+    # error code 0072, signal quality 0092
+    manual = {
+        "flow_m3h": 1, "flow_velocity_m_s": 5, "volume_forward_integer_m3": 9,
+        "volume_forward_fraction_m3": 11, "volume_reverse_integer_m3": 13,
+        "volume_net_integer_m3": 25, "temperature_inlet_degc": 33,
+        "temperature_outlet_degc": 35, "error_code": 72, "signal_quality": 92,
+    }  # fmt: skip
     specs = resolve(profile_named("tuf2000m_water"))
+    assert {name: spec_of(specs, name).address + 1 for name in manual} == manual
+
+
+def test_tuf2000m_totals_are_integer_part_plus_fraction() -> None:
+    # TUF-2000F manual 5.1.1: the LONG accumulator at 0009-0010 ("lower ... first"), its decimal
+    # fraction a REAL4 at 0011-0012, the same pair for the net accumulator (may be negative)
+    profile = profile_named("tuf2000m_water")
+    specs = resolve(profile)
     fraction = list(struct.unpack(">2H", struct.pack(">f", 0.375)))
     net_fraction = list(struct.unpack(">2H", struct.pack(">f", -0.5)))
+    flow = list(struct.unpack(">2H", struct.pack(">f", 12.5)))
     image = image_of(
         Function.HOLDING,
         {
-            0: list(reversed(struct.unpack(">2H", struct.pack(">f", 12.5)))),
-            8: [0x5678, 0x1234, fraction[1], fraction[0]],
+            0: [flow[1], flow[0]],
+            8: [0x5678, 0x1234, fraction[1], fraction[0], 0, 0, 0, 0],
             24: [0xFFFE, 0xFFFF, net_fraction[1], net_fraction[0]],
         },
     )
     decoded = decode_all(specs, decode_image(specs, image))
+    compute([DerivedSpec.of(d) for d in profile.derived], decoded.values, decoded.bad)
     v = decoded.values
     assert v["flow_m3h"] == pytest.approx(12.5)
-    assert v["volume_total_m3"] == 0x12345678
-    assert v["volume_total_fraction_m3"] == pytest.approx(0.375)
-    assert v["volume_net_m3"] == -2
-    assert v["volume_net_fraction_m3"] == pytest.approx(-0.5)
+    assert v["volume_forward_integer_m3"] == 0x12345678
+    assert v["volume_forward_fraction_m3"] == pytest.approx(0.375)
+    assert v["volume_total_m3"] == pytest.approx(0x12345678 + 0.375)
+    assert v["volume_reverse_m3"] == 0
+    assert v["volume_net_integer_m3"] == -2
+    assert v["volume_net_m3"] == pytest.approx(-2.5)
+    assert decoded.bad == {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +402,9 @@ def test_abb_terra_ac_charging_session() -> None:
     decoded = decode_all(specs, decode_image(specs, image))
     assert decoded.bad == {}
     v = decoded.values
+    assert v["state"] == 4
     assert label(spec_of(specs, "state"), v["state"]) == "C2: charging, energy delivering"
+    assert v["below_rated_current"] is False
     assert label(spec_of(specs, "socket_lock_state"), v["socket_lock_state"]) == (
         "Cable connected to the station and the vehicle, locked"
     )
@@ -393,6 +419,16 @@ def test_abb_terra_ac_charging_session() -> None:
     assert v["active_power_w"] == 11037
     assert v["energy_session_kwh"] == pytest.approx(7.421)
     assert v["comm_timeout_s"] == 600
+
+
+def test_abb_terra_ac_state_byte_flag() -> None:
+    # nymea's ABB plugin README: bit 7 of the state byte (bit 15 of register 0x400D) set when not
+    # charging at the rated current; evcc masks it away (& 0x7F)
+    specs = resolve(profile_named("abb_terra_ac"))
+    image = image_of(Function.HOLDING, {0x400C: [0x0000, 0x8400]})
+    decoded = decode_all(specs, decode_image(specs, image))
+    assert decoded.values["state"] == 4
+    assert decoded.values["below_rated_current"] is True
 
 
 def test_abb_terra_ac_socket_states_seen_in_a_session() -> None:

@@ -3,7 +3,7 @@
 Models compute a full vocabulary of quantities and `values()` keeps those the profile names, so
 one meter model serves every meter profile that uses the project's point-name conventions
 (``voltage_l1_v``, ``active_power_total_w``, ``energy_import_kwh`` ...). By device family:
-`meters`, `pv` and `hvac`, on the DeviceModel, noise and climate of `base`.
+`meters`, `pv`, `hvac`, `water` and `ev`, on the DeviceModel, noise and climate of `base`.
 """
 
 from simulator.models.base import (
@@ -14,6 +14,7 @@ from simulator.models.base import (
     outdoor_temperature,
     smoothstep,
 )
+from simulator.models.ev import EvCharger
 from simulator.models.hvac import (
     MODE_AUTO,
     MODE_COOL,
@@ -27,6 +28,7 @@ from simulator.models.hvac import (
 )
 from simulator.models.meters import MeterShape, OfficeMeter, load_fraction, tariff
 from simulator.models.pv import PvInverter, clear_sky_fraction, sun_hours
+from simulator.models.water import WaterMeter, water_demand_fraction
 
 __all__ = [
     "MODE_AUTO",
@@ -38,11 +40,13 @@ __all__ = [
     "MODE_HH",
     "AcUnit",
     "DeviceModel",
+    "EvCharger",
     "MeterShape",
     "OfficeMeter",
     "PvInverter",
     "SetpointChange",
     "StaticModel",
+    "WaterMeter",
     "clear_sky_fraction",
     "indoor_free_temperature",
     "load_fraction",
@@ -51,4 +55,5 @@ __all__ = [
     "smoothstep",
     "sun_hours",
     "tariff",
+    "water_demand_fraction",
 ]

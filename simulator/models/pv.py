@@ -49,7 +49,8 @@ def clear_sky_fraction(local: datetime) -> float:
 
 
 class PvInverter(DeviceModel):
-    """A three-phase PV string inverter; serves SunSpec (models 1/103/160) and Huawei SUN2000.
+    """A three-phase PV string inverter; serves SunSpec (models 1/103/160), Huawei SUN2000 and
+    the Sungrow, Growatt, GoodWe and Solis string-inverter profiles.
 
     AC power follows a clear-sky curve times a cloud factor that varies slowly (some days are
     overcast, clouds pass within a day); DC power is AC over an efficiency of ~97 %; the
@@ -343,7 +344,100 @@ class PvInverter(DeviceModel):
         # Huawei AC registers are integers in W/var (the SunSpec ones are rescaled anyway).
         out["active_power_w"] = round(ac) if producing else 0
         out["reactive_power_var"] = round(reactive) if producing else 0
+        out |= self._string_inverter_block(
+            local,
+            producing,
+            frac,
+            hz if producing else 0.0,
+            dc_parts,
+            dc_volts,
+            dc_amps,
+            energy,
+            (cabinet, heatsink),
+        )
+        # The Huawei grid meter last: its meter values win over the GoodWe meter's defaults.
         out |= self._meter_block(ts, local, ac, volts, hz, e_exp, e_imp, e_q)
+        return out
+
+    def _string_inverter_block(
+        self,
+        local: datetime,
+        producing: bool,
+        frac: float,
+        hz: float,
+        dc_parts: list[float],
+        dc_volts: list[float],
+        dc_amps: list[float],
+        energy: list[float],
+        temperatures: tuple[float, float],
+    ) -> dict[str, Value]:
+        """The names of the Sungrow, Growatt, GoodWe and Solis profiles: strings by number (a
+        third and fourth string unconnected), kWh counters, and each vendor's state code for
+        producing, waiting and fault. The monthly and yearly counters some models keep are
+        today's yield plus an average day for each day before it, not integrated."""
+        e_ac, e_dc, e_m1, e_m2 = energy[:4]
+        cabinet, heatsink = temperatures
+        today_kwh = (e_ac - self._day_start[0]) / 3.6e6
+        avg_day_kwh = 3.2 * self.rated_w / 1000.0
+        phase_va = frac * self.rated_w / 3.0 / 0.999 if producing else 0.0
+        out: dict[str, Value] = {
+            "clock": local.replace(tzinfo=None, microsecond=0).isoformat(),  # GoodWe's, local
+            "energy_this_month_kwh": round((local.day - 1) * avg_day_kwh + today_kwh),
+            "energy_last_month_kwh": round(30 * avg_day_kwh),
+            "energy_yesterday_kwh": avg_day_kwh,
+            "energy_this_year_kwh": round(
+                (local.timetuple().tm_yday - 1) * avg_day_kwh + today_kwh
+            ),
+            "energy_last_year_kwh": round(365 * avg_day_kwh),
+            "apparent_power_l1_va": phase_va,
+            "apparent_power_l2_va": phase_va,
+            "apparent_power_l3_va": phase_va,
+            "pv3_voltage_v": 0.0,
+            "pv3_current_a": 0.0,
+            "pv4_voltage_v": 0.0,
+            "pv4_current_a": 0.0,
+            "warning_code": 0,
+            "derating_mode": 0,
+            "product_model": 0,
+            # GoodWe's export-limit meter: none wired in the demo (2 = disconnected)
+            "meter_active_power_w": 0,
+            "meter_comm_status": 2,
+            "energy_total_kwh": e_ac / 3.6e6,
+            "dc_energy_total_kwh": e_dc / 3.6e6,
+            # about a third of the daylight hours at full power, over the plant's life
+            "running_time_h": round(3.0 * e_ac / 3.6e6 / (self.rated_w / 1000.0)),
+            "output_type": 1,
+            "ac_output_type": 1,
+            "safety_country": 11,  # GoodWe's "China"
+            "frequency_l2_hz": hz,
+            "frequency_l3_hz": hz,
+            "output_pct": round(100.0 * frac),
+            "ipm_temperature_degc": heatsink,
+            "boost_temperature_degc": cabinet,
+            "dc_bus_voltage_v": 650.0 if producing else 0.0,
+            "dc_bus_n_voltage_v": 325.0 if producing else 0.0,
+            # Sungrow: Run / Standby / Fault; GoodWe: Normal / Wait / Error; Growatt: Normal /
+            # Waiting / Fault; Solis: Generating / Waiting.
+            "work_state": 0x5500 if self.fault else (0x0000 if producing else 0x1400),
+            "running_state_bits": (1 << 9)
+            if self.fault
+            else ((1 << 0) | (1 << 17) if producing else 1 << 4),
+            "work_mode": 2 if self.fault else (1 if producing else 0),
+            "run_state": 3 if self.fault else (1 if producing else 0),
+            "inverter_status": 3 if producing else 0,
+        }
+        starts = (self._day_start[2], self._day_start[3])
+        for k, (p, v, a, e, e0) in enumerate(
+            zip(dc_parts, dc_volts, dc_amps, (e_m1, e_m2), starts, strict=True)
+        ):
+            pv = f"pv{k + 1}_"
+            out |= {
+                pv + "voltage_v": v,
+                pv + "current_a": a,
+                pv + "power_w": p,
+                pv + "energy_total_kwh": e / 3.6e6,
+                pv + "energy_today_kwh": (e - e0) / 3.6e6,
+            }
         return out
 
     def _meter_block(
