@@ -216,6 +216,21 @@ def test_a_value_the_bits_cannot_hold_is_refused() -> None:
         ({"type": "float32", "field": [0, 3]}, ("points", 0, "field"), "integer register"),
         ({"function": "coil", "type": "bool", "field": [0, 0]}, ("points", 0, "field"), "coil"),
         ({"field": [0, 3], "bits": {4: "x"}}, ("points", 0, "bits"), "0..3 for field [0, 3]"),
+        (
+            {"field": [8, 10], "writable": {"min": 0, "max": 9}},
+            ("points", 0, "writable"),
+            "bits 8..10 hold 0..7",
+        ),
+        (
+            {"type": "int16", "field": [0, 3], "writable": {"min": -9, "max": 0}},
+            ("points", 0, "writable"),
+            "hold -8..7",
+        ),
+        (
+            {"field": [0, 1], "enum": {0: "a", 5: "b"}},
+            ("points", 0, "enum"),
+            "labels [5] can never",
+        ),
         ({"type": "datetime"}, ("points", 0, "layout"), "unix_seconds"),
         ({"layout": "unix_seconds"}, ("points", 0, "layout"), "only applies to `type: datetime`"),
         (

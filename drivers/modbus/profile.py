@@ -621,14 +621,8 @@ def _field_problems(
                     f"0..{width - 1})",
                 )
             )
-        elif p.bits is not None and any(not 0 <= b <= last - first for b in p.bits):
-            problems.append(
-                (
-                    (*at, "bits"),
-                    f"point {p.name!r}: bit labels count from the field's first bit: "
-                    f"0..{last - first} for field [{first}, {last}]",
-                )
-            )
+        else:
+            problems += _field_value_problems(p, dtype, at)
     if dtype is DataType.DATETIME:
         if p.layout is None:
             choices = ", ".join(layout.value for layout in DatetimeLayout)
@@ -673,6 +667,40 @@ def _field_problems(
                     "written (the decode does not say which register value to write)",
                 )
             )
+    return problems
+
+
+def _field_value_problems(p: Point, dtype: DataType, at: Loc) -> list[tuple[Loc, str]]:
+    """Labels and writable values a field's bits can never hold (a write would fail)."""
+    assert p.field is not None
+    first, last = p.field
+    width = last - first + 1
+    problems: list[tuple[Loc, str]] = []
+    if p.bits is not None and any(not 0 <= b < width for b in p.bits):
+        problems.append(
+            (
+                (*at, "bits"),
+                f"point {p.name!r}: bit labels count from the field's first bit: "
+                f"0..{width - 1} for field [{first}, {last}]",
+            )
+        )
+    if p.scale != 1.0 or p.offset != 0.0 or p.scale_factor is not None or p.scale_by:
+        return problems  # the raw range is the engineering range only unscaled
+    signed = dtype in (DataType.INT16, DataType.INT32, DataType.INT64)
+    low, high = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+    bits = f"bits {first}..{last} hold {low}..{high}"
+    if p.enum is not None and any(not low <= k <= high for k in p.enum):
+        outside = sorted(k for k in p.enum if not low <= k <= high)
+        problems.append(
+            ((*at, "enum"), f"point {p.name!r}: {bits}; labels {outside} can never show")
+        )
+    if p.writable is not None and not (low <= p.writable.min and p.writable.max <= high):
+        problems.append(
+            (
+                (*at, "writable"),
+                f"point {p.name!r}: {bits}; write the writable range within it",
+            )
+        )
     return problems
 
 
