@@ -39,6 +39,8 @@ from drivers.modbus.codec import (
 from drivers.modbus.config import TcpConnection
 from drivers.modbus.driver import ModbusDevice, ModbusDriver
 from drivers.modbus.profile import DataType, DatetimeLayout, Profile
+from gateway.config_errors import ConfigError
+from gateway.config_load import load_site
 from simulator.clock import SimClock
 from simulator.models.base import StaticModel
 from simulator.server import SimulatedDevice, serve
@@ -555,3 +557,40 @@ async def test_a_device_that_does_not_keep_the_value_fails_the_write() -> None:
     assert result.failed
     assert result.old_value == 1
     assert "reads mode = 1 back after writing 4" in result.reason
+
+
+def test_the_site_loader_names_each_mistake_with_its_file_line_and_key(tmp_path: Path) -> None:
+    """Before anything connects: one line per mistake, at the key to fix."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "my_vrf.yaml").write_text(
+        "name: my_vrf\n"
+        "kind: hvac\n"
+        "points:\n"
+        "  - {name: mode, address: 0, field: [0, 3], writable: {min: 0, max: 4}}\n"
+        "  - {name: swing, address: 0, field: [8, 16]}\n"
+        "  - {name: fan, address: 0, field: [12, 14], writable: {min: 0, max: 9}}\n"
+        "  - {name: clock, address: 1, type: datetime}\n",
+        encoding="utf-8",
+    )
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "profile_dirs: [profiles]\n"
+        "site: {name: 样例, id: sample}\n"
+        "devices:\n"
+        "  - id: ac-1\n"
+        "    profile: my_vrf\n"
+        "    modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 1}\n"
+        "    poll: 5s\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_site(site)
+    problems = sorted(str(p) for p in info.value.problems)
+    where = profiles / "my_vrf.yaml"
+    assert len(problems) == 3, problems
+    assert problems[0].startswith(f"{where}:5: points[1].field[1]: "), problems
+    assert "bit 16 is outside its uint16" in problems[0]
+    assert problems[1].startswith(f"{where}:6: points[2].writable: "), problems
+    assert "bits 12..14 hold 0..7" in problems[1]
+    assert problems[2].startswith(f"{where}:7: points[3].layout: "), problems
