@@ -232,11 +232,14 @@ async def test_the_listener_refuses_what_it_must_and_counts_it(
             assert await _status(cam, url, "--x\r\n\r\n", "multipart/form-data") == 200
             content_type, body = form_data(alert, boundary="cut")
             assert await _status(cam, url, body[:300], content_type) == 200  # cut in the XML
+            huge = alert.replace("<ANPR>", "<ANPR>" + "<x>padding</x>" * 30_000)
+            assert await _status(cam, url, huge, "application/xml") == 200  # over 256 KiB
             assert await _status(cam, url, alert, "application/xml") == 200
         await until(lambda: seen.values("cam-push", "plate") == ["沪C55555"], "the good one")
         health = gateway.health()
         assert health["http_events_push_auth_refused"] == 2
-        assert health["http_events_push_bad_bodies"] == 4
+        assert health["http_events_push_bad_bodies"] == 5
+        assert health["http_events_parts_oversized"] == 1
         assert health["http_events_push_accepted"] == 1
         assert health["http_events_push_unknown_senders"] == 0
         problems = "\n".join(gateway.drivers["http_events"].problems())
@@ -286,6 +289,9 @@ def test_push_mistakes_are_reported_before_anything_connects(tmp_path: Path) -> 
         - id: cam-d
           profile: hikvision_isapi_anpr_camera
           http_events: {host: 10.0.8.61, push: {port: 8099, device_id: "89"}}
+        - id: cam-e
+          profile: hikvision_isapi_anpr_camera
+          http_events: {host: gate-camera.local, push: {port: 8099}}
         """,
     )
     with pytest.raises(ConfigError) as caught:
@@ -295,7 +301,8 @@ def test_push_mistakes_are_reported_before_anything_connects(tmp_path: Path) -> 
     assert "applies to reading the device's stream" in found["devices[1].http_events.https"]
     assert "one port has one bind address" in found["devices[1].http_events.push.bind"]
     assert "give each device its channels" in found["devices[2].http_events.channels"]
-    assert len(found) == 4  # two devices on one address told apart by their ids are fine
+    assert "write its IP address" in found["devices[5].http_events.host"]
+    assert len(found) == 5  # two devices on one address told apart by their ids are fine
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ twice."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,14 @@ class HttpEventsChecks:
         posting from its address."""
         push = conn.push
         assert push is not None
+        try:
+            ipaddress.ip_address(conn.host)
+        except ValueError:
+            report(
+                (*at, "host"),
+                f"{conn.host} is a name: with push the device's posts are matched by their "
+                "source address; write its IP address, e.g. host: 10.0.8.61",
+            )
         if profile.protocol != "hikvision_isapi":
             report(
                 (*at, "push"),

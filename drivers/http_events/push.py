@@ -233,7 +233,8 @@ class PushListener:
         stats.posts += 1
         if request.method not in ("POST", "PUT"):
             return web.Response(status=405, headers={"Allow": "POST, PUT"})
-        remote = request.remote or ""
+        # A listener bound to :: sees IPv4 senders as ::ffff:a.b.c.d.
+        remote = (request.remote or "").removeprefix("::ffff:")
         by_address = self.by_host.get(remote)
         candidates = by_address or self.by_id
         if not candidates:
@@ -336,12 +337,15 @@ class PushListener:
                 bad = bad or got is None
                 events += got or []
         else:
-            body = await request.read()
-            if len(body) > self.max_part:
-                self.stats.parser.oversized += 1
-                self._bad(request, f"a body of {len(body)} bytes, over {self.max_part}")
-                return None
-            got = self._decode(request, body)
+            data = bytearray()
+            async for chunk in request.content.iter_chunked(_CHUNK):
+                data += chunk
+                if len(data) > self.max_part:
+                    # Not read to its end: the connection is closed after the answer.
+                    self.stats.parser.oversized += 1
+                    self._bad(request, f"a body over {self.max_part} bytes")
+                    return None
+            got = self._decode(request, bytes(data))
             bad = got is None
             events = got or []
         events = [e for e in events if isinstance(e, dict)]
