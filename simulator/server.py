@@ -34,6 +34,7 @@ import itertools
 import logging
 import math
 import socket
+import struct
 from collections import Counter
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -227,10 +228,16 @@ class SimulatedDevice:
             return self._encode(spec, value, values)
         if spec.dtype in (DataType.FLOAT32, DataType.FLOAT64):
             return encode_raw(spec, math.nan)
+        if spec.dtype is DataType.DATETIME:
+            # Its "not available" words, or words that are no date (0xFF is no BCD digit, no
+            # month; as Unix seconds, the latest time there is).
+            words = min(spec.invalid_words) if spec.invalid_words else b"\xff" * (2 * spec.count)
+            return list(struct.unpack(f">{spec.count}H", words))
         if spec.invalid:
             return encode_raw(spec, min(spec.invalid))
         if spec.dtype in INT_RANGES:  # clamp what the register cannot hold, as a device saturates
-            return encode_raw(spec, INT_RANGES[spec.dtype][1])
+            high = field_range(spec)[1] if spec.field_width else INT_RANGES[spec.dtype][1]
+            return encode_raw(spec, high)
         return encode_raw(spec, "\ufffd" if spec.dtype is DataType.STRING else 1)
 
     def decode_write(self, spec: PointSpec, words: Sequence[int]) -> Value:

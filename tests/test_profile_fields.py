@@ -455,11 +455,10 @@ def test_readme_samples_are_whole_valid_profiles() -> None:
 # --- writes: read-modify-write through the driver ----------------------------------------------
 
 
-def _driver(port: int) -> ModbusDriver:
+def _driver(port: int, profile: Profile | None = None) -> ModbusDriver:
     conn = TcpConnection(transport="tcp", host="127.0.0.1", port=port, unit=1, timeout=1.0)
-    return ModbusDriver(
-        [ModbusDevice("ac", profile_of(*CONTROL_POINTS), conn, 1.0)], lambda _: None
-    )
+    device = ModbusDevice("ac", profile or profile_of(*CONTROL_POINTS), conn, 1.0)
+    return ModbusDriver([device], lambda _: None)
 
 
 CONTROL_IMAGE = {"holding": {0: 1 | 2 << 8 | 3 << 12 | 1 << 15, 1: 0x0020, 2: 240}}
@@ -594,3 +593,26 @@ def test_the_site_loader_names_each_mistake_with_its_file_line_and_key(tmp_path:
     assert problems[1].startswith(f"{where}:6: points[2].writable: "), problems
     assert "bits 12..14 hold 0..7" in problems[1]
     assert problems[2].startswith(f"{where}:7: points[3].layout: "), problems
+
+
+async def test_simulated_bad_values_of_fields_and_clocks() -> None:
+    """The simulator's bad-value fault on the new kinds of points: a field saturates (its bits
+    all set, the other fields of the register untouched), a clock serves words that are no
+    date, which the gateway reads as a BAD point, not a failed poll."""
+    profile = profile_of(
+        *CONTROL_POINTS,
+        {"name": "clock", "address": 3, "type": "datetime", "layout": "yymmddhhmmss_bcd"},
+    )
+    fixed: dict[str, Value] = {"mode": 1, "swing": 2, "fan": 3, "clock": "2026-12-01T11:02:03"}
+    device = SimulatedDevice(profile, StaticModel(profile, SimClock(speed=0.0), fixed=fixed))
+    async with await serve([device]) as server:
+        driver = _driver(server.port, profile)
+        good = await driver.read_once("ac")
+        device.set_bad_value("swing")
+        device.set_bad_value("clock")
+        bad = await driver.read_once("ac")
+        await driver.stop()
+    assert good.values["clock"] == "2026-12-01T11:02:03"
+    assert good.bad == {}
+    assert (bad.values["mode"], bad.values["swing"], bad.values["fan"]) == (1, 7, 3)
+    assert bad.bad == {"clock": "decode"}
