@@ -65,7 +65,10 @@ def test_fused_decoding_matches_the_unpackers(profile: Profile) -> None:
                 got = dict(zip(names, call(data), strict=True))
                 assert got.keys() == expected.keys()
                 assert all(_same(got[n], expected[n]) for n in names), (req, got, expected)
-    assert fused_seen
+    # Not vacuous: a request was compared, unless the profile sends words low word first (as
+    # Carlo Gavazzi meters do): requests holding such a point are decoded point by point.
+    swapped = any(s.count > 1 and s.word_order == "little" for s in resolve(profile))
+    assert fused_seen or swapped
 
 
 def _spec(name: str, address: int, dtype: DataType, **extra: object) -> PointSpec:
