@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from core.yaml_load import load_yaml_file
 from drivers.modbus.codec import (
     INT_RANGES,
     PointSpec,
@@ -56,7 +56,7 @@ SIGNED = (DataType.INT16, DataType.INT32, DataType.INT64)
 
 
 def load_raw(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml_file(path)  # refuses a key given twice, as the gateway does
     assert isinstance(data, dict), f"{path.name}: not a mapping"
     return data
 
