@@ -124,6 +124,8 @@ class OfficeMeter(DeviceModel):
             [e0, *(e0 * s for s in self._shares), 0.3 * e0, 1.05 * e0],
         )
         self._max_demand_w = 0.0
+        # The identity string some meters carry (a Schneider PM5xxx's "meter model" register).
+        self.model_name = profile.name.upper()
         # Energy by tariff, only for profiles that read it (a DL/T 645 meter's tariff
         # registers): on the same grid as the total, so the tariffs add up to it.
         self._tariffs: Integrator | None = None
@@ -234,6 +236,7 @@ class OfficeMeter(DeviceModel):
             + 0.005 * noise(seed, "fj", ts, 3.0),
             "ct_ratio": 1,
             "pt_ratio": 1,
+            "model_name": self.model_name,
         }
         e_import, e1, e2, e3, e_q, e_s = (x / 3.6e6 for x in self._energy.at(ts))
         out |= {
