@@ -377,17 +377,17 @@ def test_a_site_subset_reads_the_ratios_and_inputs_it_needs() -> None:
         (
             {"name": "v", "address": 40001, "scale_by": ["pt_ration"]},
             (
-                "points.2.scale_by.0",
+                "points.3.scale_by.0",
                 "point 'v': scale_by names no point 'pt_ration'; did you mean 'pt_ratio'?",
             ),
         ),
         (
             {"name": "v", "address": 40001, "scale_by": ["v"]},
-            ("points.2.scale_by.0", "point 'v' cannot scale itself"),
+            ("points.3.scale_by.0", "point 'v' cannot scale itself"),
         ),
         (
             {"name": "v", "address": 40001, "scale_by": ["label"]},
-            ("points.2.scale_by.0", "point 'v': 'label' is string, not a number"),
+            ("points.3.scale_by.0", "point 'v': 'label' is string, not a number"),
         ),
         (
             {
@@ -396,7 +396,11 @@ def test_a_site_subset_reads_the_ratios_and_inputs_it_needs() -> None:
                 "scale_by": ["pt_ratio"],
                 "writable": {"min": 0, "max": 9},
             },
-            ("points.2.scale_by", "point 'v' is scaled by other registers and cannot be writable"),
+            ("points.3.scale_by", "point 'v' is scaled by other registers and cannot be writable"),
+        ),
+        (
+            {"name": "v", "address": 40001, "scale_by": ["pt_ratio"], "scale_factor": "sf"},
+            ("points.3.scale_by", "point 'v' has a scale_factor too; keep one of them"),
         ),
     ],
 )
@@ -405,6 +409,7 @@ def test_scale_by_names_numbers_of_the_profile(
 ) -> None:
     points = [
         {"name": "pt_ratio", "address": 40008},
+        {"name": "sf", "address": 40009, "type": "sunssf"},
         {"name": "label", "address": 40100, "type": "string", "length": 4},
         point,
     ]

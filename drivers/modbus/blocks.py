@@ -130,8 +130,10 @@ def _unroll_block(
             continue
         function = placed[0] or profile.defaults.function
         stride = _per_table(block.stride, function)
-        if stride is None:
-            tables = ", ".join(f.value for f in block.stride)  # type: ignore[union-attr]
+        if stride is None:  # a stride per table, none for this one
+            tables = (
+                ", ".join(f.value for f in block.stride) if isinstance(block.stride, dict) else ""
+            )
             problems.append(
                 (
                     (*at, "stride"),

@@ -521,19 +521,19 @@ def decode_all(specs: Sequence[PointSpec], raws: Mapping[str, Raw]) -> Decoded:
         else:
             if spec.is_linear:
                 value = raw * spec.scale + spec.offset
-            elif spec.scale_by:
-                ratio = _ratio(spec.scale_by, values)
-                if ratio is None:
-                    bad[name] = "scale_by"
-                    continue
-                value = raw * spec.scale * ratio + spec.offset
-            else:
+            elif spec.scale_factor is not None:
                 sf = get(spec.scale_factor)
                 # -32768 is SunSpec's "not implemented"; real exponents are small.
                 if not isinstance(sf, int) or isinstance(sf, bool) or not -10 <= sf <= 10:
                     bad[name] = "scale_factor"
                     continue
                 value = raw * (spec.scale * 10.0**sf) + spec.offset
+            else:  # scale_by (never with a scale factor: references.py)
+                ratio = _ratio(spec.scale_by, values)
+                if ratio is None:
+                    bad[name] = "scale_by"
+                    continue
+                value = raw * spec.scale * ratio + spec.offset
             if spec.is_float and (value != value or value in infinities):  # overflowed scaling
                 bad[name] = "nan"
                 continue

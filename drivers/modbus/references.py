@@ -26,6 +26,8 @@ def reference_problems(profile: Profile) -> list[tuple[Loc, str]]:
         at: Loc = (*profile.origin(i), "scale_by")
         if types[p.name] in _NOT_NUMBERS:
             problems.append((at, f"point {p.name!r} is {types[p.name]}; remove `scale_by`"))
+        if p.scale_factor is not None:
+            problems.append((at, f"point {p.name!r} has a scale_factor too; keep one of them"))
         if p.writable is not None:
             problems.append(
                 (
