@@ -342,6 +342,25 @@ def test_a_path_variable_must_be_declared() -> None:
         MqttProfile.model_validate(raw)
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"timestamp": {"path": "params.{unit}.ts", "format": "unix_s"}},
+        {"event_id": ["events.{unit}.seq"]},
+        {"match": {"params.{unit}.kind": "x"}},
+    ],
+)
+def test_every_path_that_names_a_variable_must_declare_it(where: dict[str, Any]) -> None:
+    mapping = {"topic": "t/{id}", "points": [{"name": "x_w", "path": "x"}], **where}
+    raw = {"name": "p", "protocol": "mqtt", "kind": "meter", "variables": ["id"]}
+    with pytest.raises(ValueError, match=r"uses unit; list it under `variables`"):
+        MqttProfile.model_validate({**raw, "messages": [mapping]})
+    declared = MqttProfile.model_validate(
+        {**raw, "variables": ["id", "unit"], "messages": [mapping]}
+    )
+    assert any("{unit}" in path for path in declared.paths())
+
+
 def _site_with(tmp_path: Path, device: str) -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(

@@ -41,10 +41,7 @@ class MqttChecks:
                 f"e.g. vars: {{{missing[0]}: ...}}",
             )
         # A value filled into a JSON path must stay one key: `.` and `[` would split it.
-        in_paths = {
-            v for m in profile.messages for p in m.points if p.path for v in topic_vars(p.path)
-        }
-        in_paths |= {v for m in profile.messages for k in m.match for v in topic_vars(k)}
+        in_paths = {v for path in profile.paths() for v in topic_vars(path)}
         for name in sorted(in_paths & given):
             value = conn.vars[name]
             if any(c in value for c in ".[]{}") or not value:

@@ -185,16 +185,19 @@ class MqttProfile(_Strict):
         return self
 
     def templates(self) -> list[str]:
-        """Every text that may name {variables}: topics, match keys and values, paths."""
-        out = [self.availability.topic or ""]
-        for time in (self.timestamp, *(m.timestamp for m in self.messages)):
-            if time is not None:
-                out.append(time.path)
-        out += self.event_id
+        """Every text that may name {variables}: topics, match values, JSON paths."""
+        out = [self.availability.topic or "", *self.paths()]
         for m in self.messages:
             out.append(m.topic)
-            out += [*m.match, *(v for v in m.match.values() if isinstance(v, str))]
-            out += m.event_id or []
+            out += [v for v in m.match.values() if isinstance(v, str)]
+        return out
+
+    def paths(self) -> list[str]:
+        """Every JSON path: points', match keys, event ids, device times."""
+        out = [t.path for t in (self.timestamp, *(m.timestamp for m in self.messages)) if t]
+        out += self.event_id
+        for m in self.messages:
+            out += [*m.match, *(m.event_id or [])]
             out += [p.path for p in m.points if p.path is not None]
         return out
 
