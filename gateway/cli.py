@@ -224,7 +224,7 @@ def _override_transport(args: argparse.Namespace) -> Transport | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import DemoOptions, run_demo
+    from gateway.demo import DemoError, DemoOptions, run_demo
 
     async def run_gateway(loaded: LoadedSite, rules_clock: Callable[[], datetime]) -> None:
         transport = _override_transport(args)
@@ -238,7 +238,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         scenario=not args.no_scenario,
         alarm_store=args.alarm_store,
     )
-    asyncio.run(run_demo(options, run_gateway))
+    try:
+        asyncio.run(run_demo(options, run_gateway))
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

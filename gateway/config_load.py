@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.secret_refs import resolve_secret
 from drivers.contract import DeviceEntry, ProfileLike, secret_key
 from drivers.registry import DRIVERS, driver_of, profile_model
 from gateway.config_errors import (
@@ -199,26 +200,6 @@ def load_profile(path: Path) -> AnyProfile:
             ]
         )
     return profile
-
-
-def resolve_secret(ref: str, base_dir: Path) -> str:
-    """`${VAR}` from the environment or `file:PATH`; raises ValueError naming the fix."""
-    if ref.startswith("${"):
-        var = ref[2:-1]
-        value = os.environ.get(var)
-        if value is None:
-            raise ValueError(f"environment variable {var} is not set; export it before starting")
-        return value
-    path = Path(ref.removeprefix("file:"))
-    path = path if path.is_absolute() else base_dir / path
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"secret file {path} is not UTF-8 (byte offset {exc.start}); save it as UTF-8"
-        ) from None
 
 
 Report = Callable[[tuple[str | int, ...], str], None]

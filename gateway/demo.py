@@ -26,6 +26,10 @@ from simulator.site import read_site
 RunGateway = Callable[[LoadedSite, Callable[[], datetime]], Awaitable[None]]
 
 
+class DemoError(Exception):
+    """The demo cannot start, for a reason the user can fix (said in one line)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     site: Path
@@ -56,7 +60,13 @@ async def run_demo(options: DemoOptions, run_gateway: RunGateway) -> None:
                 loaded.site = loaded.site.model_copy(update={"notify": notify})
         clock = SimClock(speed=options.speed, start=options.start, tz=loaded.site.site.timezone)
         site = read_site(path)  # the building's own reading of the file just validated
-        building = await start_building(site, clock)
+        try:
+            building = await start_building(site, clock, device_time=_wall_clock(clock))
+        except OSError as exc:  # a port of the building taken: another demo running
+            raise DemoError(
+                f"{exc}; is another demo (or `python -m simulator.building`) running? Stop it "
+                "first: the demo's devices are on fixed ports"
+            ) from None
         devices = MqttBuilding(
             from_site(site),
             clock,

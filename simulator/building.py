@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from simulator.server import (
     serve,
 )
 from simulator.site import BuildingSite, SiteDevice, read_site
+from simulator.streams.building import StreamBuilding
 
 log = logging.getLogger("guanjia.simulator")
 
@@ -226,6 +227,7 @@ class Building:
     models: dict[str, DeviceModel] = field(default_factory=dict)
     meters: dict[str, SimulatedMeter] = field(default_factory=dict)
     meter_lines: list[MeterLineServer] = field(default_factory=list)
+    streams: StreamBuilding | None = None  # cameras and door stations on event streams
     _lines: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def model(self, device_id: str) -> DeviceModel:
@@ -241,7 +243,13 @@ class Building:
         servers, self.servers = self.servers, []
         lines, self._lines = self._lines, contextlib.AsyncExitStack()
         self.meter_lines = []
-        await asyncio.gather(*(s.stop() for s in servers), lines.aclose(), return_exceptions=True)
+        streams, self.streams = self.streams, None
+        await asyncio.gather(
+            *(s.stop() for s in servers),
+            lines.aclose(),
+            *([streams.stop()] if streams is not None else []),
+            return_exceptions=True,
+        )
 
     async def __aenter__(self) -> Building:
         return self
@@ -250,9 +258,17 @@ class Building:
         await self.stop()
 
 
-async def start_building(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> Building:
-    """Serve every enabled Modbus TCP / RTU-over-TCP device and every DL/T 645 meter behind a
-    serial server (``tcp``) of a site on its loopback port.
+async def start_building(
+    site: BuildingSite,
+    clock: SimClock,
+    *,
+    seed: int = 0,
+    device_time: Callable[[float], float] | None = None,
+) -> Building:
+    """Serve every enabled Modbus TCP / RTU-over-TCP device, every DL/T 645 meter behind a
+    serial server (``tcp``) and every camera, recorder and door station's event stream of a
+    site on its loopback port. ``device_time``: what the stream devices' own clocks say at a
+    simulated instant (the demo's: the wall clock).
 
     One server per distinct (host, port); DL/T 645 meters sharing a port share its line. Hosts
     must be loopback: the simulator never answers for a real device's address. Serial
@@ -316,6 +332,15 @@ async def start_building(site: BuildingSite, clock: SimClock, *, seed: int = 0) 
                 serve_tcp(list(line.values()), host, port)
             )
             building.meter_lines.append(MeterLineServer(host, bound, line))
+        streams = StreamBuilding(site, clock, seed=seed, device_time=device_time)
+        for host, _port in streams.endpoints:
+            if not is_loopback(host):
+                raise ValueError(
+                    f"an event stream at {host} is not on a loopback address; the virtual "
+                    "building only serves on 127.0.0.1"
+                )
+        building.streams = streams
+        await streams.start()
     except BaseException:
         await building.stop()
         raise
@@ -361,6 +386,10 @@ async def _run(site: BuildingSite, speed: float, start: datetime | None, seed: i
     for line in building.meter_lines:
         names = ", ".join(f"{i} ({m.address})" for i, m in line.meters.items())
         print(f"{line.host}:{line.port} [dlt645]: {names}", flush=True)
+    if building.streams is not None:
+        for (host, port), vendor in building.streams.vendors.items():
+            names = ", ".join(d for d, k in building.streams.server_of.items() if k == (host, port))
+            print(f"{host}:{port} [{vendor} events]: {names}", flush=True)
     print(f"simulated time {clock.now():%Y-%m-%d %H:%M %Z}, x{speed:g}; Ctrl-C stops", flush=True)
     try:
         await stop.wait()

@@ -17,10 +17,11 @@ from pydantic import ValidationError
 
 from core.yaml_load import load_yaml_file, load_yaml_text
 from drivers.dlt645.profile import Dlt645Profile
+from drivers.http_events.profile import PROTOCOLS, HttpEventsProfile
 from drivers.modbus.profile import Function, Profile
 from drivers.mqtt.profile import MqttProfile
 
-AnyProfile: TypeAlias = Profile | MqttProfile | Dlt645Profile
+AnyProfile: TypeAlias = Profile | MqttProfile | Dlt645Profile | HttpEventsProfile
 Transport = Literal["tcp", "rtu_over_tcp", "rtu"]
 Dlt645Transport = Literal["tcp", "rtu"]
 
@@ -64,12 +65,25 @@ class Dlt645Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpEventsEndpoint:
+    """Where a camera, recorder, access controller or door station serves its event stream,
+    and the user and password (as the site's reference, `${ENV}` or `file:`) it demands."""
+
+    host: str
+    port: int
+    username: str
+    password: str  # the reference, resolved against the site file's directory when served
+    channels: tuple[int, ...] = ()  # the recorder channels the site's device takes
+
+
+@dataclass(frozen=True, slots=True)
 class SiteDevice:
     id: str
     profile: str
     modbus: ModbusEndpoint | None = None
     mqtt: MqttEndpoint | None = None
     dlt645: Dlt645Endpoint | None = None
+    http_events: HttpEventsEndpoint | None = None
     tags: dict[str, str] = field(default_factory=dict)
     kind: str | None = None  # overrides the profile's kind
     enabled: bool = True
@@ -138,11 +152,14 @@ def read_profile(path: Path) -> AnyProfile:
     645 meter's identifiers when it says `protocol: dlt645`."""
     data = load_yaml_file(path)  # a key given twice (an enum code, say) is refused
     protocol = data.get("protocol") if isinstance(data, dict) else None
-    model: type[Profile] | type[MqttProfile] | type[Dlt645Profile] = Profile
+    model: type[Profile] | type[MqttProfile] | type[Dlt645Profile] | type[HttpEventsProfile]
+    model = Profile
     if protocol == "mqtt":
         model = MqttProfile
     elif protocol == "dlt645":
         model = Dlt645Profile
+    elif protocol in PROTOCOLS:
+        model = HttpEventsProfile
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -159,6 +176,7 @@ def _device(reader: _Reader, item: object, key: str) -> SiteDevice:
     modbus = dev.get("modbus")
     mqtt = dev.get("mqtt")
     dlt645 = dev.get("dlt645")
+    streams = dev.get("http_events")
     kind = dev.get("kind")
     return SiteDevice(
         id=reader.text(reader.required(dev, "id", key), f"{key}.id"),
@@ -166,6 +184,7 @@ def _device(reader: _Reader, item: object, key: str) -> SiteDevice:
         modbus=None if modbus is None else _modbus(reader, modbus, f"{key}.modbus"),
         mqtt=None if mqtt is None else _mqtt(reader, mqtt, f"{key}.mqtt"),
         dlt645=None if dlt645 is None else _dlt645(reader, dlt645, f"{key}.dlt645"),
+        http_events=None if streams is None else _streams(reader, streams, f"{key}.http_events"),
         tags=reader.strings(dev.get("tags") or {}, f"{key}.tags"),
         kind=None if kind is None else reader.text(kind, f"{key}.kind"),
         enabled=reader.flag(dev.get("enabled", True), f"{key}.enabled"),
@@ -217,6 +236,22 @@ def _dlt645(reader: _Reader, item: object, key: str) -> Dlt645Endpoint:
     host = reader.text(reader.required(conn, "host", key), f"{key}.host")
     tcp_port = reader.integer(reader.required(conn, "port", key), f"{key}.port")
     return Dlt645Endpoint("tcp", host, tcp_port, **common)
+
+
+def _streams(reader: _Reader, item: object, key: str) -> HttpEventsEndpoint | None:
+    """A device that streams its events; None for one that posts them (push mode): the
+    building does not simulate posting devices yet."""
+    conn = reader.mapping(item, key)
+    if conn.get("push") is not None:
+        return None
+    channels = reader.sequence(conn.get("channels") or [], f"{key}.channels")
+    return HttpEventsEndpoint(
+        host=reader.text(reader.required(conn, "host", key), f"{key}.host"),
+        port=reader.integer(conn.get("port", 80), f"{key}.port"),
+        username=reader.text(reader.required(conn, "username", key), f"{key}.username"),
+        password=reader.text(reader.required(conn, "password", key), f"{key}.password"),
+        channels=tuple(reader.integer(c, f"{key}.channels[{i}]") for i, c in enumerate(channels)),
+    )
 
 
 def _mqtt(reader: _Reader, item: object, key: str) -> MqttEndpoint:

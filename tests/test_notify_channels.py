@@ -19,7 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.config_load import resolve_secret
+from core.secret_refs import resolve_secret
 from gateway.notify.channels import ChannelConfig, SecretResolver, build_channel
 from gateway.notify.channels.config import (
     DingTalkConfig,
