@@ -59,6 +59,8 @@ def test_water_meter_totalizer_counts_the_flow() -> None:
     # 24 h of the demand curve at 6 m3/h peak: some 25-45 m3 on a working day
     assert 25.0 < day < 45.0
     assert totals[1] - totals[0] < 0.1 * day  # the night is the cistern refills
+    # the working-time counter runs with the clock, across midnight
+    assert num(readings[-1], "running_time_s") - num(readings[0], "running_time_s") == 86400
     flow = num(readings[2], "flow_m3h")
     assert 2.0 < flow < 8.0
     velocity = num(readings[2], "flow_velocity_m_s")

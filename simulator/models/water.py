@@ -66,6 +66,8 @@ class WaterMeter(DeviceModel):
         midnight = start_of_day(clock)
         # Integrated in m3 per second of simulated time.
         self._volume = Integrator(self._rates, midnight.timestamp(), [v0_m3])
+        # Powered on some days before the simulation starts (its working-time counter).
+        self._powered_on = midnight.timestamp() - 86400.0 * (1 + int(60 * unit_hash(seed, "on", 0)))
 
     def flow_m3h(self, ts: float, *, fast: bool = False) -> float:
         local = datetime.fromtimestamp(ts, self.clock.tz)
@@ -103,5 +105,5 @@ class WaterMeter(DeviceModel):
             "temperature_outlet_degc": water_c + 0.2,
             "error_code": 0,
             "signal_quality": 85.0 + 5.0 * noise(self.seed, "q", ts, 300.0),
-            "running_time_s": float(int(ts - start_of_day(self.clock).timestamp()) + 86400),
+            "running_time_s": float(int(ts - self._powered_on)),
         }
