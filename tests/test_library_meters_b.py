@@ -351,6 +351,48 @@ def test_em24_shared_block_from_sdm_modbus_gnm3d_image() -> None:
     assert decoded.values == {k: pytest.approx(v, abs=1e-9) for k, v in expected.items()}
 
 
+def test_em24_e1_decodes_sdm_modbus_gnm3d_image_whole() -> None:
+    # The same sdm_modbus GNM3D image, all of it: the EM24 Ethernet layout is the GNM3D's.
+    # Test values, not a meter's: PF L2 1.100 is beyond what a power factor can be and is
+    # refused by the profile's valid range, where sdm_modbus passes it on.
+    def int32s(*values: int) -> list[int]:
+        return [w for value in values for w in int32_lsw_first(value)]
+
+    block_0x24 = int32s(2305, 4010, 18000, 21000, 15000)
+    block_0x24 += [1000, 1100, 900, 1010, 0, 500]  # PF L1-L3, PF sys, phase sequence, Hz
+    block_0x24 += int32s(4567, 3456, 10000, 20000, 0, 0, 1230, 1340, 1450)
+    block_0x24 += [0] * 8  # tariffs T1-T4
+    block_0x24 += int32s(9430, 2230)
+    assert len(block_0x24) == 0x52 - 0x24
+    image = image_of(INPUT, {0x00: int32s(2301, 2302, 2303), 0x24: block_0x24})
+    decoded = decode("carlo_gavazzi_em24_e1", image)
+    assert decoded.bad == {"power_factor_l2": "out_of_range"}
+    expected = {
+        "voltage_l1_v": 230.1,
+        "voltage_l2_v": 230.2,
+        "voltage_l3_v": 230.3,
+        "voltage_ln_avg_v": 230.5,
+        "voltage_ll_avg_v": 401.0,
+        "active_power_total_w": 1800.0,
+        "apparent_power_total_va": 2100.0,
+        "reactive_power_total_var": 1500.0,
+        "power_factor_l1": 1.0,
+        "power_factor_l3": 0.9,
+        "power_factor_total": 1.01,
+        "frequency_hz": 50.0,
+        "energy_import_kwh": 456.7,
+        "reactive_energy_import_kvarh": 345.6,
+        "import_demand_power_total_w": 1000.0,
+        "import_demand_power_max_w": 2000.0,
+        "energy_import_l1_kwh": 123.0,
+        "energy_import_l2_kwh": 134.0,
+        "energy_import_l3_kwh": 145.0,
+        "energy_export_kwh": 943.0,
+        "reactive_energy_export_kvarh": 223.0,
+    }
+    assert decoded.values == {k: pytest.approx(v, abs=1e-9) for k, v in expected.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Socomec Countis E
 
