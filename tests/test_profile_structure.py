@@ -285,7 +285,11 @@ BLOCK = {"count": 8, "stride": {"input": 2}, "points": [{"name": "pv{n}_voltage_
         (
             {**BLOCK, "points": [{"name": "pv_voltage_v", "address": 0}]},
             [],
-            ("blocks.0.points.0.name", ""),
+            (
+                "blocks.0.points.0.name",
+                "'pv_voltage_v' is no name for a block's point: lower snake case with `{n}` "
+                "once where the copy's number goes, e.g. pv{n}_voltage_v (quoted inside {...})",
+            ),
         ),
         (
             {**BLOCK, "stride": 2, "points": [{"name": "pv{n}_voltage_v", "address": 0}]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ from pydantic import (
     PrivateAttr,
     StrictInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -316,9 +318,18 @@ class BlockPoint(Point):
     """A point of a repeated block: its name holds `{n}`, its address is the first copy's."""
 
     name: str = Field(
-        pattern=r"^[a-z][a-z0-9_]*\{n\}[a-z0-9_]*$",
-        description="Field name with `{n}` where the copy's number goes, e.g. `pv{n}_voltage_v`.",
+        description="Field name with `{n}` where the copy's number goes, e.g. `pv{n}_voltage_v`."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _numbered(cls, name: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*\{n\}[a-z0-9_]*", name):
+            raise ValueError(
+                f"'{name}' is no name for a block's point: lower snake case with `{{n}}` once "
+                "where the copy's number goes, e.g. pv{n}_voltage_v (quoted inside {...})"
+            )
+        return name
 
 
 class Block(_Strict):
