@@ -139,6 +139,27 @@ def test_sdm72dm_register_dump_from_a_real_meter() -> None:
     assert "voltage_l1_v" not in v  # its high word (address 0) was not read
 
 
+def test_sdm72_words_read_one_register_at_a_time() -> None:
+    # nmakel/sdm_modbus pull request #11 (SDM72 register map fix): a user's SDM72 read register
+    # by register with uModbus, words and the values printed beside them (a single-phase load
+    # on L1).
+    image: Image = {
+        (Function.INPUT, address + i): word
+        for address, words in (
+            (0x00, [17258, 44790]),
+            (0x06, [15773, 52700]),
+            (0x0C, [16688, 23770]),
+        )
+        for i, word in enumerate(words)
+    }
+    specs = resolve(profile_named("eastron_sdm72dm_v2"))
+    decoded = decode_all(specs, decode_image(specs, image))
+    assert decoded.bad == {}
+    assert round(float(decoded.values["voltage_l1_v"]), 2) == 234.68
+    assert round(float(decoded.values["current_l1_a"]), 2) == 0.08
+    assert round(float(decoded.values["active_power_l1_w"]), 2) == 11.02
+
+
 def test_ddsu666_openems_register_image() -> None:
     # OpenEMS io.openems.edge.meter.chint MeterChintDdsu666ImplTest.java @755a71df: the dummy
     # bridge's holding registers and the channel values OpenEMS expects from them (in its mV,
