@@ -5,7 +5,8 @@ Each test builds a register image from a public source's own example (a vendor d
 another project's test vector or bus capture; named in a comment), decodes it through the real
 codec with the shipped profile and checks the engineering values. tests/test_profiles.py already
 validates, round-trips and plans every profile; these tests check the profiles against what the
-devices send.
+devices send. The last one reads a CT-operated DTSD1352 on an RS-485 line of the virtual
+building through the driver: primary values through the meter's own PT and CT registers.
 """
 
 from __future__ import annotations
@@ -14,8 +15,14 @@ import struct
 
 import pytest
 
+from core.types import Value
 from drivers.modbus.codec import decode_all, decode_raw, resolve
+from drivers.modbus.config import RtuOverTcpConnection
+from drivers.modbus.driver import ModbusDevice, ModbusDriver
 from drivers.modbus.profile import Function
+from simulator.clock import SimClock
+from simulator.models import StaticModel
+from simulator.server import SimulatedDevice, serve
 from tests.test_profiles import (
     Image,
     decode_image,
@@ -391,3 +398,52 @@ def test_dtsu666_h_positions_agree_with_mbmd_and_the_emulator() -> None:
     specs = resolve(profile_named("chint_dtsu666_h"))
     for name, position in positions.items():
         assert spec_of(specs, name).address == 2102 + 2 * position, name
+
+
+# --- a CT-operated Acrel meter on an RS-485 line, read by the driver ---------------------------
+
+# A DTSD1352 behind 200/5 A current transformers (CT = 40) on a low-voltage feeder (PT = 1): the
+# primary values the virtual building's meter measures.
+FEEDER_PRIMARY: dict[str, Value] = {
+    "pt_ratio": 1,
+    "ct_ratio": 40,
+    "voltage_l1_v": 230.0,
+    "current_l1_a": 160.0,
+    "active_power_l1_w": 35_200.0,
+    "active_power_total_w": 110_000.0,
+    "energy_import_kwh": 123_456.78,
+    "power_factor_total": 0.95,
+    "frequency_hz": 50.0,
+}
+
+
+async def test_dtsd1352_behind_cts_reads_primary_values_through_the_driver() -> None:
+    profile = profile_named("acrel_dtsd1352")
+    served = SimulatedDevice(
+        profile, StaticModel(profile, SimClock(), fixed=FEEDER_PRIMARY), unit=5
+    )
+    # The meter's registers hold the secondary side: 160 A / 40 = 4.00 A, 110 kW / 40.
+    holding = served.image(Function.HOLDING)
+    assert holding[0x0064] == 400
+    assert (holding[0x016A] << 16 | holding[0x016B]) == 2750
+    assert (holding[0x008D], holding[0x008E]) == (1, 40)
+    async with await serve([served], framer="rtu") as server:
+        connection = RtuOverTcpConnection(
+            transport="rtu_over_tcp", host="127.0.0.1", port=server.port, unit=5, timeout=1.0
+        )
+        driver = ModbusDriver(
+            [ModbusDevice("meter-b1-kitchen", profile, connection, 5.0)], lambda _s: None
+        )
+        try:
+            sample = await driver.read_once("meter-b1-kitchen")
+        finally:
+            await driver.stop()
+    assert sample.bad == {}
+    v = sample.values
+    assert v["current_l1_a"] == pytest.approx(160.0)
+    assert v["active_power_total_w"] == pytest.approx(110_000.0)
+    assert v["active_power_l1_w"] == pytest.approx(35_200.0)
+    assert v["voltage_l1_v"] == pytest.approx(230.0)
+    # 0.01 kWh on the secondary side is 0.4 kWh on the primary: the counter's resolution.
+    assert v["energy_import_kwh"] == pytest.approx(123_456.78, abs=0.2)
+    assert v["power_factor_total"] == pytest.approx(0.95)
