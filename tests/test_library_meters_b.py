@@ -104,6 +104,83 @@ def test_pm5xxx_model_name_from_a_pm5310_dump() -> None:
     assert text == b"Schneider Electric"
 
 
+# SolarNetwork/solarnetwork-node PM5100DataTests.java: the registers of a PM5330 (firmware
+# 2.1.4) that SolarNetwork's PM5100 reader is tested on, each array at its 0-based start.
+# fmt: off
+PM5330_REGISTERS: dict[int, list[int]] = {
+    28: [
+        0x0000, 0x506F, 0x7765, 0x7220, 0x4D65, 0x7465, 0x7220, 0x0000, 0x0000, 0x0000, 0x0000,
+        0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x504D,
+        0x3533, 0x3330, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000,
+        0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x5363, 0x686E, 0x6569,
+        0x6465, 0x7220, 0x456C, 0x6563, 0x7472, 0x6963, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000,
+        0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x3BA9,
+    ],
+    2998: [
+        0x3E11, 0x42DB, 0x6B85, 0x42D8, 0x570A, 0x42DC, 0x6B85, 0x8000, 0x8000, 0x0000, 0x0000,
+        0x42DB, 0x6A20, 0x3FDA, 0x90FE, 0x3EAB, 0x06E0, 0x3FAF, 0xCF0B, 0x3FDA, 0x90FE, 0x43F8,
+        0x0A73, 0x43F6, 0xC5B1, 0x43F6, 0xEA0F, 0x43F7, 0x3E11, 0x438E, 0x86AF, 0x438E, 0xF30F,
+        0x438E, 0xCED0, 0x8000, 0x8000, 0x438E, 0xC2DA, 0x3EA5, 0x5473, 0x3E42, 0xBF84, 0x3E07,
+        0xE961, 0x3EA5, 0x5473, 0x3E28, 0x9567, 0x3E07, 0x1209, 0x3D06, 0x0D76, 0x3E28, 0x9567,
+        0x41F5, 0x8370, 0x41FB, 0x2E41, 0x41FD, 0xAEF4, 0x42BB, 0x9829, 0xBFDE, 0x601E, 0x4008,
+        0x8510, 0xBFED, 0x2324, 0xBFBA, 0x7921, 0x0000,
+    ],
+    3074: [
+        0x0000, 0x42BB, 0xF20F, 0x3F80, 0x3461, 0x3F7F, 0x6947, 0x3F80, 0x37C8, 0x3F80, 0x3D3A,
+        0x3F80, 0x0110, 0x3F7F, 0xDEF3, 0x3F80, 0x0165, 0x3F80, 0x0654, 0x8000, 0x8000, 0x8000,
+        0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000,
+        0x8000, 0x8000, 0x4270, 0x070C, 0x0000,
+    ],
+    3202: [
+        0x0000, 0x0000, 0x0000, 0x046E, 0x73EA, 0x0000, 0x0000, 0x0001, 0x6481, 0x0000, 0x0000,
+        0x046F, 0xD86B, 0x0000, 0x0000, 0x046D, 0x0F69, 0x0000, 0x0000, 0x0027, 0x90C1, 0x0000,
+        0x0000, 0x000F, 0xF38A, 0x0000, 0x0000, 0x0037, 0x844B, 0x0000, 0x0000, 0x0017, 0x9D37,
+        0x0000, 0x0000, 0x0481, 0xCE9A, 0x0000, 0x0000, 0x0011, 0xC261, 0x0000,
+    ],
+}
+# fmt: on
+
+
+def test_pm5xxx_decodes_solarnetwork_pm5330_registers() -> None:
+    image = image_of(HOLDING, PM5330_REGISTERS)
+    decoded = decode("schneider_pm5xxx", image)
+    # no neutral CT: the meter sends 0x8000 0x8000 for it
+    assert decoded.bad == {"current_neutral_a": "not_available"}
+    v = decoded.values
+    assert v["model_name"] == "PM5330"
+    # What SolarNetwork's tests expect (float32 values; powers in whole W, energy in Wh)
+    close = {
+        "frequency_hz": 60.00688,
+        "voltage_ln_avg_v": 285.52228,
+        "voltage_l1_v": 285.05222,
+        "voltage_l2_v": 285.8989,
+        "voltage_l3_v": 285.61572,
+        "voltage_ll_avg_v": 494.4849,
+        "voltage_l1_l2_v": 496.08163,
+        "voltage_l2_l3_v": 493.54446,
+        "voltage_l3_l1_v": 493.82858,
+        "current_avg_a": 109.707275,
+        "current_l1_a": 109.71,
+        "current_l2_a": 108.17,
+        "current_l3_a": 110.21,
+    }
+    for name, expected in close.items():
+        assert v[name] == pytest.approx(expected, rel=1e-7), name
+    watts = {
+        "active_power_total_w": 93797,
+        "active_power_l1_w": 30689,
+        "active_power_l2_w": 31398,
+        "active_power_l3_w": 31710,
+    }
+    for name, expected in watts.items():
+        assert v[name] == pytest.approx(expected, abs=0.5), name
+    assert v["energy_import_kwh"] == pytest.approx(74347.498, abs=1e-9)
+    assert v["energy_export_kwh"] == pytest.approx(91.265, abs=1e-9)
+    # SolarNetwork passes the four-quadrant register on (1.0018685); decoded, just below unity
+    assert v["power_factor_total"] == pytest.approx(2 - 1.0018685, abs=1e-6)
+    assert 0.99 < v["power_factor_l1"] < 1.0
+
+
 def test_pm5xxx_power_in_kw_and_energy_in_wh() -> None:
     # No public capture: words written from the register list's encoding (float32 kW at
     # register 3060, INT64 Wh at 3204 and 3208).
@@ -178,6 +255,92 @@ def test_iem3xxx_addresses_are_the_register_numbers_minus_one() -> None:
     }
     assert {name: specs[name].address for name in mbmd} == mbmd
     assert {name: specs[name].address + 1 for name in lucab85} == lucab85
+
+
+# SolarNetwork/solarnetwork-node test-pm3200-data-01.txt: a register dump (0-based addresses)
+# of an iEM3255, firmware 1.3.007, made 2016-06-01, which PM3200DataTests reads; the blocks this
+# profile reads.
+# fmt: off
+IEM3255_DUMP: dict[int, list[int]] = {
+    29: [
+        0x456E, 0x6572, 0x6779, 0x204D, 0x6574, 0x6572, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020,
+        0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x6945, 0x4D33,
+        0x3235, 0x3520, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020,
+        0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x5363, 0x686E, 0x6569, 0x6465,
+        0x7220, 0x456C, 0x6563, 0x7472, 0x6963, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020,
+        0x2020, 0x2020, 0x2020, 0x2020, 0x2020,
+    ],
+    2999: [
+        0x4026, 0x86F2, 0x4067, 0x32FB, 0x40E6, 0x43D1, 0xFFC0, 0x0000, 0xFFC0, 0x0000, 0x408F,
+        0x0AED, 0xFFC0, 0x0000, 0xFFC0, 0x0000, 0xFFC0, 0x0000, 0xFFC0, 0x0000, 0x43D0, 0x3D8D,
+        0x43D1, 0x543F, 0x43D2, 0xF03C, 0x43D1, 0x80AD, 0x436F, 0x4A85, 0x4370, 0xF186, 0x4375,
+        0x9346, 0xFFC0, 0x0000, 0x4371, 0xEFC5,
+    ],
+    3053: [
+        0x3F1A, 0x1B51, 0x3F01, 0x7FC3, 0xBFDB, 0x7E8E, 0xBF1B, 0x6208, 0xFFC0, 0x0000, 0xFFC0,
+        0x0000, 0xFFC0, 0x0000, 0xBF79, 0x3EF9, 0xFFC0, 0x0000, 0xFFC0, 0x0000, 0xFFC0, 0x0000,
+        0x3F91, 0x561B, 0xFFC0, 0x0000, 0xFFC0, 0x0000, 0xFFC0, 0x0000, 0xBF03, 0xB774,
+    ],
+    3109: [
+        0x4248, 0x4329,
+    ],
+    3203: [
+        0x0000, 0x0000, 0x04F0, 0x8803, 0x0000, 0x0000, 0x000F, 0xEA9C, 0xFFC0, 0x0000, 0xFFC0,
+        0x0000, 0xFFC0, 0x0000, 0xFFC0, 0x0000, 0x0000, 0x0000, 0x0002, 0xE226, 0x0000, 0x0000,
+        0x0160, 0x525F,
+    ],
+    3517: [
+        0x0000, 0x0000, 0x01CF, 0xF111, 0x0000, 0x0000, 0x0251, 0x40BE, 0x0000, 0x0000, 0x00F2,
+        0x66C9,
+    ],
+}
+# fmt: on
+
+
+def test_iem3xxx_decodes_solarnetwork_iem3255_dump() -> None:
+    decoded = decode("schneider_iem3xxx", image_of(HOLDING, IEM3255_DUMP))
+    assert decoded.bad == {}
+    v = decoded.values
+    assert v["model_name"] == "iEM3255"
+    # What SolarNetwork's PM3200DataTests expect of this dump
+    close = {
+        "frequency_hz": 50.065586,
+        "voltage_l1_v": 239.2910919,
+        "voltage_l2_v": 240.9434509,
+        "voltage_l3_v": 245.575286865,
+        "voltage_ll_avg_v": 419.00527954,
+        "voltage_l1_l2_v": 416.4808654785,
+        "voltage_l2_l3_v": 418.658172607,
+        "voltage_l3_l1_v": 421.876831,
+        "current_avg_a": 4.4700837,
+        "current_l1_a": 2.601986408,
+        "current_l2_a": 3.6124866,
+        "current_l3_a": 7.1957783699,
+        "power_factor_total": -0.514518,
+    }
+    for name, expected in close.items():
+        assert v[name] == pytest.approx(expected, rel=1e-7), name
+    watts = {
+        "active_power_total_w": -607,
+        "active_power_l1_w": 602,
+        "active_power_l2_w": 506,
+        "active_power_l3_w": -1715,
+    }
+    for name, expected in watts.items():
+        assert v[name] == pytest.approx(expected, abs=0.5), name
+    assert v["energy_import_kwh"] == pytest.approx(82872.323, abs=1e-9)
+    assert v["energy_export_kwh"] == pytest.approx(1043.1, abs=1e-9)
+
+
+def test_iem3xxx_counter_the_meter_lacks_is_not_available() -> None:
+    # The iEM3255 dump's registers 3212-3219 (0-based 3211-3218), an INT64 counter it lacks,
+    # read 0xFFC0 0x0000 twice; placed where the profile's export counter is.
+    decoded = decode(
+        "schneider_iem3xxx",
+        image_of(HOLDING, {3207: IEM3255_DUMP[3203][8:12]}),
+    )
+    assert IEM3255_DUMP[3203][8:12] == [0xFFC0, 0x0000, 0xFFC0, 0x0000]
+    assert decoded.bad == {"energy_export_kwh": "not_available"}
 
 
 def test_iem3xxx_decodes_kw_and_wh() -> None:
