@@ -125,6 +125,13 @@ class HttpEventsProfile(_Strict):
         description=TIMESTAMP_DESCRIPTION + " Applies to every mapping without its own.",
     )
     events: list[EventMapping] = Field(min_length=1, description="Event mappings.")
+    catch_up: Literal["hikvision_acs_search"] | None = Field(
+        default=None,
+        description="After a stream comes back, read what the device logged while it was down: "
+        "`hikvision_acs_search` (an access controller's AcsEvent search from the last event "
+        "the stream brought). Events the stream had already brought are not counted twice "
+        "(give `event_id`).",
+    )
 
     @property
     def vendor(self) -> str:
@@ -146,4 +153,10 @@ class HttpEventsProfile(_Strict):
                 raise ValueError(f"event code {code!r}: letters and digits only, e.g. VideoMotion")
         # One type per point, as InfluxDB keeps one type per field (as in MQTT profiles).
         check_one_type_per_point(type(self).__name__, "events", self.events)
+        if self.catch_up is not None and (self.protocol != "hikvision_isapi" or not self.event_id):
+            raise ValueError(
+                "catch_up: hikvision_acs_search needs a hikvision_isapi profile with `event_id` "
+                "(e.g. [AccessControllerEvent.serialNo, dateTime]), so that a record the stream "
+                "had already brought is not counted twice"
+            )
         return self

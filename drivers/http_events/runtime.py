@@ -116,6 +116,7 @@ class HttpEventsDriver:
             keepalive=min(k.interval or 0.0 for k in keepalives) if keepalives else None,
             allowance=min(k.allowance or 0.0 for k in keepalives) if keepalives else None,
             setup_error=error,
+            catch_up=any(p.catch_up is not None for p in profiles),
         )
 
     def start(self) -> None:
@@ -210,6 +211,9 @@ class HttpEventsDriver:
             "http_events_events": sum(s.events for s in streams),
             "http_events_keepalives": sum(s.keepalives for s in streams),
             "http_events_undecodable": sum(s.undecodable for s in streams),
+            "http_events_catch_ups": sum(s.catch_ups for s in streams),
+            "http_events_caught_up": sum(s.caught_up for s in streams),
+            "http_events_catch_up_failures": sum(s.catch_up_failures for s in streams),
             "http_events_parts_oversized": sum(p.oversized for p in parsers),
             "http_events_parts_skipped": sum(p.skipped for p in parsers),
             "http_events_parts_truncated": sum(p.truncated for p in parsers),

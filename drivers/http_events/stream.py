@@ -31,6 +31,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -38,7 +39,7 @@ from yarl import URL
 
 from core.once import ProblemCounter
 from core.types import Sample
-from drivers.http_events import decode
+from drivers.http_events import catch_up, decode
 from drivers.http_events.config import HttpEventsConnection
 from drivers.http_events.digest import ChallengeError, DigestAuth
 from drivers.http_events.mapper import EventMapper
@@ -99,6 +100,9 @@ class StreamStats:
     events: int = 0
     keepalives: int = 0
     undecodable: int = 0  # parts that are not the vendor's XML, JSON or text
+    catch_ups: int = 0  # event searches after a reconnect (access controllers)
+    caught_up: int = 0  # records those searches brought (the stream's own ones included)
+    catch_up_failures: int = 0
     parser: PartStats = field(default_factory=PartStats)
 
 
@@ -158,6 +162,7 @@ class EventStream:
         allowance: float | None = None,
         setup_error: str = "",
         rng: random.Random | None = None,
+        catch_up: bool = False,
     ) -> None:
         self.conn = conn
         self.protocol = protocol
@@ -201,6 +206,11 @@ class EventStream:
         self._response: aiohttp.ClientResponse | None = None  # the open stream, if any
         self._silenced = False  # judge() closed the open stream for its silence
         self._keepalive_xml = _keepalive_signature(protocol, self.members)
+        # Access controllers: after a reconnect, search the device's log from the last event
+        # the stream brought (drivers/http_events/catch_up.py).
+        self.catch_up = catch_up and protocol == "hikvision_isapi"
+        self.last_event_time: str | None = None
+        self._catching_up: asyncio.Task[None] | None = None
 
     # --- the connection loop -----------------------------------------------------------
 
@@ -262,6 +272,10 @@ class EventStream:
             _tcp_keepalive(response.connection.transport if response.connection else None)
             self._connected()
             self._response = response
+            if self.catch_up and self.last_event_time is not None:
+                self._catching_up = asyncio.create_task(
+                    self._catch_up(session, self.last_event_time), name=f"catch-up {self.name}"
+                )
             try:
                 while True:
                     data = await response.content.readany()
@@ -270,6 +284,33 @@ class EventStream:
                     self._received(data)
             finally:
                 self._response = None
+                catching_up, self._catching_up = self._catching_up, None
+                if catching_up is not None and not catching_up.done():
+                    catching_up.cancel()  # the next reconnect searches from the last event
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await catching_up
+
+    async def _catch_up(self, session: aiohttp.ClientSession, since: str) -> None:
+        """What the controller logged since the last event this stream brought."""
+        self.stats.catch_ups += 1
+        try:
+            zone = datetime.fromisoformat(since).tzinfo
+            until = datetime.now(zone).isoformat(timespec="seconds")
+            records = await catch_up.search(session, self.base, self.auth, self.ssl, since, until)
+        except (catch_up.CatchUpError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
+            self.stats.catch_up_failures += 1
+            self.problems.report(
+                f"{self.base}:catch-up",
+                f"{self.name}: the events logged while the stream was down could not be read "
+                f"({e or type(e).__name__}); they are in the controller's own log",
+            )
+            return
+        arrival = time.time_ns()
+        for record in records:
+            self.stats.caught_up += 1
+            self._deliver(catch_up.alert_of(record), arrival)
+        if records:
+            log.info("%s: %d logged records since %s", self.name, len(records), since)
 
     async def _request(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
         """The stream's response (status 200), after answering the device's challenges."""
@@ -348,17 +389,25 @@ class EventStream:
             for event in events:
                 if not isinstance(event, dict):
                     continue
-                keepalive = False
-                for member in self.members:
-                    if member.mapper.is_keepalive(event):
-                        keepalive = True
-                        continue
-                    for sample in member.mapper.samples(event, arrival):
-                        self.emit(sample)
-                if keepalive:
+                if self._deliver(event, arrival):
                     stats.keepalives += 1
                 else:
                     stats.events += 1
+
+    def _deliver(self, event: dict[str, Any], arrival: int) -> bool:
+        """Map one event to every member's Samples; True when it is a keep-alive."""
+        keepalive = False
+        for member in self.members:
+            if member.mapper.is_keepalive(event):
+                keepalive = True
+                continue
+            for sample in member.mapper.samples(event, arrival):
+                self.emit(sample)
+        if not keepalive and self.catch_up:
+            when = event.get("dateTime")
+            if isinstance(when, str):
+                self.last_event_time = when
+        return keepalive
 
     def _is_keepalive_xml(self, body: bytes) -> bool:
         """A camera's idle keep-alive, told without parsing its XML: one alert whose elements
