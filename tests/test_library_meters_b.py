@@ -380,6 +380,7 @@ def test_umg96rm_float_block_and_energy_in_wh() -> None:
             19000: float_words(229.75),
             19012: float_words(4.5),
             19026: float_words(-1520.0),  # real power L1..L3, W (delivering)
+            19044: float_words(-0.5),  # cos(phi) L1
             19050: float_words(49.98),
             19068: float_words(2_500_000.0),  # consumed, Wh
             19076: float_words(125_000.0),  # delivered, Wh
@@ -391,6 +392,7 @@ def test_umg96rm_float_block_and_energy_in_wh() -> None:
         "voltage_l1_v": 229.75,
         "current_l1_a": 4.5,
         "active_power_total_w": -1520.0,
+        "power_factor_l1": -0.5,
         "frequency_hz": struct.unpack(">f", struct.pack(">f", 49.98))[0],
         "energy_import_kwh": 2500.0,
         "energy_export_kwh": 125.0,
