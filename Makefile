@@ -27,8 +27,8 @@ servers:
 	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check core gateway drivers rules simulator tests bench
-	$(VENV)/bin/ruff format --check core gateway drivers rules simulator tests bench
+	$(VENV)/bin/ruff check core gateway drivers rules simulator accounts tests bench
+	$(VENV)/bin/ruff format --check core gateway drivers rules simulator accounts tests bench
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from accounts.config import AccountsConfig
 from core.config_types import ByteSize, Duration, Host, Secret
 from drivers.registry import DRIVERS
 from gateway.console.config import ConsoleConfig
@@ -301,6 +302,9 @@ class Site(_Strict):
         description="Rules: {id, kind, ...parameters of the kind}; `guanjia schema --rules`.",
     )
     devices: list[DeviceConfig] = Field(default_factory=list, description="Devices.")
+    accounts: AccountsConfig | None = Field(
+        default=None, description="Energy, water and carbon accounts (none: not kept)."
+    )
     notify: NotifyConfig | None = Field(
         default=None, description="Who is told of alarms, on which channels (none: nobody)."
     )
