@@ -10,6 +10,10 @@ Daikin registers) to the virtual building's AC model and read them back.
 
 from __future__ import annotations
 
+import asyncio
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from core.types import Command
@@ -17,8 +21,10 @@ from drivers.modbus.codec import decode_all, resolve
 from drivers.modbus.config import TcpConnection
 from drivers.modbus.driver import ModbusDevice, ModbusDriver
 from drivers.modbus.profile import Function, Profile
+from gateway.config_load import load_site
+from gateway.service import Gateway
 from simulator.clock import SimClock
-from simulator.models.hvac import MODE_COOL, MODE_FAN, MODE_HEAT, AcUnit
+from simulator.models.hvac import MODE_AUTO, MODE_COOL, MODE_FAN, MODE_HEAT, AcUnit
 from simulator.server import SimulatedDevice, serve
 from tests.test_profiles import Image, decode_image, profile_named, spec_of
 
@@ -300,3 +306,88 @@ async def test_intesis_midea_units_behind_one_unit_id_take_their_own_writes() ->
     assert (after.values["mode"], after.values["setpoint_degc"]) == (4, 26.0)
     assert (second.mode, second.setpoint) == (MODE_COOL, 26.0)
     assert (first.mode, first.setpoint) == (MODE_HEAT, 20.0)
+
+
+# --- the AC policy governs the gateways -------------------------------------------------------
+
+
+async def test_ac_policy_governs_intesis_and_daikin_units_in_their_own_codes(
+    tmp_path: Path,
+) -> None:
+    """The real gateway with ac_policy rules given each gateway's cooling code (Intesis 4,
+    Daikin 2): units cooling at 22 °C in summer are written back to 26 °C, the Daikin one
+    through its unit's packed holding registers; a unit in Intesis' Auto (code 0, CoolMasterNet's
+    Cool) is left alone."""
+    clock = SimClock(speed=0.0)
+    intesis = profile_named("intesis_inmbs_ac")
+    daikin = profile_named("daikin_dta116a51")
+    cooling = AcUnit(intesis, clock, on=True, mode=MODE_COOL, setpoint=22.0)
+    auto = AcUnit(intesis, clock, on=True, mode=MODE_AUTO, setpoint=22.0)
+    vrv = AcUnit(daikin, clock, on=True, mode=MODE_COOL, setpoint=22.0)
+    devices = [
+        SimulatedDevice(intesis, cooling, unit=1),
+        SimulatedDevice(intesis, auto, unit=2),
+        SimulatedDevice(daikin, vrv, unit=3),
+    ]
+    async with await serve(devices) as server:
+        site = tmp_path / "site.yaml"
+        site.write_text(
+            textwrap.dedent(f"""\
+            site: {{name: 市行政中心, id: city-hall}}
+            alarms: {{store: alarms.sqlite}}
+            commands: {{allow: ["ac-*:setpoint_degc", "vrv-*:unit*_setpoint_degc"]}}
+            devices:
+              - id: ac-501
+                profile: intesis_inmbs_ac
+                modbus: {{transport: tcp, host: 127.0.0.1, port: {server.port}, unit: 1}}
+                poll: 0.2s
+                tags: {{zone: "501"}}
+              - id: ac-502
+                profile: intesis_inmbs_ac
+                modbus: {{transport: tcp, host: 127.0.0.1, port: {server.port}, unit: 2}}
+                poll: 0.2s
+                tags: {{zone: "502"}}
+              - id: vrv-6f
+                profile: daikin_dta116a51
+                modbus: {{transport: tcp, host: 127.0.0.1, port: {server.port}, unit: 3}}
+                poll: 0.2s
+                tags: {{zone: "6f"}}
+            rules:
+              - id: ac-policy-intesis
+                kind: ac_policy
+                enforce: true
+                grace: 0s
+                summer: {{start: "01-01", end: "12-31"}}
+                scope: {{devices: ["ac-*"]}}
+                cool_modes: [4]
+                heat_modes: [1]
+              - id: ac-policy-vrv-1-00
+                kind: ac_policy
+                enforce: true
+                grace: 0s
+                summer: {{start: "01-01", end: "12-31"}}
+                scope: {{devices: [vrv-6f]}}
+                setpoint_point: unit0_setpoint_degc
+                mode_point: unit0_mode
+                power_point: unit0_on_off
+                cool_modes: [2]
+                heat_modes: [1]
+            """),
+            encoding="utf-8",
+        )
+        gateway = Gateway(load_site(site), health_interval=3600)
+        await gateway.start()
+        try:
+            for _ in range(100):
+                if cooling.setpoint == 26.0 and vrv.setpoint == 26.0:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # more polls: the unit left in Auto stays as it is
+        finally:
+            await gateway.stop()
+    assert (cooling.setpoint, vrv.setpoint) == (26.0, 26.0)
+    assert auto.setpoint == 22.0
+    assert vrv.units["unit1_"].setpoint == 22.0  # no rule names unit 1-01's points
+    # The write went to the holding register of unit 1-00 and kept its fan speed.
+    assert ("unit0_setpoint_degc", 26.0) in [(p, v) for _t, p, v in vrv.writes]
+    assert vrv.fan_speed == 3
