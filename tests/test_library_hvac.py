@@ -227,6 +227,54 @@ def test_daikin_adapter_registers() -> None:
     }
 
 
+# --- Hitachi HC-A(8/16/64)MB ------------------------------------------------------------------
+
+
+def test_hitachi_unit_address_and_signed_temperatures() -> None:
+    # PMML0351A rev.4 p.10: register = 2000 + 32 x unit address + offset; note (2): the
+    # temperature readings are signed 16-bit, two's complement. Unit address 5 (base 2160):
+    # settings on, Heat (3), Auto fan (4), 24 °C, louver Auto (7), nothing central; status the
+    # same; air inlet 21 °C, outlet 38 °C, gas pipe -5 °C (0xFFFB), alarm code 0, Thermo ON (2).
+    specs = resolve(profile_named("hitachi_hc_a_mb"), base=2000 + 32 * 5)
+    assert spec_of(specs, "setpoint_degc").address == 2166
+    words = [1, 5, 7, 1, 3, 4, 24, 7, 0, 1, 3, 4, 24, 7, 0, 21, 38, 0xFFFB, 30, 0, 0, 55, 2]
+    image = holding({2160: words, 2184: [0xFFFE, 22], 2191: [23]})
+    decoded = decode_all(specs, decode_image(specs, image))
+    assert decoded.bad == {}
+    assert decoded.values == {
+        "present": 1,
+        "on_off": 1,
+        "mode": 3,
+        "fan_speed": 4,
+        "setpoint_degc": 24.0,
+        "swing": 7,
+        "central_lock_bits": 0,
+        "on_off_status": 1,
+        "mode_status": 3,
+        "fan_speed_status": 4,
+        "setpoint_status_degc": 24.0,
+        "swing_status": 7,
+        "room_temperature_degc": 21.0,
+        "outlet_temperature_degc": 38.0,
+        "gas_pipe_temperature_degc": -5.0,
+        "liquid_pipe_temperature_degc": 30.0,
+        "malfunction_code": 0.0,
+        "compressor_stop_cause": 0,
+        "expansion_valve_pct": 55.0,
+        "operation_condition": 2,
+        "ambient_temperature_degc": -2.0,
+        "remote_controller_temperature_degc": 22.0,
+        "remote_sensor_temperature_degc": 23.0,
+    }
+
+
+def test_hitachi_mode_codes_are_the_manuals() -> None:
+    # PMML0175A p.12 and PMML0351A: 0 Cool, 1 Dry, 2 Fan, 3 Heat, 4 Auto, for setting and status.
+    specs = resolve(profile_named("hitachi_hc_a_mb"))
+    labels = {0: "Cool", 1: "Dry", 2: "Fan", 3: "Heat", 4: "Auto"}
+    assert spec_of(specs, "mode").enum == spec_of(specs, "mode_status").enum == labels
+
+
 # --- writes through the driver to the virtual building -----------------------------------------
 
 
@@ -306,6 +354,27 @@ async def test_intesis_midea_units_behind_one_unit_id_take_their_own_writes() ->
     assert (after.values["mode"], after.values["setpoint_degc"]) == (4, 26.0)
     assert (second.mode, second.setpoint) == (MODE_COOL, 26.0)
     assert (first.mode, first.setpoint) == (MODE_HEAT, 20.0)
+
+
+async def test_hitachi_heat_written_in_its_own_code() -> None:
+    """Heat is 3 on H-LINK (1 on CoolMasterNet): written through the driver at unit address 1,
+    the simulated unit heats, and its status registers report it."""
+    profile = profile_named("hitachi_hc_a_mb")
+    model = AcUnit(profile, SimClock(speed=0.0), on=True, mode=MODE_COOL, setpoint=26.0)
+    async with await serve([SimulatedDevice(profile, model, unit=4, base=2032)]) as server:
+        driver = _driver(server.port, "ac-702", profile, unit=4, base=2032)
+        before = await driver.read_once("ac-702")
+        mode = await driver.write(Command("ac-702", "mode", 3, "test"))
+        setpoint = await driver.write(Command("ac-702", "setpoint_degc", 20, "test"))
+        after = await driver.read_once("ac-702")
+        await driver.stop()
+    assert before.values["mode"] == 0
+    assert mode.ok, mode.reason
+    assert setpoint.ok, setpoint.reason
+    assert (model.mode, model.setpoint) == (MODE_HEAT, 20.0)
+    v = after.values
+    assert (v["mode"], v["mode_status"], v["setpoint_status_degc"]) == (3, 3, 20.0)
+    assert v["outlet_temperature_degc"] == 40.0  # warm air out
 
 
 # --- the AC policy governs the gateways -------------------------------------------------------

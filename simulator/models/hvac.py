@@ -17,7 +17,12 @@ from datetime import datetime
 from core.types import Value
 from drivers.modbus.profile import Profile
 from simulator.clock import SimClock
-from simulator.models.base import DeviceModel, indoor_free_temperature, noise
+from simulator.models.base import (
+    DeviceModel,
+    indoor_free_temperature,
+    noise,
+    outdoor_temperature,
+)
 
 # CoolMasterNet mode codes (profile coolmaster_indoor).
 MODE_COOL, MODE_HEAT, MODE_AUTO, MODE_DRY, MODE_HAUX, MODE_FAN, MODE_HH = range(7)
@@ -196,6 +201,14 @@ class AcUnit(DeviceModel):
             return _label_code(labels, "cool", 2)
         return _label_code(labels, "fan", 0)
 
+    def _supply_air(self, room: float) -> float:
+        """Air leaving the coil: cold when cooling, warm when heating, the room's otherwise."""
+        if self.on and self.mode in (MODE_COOL, MODE_DRY):
+            return 14.0
+        if self.on and self.mode in _HEATING_MODES:
+            return 40.0
+        return room
+
     def _compute(self, local: datetime) -> dict[str, Value]:
         ts = local.timestamp()
         self.advance(ts)
@@ -229,6 +242,20 @@ class AcUnit(DeviceModel):
             "operation_time_h": self.operation_s // 3600,
             # A thermostat on the Modbus side, as a BMS would feed one.
             "external_temperature_degc": round(sensed, 1),
+            # Hitachi H-LINK gateways: the unit's own readings beside the settings.
+            "present": 1,
+            "central_lock_bits": self.lock_bits,
+            "fan_speed_status": self.fan_speed,
+            "swing_status": self.swing,
+            "outlet_temperature_degc": self._supply_air(sensed),
+            "gas_pipe_temperature_degc": self._supply_air(sensed),
+            "liquid_pipe_temperature_degc": self._supply_air(sensed),
+            "compressor_stop_cause": 0,
+            "expansion_valve_pct": 40 if self.on else 0,
+            "operation_condition": 2 if self.on else 0,
+            "ambient_temperature_degc": outdoor_temperature(local, self.seed),
+            "remote_controller_temperature_degc": sensed,
+            "remote_sensor_temperature_degc": sensed,
             **self.settings,
         }
         if not self.units:
