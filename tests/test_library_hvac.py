@@ -11,6 +11,7 @@ Daikin registers) to the virtual building's AC model and read them back.
 from __future__ import annotations
 
 import asyncio
+import re
 import textwrap
 from pathlib import Path
 
@@ -460,3 +461,24 @@ async def test_ac_policy_governs_intesis_and_daikin_units_in_their_own_codes(
     # The write went to the holding register of unit 1-00 and kept its fan speed.
     assert ("unit0_setpoint_degc", 26.0) in [(p, v) for _t, p, v in vrv.writes]
     assert vrv.fan_speed == 3
+
+
+def test_the_mode_code_table_matches_the_profiles() -> None:
+    """drivers/POINT_NAMES.md tells a site which codes to give its AC rules for each gateway:
+    every code it lists is the profile's, with the label it says."""
+    text = (Path(__file__).parents[1] / "drivers" / "POINT_NAMES.md").read_text("utf-8")
+    table = text.split("## HVAC mode codes by profile", 1)[1]
+    rows = [r for r in table.splitlines() if r.startswith("| `")]
+    assert len(rows) == 4
+    for row in rows:
+        names, cool, heat, other = (c.strip() for c in row.strip("|").split("|"))
+        for name in re.findall(r"`([a-z0-9_]+)`", names.split("(")[0]):
+            specs = resolve(profile_named(name))
+            mode = next(s for s in specs if s.name in ("mode", "unit0_mode"))
+            assert mode.enum is not None
+            labels = {code: label.lower() for code, label in mode.enum.items()}
+            assert labels[int(cool)].startswith("cool"), (name, cool)
+            for code in re.findall(r"\d+", re.sub(r"\(.*?\)", "", heat)):
+                assert labels[int(code)].startswith(("heat", "haux", "hh")), (name, code)
+            for code, label in re.findall(r"(\d+) (\w+)", other):
+                assert labels[int(code)].startswith(label.lower()), (name, code, label)
