@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Carrier = Literal["electricity", "water", "gas", "heat"]
 # What a counter measures: energy drawn from the grid (import), sent to it (export), made on
@@ -30,6 +30,18 @@ class CounterSpec(_Strict):
     carrier: Carrier = Field(description="electricity, water, gas or heat.")
     flow: Flow = Field(description="import, export, generation, charging or consumption.")
     unit: Literal["kWh", "m3", "GJ"] = Field(description="The counter's unit (kWh, m3, GJ).")
+    max_per_hour: float | None = Field(
+        default=None,
+        gt=0,
+        description="The most the meter can count in an hour; a rise beyond it is an "
+        "implausible jump, flagged and not counted (default by unit: 20000 kWh, 1000 m3, 100 GJ).",
+    )
+    rollover: float | None = Field(
+        default=None,
+        gt=0,
+        description="The value at which the counter reads 0 again (e.g. 100000000 for eight "
+        "digits); none: a drop is a restart from 0 or a new meter.",
+    )
 
 
 # The counters the accounts take by default, by point name (drivers/POINT_NAMES.md) and the
@@ -94,6 +106,18 @@ class DataRoom(_Strict):
     pue_limit: float = Field(default=1.8, gt=1, description="PUE above this alarms.")
 
 
+class MeterSwap(_Strict):
+    """A meter replaced on site: the new meter's counter starts elsewhere."""
+
+    device: str = Field(description="The device id whose meter was replaced.")
+    point: str = Field(description="The counter point, e.g. energy_import_kwh.")
+    at: AwareDatetime = Field(description="When, with its zone: 2026-07-14T10:30:00+08:00.")
+    new_start: float = Field(ge=0, description="The new meter's counter when it was fitted.")
+    old_final: float | None = Field(
+        default=None, ge=0, description="The old meter's last value, if noted."
+    )
+
+
 class AccountsConfig(_Strict):
     """Energy, water and carbon accounts of the site."""
 
@@ -117,6 +141,15 @@ class AccountsConfig(_Strict):
     )
     data_rooms: dict[str, DataRoom] = Field(
         default_factory=dict, description="Data rooms by name, for PUE."
+    )
+    store: str = Field(
+        default="var/accounts.sqlite",
+        description="SQLite file of the counters' history (relative to the site file).",
+    )
+    swaps: list[MeterSwap] = Field(
+        default_factory=list,
+        description="Meter swaps: what both meters counted around one is kept (undeclared, "
+        "a drop is taken as a new meter and nothing is counted across it).",
     )
     keep_days: int = Field(
         default=40,
