@@ -16,8 +16,8 @@ import yaml
 
 from gateway.cli import main
 from tests.modbus_devices import meter_image, modbus_server
-from tests.servers import InfluxDB1Server, free_ports
-from tests.sites import meter_site
+from tests.servers import InfluxDB1Server
+from tests.sites import demo_on_free_ports, meter_site
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -284,12 +284,7 @@ async def test_every_command_works_on_the_demo_site(
     )
     # A Modbus device of the demo site against the virtual building; the demo's fixed ports
     # moved to free ones, so a demo running on this machine does not get in the way.
-    text = DEMO.read_text(encoding="utf-8")
-    ports = sorted(set(re.findall(r"port: (150\d\d)", text)))
-    for old, new in zip(ports, free_ports(len(ports)), strict=True):
-        text = text.replace(f"port: {old}", f"port: {new}")
-    demo = tmp_path / "demo-site.yaml"
-    demo.write_text(text, encoding="utf-8")
+    demo, _moved = demo_on_free_ports(tmp_path)
     building = await start_building(read_site(demo), SimClock())
     try:
         result = await asyncio.to_thread(_guanjia, "read", str(demo), "ac-301", "--json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from simulator.building import start_building
 from simulator.clock import SimClock
 from simulator.site import read_site
-from tests.servers import free_ports
+from tests.sites import demo_on_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
@@ -21,13 +20,7 @@ METER = "meter-3f-dlt645"
 
 
 def _demo_on_free_ports(tmp_path: Path) -> Path:
-    text = DEMO_SITE.read_text(encoding="utf-8")
-    ports = sorted(set(re.findall(r"port: (150\d\d)", text)))
-    for old, new in zip(ports, free_ports(len(ports)), strict=True):
-        text = text.replace(f"port: {old}", f"port: {new}")
-    copy = tmp_path / "demo-site.yaml"
-    copy.write_text(text, encoding="utf-8")
-    return copy
+    return demo_on_free_ports(tmp_path)[0]
 
 
 async def _guanjia(*args: str) -> tuple[int, str, str]:

@@ -25,9 +25,8 @@ def _defaults() -> set[tuple[str, str]]:
     pairs: set[tuple[str, str]] = set()
     for kind, cls in KINDS.items():
         for name, field in cls.Params.model_fields.items():
-            if not (name.endswith("_point") or name.endswith("_points") or name == "point"):
-                if name != "points":
-                    continue
+            if not (name.endswith(("_point", "_points")) or name in ("point", "points")):
+                continue
             default = field.get_default(call_default_factory=True)
             if default is PydanticUndefined or default is None:
                 continue

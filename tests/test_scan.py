@@ -25,6 +25,7 @@ from simulator.building import Building, start_building
 from simulator.clock import SimClock
 from simulator.site import read_site
 from tests.servers import free_ports
+from tests.sites import demo_on_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 WEEKDAY_NOON = datetime(2025, 7, 15, 12, 0)
@@ -253,13 +254,7 @@ async def test_readme_scan_example_runs_against_the_demo_building(tmp_path: Path
     section = readme.split("### Finding the devices on a line", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"^\.venv/bin/guanjia (scan .*)$", section, re.M)
     assert commands, "README.md lost its scan example"
-    text = (ROOT / "config" / "demo-site.yaml").read_text(encoding="utf-8")
-    ports = sorted(set(re.findall(r"port: (150\d\d)", text)))
-    moved = dict(zip(ports, map(str, free_ports(len(ports))), strict=True))
-    for old, new in moved.items():
-        text = text.replace(f"port: {old}", f"port: {new}")
-    site = tmp_path / "demo-site.yaml"
-    site.write_text(text, encoding="utf-8")
+    site, moved = demo_on_free_ports(tmp_path)
     async with _building(site):
         for command in commands:
             for old, new in moved.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -40,7 +39,7 @@ from simulator.models import (
 )
 from simulator.server import SimulatedDevice, serve
 from simulator.site import read_site
-from tests.servers import free_ports
+from tests.sites import demo_on_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
@@ -411,16 +410,9 @@ def test_bits_coils_and_discrete_inputs() -> None:
 
 
 def _demo_on_free_ports(tmp_path: Path) -> Path:
-    """A copy of the demo site with its fixed Modbus ports moved to free ones (tests may run in
-    parallel, a demo may be running); the gateway and the building both read the copy. Its
-    MQTT devices are simulated elsewhere (test_mqtt_simulator.py)."""
-    text = DEMO_SITE.read_text(encoding="utf-8")
-    ports = sorted(set(re.findall(r"port: (150\d\d)", text)))
-    for old, new in zip(ports, free_ports(len(ports)), strict=True):
-        text = text.replace(f"port: {old}", f"port: {new}")
-    copy = tmp_path / "demo-site.yaml"
-    copy.write_text(text, encoding="utf-8")
-    return copy
+    """The demo site on free ports (tests/sites.py); its MQTT devices are simulated elsewhere
+    (test_mqtt_simulator.py)."""
+    return demo_on_free_ports(tmp_path)[0]
 
 
 def test_demo_site_is_valid_and_reads_clean_through_the_driver(tmp_path: Path) -> None:

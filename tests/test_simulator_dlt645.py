@@ -4,7 +4,6 @@ the building's clock."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from gateway.site import BrokerConfig, MqttConfig
 from simulator.building import start_building
 from simulator.clock import SimClock
 from simulator.site import read_site
-from tests.servers import free_ports
+from tests.sites import demo_on_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
@@ -27,13 +26,7 @@ WEEKDAY_10AM = datetime(2025, 7, 15, 10, 0)
 
 
 def _demo_on_free_ports(tmp_path: Path) -> Path:
-    text = DEMO_SITE.read_text(encoding="utf-8")
-    ports = sorted(set(re.findall(r"port: (150\d\d)", text)))
-    for old, new in zip(ports, free_ports(len(ports)), strict=True):
-        text = text.replace(f"port: {old}", f"port: {new}")
-    copy = tmp_path / "demo-site.yaml"
-    copy.write_text(text, encoding="utf-8")
-    return copy
+    return demo_on_free_ports(tmp_path)[0]
 
 
 async def test_the_building_serves_the_demo_dlt645_meter_to_the_gateway(tmp_path: Path) -> None:

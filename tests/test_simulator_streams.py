@@ -6,7 +6,6 @@ loss, a car at the gate) arrives as the points the profiles map, from every vend
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from gateway.site import BrokerConfig, MqttConfig
 from simulator.building import start_building
 from simulator.clock import SimClock
 from simulator.site import read_site
-from tests.servers import free_ports
+from tests.sites import demo_on_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
@@ -35,16 +34,7 @@ STREAM_DEVICES = {
 
 
 def _demo_on_free_ports(tmp_path: Path) -> Path:
-    text = DEMO_SITE.read_text(encoding="utf-8")
-    ports = sorted(set(re.findall(r"port: (150\d\d)", text)))
-    for old, new in zip(ports, free_ports(len(ports)), strict=True):
-        text = text.replace(f"port: {old}", f"port: {new}")
-    copy = tmp_path / "demo-site.yaml"
-    copy.write_text(text, encoding="utf-8")
-    (tmp_path / "demo-camera.secret").write_text(
-        (ROOT / "config" / "demo-camera.secret").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    return copy
+    return demo_on_free_ports(tmp_path)[0]
 
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -98,9 +88,11 @@ async def test_the_building_streams_its_cameras_and_doors_to_the_gateway(tmp_pat
         await _until(lambda: len(points("cam-gate-out", "plate")) == 1, "traffic plate")
         for camera in ("cam-gate-in", "cam-gate-out"):
             (plate,) = points(camera, "plate")
-            assert isinstance(plate, str) and plate.startswith("苏"), plate
+            assert isinstance(plate, str)
+            assert plate.startswith("苏"), plate
             (speed,) = points(camera, "speed_kmh")
-            assert isinstance(speed, (int, float)) and 0 < speed <= 60
+            assert isinstance(speed, (int, float))
+            assert 0 < speed <= 60
         health = driver.health()
         assert health["http_events_undecodable"] == 0
         assert health["http_events_unmatched"] == 0
