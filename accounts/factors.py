@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from accounts.config import GridRegion
@@ -175,8 +176,18 @@ def data_file(name_or_path: str, base_dir: Path | None, directory: Path = FACTOR
 
 
 def available(directory: Path = FACTORS_DIR) -> list[str]:
-    """The names of the data files in `directory`."""
-    return sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+    """The names of the factor sets in `directory` (its other files hold standards)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p.stem for p in directory.glob("*.yaml") if _is_factor_set(p))
+
+
+def _is_factor_set(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "carriers" in data
 
 
 def load_data(path: Path, model: type[Model]) -> tuple[Model, LineMap]:
@@ -246,17 +257,13 @@ def load_factors(name_or_path: str, base_dir: Path | None = None) -> FactorSet:
     path = data_file(name_or_path, base_dir)
     if not path.is_file():
         names = available()
-        raise ConfigError(
-            [
-                Problem(
-                    str(path),
-                    None,
-                    "",
-                    f"no factor set '{name_or_path}'; sets in {FACTORS_DIR}: "
-                    f"{', '.join(names) or 'none'}" + suggest(name_or_path, names),
-                )
-            ]
+        message = (
+            "no such file; check the path (relative to the site file's folder)"
+            if path.parent != FACTORS_DIR
+            else f"no factor set '{name_or_path}'; sets in {FACTORS_DIR}: "
+            f"{', '.join(names) or 'none'}" + suggest(name_or_path, names)
         )
+        raise ConfigError([Problem(str(path), None, "", message)])
     factors, lines = load_data(path, FactorSet)
     problems = _reference_problems(factors, str(path), lines)
     if problems:

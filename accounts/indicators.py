@@ -52,22 +52,12 @@ def per_person(amount: float, headcount: int | None) -> float | None:
 
 
 def corrected_intensity(
-    kwh_per_m2: float,
-    correction: UseCorrection,
-    owner: Owner,
-    hours_per_year: float | None = None,
-    m2_per_person: float | None = None,
+    kwh_per_m2: float, correction: UseCorrection, owner: Owner, hours_per_year: float
 ) -> float:
-    """A measured kWh/(m²·a) brought to the standard's reference use: longer hours and a
-    denser building lower it. A factor whose input is unknown is left out (1)."""
-    value = kwh_per_m2
-    if hours_per_year:
-        h = correction.hours_fixed_share
-        value *= h + (1 - h) * correction.reference_hours[owner] / hours_per_year
-    if m2_per_person:
-        d = correction.density_fixed_share
-        value *= d + (1 - d) * m2_per_person / correction.reference_m2_per_person[owner]
-    return value
+    """A measured kWh/(m²·a) brought to the standard's reference operating hours: a building
+    used longer than the reference gets a lower corrected value."""
+    h = correction.hours_fixed_share
+    return kwh_per_m2 * (h + (1 - h) * correction.reference_hours[owner] / hours_per_year)
 
 
 Verdict = Literal["guide", "constraint", "over"]
@@ -78,7 +68,7 @@ class LimitComparison:
     """A building's year against its row of the office table."""
 
     measured: float  # kWh/(m²·a)
-    corrected: float  # after the use correction (= measured without one)
+    corrected: float  # at the reference hours (= measured without hours or a correction)
     constraint: float
     guide: float
     verdict: Verdict  # guide: at or below the guide value; constraint: at or below it; over
@@ -94,14 +84,14 @@ def against_office_limits(
     hours_per_year: float | None = None,
 ) -> LimitComparison:
     """A year's non-heating energy use (all carriers as kWh, heating excluded) against the
-    constraint and guide values of the building's class, owner and climate zone."""
+    constraint and guide values of the building's class, owner and climate zone; corrected
+    to the standard's reference hours when the building's hours a year are given."""
     row = standard.office_limit(building.building_class, building.owner, building.climate_zone)
     measured = non_heating_kwh / building.area_m2
     corrected, verified = measured, standard.verified
-    if standard.correction is not None:
-        m2_per_person = ratio(building.area_m2, building.headcount)
+    if standard.correction is not None and hours_per_year:
         corrected = corrected_intensity(
-            measured, standard.correction, building.owner, hours_per_year, m2_per_person
+            measured, standard.correction, building.owner, hours_per_year
         )
         verified = verified and standard.correction.verified
     verdict: Verdict = (

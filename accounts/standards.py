@@ -37,13 +37,11 @@ class OfficeLimit(_Strict):
 
 
 class UseCorrection(_Strict):
-    """corrected = measured × (h + (1−h)·T0/T) × (d + (1−d)·S/S0)."""
+    """corrected = measured × (h + (1−h)·T0/T): a measured value at the reference hours."""
 
     verified: bool = Field(default=True, description="false: not confirmed in the standard.")
     hours_fixed_share: float = Field(ge=0, le=1, description="h: the share hours don't change.")
-    density_fixed_share: float = Field(ge=0, le=1, description="d: the share density doesn't.")
     reference_hours: dict[Owner, float] = Field(description="T0, hours a year, by owner.")
-    reference_m2_per_person: dict[Owner, float] = Field(description="S0, m² a person.")
 
 
 class EnergyStandard(_Strict):
@@ -57,7 +55,7 @@ class EnergyStandard(_Strict):
     unit: Literal["kWh/(m2·a)"] = Field(description="The table's unit.")
     office_non_heating: list[OfficeLimit] = Field(min_length=1, description="The table's rows.")
     correction: UseCorrection | None = Field(
-        default=None, description="Correction of a measured value for hours and occupancy."
+        default=None, description="Correction of a measured value for operating hours."
     )
 
     @model_validator(mode="after")
