@@ -5,10 +5,8 @@ address discovery; and the site-file checks before anything connects."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -24,6 +22,7 @@ from gateway.schema import site_schema
 from gateway.service import Gateway
 from simulator.dlt645_meter import SimulatedMeter, load_profile, serve_pty, serve_tcp
 from tests.servers import InfluxDB1Server
+from tests.waiting import until
 
 PROFILE = load_profile()
 DB = "building"
@@ -70,15 +69,6 @@ def site_file(tmp_path: Path, devices: str, database: str = "") -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-async def until(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    """Wait for ``condition``; the limit only stops a broken test from hanging."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not condition():
-        assert loop.time() < deadline, f"never: {what}"
-        await asyncio.sleep(0.02)
 
 
 class Collector:

@@ -4,8 +4,6 @@ once, with the controller's time; a record the stream had already brought is not
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,18 +14,10 @@ from drivers.http_events.runtime import HttpEventsDriver
 from gateway.config_load import BUILTIN_PROFILES, load_profile
 from simulator.streams.payloads import acs_event
 from simulator.streams.server import StreamDevice
+from tests.waiting import until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LEGAL_CARD, INVALID_CARD, FORCED = 1, 9, 27
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(0.02)
 
 
 def _driver(port: int, samples: list[Sample]) -> HttpEventsDriver:
@@ -55,13 +45,13 @@ async def test_events_logged_during_an_outage_arrive_once_after_the_reconnect() 
         try:
             await device.wait_streams(1)
             device.send_part(acs_event(5, LEGAL_CARD, 100, when=t0.isoformat(), card="1234"))
-            await _until(lambda: len(values("access_granted")) == 1, "the first pass")
+            await until(lambda: len(values("access_granted")) == 1, "the first pass")
             # The network goes away; the controller logs a forced door and a strange card.
             device.drop()
             device.record(acs_event(5, FORCED, 101, when=t1.isoformat()))
             device.record(acs_event(5, INVALID_CARD, 102, when=t2.isoformat(), card="9999"))
-            await _until(lambda: len(values("invalid_card")) == 1, "the logged events")
-            await _until(lambda: driver.health()["http_events_caught_up"] == 3, "the search")
+            await until(lambda: len(values("invalid_card")) == 1, "the logged events")
+            await until(lambda: driver.health()["http_events_caught_up"] == 3, "the search")
             (forced,) = values("door_forced_open")
             assert forced == (True, int(t1.timestamp() * 1e9))  # the controller's own time
             assert values("invalid_card") == [(True, int(t2.timestamp() * 1e9))]
@@ -76,8 +66,8 @@ async def test_events_logged_during_an_outage_arrive_once_after_the_reconnect() 
             # Nothing new: another reconnect searches from the last record, finds it again,
             # and adds nothing.
             device.drop()
-            await _until(lambda: driver.health()["http_events_catch_ups"] == 2, "the 2nd search")
-            await _until(lambda: driver.health()["http_events_caught_up"] == 4, "its record")
+            await until(lambda: driver.health()["http_events_catch_ups"] == 2, "the 2nd search")
+            await until(lambda: driver.health()["http_events_caught_up"] == 4, "its record")
             assert device.searches[1]["startTime"] == t2.isoformat()
             assert len(values("invalid_card")) == 1
         finally:
@@ -93,11 +83,11 @@ async def test_a_search_the_device_refuses_is_counted_and_the_stream_goes_on() -
         try:
             await device.wait_streams(1)
             device.send_part(acs_event(5, LEGAL_CARD, 7, when=now.isoformat(), card="1"))
-            await _until(lambda: any("access_granted" in s.values for s in samples), "a pass")
+            await until(lambda: any("access_granted" in s.values for s in samples), "a pass")
             device.log.append({"major": 5, "minor": 1, "time": "yesterday", "serialNo": 8})
             device.drop()  # the device's answer now has a record it cannot compare: HTTP 500
-            await _until(lambda: driver.health()["http_events_catch_up_failures"] == 1, "failed")
+            await until(lambda: driver.health()["http_events_catch_up_failures"] == 1, "failed")
             device.send_part(acs_event(5, FORCED, 9, when=now.isoformat()))
-            await _until(lambda: any("door_forced_open" in s.values for s in samples), "live")
+            await until(lambda: any("door_forced_open" in s.values for s in samples), "live")
         finally:
             await driver.stop()

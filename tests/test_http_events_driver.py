@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,6 +30,7 @@ from tests.test_http_events_devices import (
     camera_heartbeat,
     dahua_event,
 )
+from tests.waiting import until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PASSWORD_ENV = "GUANJIA_TEST_HX_PASSWORD"
@@ -38,16 +38,6 @@ PASSWORD_ENV = "GUANJIA_TEST_HX_PASSWORD"
 
 def _now_iso() -> str:
     return datetime.now(SHANGHAI).replace(microsecond=0).isoformat()
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Wait for something the devices set off (no claim about how long it takes)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.02)
-    raise AssertionError(what)
 
 
 def _site(tmp_path: Path, devices: str, rules: str = "", profiles: bool = False) -> Path:

@@ -5,8 +5,6 @@ loss, a car at the gate) arrives as the points the profiles map, from every vend
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from simulator.building import start_building
 from simulator.clock import SimClock
 from simulator.site import read_site
 from tests.sites import demo_on_free_ports
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
@@ -35,15 +34,6 @@ STREAM_DEVICES = {
 
 def _demo_on_free_ports(tmp_path: Path) -> Path:
     return demo_on_free_ports(tmp_path)[0]
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_the_building_streams_its_cameras_and_doors_to_the_gateway(tmp_path: Path) -> None:
@@ -66,7 +56,7 @@ async def test_the_building_streams_its_cameras_and_doors_to_the_gateway(tmp_pat
     driver.start()
     try:
         # Every stream authenticated and up: each device is available.
-        await _until(
+        await until(
             lambda: all(points(d, "available") == [True] for d in STREAM_DEVICES),
             "every device available",
         )
@@ -79,13 +69,13 @@ async def test_the_building_streams_its_cameras_and_doors_to_the_gateway(tmp_pat
         devices["cam-lobby-hik"].inject("video_loss", now, count=1, duration_s=600.0)
         devices["cam-gate-in"].inject("card_pass", now, count=1, duration_s=None)
         devices["cam-gate-out"].inject("card_pass", now, count=1, duration_s=None)
-        await _until(lambda: points("door-side-entrance", "door_forced_open") == [True], "hik")
-        await _until(lambda: points("vto-staff-entrance", "door_forced_open") == [True], "vto")
-        await _until(lambda: points("vto-staff-entrance", "invalid_card") == [True], "card")
-        await _until(lambda: True in points("cam-corridor-dahua", "video_loss"), "dahua loss")
-        await _until(lambda: True in points("cam-lobby-hik", "video_loss"), "hik loss")
-        await _until(lambda: len(points("cam-gate-in", "plate")) == 1, "ANPR plate")
-        await _until(lambda: len(points("cam-gate-out", "plate")) == 1, "traffic plate")
+        await until(lambda: points("door-side-entrance", "door_forced_open") == [True], "hik")
+        await until(lambda: points("vto-staff-entrance", "door_forced_open") == [True], "vto")
+        await until(lambda: points("vto-staff-entrance", "invalid_card") == [True], "card")
+        await until(lambda: True in points("cam-corridor-dahua", "video_loss"), "dahua loss")
+        await until(lambda: True in points("cam-lobby-hik", "video_loss"), "hik loss")
+        await until(lambda: len(points("cam-gate-in", "plate")) == 1, "ANPR plate")
+        await until(lambda: len(points("cam-gate-out", "plate")) == 1, "traffic plate")
         for camera in ("cam-gate-in", "cam-gate-out"):
             (plate,) = points(camera, "plate")
             assert isinstance(plate, str)

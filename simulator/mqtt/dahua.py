@@ -34,9 +34,13 @@ class DahuaBridgeCamera(SimDevice):
             f"{self.topic}/{code}", "Start" if start else "Stop", qos=0, retain=self.retain
         )
 
+    def entry(self, t: float, code: str, start: bool) -> Message:
+        """What the device says at t of an event starting or stopping (the bridge: no time)."""
+        return self.action(code, start)
+
     def _span(self, t: float, code: str, duration: float) -> list[Message]:
-        self.at(t + duration, lambda te: [self.action(code, False)])
-        return [self.action(code, True)]
+        self.at(t + duration, lambda te: [self.entry(te, code, False)])
+        return [self.entry(t, code, True)]
 
     def _person(self, t: float) -> list[Message]:
         out = self._span(t, "VideoMotion", _MOTION_S)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from simulator.mqtt.dahua import DahuaBridgeCamera
 from simulator.mqtt.device import Context, DeviceDescription, Injection, Message, SimDevice
 from simulator.mqtt.hikvision import (
     MINOR_DOOR_CLOSE_NORMAL,
@@ -28,7 +29,7 @@ from simulator.mqtt.hikvision import (
     HikCamera,
     Person,
 )
-from simulator.mqtt.shapes import always, camera_activity, entrance_traffic
+from simulator.mqtt.shapes import entrance_traffic
 from simulator.streams.payloads import (
     anpr_alert,
     camera_alert,
@@ -112,45 +113,20 @@ class DahuaVto(Door):
         raise ValueError(f"{self.desc.id}: no Dahua entry for minor event {minor}")
 
 
-class DahuaCamera(SimDevice):
-    """A Dahua camera channel on its attach stream: motion while people are in view, a video
-    loss now and then, tampering on demand."""
+class DahuaCamera(DahuaBridgeCamera):
+    """A Dahua camera channel on its own attach stream (not through the bridge): the same
+    motion, video loss and tampering, as `Code=...;action=Start|Stop;index=...` entries with
+    the camera's time."""
 
     link = "dahua"
 
     def __init__(self, desc: DeviceDescription, ctx: Context, start: float) -> None:
         super().__init__(desc, ctx, start)
         self.index = int(desc.variables.get("channel", "1")) - 1
-        self.chance = self.stream("chance")
-        rates = ctx.rates
-        self.arrivals("person", rates.persons_per_hour / 3600.0, camera_activity, self._person)
-        self.per_day("videoloss", rates.video_losses_per_day, always, self._video_loss)
 
-    def entry(self, t: float, code: str, action: str) -> Message:
+    def entry(self, t: float, code: str, start: bool) -> Message:
         data = {"UTC": int(self.device_clock(t))}
-        return Message("", dahua_event(code, action, self.index, data))
-
-    def _span(self, t: float, code: str, duration: float) -> list[Message]:
-        self.at(t + duration, lambda te: [self.entry(te, code, "Stop")])
-        return [self.entry(t, code, "Start")]
-
-    def _person(self, t: float) -> list[Message]:
-        return self._span(t, "VideoMotion", _MOTION_S)
-
-    def _video_loss(self, t: float, duration: float | None = None) -> list[Message]:
-        lasting = duration if duration is not None else self.chance.uniform(*_VIDEO_LOSS_S)
-        return self._span(t, "VideoLoss", lasting)
-
-    def inject(self, kind: Injection, now: float, *, count: int, duration_s: float | None) -> None:
-        if kind == "person":
-            for i in range(count):
-                self.at(now + 2.0 * i, self._person)
-        elif kind == "video_loss":
-            self.at(now, lambda t: self._video_loss(t, duration_s))
-        elif kind == "tamper":
-            self.at(now, lambda t: self._span(t, "VideoBlind", duration_s or 60.0))
-        else:
-            super().inject(kind, now, count=count, duration_s=duration_s)
+        return Message("", dahua_event(code, "Start" if start else "Stop", self.index, data))
 
 
 class _Vehicles(SimDevice):
