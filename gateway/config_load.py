@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from accounts.checks import check_accounts, device_kinds
 from core.secret_refs import resolve_secret
 from drivers.contract import DeviceEntry, ProfileLike, secret_key
 from drivers.registry import DRIVERS, driver_of, profile_model
@@ -415,6 +416,7 @@ def load_site(
     check_rules(site, data, file, lines, problems)
     check_calendar(site, path.parent, report, problems)
     check_storage(site, data, path.parent, report)
+    check_accounts(site, device_kinds(site.devices, profiles), path.parent, report, problems)
     roster = roster_config(site, path.parent, file, lines, problems)
     check_notify(site, roster, report, warnings.append)
 
