@@ -15,6 +15,7 @@ from rules.kinds.energy import (
     QuotaPaceRule,
     ThresholdRule,
 )
+from rules.kinds.facility import PueRule, WaterLeakRule
 from rules.kinds.hvac import (
     AcAfterHoursRule,
     AcPolicyRule,
@@ -48,6 +49,8 @@ KINDS: dict[str, type[Rule]] = {
         QuotaPaceRule,
         PvUnderperformanceRule,
         InverterFaultRule,
+        WaterLeakRule,
+        PueRule,
         DoorForcedRule,
         DoorHeldOpenRule,
         InvalidCardsRule,

@@ -26,6 +26,7 @@ from rules.kinds.energy import (
     QuotaPaceRule,
     ThresholdRule,
 )
+from rules.kinds.facility import PueRule, WaterLeakRule
 from rules.kinds.hvac import AcAfterHoursRule, AcPolicyRule, AcWindowOpenRule
 from rules.kinds.security import (
     AfterHoursAccessRule,
@@ -48,6 +49,12 @@ devices:
   - {id: meter-1, profile: eastron_sdm630, poll: 10s,
      modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 1},
      tags: {floor: B1, zone: switch-room}}
+  - {id: meter-ups, profile: eastron_sdm120, poll: 10s,
+     modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 3},
+     tags: {floor: "4", zone: srv-1}}
+  - {id: water-1, profile: tuf2000m_water, poll: 10s,
+     modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 4},
+     tags: {floor: B1, zone: pump-room}}
   - {id: pv-1, profile: huawei_sun2000, poll: 10s,
      modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 2}, tags: {floor: roof}}
   - {id: ac-301, profile: coolmaster_indoor, poll: 10s,
@@ -202,6 +209,18 @@ def run_every_kind(tmp_path: Path) -> Run:
     r.sample(speeding, "cam-gate", vehicle=True, plate="京A12345", speed_kmh=52.5, lane=1)
     unknown = r.rule(UnknownPlateRule, allowed_plates=["京A12345"])
     r.sample(unknown, "cam-gate", vehicle=True, plate="沪C55555", lane=2)
+
+    # Water running all night, three nights in a row; a data room at PUE 1.8 over 1.6.
+    leak = r.rule(WaterLeakRule, threshold_m3h=0.2)
+    for day in (16, 17, 18):
+        ctx.now = at(2026, 7, day, 0, 30)
+        while ctx.now < at(2026, 7, day, 4, 30):
+            r.sample(leak, "water-1", flow_m3h=0.45)
+            r.tick(leak, 600)
+    pue = r.rule(PueRule, facility=["meter-1"], it=["meter-ups"], limit=1.6, room="srv-1")
+    r.sample(pue, "meter-ups", active_power_total_w=10000.0)
+    r.sample(pue, "meter-1", active_power_total_w=18000.0)
+    r.tick(pue, 901)
     return r
 
 
@@ -262,6 +281,18 @@ def test_values_are_the_ones_that_raised(run: Run) -> None:
     assert zh.endswith("5 分钟内无效刷卡 3 次")
     [(_, en)] = texts_of(run, "meter_stuck")
     assert en.endswith("reading 1234W has not changed for 0.5 h")
+
+
+def test_facility_texts(run: Run) -> None:
+    [(zh, en)] = texts_of(run, "water_leak_suspected")
+    assert zh == (
+        "main / B1 / pump-room 水表 water-1 连续 3 晚夜间最小流量 0.45 m³/h，高于 0.2 m³/h，"
+        "疑似漏水"
+    )
+    assert en.endswith("minimum night flow 0.45 m³/h above 0.2 m³/h for 3 nights, suspected leak")
+    [(zh, en)] = texts_of(run, "pue_high")
+    assert zh == "main / B1 / switch-room 数据机房 srv-1 PUE 为 1.8，高于限值 1.6"
+    assert en == "main / B1 / switch-room: data room srv-1 PUE is 1.8, above the limit of 1.6"
 
 
 def test_a_smaller_change_of_setpoint_is_still_news(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ KINDS: dict[str, Grade] = {
     "quota_exceeded": "yellow",
     "pv_underperformance": "blue",
     "inverter_fault": "orange",
+    "water_leak_suspected": "orange",
+    "pue_high": "yellow",
     "door_forced_open": "orange",
     "door_held_open": "yellow",
     "invalid_cards_repeated": "yellow",
