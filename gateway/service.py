@@ -19,6 +19,7 @@ from core.types import Sample, Value
 from drivers.contract import DeviceStatus, DriverRuntime, RuntimeContext
 from drivers.mqtt.hub import BrokerHub
 from drivers.registry import DRIVERS
+from gateway.accounts_service import AccountsService
 from gateway.alarm_service import AlarmService
 from gateway.bus import Bus
 from gateway.catalog import DeviceCatalog
@@ -144,6 +145,10 @@ class Gateway:
                 store_path=loaded.alarm_store_path(),
                 clock=rules_clock,
             )
+        # Energy accounts only when the site keeps them: their own inbox, store and thread.
+        self.accounts: AccountsService | None = None
+        if site.accounts is not None:
+            self.accounts = AccountsService(loaded, self.catalog, self.bus)
         self.console: Console | None = None
         self.notifier: Notifier | None = None
         if self.alarms is not None:
@@ -189,6 +194,8 @@ class Gateway:
             self.brokers.start()  # after everyone who reads there has subscribed
         if self.alarms is not None:
             self.alarms.start()
+        if self.accounts is not None:
+            self.accounts.start()
         if self.notifier is not None:
             self.notifier.start()
         if self.console is not None:
@@ -224,6 +231,8 @@ class Gateway:
         steps += [runtime.stop for runtime in self.drivers.values()]
         if self.alarms is not None:
             steps.append(self.alarms.stop)
+        if self.accounts is not None:
+            steps.append(self.accounts.stop)  # its last periods reach the sink's last flush
         if self.notifier is not None:
             steps.append(self.notifier.stop)  # after the rules: their last transitions
         for step in steps:
@@ -282,6 +291,7 @@ class Gateway:
             **(self.brokers.health() if self.brokers is not None else {}),
             **(self.mqtt.health() if self.mqtt is not None else {}),
             **(self.alarms.health() if self.alarms is not None else {}),
+            **(self.accounts.health() if self.accounts is not None else {}),
             **(self.notifier.health() if self.notifier is not None else {}),
             **(self.console.health() if self.console is not None else {}),
             **{k: v for k, v in self.writer.snapshot().items() if v is not None},
