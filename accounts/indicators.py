@@ -85,7 +85,9 @@ def against_office_limits(
 ) -> LimitComparison:
     """A year's non-heating energy use (all carriers as kWh, heating excluded) against the
     constraint and guide values of the building's class, owner and climate zone; corrected
-    to the standard's reference hours when the building's hours a year are given."""
+    to the standard's reference hours when the building's hours a year are given. The
+    standard counts other carriers (gas) as electricity by a conversion not recorded in this
+    project's data: give electricity, or convert the others first and say how."""
     row = standard.office_limit(building.building_class, building.owner, building.climate_zone)
     measured = non_heating_kwh / building.area_m2
     corrected, verified = measured, standard.verified
