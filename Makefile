@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := mosquitto mosquitto-clients influxdb victoria-metrics openssl socat chromium chromium-driver
+DEBS   := mosquitto mosquitto-clients influxdb victoria-metrics openssl socat chromium chromium-driver \
+          poppler-utils fonts-wqy-zenhei
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck unit bench servers clean
@@ -17,8 +18,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/guanjia demo
 
-# Debian's servers for the tests (InfluxDB 1.x, VictoriaMetrics, Mosquitto) and the headless
-# browser that drives the duty console, when missing.
+# Debian's servers for the tests (InfluxDB 1.x, VictoriaMetrics, Mosquitto), the headless
+# browser that drives the duty console and opens the report, the report's CJK font and
+# poppler's pdftoppm (the tests render the PDF report to PNG), when missing.
 servers:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -21,6 +21,7 @@ from gateway.cli_duty import add_duty_commands
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
+from gateway.report.cli import add_report_command
 from gateway.scan import add_scan_command
 from gateway.service import Gateway, install_signal_handlers
 from gateway.spool import Spool, SpoolBusy
@@ -462,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
     add_duty_commands(sub)
     add_scan_command(sub)
+    add_report_command(sub)
     return parser
 
 
@@ -479,6 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "roster",
         "console-password",
         "scan",
+        "report",
     )
     _setup_logging(args.verbose, quiet=quiet)
     try:
