@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.cli import main
 from gateway.config_load import load_site
@@ -25,6 +26,7 @@ from gateway.report.query import InfluxQL
 from tests.servers import InfluxDB1Server, free_port
 from tests.test_report_data import (
     AREA,
+    BASELINE,
     CO2,
     ENFORCED,
     HEADCOUNT,
@@ -397,3 +399,76 @@ def test_mistakes_are_one_line_before_anything_connects(
     code, said = _report(site, "--year", "2026", capsys=capsys)
     assert code == 2
     assert "--table csv or xlsx" in said
+
+
+def test_a_whole_year_against_gbt51161_and_the_five_year_targets(
+    site: Path, data: Month, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2025 is whole: its electricity intensity against the office table's row of the
+    building (class B, government, hot summer cold winter) and each indicator against the
+    2020 baseline's straight line to the 14th plan's 2025 targets."""
+    from gateway.report.table import build_year
+
+    factors = ROOT / "config" / "factors"
+    standard = yaml.safe_load((factors / "gbt51161-2016.yaml").read_text(encoding="utf-8"))
+    [row] = [
+        r
+        for r in standard["office_non_heating"]
+        if (r["building_class"], r["owner"]) == ("B", "government")
+        and "hot_summer_cold_winter" in r["zones"]
+    ]
+    plan = yaml.safe_load((factors / "fyp14-public-institutions.yaml").read_text(encoding="utf-8"))
+    kgce_per_kwh = yaml.safe_load((factors / "cn-2023.yaml").read_text(encoding="utf-8"))[
+        "carriers"
+    ]["electricity"]["kgce"]["value"]
+    electricity = sum(
+        month_of(data, "meter-main", "import", date(2025, m, 1)) for m in range(1, 13)
+    )
+    water = sum(month_of(data, "water-main", "consumption", date(2025, m, 1)) for m in range(1, 13))
+    loaded = load_site(site, need_broker=False)
+    ql = InfluxQL.for_site(loaded)
+    try:
+        table = build_year(loaded, ql, 2025)
+    finally:
+        ql.close()
+    assert table.months == 12
+    [(name, limit)] = table.limits
+    assert name == "main"
+    assert limit.measured == approx(electricity / AREA)
+    assert (limit.guide, limit.constraint) == (row["guide"], row["constraint"])
+    assert limit.verdict == ("guide" if electricity / AREA <= row["guide"] else "constraint")
+    assert limit.verified is False  # the table is flagged unverified in its file
+    now = {
+        "energy_per_m2": electricity * KGCE["electricity"] / AREA,
+        "energy_per_person": electricity * KGCE["electricity"] / HEADCOUNT,
+        "water_per_person": water / HEADCOUNT,
+        "co2_per_m2": electricity * CO2["electricity"] / AREA,
+    }
+    base = {
+        "energy_per_m2": BASELINE["electricity_kwh"] * kgce_per_kwh / AREA,
+        "energy_per_person": BASELINE["electricity_kwh"] * kgce_per_kwh / HEADCOUNT,
+        "water_per_person": BASELINE["water_m3"] / HEADCOUNT,
+        "co2_per_m2": BASELINE["co2_t"] * 1000 / AREA,
+    }
+    paces = {p.indicator: p for _, p in table.targets}
+    assert set(paces) == set(now)
+    for indicator, value in now.items():
+        p = paces[indicator]
+        change = (value - base[indicator]) / base[indicator]
+        assert p.now == approx(value), indicator
+        assert p.baseline == approx(base[indicator]), indicator
+        assert p.allowed == approx(plan["targets"][indicator])  # 2025: the whole target
+        assert p.on_track == (change <= plan["targets"][indicator]), indicator
+    # Both formats carry the comparison; a year not yet whole says why it has none.
+    code, said = _report(
+        site, "--year", "2025", "--table", "csv", "--out", str(site.parent / "y.csv"), capsys=capsys
+    )
+    assert code == 0, said
+    text = (site.parent / "y.csv").read_text(encoding="utf-8-sig")
+    assert "引导值" in text
+    assert "单位建筑面积能耗（kgce/m²）" in text
+    code, said = _report(
+        site, "--year", "2026", "--table", "csv", "--out", str(site.parent / "z.csv"), capsys=capsys
+    )
+    assert code == 0, said
+    assert "全年数据不全（7/12 个月）" in (site.parent / "z.csv").read_text(encoding="utf-8-sig")

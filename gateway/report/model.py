@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from accounts import indicators
+
 CATEGORIES = ("lighting_sockets", "hvac", "power", "special")
 """The sub-metering categories of public buildings (the `use` tag), in report order."""
 OTHER = "other"  # a device whose `use` is none of them
@@ -65,16 +67,17 @@ class Pv:
     def self_consumed_kwh(self) -> float | None:
         if self.export_kwh is None:
             return None
-        return max(self.generation_kwh - self.export_kwh, 0.0)
+        return indicators.self_consumption(self.generation_kwh, self.export_kwh)
 
     @property
     def self_share(self) -> float | None:
-        used = self.self_consumed_kwh
-        return used / self.generation_kwh if used is not None and self.generation_kwh else None
+        if self.export_kwh is None:
+            return None
+        return indicators.self_consumption_share(self.generation_kwh, self.export_kwh)
 
     @property
     def yield_kwh_per_kwp(self) -> float | None:
-        return self.generation_kwh / self.kwp if self.kwp else None
+        return indicators.pv_yield(self.generation_kwh, self.kwp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,7 @@ class Water:
 
     @property
     def per_person_m3(self) -> float | None:
-        return self.m3 / self.headcount if self.headcount else None
+        return indicators.per_person(self.m3, self.headcount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ class Pue:
 
     @property
     def pue(self) -> float | None:
-        return self.facility_kwh / self.it_kwh if self.it_kwh else None
+        return indicators.pue(self.facility_kwh, self.it_kwh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,4 +163,4 @@ class MonthReport:
 
     @property
     def kwh_per_m2(self) -> float | None:
-        return self.total_kwh / self.area_m2 if self.area_m2 else None
+        return indicators.per_m2(self.total_kwh, self.area_m2)

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from accounts import indicators
+from accounts.factors import load_factors
+from accounts.indicators import LimitComparison, TargetPace
+from accounts.standards import Indicator, load_energy_standard, load_targets
 from gateway.config_load import LoadedSite
 from gateway.report import energy
 from gateway.report.month import CARRIER_FLOWS, area_and_headcount
@@ -50,6 +55,9 @@ class YearTable:
     pv_generation_kwh: float | None
     area_m2: float | None
     headcount: int | None
+    months: int  # months of the year the accounts have figures for
+    limits: list[tuple[str, LimitComparison]]  # by building: GB/T 51161, a whole year only
+    targets: list[tuple[str, TargetPace]]  # by building: the five-year targets' pace
 
     def quantity(self, key: str) -> float | None:
         return next((line.quantity for line in self.lines if line.key == key), None)
@@ -66,18 +74,14 @@ class YearTable:
         """(key, value, unit): the per-m² and per-person figures the form asks for."""
         area, people = self.area_m2, self.headcount
         electricity, water = self.quantity("electricity"), self.quantity("water")
-
-        def per(value: float | None, base: float | None) -> float | None:
-            return value / base if value is not None and base else None
-
         return [
             ("kgce_total", self.kgce, "kgce"),
             ("co2_total", self.co2_kg / 1000, "tCO₂"),
-            ("kgce_per_m2", per(self.kgce, area), "kgce/m²"),
-            ("kgce_per_person", per(self.kgce, people), "kgce/人"),
-            ("kwh_per_m2", per(electricity, area), "kWh/m²"),
-            ("water_per_person", per(water, people), "m³/人"),
-            ("co2_per_m2", per(self.co2_kg, area), "kgCO₂/m²"),
+            ("kgce_per_m2", indicators.per_m2(self.kgce, area), "kgce/m²"),
+            ("kgce_per_person", indicators.per_person(self.kgce, people), "kgce/人"),
+            ("kwh_per_m2", electricity and indicators.per_m2(electricity, area), "kWh/m²"),
+            ("water_per_person", water and indicators.per_person(water, people), "m³/人"),
+            ("co2_per_m2", indicators.per_m2(self.co2_kg, area), "kgCO₂/m²"),
         ]
 
 
@@ -116,6 +120,13 @@ def build_year(
         )
     generated = energy.of(rows, "electricity", "generation")
     area, headcount = area_and_headcount(loaded, building)
+    months = len(
+        {
+            datetime.fromtimestamp(r.t, tz).month
+            for r in energy.rows(ql, "month", start, end, building)
+        }
+    )
+    limits, targets = _against_standards(loaded, rows, year, building) if months == 12 else ([], [])
     return YearTable(
         loaded.site.site.name,
         building,
@@ -124,7 +135,64 @@ def build_year(
         energy.total(generated) if generated else None,
         area,
         headcount,
+        months,
+        limits,
+        targets,
     )
+
+
+def _carrier_sums(rows: Sequence[energy.Row]) -> dict[str, tuple[float, float, float]]:
+    """carrier -> (quantity, kgce, kg CO₂) of its main meters."""
+    out = {}
+    for carrier, flows in CARRIER_FLOWS.items():
+        main = energy.pick_main(energy.of(rows, carrier, *flows))
+        out[carrier] = (
+            energy.total(main),
+            sum(r.kgce for r in main),
+            sum(r.co2_kg for r in main),
+        )
+    return out
+
+
+def _against_standards(
+    loaded: LoadedSite, rows: Sequence[energy.Row], year: int, building: str | None
+) -> tuple[list[tuple[str, LimitComparison]], list[tuple[str, TargetPace]]]:
+    """Each described building's whole year against GB/T 51161 (electricity: the standard's
+    conversion of other carriers is not in the data) and against its 2020 baseline's pace to
+    the five-year targets."""
+    accounts = loaded.site.accounts
+    if accounts is None:
+        return [], []
+    standard = load_energy_standard(base_dir=loaded.base_dir)
+    targets = load_targets(base_dir=loaded.base_dir)
+    factors = load_factors(accounts.factors, loaded.base_dir)
+    limits, paces = [], []
+    for name, info in accounts.buildings.items():
+        if building is not None and name != building:
+            continue
+        sums = _carrier_sums([r for r in rows if r.building == name])
+        electricity = sums["electricity"][0]
+        if electricity <= 0:
+            continue
+        limits.append((name, indicators.against_office_limits(electricity, info, standard)))
+        baseline = accounts.baselines.get(name)
+        if baseline is None:
+            continue
+        kgce = sum(sums[c][1] for c in ENERGY_CARRIERS)
+        co2 = sum(q[2] for q in sums.values())
+        now: dict[Indicator, float | None] = {
+            "energy_per_m2": indicators.per_m2(kgce, info.area_m2),
+            "energy_per_person": indicators.per_person(kgce, info.headcount),
+            "water_per_person": indicators.per_person(sums["water"][0], info.headcount),
+            "co2_per_m2": indicators.per_m2(co2, info.area_m2),
+        }
+        for indicator, value in now.items():
+            base = indicators.baseline_value(
+                indicator, baseline, info, factors, accounts.grid_region
+            )
+            if value is not None and base:
+                paces.append((name, indicators.target_pace(indicator, value, base, year, targets)))
+    return limits, paces
 
 
 def _cell(value: float | None, digits: int = 2) -> float | str:
@@ -167,7 +235,87 @@ def grid(table: YearTable, lang: Lang) -> list[list[float | str]]:
     for key, value, unit in table.indicators():
         label = _INDICATORS[key][0 if zh else 1]
         out.append([label, _cell(value, 3), unit if zh else unit.replace("人", "person")])
+    out.append([])
+    if table.months < 12:
+        out.append(
+            [
+                f"全年数据不全（{table.months}/12 个月）：未与 GB/T 51161 和“十四五”目标比较"
+                if zh
+                else f"{table.months} of 12 months: not compared with GB/T 51161 and the "
+                "five-year targets"
+            ]
+        )
+        return out
+    out.extend(_standard_rows(table, zh))
     return out
+
+
+_VERDICTS = {
+    "guide": ("不高于引导值", "at or below the guide value"),
+    "constraint": ("不高于约束值", "at or below the constraint value"),
+    "over": ("超过约束值", "over the constraint value"),
+}
+
+
+def _standard_rows(table: YearTable, zh: bool) -> list[list[float | str]]:
+    out: list[list[float | str]] = []
+    if table.limits:
+        out.append(
+            ["建筑", "用电强度（kWh/m²·a）", "引导值", "约束值", "结论", "标准"]
+            if zh
+            else [
+                "Building",
+                "Electricity (kWh/m²·a)",
+                "Guide",
+                "Constraint",
+                "Verdict",
+                "Standard",
+            ]
+        )
+        for name, c in table.limits:
+            note = c.standard + ("" if c.verified else (" 未核实" if zh else " not verified"))
+            verdict = _VERDICTS[c.verdict][0 if zh else 1]
+            out.append([name, _cell(c.corrected), c.guide, c.constraint, verdict, note])
+    if table.targets:
+        out.append([])
+        out.append(
+            ["建筑", "指标", "基准年", "本年", "变化", "进度要求", "目标", "达到进度"]
+            if zh
+            else [
+                "Building",
+                "Indicator",
+                "Baseline",
+                "This year",
+                "Change",
+                "Pace",
+                "Target",
+                "On track",
+            ]
+        )
+        for name, p in table.targets:
+            label = _TARGETS[p.indicator][0 if zh else 1]
+            on_track = ("是" if p.on_track else "否") if zh else ("yes" if p.on_track else "no")
+            out.append(
+                [
+                    name,
+                    label,
+                    _cell(p.baseline, 3),
+                    _cell(p.now, 3),
+                    _cell(p.change, 4),
+                    _cell(p.allowed, 4),
+                    _cell(p.target, 4),
+                    on_track,
+                ]
+            )
+    return out
+
+
+_TARGETS: dict[str, tuple[str, str]] = {
+    "energy_per_m2": ("单位建筑面积能耗（kgce/m²）", "Energy per m² (kgce/m²)"),
+    "energy_per_person": ("人均综合能耗（kgce/人）", "Energy per person (kgce)"),
+    "water_per_person": ("人均用水量（m³/人）", "Water per person (m³)"),
+    "co2_per_m2": ("单位建筑面积碳排放（kgCO₂/m²）", "CO₂ per m² (kg/m²)"),
+}
 
 
 def to_csv(table: YearTable, lang: Lang) -> bytes:
