@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from core.types import Sample
+from gateway.alarm_service import device_infos
+from gateway.config_load import load_site
+from rules.engine import Engine
 from rules.kinds.facility import PueParams, PueRule, WaterLeakRule, night_window, parse_window
 from rules.model import Clear, Effect, PointNeed, Raise, Rule
-from rules.registry import build_rule
+from rules.registry import build_rule, build_rules
 from tests.rules_fakes import TZ, FakeCalendar, FakeContext, at, device, kinds, make, restart
 
 # The National Day week of 2024: 1-7 October off, Sunday 29 September a make-up workday.
@@ -490,3 +494,72 @@ def test_pue_parameters_are_checked() -> None:
     assert rule.describe().endswith("; meters not in the site: ups-2")
     # A meter the site does not have is never current: the room is not judged.
     assert read(ctx, rule, room_total=50000, room_ac=50000, ups_out=10000) == []
+
+
+# --- the demo site's rules, through the real engine ------------------------------------------
+
+DEMO = Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml"
+
+
+class Demo:
+    """The demo site's water_leak and pue rules in a rules Engine on a fake clock."""
+
+    def __init__(self, now: datetime) -> None:
+        loaded = load_site(DEMO, need_broker=False, resolve_secrets=False)
+        entries = [e for e in loaded.site.rules if e["kind"] in ("water_leak", "pue")]
+        self.now = now
+        self.engine = Engine(
+            build_rules(entries),
+            device_infos(loaded),
+            FakeCalendar(),
+            tz=loaded.site.site.timezone,
+            clock=lambda: self.now,
+            wall=lambda: self.now.timestamp(),
+        )
+        self.effects: list[Effect] = []
+
+    def poll(self, seconds: float, every: float, **readings: dict[str, float]) -> None:
+        """Each `every` seconds a poll of each named device (ids with _ for -) and a tick."""
+        end = self.now + timedelta(seconds=seconds)
+        while self.now < end:
+            for name, values in readings.items():
+                ts = round(self.now.timestamp() * 1e9)
+                self.effects += self.engine.on_sample(Sample(name.replace("_", "-"), ts, values))
+            self.effects += self.engine.on_tick()
+            self.now += timedelta(seconds=every)
+
+
+def test_the_demo_sites_data_room_through_the_engine() -> None:
+    demo = Demo(at(2026, 7, 14, 20))
+    room, ups = {"active_power_total_w": 2500.0}, {"active_power_total_w": 1500.0}
+    # PUE 1.67 against the demo's 1.4: raised after its 30 minutes.
+    demo.poll(1795, 5, meter_4f_srv_room=room, meter_4f_srv_ups=ups)
+    assert demo.effects == []
+    demo.poll(10, 5, meter_4f_srv_room=room, meter_4f_srv_ups=ups)
+    [r] = demo.effects
+    assert isinstance(r, Raise)
+    assert (r.rule, r.subject, r.kind, r.value) == ("pue-srv-1", "srv-1", "pue_high", 1.67)
+    assert r.details["place"] == "main / 4 / srv-1"
+    # The UPS meter stops answering: three polls later its values are stale, the alarm clears.
+    demo.poll(30, 5, meter_4f_srv_room=room)
+    [c] = demo.effects[1:]
+    assert isinstance(c, Clear)
+    assert c.note.startswith("meter-4f-srv-ups: no data since 2026-07-14T20:30")
+
+
+def test_the_demo_sites_water_leak_through_the_engine() -> None:
+    demo = Demo(at(2026, 7, 14, 0, 30))
+    for day in (14, 15, 16):
+        demo.now = at(2026, 7, day, 0, 30)
+        demo.poll(4 * 3600, 10, water_b1_main={"flow_m3h": 0.15})
+    [r] = demo.effects
+    assert isinstance(r, Raise)
+    assert (r.rule, r.subject, r.kind, r.value) == (
+        "water-leak",
+        "water-b1-main",
+        "water_leak_suspected",
+        0.15,
+    )
+    demo.now = at(2026, 7, 17, 0, 30)
+    demo.poll(4 * 3600, 10, water_b1_main={"flow_m3h": 0.05})
+    assert kinds(demo.effects[1:]) == ["clear:water-b1-main"]
