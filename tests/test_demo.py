@@ -60,8 +60,11 @@ def test_demo_writes_the_virtual_building_to_influxdb(tmp_path: Path) -> None:
         devices = influx.query('SHOW TAG VALUES FROM "hvac" WITH KEY = "zone"', db="building")
         zones = {v[1] for v in devices["results"][0]["series"][0]["values"]}
         # The CoolMasterNet's four units and the library's HVAC gateways (Intesis, Daikin,
-        # Hitachi).
-        assert zones == {"301", "302", "401", "srv-1", "501", "502", "503", "6f", "701", "702"}
+        # Hitachi, LG).
+        assert zones == {
+            *("301", "302", "401", "srv-1"),
+            *("501", "502", "503", "6f", "701", "702", "703"),
+        }
         power = influx.query(
             'SELECT last("active_power_total_w") FROM "meter" WHERE "device" = \'meter-b1-main\'',
             db="building",

@@ -276,6 +276,54 @@ def test_hitachi_mode_codes_are_the_manuals() -> None:
     assert spec_of(specs, "mode").enum == spec_of(specs, "mode_status").enum == labels
 
 
+# --- LG PDRYCB500 --------------------------------------------------------------------------------
+
+
+def test_lg_registers_are_the_manuals_wire_addresses() -> None:
+    # PDRYCB500 installation manual p.9 lists each register's Modicon number and its wire address:
+    # 00001 = coil 0x0000, 30001-30003 = input 0x0000-0x0002, 30100 = input 0x0063, 40001 and
+    # 40002 = holding 0x0000 and 0x0001, 40015 = holding 0x000E.
+    specs = resolve(profile_named("lg_pdrycb500"))
+    assert {s.name: (s.function, s.address) for s in specs} == {
+        "running": (Function.COIL, 0x0000),
+        "pipe_in_temperature_degc": (Function.INPUT, 0x0000),
+        "pipe_out_temperature_degc": (Function.INPUT, 0x0001),
+        "room_temperature_degc": (Function.INPUT, 0x0002),
+        "malfunction_code": (Function.INPUT, 0x0063),
+        "mode": (Function.HOLDING, 0x0000),
+        "setpoint_degc": (Function.HOLDING, 0x0001),
+        "fan_speed": (Function.HOLDING, 0x000E),
+    }
+
+
+def test_lg_values_in_the_manuals_encodings() -> None:
+    # The manual's encodings: temperatures x10 (pipe -30..112 °C, so signed: -4.0 °C is 0xFFD8),
+    # set temperature 180..300 = 18.0..30.0 °C, mode 4 Heat, fan 4 Auto, error 0 none.
+    specs = resolve(profile_named("lg_pdrycb500"))
+    image: Image = {
+        (Function.COIL, 0): 1,
+        (Function.INPUT, 0): 0xFFD8,
+        (Function.INPUT, 1): 412,
+        (Function.INPUT, 2): 215,
+        (Function.INPUT, 0x63): 0,
+        (Function.HOLDING, 0): 4,
+        (Function.HOLDING, 1): 240,
+        (Function.HOLDING, 0x0E): 4,
+    }
+    decoded = decode_all(specs, decode_image(specs, image))
+    assert decoded.bad == {}
+    assert decoded.values == {
+        "running": True,
+        "pipe_in_temperature_degc": pytest.approx(-4.0),
+        "pipe_out_temperature_degc": pytest.approx(41.2),
+        "room_temperature_degc": pytest.approx(21.5),
+        "malfunction_code": 0.0,
+        "mode": 4,
+        "setpoint_degc": pytest.approx(24.0),
+        "fan_speed": 4,
+    }
+
+
 # --- writes through the driver to the virtual building -----------------------------------------
 
 
@@ -378,6 +426,23 @@ async def test_hitachi_heat_written_in_its_own_code() -> None:
     assert v["outlet_temperature_degc"] == 40.0  # warm air out
 
 
+async def test_lg_coil_and_setpoint_written_through_the_driver() -> None:
+    profile = profile_named("lg_pdrycb500")
+    model = AcUnit(profile, SimClock(speed=0.0), on=True, mode=MODE_HEAT, setpoint=22.0)
+    async with await serve([SimulatedDevice(profile, model, unit=5)]) as server:
+        driver = _driver(server.port, "ac-703", profile, unit=5)
+        before = await driver.read_once("ac-703")
+        off = await driver.write(Command("ac-703", "running", False, "test"))
+        setpoint = await driver.write(Command("ac-703", "setpoint_degc", 20.0, "test"))
+        after = await driver.read_once("ac-703")
+        await driver.stop()
+    assert (before.values["running"], before.values["mode"]) == (True, 4)  # Heat is 4 on LG
+    assert off.ok, off.reason
+    assert setpoint.ok, setpoint.reason
+    assert (after.values["running"], after.values["setpoint_degc"]) == (False, 20.0)
+    assert (model.on, model.setpoint) == (False, 20.0)
+
+
 # --- the AC policy governs the gateways -------------------------------------------------------
 
 
@@ -469,7 +534,7 @@ def test_the_mode_code_table_matches_the_profiles() -> None:
     text = (Path(__file__).parents[1] / "drivers" / "POINT_NAMES.md").read_text("utf-8")
     table = text.split("## HVAC mode codes by profile", 1)[1]
     rows = [r for r in table.splitlines() if r.startswith("| `")]
-    assert len(rows) == 4
+    assert len(rows) == 5
     for row in rows:
         names, cool, heat, other = (c.strip() for c in row.strip("|").split("|"))
         for name in re.findall(r"`([a-z0-9_]+)`", names.split("(")[0]):

@@ -190,7 +190,10 @@ class AcUnit(DeviceModel):
         """The mode as the profile codes it."""
         if self._raw_mode is not None:
             return self._raw_mode
-        return self.mode if self._codes is None else self._codes.get(self.mode, self.mode)
+        if self._codes is None:
+            return self.mode
+        # A mode the profile has no code for (Dry on an LG gateway) shows as its fan-only code.
+        return self._codes.get(self.mode, self._codes.get(MODE_FAN, self.mode))
 
     def _operation_status(self) -> int:
         """What the unit is doing now (Daikin's operation status: fan, heating or cooling)."""
@@ -256,6 +259,10 @@ class AcUnit(DeviceModel):
             "ambient_temperature_degc": outdoor_temperature(local, self.seed),
             "remote_controller_temperature_degc": sensed,
             "remote_sensor_temperature_degc": sensed,
+            # LG PDRYCB500: on/off as a coil, the coil's pipe temperatures.
+            "running": self.on,
+            "pipe_in_temperature_degc": self._supply_air(sensed),
+            "pipe_out_temperature_degc": self._supply_air(sensed),
             **self.settings,
         }
         if not self.units:
@@ -313,5 +320,5 @@ class AcUnit(DeviceModel):
             self.settings[point] = value
         elif point == "fan_speed":
             self.fan_speed = int(value)
-        elif point == "on_off":
+        elif point in ("on_off", "running"):
             self.on = bool(value)
