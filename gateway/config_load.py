@@ -284,13 +284,28 @@ def check_rules(
         params = {k: v for k, v in entry.items() if k not in ("id", "kind")}
         cls = KINDS[kind]
         try:
-            cls.Params.model_validate(params)
+            validated = cls.Params.model_validate(params)
         except ValidationError as exc:
             problems.extend(
                 problems_from_validation(
                     exc, cls.Params, raw[i] if i < len(raw) else params, file, lines, prefix=loc
                 )
             )
+            continue
+        known = [d.id for d in site.devices]
+        for param, ids in validated.device_refs().items():
+            for j, device_id in enumerate(ids):
+                if device_id not in known:
+                    where = (*loc, param, j)
+                    message = f"no device '{device_id}' in devices:; name one of the site's ids"
+                    problems.append(
+                        Problem(
+                            file,
+                            lines.line(where),
+                            format_loc(where),
+                            message + suggest(device_id, known),
+                        )
+                    )
 
 
 def check_calendar(site: Site, base_dir: Path, report: Report, problems: list[Problem]) -> None:

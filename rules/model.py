@@ -251,6 +251,12 @@ class RuleParams(BaseModel):
     # without an on/off point counts as on).
     optional_points: ClassVar[frozenset[str]] = frozenset()
 
+    def device_refs(self) -> dict[str, list[str]]:
+        """Device ids the rule names outside its scope, by parameter (pue's `facility` and
+        `it` meters): the site check refuses an id the site does not have, which would
+        otherwise leave the rule without a judgement and nothing said."""
+        return {}
+
     def reads(self) -> list[PointNeed]:
         """The points the rule reads from each device it watches, for `guanjia check`: a
         parameter `point` or `*_point` is one need, `points` or `*_points` one need met by any

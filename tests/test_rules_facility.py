@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from core.types import Sample
 from gateway.alarm_service import device_infos
+from gateway.config_errors import ConfigError
 from gateway.config_load import load_site
 from rules.engine import Engine
 from rules.kinds.facility import PueParams, PueRule, WaterLeakRule, night_window, parse_window
@@ -563,3 +564,31 @@ def test_the_demo_sites_water_leak_through_the_engine() -> None:
     demo.now = at(2026, 7, 17, 0, 30)
     demo.poll(4 * 3600, 10, water_b1_main={"flow_m3h": 0.05})
     assert kinds(demo.effects[1:]) == ["clear:water-b1-main"]
+
+
+def test_a_pue_meter_the_site_does_not_have_is_one_line_before_anything_connects(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        """\
+site: {name: 机房, id: room, timezone: Asia/Shanghai}
+devices:
+  - {id: room-total, profile: eastron_sdm630, poll: 5s,
+     modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 1}}
+  - {id: ups-out, profile: eastron_sdm120, poll: 5s,
+     modbus: {transport: tcp, host: 127.0.0.1, port: 1502, unit: 2}}
+rules:
+  - id: pue-room
+    kind: pue
+    facility: [room-total]
+    it: [ups-out, usp-2]
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_site(site, need_broker=False, resolve_secrets=False)
+    assert str(refused.value).splitlines() == [
+        f"{site}:11: rules[0].it[1]: no device 'usp-2' in devices:; name one of the site's ids"
+        "; did you mean 'ups-out'?"
+    ]

@@ -382,6 +382,9 @@ class PueParams(RuleParams):
     )
     room: str = Field(default="", description="The data room's name in texts; default the id.")
 
+    def device_refs(self) -> dict[str, list[str]]:
+        return {"facility": list(self.facility), "it": list(self.it)}
+
     @model_validator(mode="after")
     def _meters(self) -> Self:
         if self.scope != Scope():
