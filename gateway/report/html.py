@@ -9,7 +9,7 @@ from html import escape
 
 from gateway.report.charts import Chart
 from gateway.report.model import MonthReport
-from gateway.report.sections import Section, sections, title
+from gateway.report.sections import Section, is_figure, sections, title
 from gateway.report.texts import Lang, word
 
 _STYLE = """
@@ -19,7 +19,7 @@ h1{font-size:1.6em;border-bottom:2px solid #3a7dc9;padding-bottom:.3em}
 h2{font-size:1.2em;margin-top:1.6em;color:#3a7dc9}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}
+th:first-child,td:first-child,td.w{text-align:left}
 th{background:#eef3fa}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .note{color:#555;font-size:.9em}
@@ -29,11 +29,15 @@ img{max-width:100%;height:auto;display:block;margin:.5em 0}
 def _table(section: Section) -> str:
     parts = [f'<table class="{escape(section.key)}">']
     if section.header:
-        cells = "".join(f"<th>{escape(h)}</th>" for h in section.header)
-        parts.append(f"<thead><tr>{cells}</tr></thead>")
+        heads = "".join(f"<th>{escape(h)}</th>" for h in section.header)
+        parts.append(f"<thead><tr>{heads}</tr></thead>")
     parts.append("<tbody>")
     for row in section.rows:
-        parts.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
+        cells = (
+            f"<td>{escape(c)}</td>" if is_figure(c) else f'<td class="w">{escape(c)}</td>'
+            for c in row
+        )
+        parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
 

@@ -7,7 +7,6 @@ Pages: the tables, flowed down A4 pages, then one page per chart."""
 from __future__ import annotations
 
 import io
-import re
 from datetime import datetime
 
 from matplotlib.backends.backend_pdf import PdfPages
@@ -16,7 +15,7 @@ from matplotlib.transforms import Bbox
 
 from gateway.report.charts import Chart
 from gateway.report.model import MonthReport
-from gateway.report.sections import Section, sections, title
+from gateway.report.sections import Section, is_figure, sections, title
 from gateway.report.texts import Lang, word
 
 A4 = (8.27, 11.69)  # inches, portrait
@@ -24,7 +23,6 @@ MARGIN = 0.6
 ROW = 0.24  # a table row's height, inches
 HEADING = 0.45
 FONT = 8.5
-_NUMERIC = re.compile(r"^[-+—\d]")  # figures align right, words left
 
 
 def _save(pdf: PdfPages, figure: Figure) -> None:
@@ -110,7 +108,7 @@ class _Pages:
         table.set_fontsize(FONT)
         for (row, col), cell in table.get_celld().items():
             cell.set_edgecolor("#cccccc")
-            if col == 0 or not _NUMERIC.match(cell.get_text().get_text()):
+            if col == 0 or not is_figure(cell.get_text().get_text()):
                 cell.get_text().set_horizontalalignment("left")
             if section.header and row == 0:
                 cell.set_facecolor("#eef3fa")

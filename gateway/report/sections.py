@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import partial
 
 from gateway.report.model import MonthReport
 from gateway.report.texts import Lang, change, kwh, number, percent, word
+
+_FIGURE = re.compile(r"^[-+—\d]")
+
+
+def is_figure(cell: str) -> bool:
+    """Whether a cell is a figure (aligned right) rather than words (aligned left)."""
+    return bool(_FIGURE.match(cell))
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "ytd": ("年初至今", "Year to date"),
     "year_limit": ("年度定额", "Year's quota"),
     "projected": ("预计全年", "Projected year"),
-    "pace": ("进度", "Pace"),
+    "pace": ("预计/年度定额", "Projected / quota"),
     "no_quota": ("未配置定额规则（quota）。", "No quota rule is configured."),
     "consumers": ("用电量最大的设备", "Largest consumers"),
     "device": ("设备", "Device"),
@@ -123,4 +123,5 @@ def change(now: float, before: float | None) -> str:
     """+12.3 % against before; — when there is nothing to compare."""
     if before is None or before == 0:
         return "—"
-    return f"{100 * (now - before) / before:+.1f} %"
+    text = f"{100 * (now - before) / before:+.1f}"
+    return ("+0.0" if text == "-0.0" else text) + " %"
