@@ -140,6 +140,7 @@ def test_month_carbon_pv_water_pue_and_coverage(report: MonthReport, data: Month
     assert report.pv.export_kwh == approx(export)
     assert report.pv.self_share == approx((generation - export) / generation)
     assert report.pv.yield_kwh_per_kwp == approx(generation / PV_KWP)
+    assert report.pv.avoided_co2_kg == approx(generation * CO2["electricity"])
     assert report.water is not None
     assert report.water.m3 == approx(water)
     assert report.water.last_month_m3 == approx(month_of(data, "water-main", "consumption", JUNE))
@@ -472,3 +473,18 @@ def test_a_whole_year_against_gbt51161_and_the_five_year_targets(
     )
     assert code == 0, said
     assert "全年数据不全（7/12 个月）" in (site.parent / "z.csv").read_text(encoding="utf-8-sig")
+
+
+def test_without_a_cjk_font_the_charts_are_in_english_and_the_command_says_why(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.report import charts
+
+    monkeypatch.setattr(charts, "CJK_FONTS", (tmp_path / "no-such-font.ttc",))
+    out = tmp_path / "r.html"
+    code, said = _report(site, "--month", "2026-07", "--out", str(out), capsys=capsys)
+    assert code == 0
+    assert "apt-get install fonts-wqy-zenhei" in said
+    html = out.read_text(encoding="utf-8")
+    assert 'alt="Daily electricity by category"' in html  # the chart, in English
+    assert "<h2>分项用电</h2>" in html  # the page itself keeps its language

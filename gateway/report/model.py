@@ -62,6 +62,8 @@ class Pv:
     generation_kwh: float
     export_kwh: float | None  # None: no export counter
     kwp: float | None
+    # What the grid would have emitted for it: the accounts price generation at the grid factor.
+    avoided_co2_kg: float = 0.0
 
     @property
     def self_consumed_kwh(self) -> float | None:

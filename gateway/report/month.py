@@ -431,6 +431,7 @@ def _pv(loaded: LoadedSite, rows: Sequence[Row], building: str | None) -> Pv | N
         energy.total(generated),
         energy.total(exported) if exported else None,
         sum(kwps) if kwps else None,
+        sum(r.co2_kg for r in generated),
     )
 
 

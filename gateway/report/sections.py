@@ -165,6 +165,7 @@ def pv_water_pue(r: MonthReport, lang: Lang) -> list[Section]:
             [w("export"), kwh(p.export_kwh) if p.export_kwh is not None else w("not_metered")],
             [w("self_share"), percent(p.self_share)],
             [w("yield"), number(p.yield_kwh_per_kwp, 1)],
+            [w("avoided"), number(p.avoided_co2_kg / 1000, 2, "tCO₂")],
         ]
         out.append(Section("pv", w("pv"), [], rows))
     if r.water is not None:

@@ -63,6 +63,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "export": ("上网电量", "Exported"),
     "self_share": ("自用比例", "Self-consumed"),
     "yield": ("等效利用小时（kWh/kWp）", "Yield (kWh/kWp)"),
+    "avoided": ("光伏减排量", "CO₂ avoided by PV"),
     "water_use": ("用水量", "Water used"),
     "per_person": ("人均", "Per person"),
     "pue": ("数据机房 PUE", "Data room PUE"),
