@@ -18,6 +18,7 @@ from core.field_types import FieldType
 from core.types import Command, CommandResult, Sample, Value
 
 if TYPE_CHECKING:
+    from drivers.lines import Lines
     from drivers.mqtt.hub import BrokerHub
 
 
@@ -107,6 +108,9 @@ class RuntimeContext:
     # The devices' secrets, resolved by the gateway when it loaded the site file (the
     # registry's `secret_fields` names them): secret_key(device, field) -> the secret.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # The site's serial lines, one owner per path, shared by every driver with devices on it
+    # (drivers/lines.py); None: the driver owns the lines it uses (`guanjia read`, tests).
+    lines: Lines | None = None
 
     def secret(self, device: str, name: str) -> str | None:
         """A device's secret (`password`), or None when the site was loaded without them."""

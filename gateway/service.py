@@ -17,6 +17,7 @@ from typing import Any
 
 from core.types import Sample, Value
 from drivers.contract import DeviceStatus, DriverRuntime, RuntimeContext
+from drivers.lines import Lines
 from drivers.mqtt.hub import BrokerHub
 from drivers.registry import DRIVERS
 from gateway.accounts_service import AccountsService
@@ -96,6 +97,8 @@ class Gateway:
                 site.mqtt.publish_to,
             )
         self.drivers: dict[str, DriverRuntime] = {}
+        # One owner per serial line, whichever drivers' devices share it.
+        self.lines = Lines()
         mqtt = site.mqtt
         for name, driver in DRIVERS.items():
             entries = loaded.driver_devices(name)
@@ -107,6 +110,7 @@ class Gateway:
                 site.site.timezone,
                 self.brokers,
                 secrets=loaded.secrets,
+                lines=self.lines,
             )
             if mqtt is not None:
                 ctx = replace(

@@ -1,6 +1,8 @@
 """The DL/T 645 driver's checks of a site's meters, before anything connects: points the
 profile has, one meter per address on a line, one set of serial settings per port, discovery
-only where a meter is alone on its line, and no line another driver uses too."""
+only where a meter is alone among the line's meters, and a line shared with another driver's
+devices only where turns can work: a local port (set to each driver's settings for its
+turns), or a serial server's port whose one baud rate every device on it uses."""
 
 from __future__ import annotations
 
@@ -16,15 +18,18 @@ Loc = tuple[str | int, ...]
 Report = Callable[[Loc, str], None]
 
 
-def _path_of(conn: Any) -> LineKey | None:
+def _path_of(conn: Any) -> tuple[LineKey, int | None] | None:
     """The physical path another driver's connection occupies, read from its fields: a local
-    serial port (`transport: rtu`, `port`), or a TCP endpoint (`host`, `port`)."""
+    serial port (`transport: rtu`, `port`), or a TCP endpoint (`host`, `port`), with the baud
+    rate of the line behind it. A TCP endpoint without one (Modbus TCP) frames its own
+    requests: it is no bare line."""
     port = getattr(conn, "port", None)
     if getattr(conn, "transport", None) == "rtu" and isinstance(port, str):
-        return ("rtu", port)
+        return ("rtu", port), None
     host = getattr(conn, "host", None)
     if isinstance(host, str) and isinstance(port, int):
-        return ("tcp", f"{host}:{port}")
+        baudrate = getattr(conn, "baudrate", None)
+        return ("tcp", f"{host}:{port}"), baudrate if isinstance(baudrate, int) else None
     return None
 
 
@@ -90,20 +95,39 @@ class Dlt645Checks:
                     f"{conn.port} is already opened with baudrate/bytesize/parity/stopbits "
                     f"{first}; all meters on one line must match",
                 )
-        self._other_drivers(key, loc, report, site)
+        self._other_drivers(conn, loc, report, site)
 
-    def _other_drivers(self, key: LineKey, loc: Loc, report: Report, site: Any) -> None:
-        """A line is one owner's: two drivers each opening it would interleave their bytes."""
+    def _other_drivers(
+        self, conn: RtuConnection | TcpConnection, loc: Loc, report: Report, site: Any
+    ) -> None:
+        """Another driver's devices on the line take turns with the meters through the line's
+        one owner (drivers/lines.py), which sets a local port to each one's settings. A serial
+        server's port has one setting, and a Modbus TCP endpoint is no bare line."""
+        key = line_key(conn)
         for i, device in enumerate(getattr(site, "devices", None) or []):
             if not device.enabled:
                 continue
-            for driver, conn in device.connections().items():
-                if driver != "dlt645" and _path_of(conn) == key:
+            for driver, other in device.connections().items():
+                found = _path_of(other) if driver != "dlt645" else None
+                if found is None or found[0] != key or isinstance(conn, RtuConnection):
+                    continue
+                baudrate = found[1]
+                if baudrate is None:
                     report(
                         (*loc, "dlt645"),
-                        f"{key[1]} is also used by the {driver} device devices[{i}] "
-                        f"({device.id}); the gateway cannot share one line between two "
-                        "drivers yet: put the DL/T 645 meters on their own port or serial "
-                        "server",
+                        f"{key[1]} is the {driver} TCP endpoint of devices[{i}] ({device.id}), "
+                        "which frames its own requests; DL/T 645 meters need a transparent "
+                        "serial server's port (if that device is behind the same server, give "
+                        "it `transport: rtu_over_tcp`)",
+                    )
+                    return
+                if baudrate != conn.baudrate:
+                    report(
+                        (*loc, "dlt645", "baudrate"),
+                        f"{key[1]} is a serial server's port, which has one setting, and the "
+                        f"{driver} device devices[{i}] ({device.id}) reads its line at "
+                        f"{baudrate} baud, this meter at {conn.baudrate}: set the server and "
+                        "every device on the line to one baud rate and parity, or put the "
+                        "meters on another port of the server",
                     )
                     return

@@ -1,25 +1,22 @@
-"""One owner per physical path: a serial port, or a serial server's TCP port.
+"""DL/T 645 on one physical path: a serial port, or a serial server's TCP port.
 
 An RS-485 line carries one conversation at a time, and a transparent serial server passes bytes
-through without any notion of whose they are: every meter on a line shares the line's owner,
-which sends one request, waits for its answer (or the timeout) and only then lets the next
-request out. A read that the meter answers in parts (follow-up frames) holds the line until its
-last part. Lines never wait for each other.
+through without any notion of whose they are: every meter on a line goes through the line's
+one owner (drivers/lines.py, shared with the Modbus devices on the same line), which lets one
+request out, and the next only after its answer (or the timeout). A read that the meter
+answers in parts (follow-up frames) holds the line until its last part. Lines never wait for
+each other.
 
-The serial port is read through the event loop (pyserial opens and configures it; the loop
-watches its descriptor), so a slow meter never blocks anything but its own line.
+The owner reads the serial port through the event loop and sets it to the meters' settings
+for their turns, so a slow meter never blocks anything but its own line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol, cast
-
-import serial
 
 from drivers.dlt645.codec import (
     BROADCAST,
@@ -40,6 +37,7 @@ from drivers.dlt645.codec import (
     read_request,
 )
 from drivers.dlt645.config import RtuConnection, TcpConnection
+from drivers.lines import LineError, PathKey, SerialSettings, SharedLine
 
 LineKey = tuple[str, str]
 ProblemSink = Callable[[str, str], None]
@@ -55,169 +53,18 @@ def line_key(conn: RtuConnection | TcpConnection) -> LineKey:
     return ("tcp", f"{conn.host}:{conn.port}")
 
 
-class _Transport(Protocol):
-    @property
-    def is_open(self) -> bool: ...
-    async def open(self) -> None: ...
-    def write(self, data: bytes) -> None: ...
-    def close(self) -> None: ...
+def line_path(conn: RtuConnection | TcpConnection) -> PathKey:
+    """The physical line, as every driver names it (drivers/lines.py)."""
+    if isinstance(conn, RtuConnection):
+        return ("serial", conn.port)
+    return ("tcp", f"{conn.host}:{conn.port}")
 
 
-OnData = Callable[[bytes], None]
-OnLost = Callable[[Exception | None], None]
-
-
-class SerialTransport:
-    """A local serial port, opened exclusively (a second program on the port would mix its
-    bytes into ours)."""
-
-    def __init__(self, conn: RtuConnection, on_data: OnData, on_lost: OnLost) -> None:
-        self.conn = conn
-        self._on_data = on_data
-        self._on_lost = on_lost
-        self._serial: serial.Serial | None = None
-        self._pending = b""  # what a full output buffer did not take yet
-
-    @property
-    def is_open(self) -> bool:
-        return self._serial is not None
-
-    async def open(self) -> None:
-        conn = self.conn
-        try:
-            port = serial.Serial(
-                conn.port,
-                baudrate=conn.baudrate,
-                bytesize=conn.bytesize,
-                parity=conn.parity,
-                stopbits=conn.stopbits,
-                timeout=0,
-                exclusive=True,
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise open_problem(conn.port, exc) from None
-        self._serial = port
-        asyncio.get_running_loop().add_reader(port.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        port = self._serial
-        if port is None:
-            return
-        try:
-            data = os.read(port.fileno(), 4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        if not data:
-            self._lost(None)
-            return
-        self._on_data(data)
-
-    def _lost(self, exc: Exception | None) -> None:
-        self.close()
-        self._on_lost(exc)
-
-    def write(self, data: bytes) -> None:
-        port = self._serial
-        if port is None:
-            raise Dlt645ConnectionError(f"{self.conn.port} is not open")
-        try:
-            written = os.write(port.fileno(), data)
-        except BlockingIOError:
-            written = 0
-        except OSError as exc:
-            self.close()
-            raise Dlt645ConnectionError(f"cannot write to {self.conn.port}: {exc}") from exc
-        if written < len(data):
-            self._pending = data[written:]
-            asyncio.get_running_loop().add_writer(port.fileno(), self._writable)
-
-    def _writable(self) -> None:
-        port = self._serial
-        if port is None:
-            return
-        try:
-            written = os.write(port.fileno(), self._pending)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        self._pending = self._pending[written:]
-        if not self._pending:
-            asyncio.get_running_loop().remove_writer(port.fileno())
-
-    def close(self) -> None:
-        port, self._serial = self._serial, None
-        if port is None:
-            return
-        with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit
-            loop = asyncio.get_running_loop()
-            loop.remove_reader(port.fileno())
-            loop.remove_writer(port.fileno())
-        self._pending = b""
-        port.close()
-
-
-class _StreamProtocol(asyncio.Protocol):
-    def __init__(self, on_data: OnData, on_lost: OnLost) -> None:
-        self.on_data = on_data
-        self.on_lost = on_lost
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.on_data(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.on_lost(exc)
-
-
-class TcpTransport:
-    """A transparent serial server's TCP port: the line's bytes, unframed."""
-
-    def __init__(
-        self, conn: TcpConnection, on_data: OnData, on_lost: OnLost, connect_timeout: float
-    ) -> None:
-        self.conn = conn
-        self._on_data = on_data
-        self._on_lost = on_lost
-        self.connect_timeout = connect_timeout
-        self._protocol: _StreamProtocol | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self._protocol is not None and self._protocol.transport is not None
-
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        conn = self.conn
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: _StreamProtocol(self._on_data, self._on_lost), conn.host, conn.port
-                )
-        except Exception as exc:  # OSError, TimeoutError, UnicodeError for a bad host name
-            raise Dlt645ConnectionError(
-                f"cannot connect to {conn.host}:{conn.port}: {exc or 'timeout'}"
-            ) from None
-        self._protocol = protocol
-
-    def write(self, data: bytes) -> None:
-        protocol = self._protocol
-        if protocol is None or protocol.transport is None:
-            raise Dlt645ConnectionError(f"not connected to {self.conn.host}:{self.conn.port}")
-        protocol.transport.write(data)
-
-    def close(self) -> None:
-        protocol, self._protocol = self._protocol, None
-        if protocol is not None and protocol.transport is not None:
-            protocol.transport.close()
+def line_settings(conn: RtuConnection | TcpConnection) -> SerialSettings | None:
+    """What a local port is set to for the meters' turns (a serial server has its own)."""
+    if isinstance(conn, RtuConnection):
+        return SerialSettings(conn.baudrate, conn.bytesize, conn.parity, conn.stopbits)
+    return None
 
 
 class Line:
@@ -229,17 +76,20 @@ class Line:
     of the request during which it came.
     """
 
-    def __init__(self, conn: RtuConnection | TcpConnection, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        conn: RtuConnection | TcpConnection,
+        connect_timeout: float,
+        shared: SharedLine | None = None,
+    ) -> None:
         self.key = line_key(conn)
         self.name = self.key[1]
         self._reader = FrameReader()
-        self._transport: _Transport
-        if isinstance(conn, RtuConnection):
-            self._transport = SerialTransport(conn, self._data, self._lost)
-        else:
-            self._transport = TcpTransport(conn, self._data, self._lost, connect_timeout)
+        # The path's owner: the site's (shared with other drivers), or one of its own.
+        self.shared = shared or SharedLine(line_path(conn), connect_timeout)
+        self._settings = line_settings(conn)
         self._char_time = conn.bits_per_char / conn.baudrate
-        self._lock = asyncio.Lock()
+        self._holding = False
         self._waiter: tuple[asyncio.Future[Frame], Callable[[Frame], bool]] | None = None
         self._unexpected: Counter[str] = Counter()
         self._unexpected_message: dict[str, str] = {}
@@ -290,9 +140,24 @@ class Line:
 
     @contextlib.asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
-        """The line for one transaction (a read with all its follow-ups)."""
-        async with self._lock:
-            yield
+        """The line for one transaction (a read with all its follow-ups). Raises
+        Dlt645ConnectionError (SerialPortError) when the path does not open."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(
+                    self.shared.turn(self._settings, self._data, self._lost)
+                )
+            except LineError as exc:
+                self.open_problem = str(exc)
+                if exc.reason.startswith("serial_port"):
+                    raise SerialPortError(str(exc), exc.reason) from None
+                raise Dlt645ConnectionError(str(exc)) from None
+            self.open_problem = ""
+            self._holding = True
+            try:
+                yield
+            finally:
+                self._holding = False
 
     async def exchange(
         self,
@@ -305,30 +170,21 @@ class Line:
         """Send ``request`` and return the first frame ``accept`` takes. The caller holds the
         line (``held``). ``timeout`` runs after the request and the answer's ``answer_size``
         bytes have had their time on the wire."""
-        if not self._lock.locked():
+        if not self._holding:
             raise RuntimeError("Line.exchange outside Line.held()")
-        transport = self._transport
-        if not transport.is_open:
-            try:
-                await transport.open()
-            except Dlt645ConnectionError as exc:
-                self.open_problem = str(exc)
-                raise
-            self.open_problem = ""
         loop = asyncio.get_running_loop()
         self._reader.clear()
         future: asyncio.Future[Frame] = loop.create_future()
         self._waiter = (future, accept)
         wire = (len(request) + answer_size) * self._char_time
         try:
-            transport.write(request)
+            self.shared.write(request)
             async with asyncio.timeout(timeout + wire):
                 return await future
         except TimeoutError:
             raise Dlt645Timeout(f"no answer on {self.name} within {timeout:g} s") from None
-        except Dlt645ConnectionError:
-            transport.close()
-            raise
+        except LineError as exc:  # lost: the owner opens it again for the next turn
+            raise Dlt645ConnectionError(f"{self.name}: {exc}") from None
         finally:
             self._waiter = None
             self._hand_over(problems)
@@ -388,29 +244,4 @@ class Line:
         return address_answer(frame)
 
     def close(self) -> None:
-        self._transport.close()
-
-
-def open_problem(port: str, exc: BaseException) -> SerialPortError:
-    """Why a serial port does not open, with what to do about it."""
-    cause = exc.__cause__ or exc.__context__ or exc
-    errno = getattr(exc, "errno", None) or getattr(cause, "errno", None)
-    if errno == 2 or isinstance(cause, FileNotFoundError) or not os.path.exists(port):
-        return SerialPortError(
-            f"serial port {port} does not exist: check the device path in the site file "
-            "(`ls -l /dev/serial/by-id/` names the adapters plugged in; a by-id path survives "
-            "re-plugging) and that the adapter is connected",
-            "serial_port_missing",
-        )
-    if errno == 13 or isinstance(cause, PermissionError):
-        return SerialPortError(
-            f"no permission to open serial port {port}: add the gateway's user to the port's "
-            "group (usually `dialout`: `sudo usermod -aG dialout <user>`), then log in again "
-            "or restart the service",
-            "serial_port_permission",
-        )
-    return SerialPortError(
-        f"cannot open serial port {port}: {exc} (is another program, ModemManager or a second "
-        "gateway, holding it?)",
-        "serial_port_error",
-    )
+        self.shared.close()

@@ -27,8 +27,9 @@ from core.types import Command, CommandResult, Sample, Value
 from drivers.contract import DeviceStatus, RuntimeContext
 from drivers.dlt645.codec import Dlt645Error, ErrorAnswer, FrameError, decode_bcd_count
 from drivers.dlt645.config import RtuConnection, TcpConnection
-from drivers.dlt645.line import Line, LineKey, line_key
+from drivers.dlt645.line import Line, LineKey, line_key, line_path
 from drivers.dlt645.profile import Dlt645Point, Dlt645Profile
+from drivers.lines import Lines
 
 log = logging.getLogger("guanjia.dlt645")
 
@@ -318,13 +319,19 @@ class Dlt645Driver:
         ]
         self.lines: dict[LineKey, Line] = {}
         self.pollers: dict[str, MeterPoller] = {}
+        # The site's line owners, shared with the Modbus devices on the same lines.
+        self._owners = ctx.lines if ctx.lines is not None else Lines()
         for device in devices:
             key = line_key(device.connection)
             if key not in self.lines:
                 timeout = max(
                     d.connection.timeout for d in devices if line_key(d.connection) == key
                 )
-                self.lines[key] = Line(device.connection, connect_timeout=max(timeout, 3.0))
+                connect_timeout = max(timeout, 3.0)
+                shared = self._owners.claim(
+                    line_path(device.connection), self.name, connect_timeout
+                )
+                self.lines[key] = Line(device.connection, connect_timeout, shared)
             self.pollers[device.id] = MeterPoller(device, self.lines[key], ctx.emit)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -342,7 +349,7 @@ class Dlt645Driver:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         for line in self.lines.values():
-            line.close()
+            self._owners.release(line.shared.path, self.name)
 
     async def read_once(self, device: str) -> Sample:
         """Poll one meter now (as `guanjia read` would)."""

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from core.types import Command, CommandResult, Sample
 from drivers.contract import DeviceStatus, RuntimeContext
+from drivers.lines import Lines, SharedLine
 from drivers.modbus.codec import PointSpec, resolve
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from drivers.modbus.derived import DerivedSpec, needed
-from drivers.modbus.link import Link, LinkKey, link_key
+from drivers.modbus.line_client import SharedLineClient
+from drivers.modbus.link import Link, LinkKey, line_path, line_settings, link_key
 from drivers.modbus.overrides import apply_overrides
 from drivers.modbus.planner import WireModel, plan
 from drivers.modbus.poller import DevicePlan, DevicePoller, GroupPlan, GroupPoller, member_key
@@ -185,9 +187,14 @@ class ModbusDriver:
         devices = [
             ModbusDevice(e.id, e.profile, e.connection, e.poll, e.points) for e in ctx.devices
         ]
-        return cls(devices, ctx.emit)
+        return cls(devices, ctx.emit, ctx.lines)
 
-    def __init__(self, devices: Sequence[ModbusDevice], emit: Callable[[Sample], None]) -> None:
+    def __init__(
+        self,
+        devices: Sequence[ModbusDevice],
+        emit: Callable[[Sample], None],
+        lines: Lines | None = None,
+    ) -> None:
         self.links: dict[LinkKey, Link] = {}
         self.pollers: dict[str, DevicePoller] = {}  # every device's, in the site's order
         self.groups: dict[str, GroupPoller] = {}  # devices read together, by group name
@@ -199,11 +206,20 @@ class ModbusDriver:
             key = link_key(device.connection)
             line_timeouts[key] = max(line_timeouts.get(key, 0.0), device.connection.timeout)
         made: dict[str, DevicePoller] = {}
+        # The site's line owners; the lines claimed here, with a connection of each.
+        self._owners = lines if lines is not None else Lines()
+        self._lines: dict[LinkKey, tuple[SharedLine, Connection]] = {}
         for members in poll_groups(devices):
             conn = members[0].connection
             key = link_key(conn)
             if key not in self.links:
                 self.links[key] = Link.for_connection(conn, line_timeouts[key])
+                path = line_path(conn)
+                if path is not None:
+                    self._lines[key] = (
+                        self._owners.claim(path, self.name, line_timeouts[key]),
+                        conn,
+                    )
             link = self.links[key]
             if len(members) == 1:
                 poller = DevicePoller(device_plan(members[0]), link, emit)
@@ -220,6 +236,11 @@ class ModbusDriver:
 
     def start(self) -> None:
         """Start every poller, those that share a period evenly spread over it."""
+        # Every driver has claimed its lines by now: those another driver uses too are
+        # borrowed turn by turn from their owner.
+        for key, (line, conn) in self._lines.items():
+            if line.shared and not isinstance(self.links[key].client, SharedLineClient):
+                self.links[key].use_line(line, line_settings(conn))
         start = time.monotonic()
         phases = poll_phases({name: r.plan.interval for name, r in self._runners.items()})
         self._tasks = [
@@ -234,6 +255,8 @@ class ModbusDriver:
         self._tasks = []
         for link in self.links.values():
             link.close()
+        for line, _conn in self._lines.values():
+            self._owners.release(line.path, self.name)
 
     async def read_once(self, device: str) -> Sample:
         """Poll one device alone, with its own plan (as `guanjia read` does), even when it is

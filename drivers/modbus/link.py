@@ -3,6 +3,10 @@
 Devices behind one path share its owner, which serialises their requests: an RS-485 line can
 carry only one conversation at a time, and most TCP gateways in front of such lines misbehave
 with concurrent requests. Devices on different paths never wait for each other.
+
+A line that another driver's devices use too (DL/T 645 meters on the same RS-485 bus) belongs
+to the site's line owner (drivers/lines.py): its link's requests take turns there with the
+other driver's (`Link.use_line`, drivers/modbus/line_client.py).
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
+from drivers.lines import PathKey, SerialSettings, SharedLine
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from drivers.modbus.errors import ModbusConnectionError, ModbusError, ProblemSink
+from drivers.modbus.line_client import SharedLineClient
 from drivers.modbus.serial_client import SerialClient
 from drivers.modbus.stream_client import StreamClient
 
@@ -58,6 +64,26 @@ def link_key(conn: TcpConnection | RtuOverTcpConnection | RtuConnection) -> Link
     if isinstance(conn, RtuConnection):
         return ("rtu", conn.port)
     return (conn.transport, f"{conn.host}:{conn.port}")
+
+
+def line_path(conn: TcpConnection | RtuOverTcpConnection | RtuConnection) -> PathKey | None:
+    """The physical line a device hangs on, as every driver names it (drivers/lines.py); None
+    for Modbus TCP, whose endpoint frames its own requests and is no bare line."""
+    if isinstance(conn, RtuConnection):
+        return ("serial", conn.port)
+    if isinstance(conn, RtuOverTcpConnection):
+        return ("tcp", f"{conn.host}:{conn.port}")
+    return None
+
+
+def line_settings(
+    conn: TcpConnection | RtuOverTcpConnection | RtuConnection,
+) -> SerialSettings | None:
+    """What a local port is set to for the device's turns on a shared line; None behind a
+    serial server, whose port has the one setting of its configuration."""
+    if isinstance(conn, RtuConnection):
+        return SerialSettings(conn.baudrate, conn.bytesize, conn.parity, conn.stopbits)
+    return None
 
 
 class Link:
@@ -142,8 +168,14 @@ class Link:
     async def write_coil(self, unit: int, address: int, value: bool, timeout: float) -> None:
         await self._exclusive(lambda: self.client.write_coil(unit, address, value, timeout))
 
+    def use_line(self, line: SharedLine, settings: SerialSettings | None) -> None:
+        """Take turns on a line another driver shares, instead of a connection of its own
+        (``settings``: None behind a serial server, whose port has one setting)."""
+        self.client.close()
+        self.client = SharedLineClient(line, settings)
+
     def close(self) -> None:
         self.client.close()
 
 
-__all__ = ["Client", "Link", "LinkKey", "ModbusError", "link_key"]
+__all__ = ["Client", "Link", "LinkKey", "ModbusError", "line_path", "line_settings", "link_key"]
