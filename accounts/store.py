@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS written (
     until REAL NOT NULL,          -- periods starting before this were written
     PRIMARY KEY (counter, period)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revisions (  -- periods written again (late data), how many times
+    counter TEXT NOT NULL,
+    period TEXT NOT NULL,
+    start REAL NOT NULL,
+    rev INTEGER NOT NULL,
+    PRIMARY KEY (counter, period, start)
+) WITHOUT ROWID;
 """
 
 
@@ -61,15 +68,18 @@ class StoredCounter:
     marks: list[Mark] = field(default_factory=list)
     days: dict[float, Tally] = field(default_factory=dict)
     written: dict[str, float] = field(default_factory=dict)  # period kind -> until
+    revisions: dict[tuple[str, float], int] = field(default_factory=dict)  # (kind, start) -> n
 
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    """One save: marks added or removed, day totals, how far each kind was written."""
+    """One save: marks added or removed, day totals, how far each kind was written, how
+    often a period was written again."""
 
     marks: Mapping[str, Mapping[float, Mark | None]]
     days: Mapping[str, Mapping[float, Tally]] = field(default_factory=dict)
     written: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    revisions: Mapping[tuple[str, str, float], int] = field(default_factory=dict)
 
 
 class AccountsStore:
@@ -106,6 +116,10 @@ class AccountsStore:
             out.setdefault(counter, StoredCounter()).days[start] = Tally(amount, covered, span)
         for counter, period, until in self.db.execute("SELECT counter, period, until FROM written"):
             out.setdefault(counter, StoredCounter()).written[period] = until
+        for counter, period, start, rev in self.db.execute(
+            "SELECT counter, period, start, rev FROM revisions"
+        ):
+            out.setdefault(counter, StoredCounter()).revisions[(period, start)] = rev
         return out
 
     def save(self, changes: Changes) -> None:
@@ -131,6 +145,10 @@ class AccountsStore:
                 "INSERT OR REPLACE INTO written VALUES (?, ?, ?)",
                 [(c, period, until) for (c, period), until in changes.written.items()],
             )
+            db.executemany(
+                "INSERT OR REPLACE INTO revisions VALUES (?, ?, ?, ?)",
+                [(c, period, start, n) for (c, period, start), n in changes.revisions.items()],
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -138,7 +156,8 @@ class AccountsStore:
 
     def prune(self, marks_before: float, days_before: float) -> None:
         """Forget marks older than `marks_before` (keeping each counter's last one before it:
-        a stretch starts there) and day totals older than `days_before`."""
+        a stretch starts there), and day totals and revision counts of periods that start
+        before `days_before`."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -148,6 +167,7 @@ class AccountsStore:
                 (marks_before, marks_before),
             )
             db.execute("DELETE FROM days WHERE start < ?", (days_before,))
+            db.execute("DELETE FROM revisions WHERE start < ?", (days_before,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

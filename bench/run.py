@@ -40,6 +40,7 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
         "bench.bench_streams",
         ("streams_cpu_vs_bare", "streams_rss_mib", "streams_reconnect_s"),
     ),
+    ("accounts", "bench.bench_accounts", ("accounts_cpu",)),
 ]
 
 

@@ -8,7 +8,10 @@ accounts.counters.CounterTrack; as the clock passes a period's end (plus `grace`
 reading after it to arrive) the period is written: a rules.model.Record of measurement
 `energy` on the bus, which the InfluxDB sink encodes like any Record (gateway/lineproto.py
 `record_line`). Late readings that change a period already written mark it, and the next
-settle writes it again, same series and timestamp: the database keeps the last. Marks, day
+settle writes it again, same series and timestamp: InfluxDB keeps the last. VictoriaMetrics
+keeps every sample of a timestamp, so where the site's `influxdb.server` says it is one, the
+n-th rewrite of a period is stamped n ms after its start (up to MAX_REVISION; the revision
+counts are in the store): its newest sample is the figure (`last_over_time`). Marks, day
 totals and how far each counter was written live in accounts.store, on its own thread.
 
 Entry points (for the gateway and for tests that drive it without real time):
@@ -54,6 +57,7 @@ from accounts.counters import (
     Swap,
     Tally,
 )
+from accounts.factors import load_factors
 from accounts.store import AccountsStore, Changes, StoreThread
 from core.types import Sample
 from gateway.bus import Bus, Inbox, Overflow
@@ -64,6 +68,8 @@ from rules.model import Record
 log = logging.getLogger("guanjia.accounts")
 
 MEASUREMENT = "energy"
+# A period's rewrites on VictoriaMetrics move it by a millisecond each, within its first second.
+MAX_REVISION = 999
 PLACE_TAGS = ("building", "floor", "zone", "use")
 
 # The most a counter can count in an hour when the site does not say: a large compound's
@@ -96,6 +102,9 @@ class _Counter:
     dirty: set[tuple[str, float]] = field(default_factory=set)
     days_changed: dict[float, Tally] = field(default_factory=dict)
     written_changed: set[str] = field(default_factory=set)
+    due: float = -math.inf  # nothing new to write before the clock passes this (an hour's end)
+    revisions: dict[tuple[str, float], int] = field(default_factory=dict)  # rewrites by period
+    revisions_changed: set[tuple[str, float]] = field(default_factory=set)
 
 
 @dataclass
@@ -137,9 +146,14 @@ class AccountsService:
         self.tick_interval = tick
         self.grace = grace
         self.periods = Periods(site.site.timezone)
-        self.factors: FactorSource = factors or InterimFactors(accounts.factors)
+        self.factors: FactorSource = factors or load_factors(accounts.factors, loaded.base_dir)
         self.factor_label = self.factors.label(accounts.grid_region)
         self.stats = AccountsHealth()
+        # VictoriaMetrics keeps every sample of a timestamp (and its deduplication the first or
+        # the largest, not the last): there a period written again moves 1 ms per revision, and
+        # the newest sample of a period is its figure.
+        target = site.influxdb
+        self.stamp_revisions = target is not None and target.server == "victoriametrics"
         path = store_path or site_relative(loaded.base_dir, accounts.store)
         store = AccountsStore(path)
         stored = store.load()
@@ -176,6 +190,7 @@ class AccountsService:
                     tags,
                     dict(kept.written) if kept else {},
                     dict(kept.days) if kept else {},
+                    revisions=dict(kept.revisions) if kept else {},
                 )
         self.counters = [c for points in self.counted.values() for c in points.values()]
         self._co2: dict[tuple[str, str, int], float] = {}
@@ -265,6 +280,8 @@ class AccountsService:
         return out
 
     def _settle(self, counter: _Counter, horizon: float) -> list[Record]:
+        if horizon < counter.due and not counter.dirty:
+            return []  # most ticks of most counters: mid-hour, no late data
         track = counter.track
         first, last = track.first_t, track.last_t
         if first is None or last is None:
@@ -275,7 +292,9 @@ class AccountsService:
         for kind in PERIODS:  # hours, then the days, then the months that add them up
             for dirty_kind, start in sorted(dirty):
                 if dirty_kind == kind and start < counter.written.get(kind, -math.inf):
-                    out.append(self._period(counter, kind, start))
+                    out.append(
+                        self._period(counter, kind, start, self._revise(counter, kind, start))
+                    )
                     self.stats.recomputed += 1
                     if kind == "day":  # its month adds the days up again
                         month = periods.floor(start, "month")
@@ -292,10 +311,18 @@ class AccountsService:
             if start != begun or kind not in counter.written:
                 counter.written[kind] = start
                 counter.written_changed.add(kind)
+        counter.due = periods.next(counter.written["hour"], "hour")
         self.stats.periods_written += len(out)
         return out
 
-    def _period(self, counter: _Counter, kind: str, start: float) -> Record:
+    def _revise(self, counter: _Counter, kind: str, start: float) -> int:
+        """Count one more writing of a period already written; its revision number."""
+        key = (kind, start)
+        rev = counter.revisions[key] = counter.revisions.get(key, 0) + 1
+        counter.revisions_changed.add(key)
+        return rev
+
+    def _period(self, counter: _Counter, kind: str, start: float, revision: int = 0) -> Record:
         end = self.periods.next(start, kind)
         if kind == "month":
             days = [t for s, t in counter.days.items() if start <= s < end]
@@ -324,7 +351,8 @@ class AccountsService:
                 "coverage": float(tally.coverage),
                 "factor_set": self.factor_label,
             },
-            round(start) * 1_000_000_000,
+            round(start) * 1_000_000_000
+            + (min(revision, MAX_REVISION) * 1_000_000 if self.stamp_revisions else 0),
         )
 
     # -- the store -------------------------------------------------------------------------
@@ -334,6 +362,7 @@ class AccountsService:
         marks: dict[str, Mapping[float, Mark | None]] = {}
         days: dict[str, Mapping[float, Tally]] = {}
         written: dict[tuple[str, str], float] = {}
+        revisions: dict[tuple[str, str, float], int] = {}
         for c in self.counters:
             if c.track.changes:
                 marks[c.key] = c.track.take_changes()
@@ -342,11 +371,14 @@ class AccountsService:
             for kind in c.written_changed:
                 written[(c.key, kind)] = c.written[kind]
             c.written_changed = set()
-        return Changes(marks, days, written)
+            for kind, start in c.revisions_changed:
+                revisions[(c.key, kind, start)] = c.revisions[(kind, start)]
+            c.revisions_changed = set()
+        return Changes(marks, days, written, revisions)
 
     async def save(self) -> None:
         changes = self.changes()
-        if not (changes.marks or changes.days or changes.written):
+        if not (changes.marks or changes.days or changes.written or changes.revisions):
             return
         try:
             await asyncio.wrap_future(self.store.save(changes))
@@ -361,6 +393,8 @@ class AccountsService:
             c.track.prune(now - keep)
             for start in [s for s in c.days if s < now - 400 * 86400.0]:
                 del c.days[start]
+            for key in [k for k in c.revisions if k[1] < now - 400 * 86400.0]:
+                del c.revisions[key]
         try:
             await asyncio.wrap_future(
                 self.store.call(lambda s: s.prune(now - keep, now - 400 * 86400.0))
@@ -414,42 +448,3 @@ class AccountsService:
                     await self.prune(now)
             except Exception:
                 log.exception("accounts tick failed")
-
-
-# -- factors until accounts/factors.py lands (then FactorSet takes this one's place) -------
-
-
-# kg standard coal per unit: electricity at equivalent value (facts/domain.md); natural gas and
-# heat by their calorific values (GB/T 2589: 1.2143 kgce/m3; 1 GJ / 29.3076 MJ per kgce).
-_KGCE = {"electricity": 0.1229, "gas": 1.2143, "heat": 34.12, "water": 0.0}
-# kg CO2 per unit: the 2023 grid factors (t/MWh = kg/kWh, facts/domain.md), gas 2.162 kg/m3,
-# purchased heat 110 kg/GJ (unverified there).
-_GRID_2023 = {
-    "national": 0.5306,
-    "north": 0.6361,
-    "northeast": 0.5122,
-    "east": 0.5500,
-    "central": 0.5271,
-    "northwest": 0.5543,
-    "south": 0.4042,
-    "southwest": 0.2472,
-}
-_CO2 = {"gas": 2.162, "heat": 110.0, "water": 0.0}
-
-
-class InterimFactors:
-    """The figures of facts/domain.md, until the versioned factor sets are loaded."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def label(self, region: str) -> str:
-        return f"{self.name}/{region}"
-
-    def kgce_per(self, carrier: str, unit: str) -> float:
-        return _KGCE[carrier]
-
-    def co2_kg_per(self, carrier: str, unit: str, year: int, region: str) -> float:
-        if carrier == "electricity":
-            return _GRID_2023[region]
-        return _CO2[carrier]

@@ -68,7 +68,17 @@ class SiteInfo(_Strict):
         return value
 
 
-class InfluxV2(_Strict):
+class _InfluxTarget(_Strict):
+    server: Literal["influxdb", "victoriametrics"] = Field(
+        default="influxdb",
+        description=(
+            "What answers: `victoriametrics` keeps every write of a timestamp, so a period the "
+            "accounts write again (late data) is stamped a millisecond later per revision."
+        ),
+    )
+
+
+class InfluxV2(_InfluxTarget):
     """InfluxDB 2.x/3.x or a compatible server, through the v2 write API."""
 
     api: Literal["v2"] = Field(description="`v2`")
@@ -79,7 +89,7 @@ class InfluxV2(_Strict):
     timeout: Duration = Field(default=10.0, description="HTTP timeout of one write.")
 
 
-class InfluxV1(_Strict):
+class InfluxV1(_InfluxTarget):
     """InfluxDB 1.x, through the v1 `/write` API."""
 
     api: Literal["v1"] = Field(description="`v1`")

@@ -178,3 +178,63 @@ def test_resets_swaps_and_jumps_reach_health(harness: Harness) -> None:
     assert harness.service.health()["accounts_swaps"] == 1
     harness.service.settle(at(11, 5))
     assert harness.energy("hour", "m1")[at(10)].fields["amount"] == pytest.approx(0.5 + 0.2 + 0.5)
+
+
+def test_a_swap_the_site_declares_counts_both_meters(tmp_path: Path) -> None:
+    swap = (
+        "  swaps:\n"
+        "    - {device: m0, point: energy_kwh, at: '2026-07-01T10:15:00+08:00', "
+        "new_start: 50, old_final: 5004}\n"
+    )
+    h = Harness(site(tmp_path, ACCOUNTS + swap), tmp_path / "accounts.sqlite")
+    h.service.store.start()
+    try:
+        h.service.take(
+            [
+                Sample("m0", int(at(10, m) * 1e9), {"energy_kwh": v})
+                for m, v in [(0, 5000.0), (10, 5003.0), (20, 52.0), (30, 53.0)]
+            ]
+        )
+        h.service.settle(at(11, 5))
+        # 5000 -> 5003, the old meter's last 1, the new one's first 2, then 1.
+        assert h.energy("hour")[at(10)].fields["amount"] == pytest.approx(7.0)
+        assert h.service.health()["accounts_swaps"] == 1
+    finally:
+        h.service.store.stop()
+
+
+async def test_on_victoriametrics_each_rewrite_is_a_millisecond_later(tmp_path: Path) -> None:
+    """VictoriaMetrics keeps every sample of a timestamp: a period written again must be the
+    newest sample of its series there, also after a restart."""
+    path = meter_site(
+        tmp_path,
+        [1],
+        "influxdb: {api: v2, url: 'http://127.0.0.1:1', org: o, bucket: b, "
+        "server: victoriametrics}",
+    )
+    path.write_text(path.read_text(encoding="utf-8") + ACCOUNTS, encoding="utf-8")
+    store = tmp_path / "accounts.sqlite"
+    first = Harness(path, store)
+    first.service.store.start()
+    first.feed(at(0), at(8))
+    first.feed(at(12), at(0, 10, day=2))
+    first.service.settle(at(0, 10, day=2) + 200)
+    assert {r.ts for r in first.records if r.tags["period"] == "day"} == {int(at(0) * 1e9)}
+    first.feed(at(8), at(10))  # the spool replays half the gap
+    first.service.settle(at(0, 15, day=2) + 200)
+    await first.service.save()
+    first.service.store.stop()
+
+    second = Harness(path, store)
+    second.service.store.start()
+    try:
+        second.feed(at(10), at(12))  # after a restart, the rest of it
+        second.service.settle(at(0, 20, day=2) + 200)
+    finally:
+        second.service.store.stop()
+    days = [r for r in first.records + second.records if r.tags["period"] == "day"]
+    assert [r.ts - int(at(0) * 1e9) for r in days] == [0, 1_000_000, 2_000_000]
+    assert days[-1].fields["amount"] == pytest.approx(RATE * 24)
+    assert days[-1].fields["coverage"] == pytest.approx(1.0)
+    hour_9 = [r.ts for r in second.records if r.tags["period"] == "hour" and r.ts // 10**9 == at(9)]
+    assert hour_9 == [int(at(9) * 1e9) + 2_000_000]  # written, rewritten, rewritten again
