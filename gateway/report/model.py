@@ -107,6 +107,16 @@ class Pue:
 
 
 @dataclass(frozen=True, slots=True)
+class Charger:
+    """An EV charger's energy handed to vehicles (its `charging` counter)."""
+
+    device: str
+    building: str
+    kwh: float | None  # None: no figures for the month
+    last_month_kwh: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Alarm:
     alarm_id: str
     kind: str
@@ -150,6 +160,7 @@ class MonthReport:
     alarms: list[Alarm]
     coverage: float | None  # mean share of the month's periods the readings cover
     factor_sets: list[str] = field(default_factory=list)
+    chargers: list[Charger] = field(default_factory=list)  # by device id; none: no chargers
 
     @property
     def after_hours_share(self) -> float | None:
@@ -166,3 +177,13 @@ class MonthReport:
     @property
     def kwh_per_m2(self) -> float | None:
         return indicators.per_m2(self.total_kwh, self.area_m2)
+
+    @property
+    def charging_kwh(self) -> float | None:
+        figures = [c.kwh for c in self.chargers if c.kwh is not None]
+        return sum(figures) if figures else None
+
+    @property
+    def charging_last_month_kwh(self) -> float | None:
+        figures = [c.last_month_kwh for c in self.chargers if c.last_month_kwh is not None]
+        return sum(figures) if figures else None

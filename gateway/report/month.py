@@ -21,6 +21,7 @@ from gateway.report.model import (
     AcCompliance,
     Alarm,
     Category,
+    Charger,
     Consumer,
     MonthReport,
     Pue,
@@ -413,6 +414,7 @@ def build_month(
         alarms=alarms(ql, start, end, building),
         coverage=sum(covered) / len(covered) if covered else None,
         factor_sets=sorted({r.factor_set for r in counted if r.factor_set}),
+        chargers=_chargers(rows, earlier[0], devices),
     )
 
 
@@ -433,6 +435,28 @@ def _pv(loaded: LoadedSite, rows: Sequence[Row], building: str | None) -> Pv | N
         sum(kwps) if kwps else None,
         sum(r.co2_kg for r in generated),
     )
+
+
+def _chargers(
+    rows: Sequence[Row], last_month: Sequence[Row], devices: Sequence[DeviceInfo]
+) -> list[Charger]:
+    """Each EV charger's `charging` energy in the month and the month before: the site's
+    chargers (of the building) and any the accounts have figures for (one since removed)."""
+
+    def per_device(rs: Sequence[Row]) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for r in energy.of(rs, "electricity", "charging"):
+            out[r.device] += r.amount
+        return out
+
+    this, before = per_device(rows), per_device(last_month)
+    buildings = {d.id: d.tags.get("building", "") for d in devices if d.kind == "ev_charger"}
+    for r in energy.of([*rows, *last_month], "electricity", "charging"):
+        buildings.setdefault(r.device, r.building)
+    return [
+        Charger(device, buildings[device], this.get(device), before.get(device))
+        for device in sorted(buildings)
+    ]
 
 
 def _water(

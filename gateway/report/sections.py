@@ -193,6 +193,29 @@ def pv_water_pue(r: MonthReport, lang: Lang) -> list[Section]:
     return out
 
 
+def chargers(r: MonthReport, lang: Lang) -> list[Section]:
+    """Each EV charger's energy in the month against the month before; none without chargers."""
+    if not r.chargers:
+        return []
+    w = partial(word, lang=lang)
+    rows = [
+        [
+            c.device,
+            c.building or "—",
+            kwh(c.kwh),
+            kwh(c.last_month_kwh),
+            change(c.kwh, c.last_month_kwh) if c.kwh is not None else "—",
+        ]
+        for c in r.chargers
+    ]
+    this, before = r.charging_kwh, r.charging_last_month_kwh
+    rows.append(
+        [w("sum"), "", kwh(this), kwh(before), change(this, before) if this is not None else "—"]
+    )
+    header = [w(k) for k in ("charger", "building", "this_month", "last_month", "change")]
+    return [Section("chargers", w("chargers"), header, rows)]
+
+
 def alarms(r: MonthReport, lang: Lang) -> Section:
     w = partial(word, lang=lang)
     rows = [
@@ -219,6 +242,7 @@ def sections(r: MonthReport, lang: Lang) -> list[Section]:
         consumers(r, lang),
         ac(r, lang),
         *pv_water_pue(r, lang),
+        *chargers(r, lang),
         alarms(r, lang),
         daily(r, lang),
     ]

@@ -58,6 +58,7 @@ class YearTable:
     months: int  # months of the year the accounts have figures for
     limits: list[tuple[str, LimitComparison]]  # by building: GB/T 51161, a whole year only
     targets: list[tuple[str, TargetPace]]  # by building: the five-year targets' pace
+    ev_charging_kwh: float | None = None  # None: no charger counted
 
     def quantity(self, key: str) -> float | None:
         return next((line.quantity for line in self.lines if line.key == key), None)
@@ -119,6 +120,7 @@ def build_year(
             )
         )
     generated = energy.of(rows, "electricity", "generation")
+    charged = energy.of(rows, "electricity", "charging")
     area, headcount = area_and_headcount(loaded, building)
     months = len(
         {
@@ -138,6 +140,7 @@ def build_year(
         months,
         limits,
         targets,
+        energy.total(charged) if charged else None,
     )
 
 
@@ -226,6 +229,9 @@ def grid(table: YearTable, lang: Lang) -> list[list[float | str]]:
     if table.pv_generation_kwh is not None:
         name = "光伏发电量（自产）" if zh else "PV generation (on site)"
         out.append([name, "kWh", _cell(table.pv_generation_kwh), "", ""])
+    if table.ev_charging_kwh is not None:  # drawn through the site's meters: no second count
+        name = "电动汽车充电量（已计入电力）" if zh else "EV charging (within electricity)"
+        out.append([name, "kWh", _cell(table.ev_charging_kwh), "", ""])
     out.append([])
     out.append(["指标", "数值", "单位"] if zh else ["Indicator", "Value", "Unit"])
     out.append(["建筑面积" if zh else "Floor area", _cell(table.area_m2), "m²"])

@@ -72,6 +72,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "facility": ("总用电", "Facility"),
     "it": ("IT 用电", "IT load"),
     "limit": ("限值", "Limit"),
+    "chargers": ("电动汽车充电桩", "EV chargers"),
+    "charger": ("充电桩", "Charger"),
     "alarms": ("本月告警", "Alarms of the month"),
     "alarm_open": ("未关闭", "Open"),
     "alarm_closed": ("已关闭", "Closed"),
