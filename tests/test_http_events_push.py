@@ -354,6 +354,9 @@ def test_a_digest_answer_is_taken_once_and_goes_stale() -> None:
     assert verifier.check(answer("00000006"), "POST", "/a", "cam", "pw") == "stale"
     forged = answer("00000007").replace(nonce, "1000000." + "0" * 32)
     assert verifier.check(forged, "POST", "/a", "cam", "pw") == "missing"
+    # Devices challenged in the same second get nonces of their own: one's count is no
+    # replay of the other's.
+    assert len({verifier.nonce() for _ in range(100)}) == 100
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -13,10 +13,11 @@ after a lost answer counts it once).
 
 Who sent it: the post's source address is a device's `host`; a device whose posts come from
 elsewhere (a NAT) names the deviceID or MAC address its alerts carry (`push.device_id`).
-Several devices on one address (the channels of a recorder) are split by their `channels:`,
-as on a shared stream. A device given a username and password must authenticate its posts
-with HTTP Digest (its httpHosts `httpAuthenticationMethod: MD5digest`): without them, anyone
-on the camera network could post a plate the allow list knows.
+Several devices on one address are split by their `channels:` (the channels of a recorder),
+as on a shared stream, or by their `push.device_id` (devices behind one NAT address). A
+device given a username and password must authenticate its posts with HTTP Digest (its
+httpHosts `httpAuthenticationMethod: MD5digest`): without them, anyone on the camera network
+could post a plate the allow list knows.
 
 Answers: 200 as soon as the body is read and mapped (the device waits for it, and re-sends
 what it thinks was lost); 401 with a challenge for a missing or wrong Digest answer; 403 to
@@ -83,6 +84,18 @@ class PushMember:
         )
 
 
+def _at_address(members: Sequence[PushMember], event: dict[str, object]) -> list[PushMember]:
+    """Which of the devices posting from one address an alert is: the one whose device id it
+    names; else, where devices there are told apart by channel, those without an id (their
+    mappers take their channels); a lone device is its address's whatever the alert names."""
+    named = [m for m in members if m.takes(event)]
+    if named:
+        return named
+    if len(members) == 1:
+        return list(members)
+    return [m for m in members if m.device_id is None]
+
+
 def _ident(text: str) -> str:
     """deviceID or MAC address as compared: case and separators do not matter."""
     return text.strip().lower().replace(":", "").replace("-", "")
@@ -102,8 +115,8 @@ class PushStats:
 
 class DigestVerifier:
     """The server side of HTTP Digest (RFC 7616, MD5, qop=auth, as Hikvision devices answer):
-    nonces the gateway can check without keeping them (a time and its HMAC), good for five
-    minutes, each nonce count taken once."""
+    nonces the gateway can check without keeping them (a time, a salt and their HMAC), good
+    for five minutes, each nonce count taken once."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.key = os.urandom(16)
@@ -111,9 +124,13 @@ class DigestVerifier:
         self.counts: OrderedDict[str, int] = OrderedDict()
 
     def nonce(self) -> str:
-        stamp = f"{self.clock():.0f}"
-        mac = hmac.new(self.key, stamp.encode(), hashlib.sha256).hexdigest()[:32]
-        return f"{stamp}.{mac}"
+        # A salt of its own: devices challenged in the same second must not share a nonce
+        # (the second to answer would look like a replay of the first's count).
+        issued = f"{self.clock():.0f}.{os.urandom(6).hex()}"
+        return f"{issued}.{self._mac(issued)}"
+
+    def _mac(self, issued: str) -> str:
+        return hmac.new(self.key, issued.encode(), hashlib.sha256).hexdigest()[:32]
 
     def challenge(self, stale: bool = False) -> str:
         header = f'Digest realm="{REALM}", nonce="{self.nonce()}", algorithm=MD5, qop="auth"'
@@ -126,9 +143,9 @@ class DigestVerifier:
             return "missing"
         p = challenges[0].params
         nonce = p.get("nonce", "")
-        stamp, _, mac = nonce.partition(".")
-        want_mac = hmac.new(self.key, stamp.encode(), hashlib.sha256).hexdigest()[:32]
-        if not hmac.compare_digest(mac, want_mac) or not stamp.isdigit():
+        issued, _, mac = nonce.rpartition(".")
+        stamp = issued.partition(".")[0]
+        if not hmac.compare_digest(mac, self._mac(issued)) or not stamp.isdigit():
             return "missing"  # not our nonce (a restart): challenge afresh
         if p.get("username") != user or p.get("uri") != uri or p.get("realm") != REALM:
             return "refused"
@@ -263,12 +280,13 @@ class PushListener:
         taken = 0
         seen: set[str] = set()
         for event in events:
-            if by_address is not None:
-                targets = by_address
-            else:
-                targets = [m for m in candidates if m.takes(event)]
-                if not targets:
-                    continue
+            targets = (
+                _at_address(by_address, event)
+                if by_address is not None
+                else [m for m in candidates if m.takes(event)]
+            )
+            if not targets:
+                continue
             taken += 1
             keepalive = False
             for member in targets:
@@ -286,7 +304,10 @@ class PushListener:
             return self._unknown(remote, "its alerts name no device id of the site")
         stats.accepted += 1
         for member in candidates:
-            if member.device in seen or (by_address is not None and member in by_address):
+            # The channels of one sender are all up when it posts; devices told apart by
+            # their ids only when their own alerts come.
+            shared = by_address is not None and member.device_id is None
+            if member.device in seen or shared:
                 member.posts += 1
                 self._online(member)
         return web.Response(text="OK")
