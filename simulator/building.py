@@ -267,8 +267,9 @@ async def start_building(
 ) -> Building:
     """Serve every enabled Modbus TCP / RTU-over-TCP device, every DL/T 645 meter behind a
     serial server (``tcp``) and every camera, recorder and door station's event stream of a
-    site on its loopback port. ``device_time``: what the stream devices' own clocks say at a
-    simulated instant (the demo's: the wall clock).
+    site on its loopback port; devices set to push post to the gateway's listener instead.
+    ``device_time``: what the stream devices' own clocks say at a simulated instant (the
+    demo's: the wall clock).
 
     One server per distinct (host, port); DL/T 645 meters sharing a port share its line. Hosts
     must be loopback: the simulator never answers for a real device's address. Serial
@@ -339,6 +340,12 @@ async def start_building(
                     f"an event stream at {host} is not on a loopback address; the virtual "
                     "building only serves on 127.0.0.1"
                 )
+        for host, _port in streams.push_targets:
+            if not is_loopback(host):
+                raise ValueError(
+                    f"a device posts its events to a listener at {host}, not a loopback "
+                    "address; the virtual building only posts to 127.0.0.1"
+                )
         building.streams = streams
         await streams.start()
     except BaseException:
@@ -390,6 +397,8 @@ async def _run(site: BuildingSite, speed: float, start: datetime | None, seed: i
         for (host, port), vendor in building.streams.vendors.items():
             names = ", ".join(d for d, k in building.streams.server_of.items() if k == (host, port))
             print(f"{host}:{port} [{vendor} events]: {names}", flush=True)
+        for device_id, pusher in building.streams.pushers.items():
+            print(f"{device_id} [hikvision push] -> {pusher.url}", flush=True)
     print(f"simulated time {clock.now():%Y-%m-%d %H:%M %Z}, x{speed:g}; Ctrl-C stops", flush=True)
     try:
         await stop.wait()

@@ -65,15 +65,27 @@ class Dlt645Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class PushTarget:
+    """Where a device set to an HTTP host posts its events: the gateway's listener."""
+
+    host: str  # the listener's address (its bind address; 0.0.0.0 and :: are dialled on loopback)
+    port: int
+    device_id: str | None = None  # the MAC address (or deviceID) its alerts carry
+
+
+@dataclass(frozen=True, slots=True)
 class HttpEventsEndpoint:
     """Where a camera, recorder, access controller or door station serves its event stream,
-    and the user and password (as the site's reference, `${ENV}` or `file:`) it demands."""
+    and the user and password (as the site's reference, `${ENV}` or `file:`) it demands; or,
+    with ``push``, where it posts its events and the user and password it posts with (none:
+    it posts without logging in)."""
 
     host: str
     port: int
-    username: str
-    password: str  # the reference, resolved against the site file's directory when served
+    username: str | None
+    password: str | None  # the reference, resolved against the site file's directory
     channels: tuple[int, ...] = ()  # the recorder channels the site's device takes
+    push: PushTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,19 +250,39 @@ def _dlt645(reader: _Reader, item: object, key: str) -> Dlt645Endpoint:
     return Dlt645Endpoint("tcp", host, tcp_port, **common)
 
 
-def _streams(reader: _Reader, item: object, key: str) -> HttpEventsEndpoint | None:
-    """A device that streams its events; None for one that posts them (push mode): the
-    building does not simulate posting devices yet."""
+def _streams(reader: _Reader, item: object, key: str) -> HttpEventsEndpoint:
+    """A device that streams its events, or (``push:``) one that posts them to the gateway."""
     conn = reader.mapping(item, key)
-    if conn.get("push") is not None:
-        return None
     channels = reader.sequence(conn.get("channels") or [], f"{key}.channels")
+    host = reader.text(reader.required(conn, "host", key), f"{key}.host")
+    channel_ids = tuple(reader.integer(c, f"{key}.channels[{i}]") for i, c in enumerate(channels))
+    if conn.get("push") is not None:
+        push = reader.mapping(conn["push"], f"{key}.push")
+        bind = reader.text(push.get("bind", "0.0.0.0"), f"{key}.push.bind")
+        device_id = push.get("device_id")
+        user, password = conn.get("username"), conn.get("password")
+        return HttpEventsEndpoint(
+            host=host,
+            port=0,
+            username=None if user is None else reader.text(user, f"{key}.username"),
+            password=None if password is None else reader.text(password, f"{key}.password"),
+            channels=channel_ids,
+            push=PushTarget(
+                host="127.0.0.1" if bind == "0.0.0.0" else "::1" if bind == "::" else bind,
+                port=reader.integer(
+                    reader.required(push, "port", f"{key}.push"), f"{key}.push.port"
+                ),
+                device_id=None
+                if device_id is None
+                else reader.text(device_id, f"{key}.push.device_id"),
+            ),
+        )
     return HttpEventsEndpoint(
-        host=reader.text(reader.required(conn, "host", key), f"{key}.host"),
+        host=host,
         port=reader.integer(conn.get("port", 80), f"{key}.port"),
         username=reader.text(reader.required(conn, "username", key), f"{key}.username"),
         password=reader.text(reader.required(conn, "password", key), f"{key}.password"),
-        channels=tuple(reader.integer(c, f"{key}.channels[{i}]") for i, c in enumerate(channels)),
+        channels=channel_ids,
     )
 
 

@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from simulator.mqtt.dahua import DahuaBridgeCamera
-from simulator.mqtt.device import Context, DeviceDescription, Injection, Message, SimDevice
+from simulator.mqtt.device import (
+    Context,
+    DeviceDescription,
+    Injection,
+    Message,
+    SimDevice,
+    dumps,
+)
 from simulator.mqtt.hikvision import (
     MINOR_DOOR_CLOSE_NORMAL,
     MINOR_DOOR_OPEN_ABNORMAL,
@@ -31,6 +38,7 @@ from simulator.mqtt.hikvision import (
 )
 from simulator.mqtt.shapes import entrance_traffic
 from simulator.streams.payloads import (
+    ANPR_MAC,
     anpr_alert,
     camera_alert,
     camera_heartbeat,
@@ -60,7 +68,12 @@ def body_of(message: Message) -> tuple[str, str]:
 
 
 class HikStreamCamera(HikCamera):
-    """A Hikvision camera on its alertStream: the XML a camera sends, not the bridge's JSON."""
+    """A Hikvision camera on its alertStream: the XML a camera sends, not the bridge's JSON
+    (its MAC address the site's `push.device_id`, when it posts and the site names one)."""
+
+    def __init__(self, desc: DeviceDescription, ctx: Context, start: float) -> None:
+        super().__init__(desc, ctx, start)
+        self.mac = desc.variables.get("mac", self.mac)
 
     def alert(self, t: float, event_type: str, state: str, count: int) -> Message:
         doc: dict[str, Any] = json.loads(super().alert(t, event_type, state, count).payload)
@@ -73,8 +86,29 @@ class HikStreamCamera(HikCamera):
             when=doc["dateTime"],
             post_count=count,
             description=doc["eventDescription"],
+            mac=self.mac,
         )
         return Message("", body)
+
+
+class HikPushDoor(Door):
+    """A Hikvision face terminal set to an HTTP host: the door's people and timing, its MAC
+    address the site's `push.device_id`, and a capture with every verified person (posted
+    as the alert's picture)."""
+
+    def __init__(self, desc: DeviceDescription, ctx: Context, start: float) -> None:
+        super().__init__(desc, ctx, start)
+        self.mac = desc.variables.get("mac", self.mac)
+
+    def event(
+        self, t: float, minor: int, person: Person | None = None, card: str | None = None
+    ) -> Message:
+        message = super().event(t, minor, person, card)
+        if person is None:
+            return message
+        doc: dict[str, Any] = json.loads(message.payload)
+        doc["AccessControllerEvent"]["picturesNumber"] = 1
+        return Message(message.topic, dumps(doc), qos=message.qos)
 
 
 class DahuaVto(Door):
@@ -183,6 +217,7 @@ class HikAnprCamera(_Vehicles):
 
     def __init__(self, desc: DeviceDescription, ctx: Context, start: float) -> None:
         super().__init__(desc, ctx, start)
+        self.mac = desc.variables.get("mac", ANPR_MAC)
         self.every(_HEARTBEAT_S, self._heartbeat)
 
     def _heartbeat(self, t: float) -> list[Message]:
@@ -191,7 +226,9 @@ class HikAnprCamera(_Vehicles):
     def vehicle(self, t: float, plate: str, speed: int, lane: int) -> Message:
         when = self.iso(t)
         uid = str(uuid.UUID(int=self.chance.getrandbits(128)))
-        body = anpr_alert(plate, speed=speed, lane=lane, when=when, uuid=uid, channel=self.channel)
+        body = anpr_alert(
+            plate, speed=speed, lane=lane, when=when, uuid=uid, channel=self.channel, mac=self.mac
+        )
         return Message("", body)
 
 
@@ -227,4 +264,11 @@ STREAM_DEVICES: dict[str, Factory] = {
     "dahua_camera": DahuaCamera,
     "dahua_vto": DahuaVto,
     "dahua_traffic_camera": DahuaTrafficCamera,
+}
+
+# The same, for a device set to post its events to an HTTP host (Hikvision only).
+PUSH_DEVICES: dict[str, Factory] = {
+    "hikvision_isapi_camera": HikStreamCamera,
+    "hikvision_isapi_access_controller": HikPushDoor,
+    "hikvision_isapi_anpr_camera": HikAnprCamera,
 }
