@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := mosquitto mosquitto-clients influxdb victoria-metrics openssl socat chromium chromium-driver \
-          poppler-utils fonts-wqy-zenhei
+          poppler-utils fonts-wqy-zenhei docker-compose shellcheck
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck unit bench servers clean
@@ -19,8 +19,10 @@ demo: $(STAMP)
 	$(VENV)/bin/guanjia demo
 
 # Debian's servers for the tests (InfluxDB 1.x, VictoriaMetrics, Mosquitto), the headless
-# browser that drives the duty console and opens the report, the report's CJK font and
-# poppler's pdftoppm (the tests render the PDF report to PNG), when missing.
+# browser that drives the duty console and opens the report, the report's CJK font,
+# poppler's pdftoppm (the tests render the PDF report to PNG), and docker-compose (v1: it
+# validates the compose files; no Docker engine runs here) and shellcheck for the stack's
+# scripts, when missing.
 servers:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
