@@ -750,3 +750,48 @@ def test_the_health_check_answers_for_the_endpoint(
     said = capsys.readouterr().err
     assert said.count("\n") == 1
     assert f"no answer from {closed}" in said
+
+
+# ---------------------------------------------------------------------------------------------
+# README
+
+
+@needs_compose
+def test_readme_compose_commands_run(tmp_path: Path) -> None:
+    """The commands of README.md's "docker-compose" section, verbatim, in a copy of the
+    compose files with an .env made from .env.example. The commands that need an engine
+    (`docker compose up`) stand in its prose, outside any command block."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## docker-compose\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    commands = [line for block in blocks for line in block.splitlines() if line.strip()]
+    assert len(commands) >= 2, "README.md lost its compose commands"
+    assert not [c for c in commands if not c.startswith("docker-compose ")], commands
+    assert "docker compose up -d" in section
+    for file in (COMPOSE, DEMO):
+        shutil.copy(file, tmp_path)
+    (tmp_path / ".env").write_text(
+        "".join(f"{name}={secret_value(name)}\n" for name in SECRETS_SEEN_BY)
+    )
+    for command in commands:
+        done = subprocess.run(
+            shlex.split(command),
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+    # Without the secrets the same commands refuse, naming one.
+    (tmp_path / ".env").write_text("")
+    done = subprocess.run(
+        shlex.split(commands[0]),
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "in .env" in done.stderr
