@@ -17,6 +17,7 @@ from pathlib import Path
 from drivers.modbus.driver import ModbusDevice, poll_plans
 from drivers.registry import DRIVERS
 from gateway.alarm_store import AlarmStore
+from gateway.cli_accounts import add_accounts_commands
 from gateway.cli_duty import add_duty_commands
 from gateway.config_errors import ConfigError
 from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
@@ -464,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_duty_commands(sub)
     add_scan_command(sub)
     add_report_command(sub)
+    add_accounts_commands(sub)
     return parser
 
 
@@ -482,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "console-password",
         "scan",
         "report",
+        "accounts",
     )
     _setup_logging(args.verbose, quiet=quiet)
     try:
