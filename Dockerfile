@@ -16,9 +16,10 @@ COPY rules rules
 COPY simulator simulator
 COPY accounts accounts
 COPY config config
-# PIP_CONSTRAINT also holds for the isolated build of the package itself (setuptools).
+# The constraints pin what the package needs at run time; the isolated build of the package
+# itself takes the setuptools pyproject.toml asks for.
 RUN python -m venv /opt/guanjia \
- && PIP_CONSTRAINT=/src/constraints.txt /opt/guanjia/bin/pip install /src
+ && /opt/guanjia/bin/pip install --constraint /src/constraints.txt /src
 
 FROM ${PYTHON_IMAGE}
 ARG GUANJIA_UID=10001
