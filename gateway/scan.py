@@ -161,13 +161,22 @@ async def run_scan(
 # --- output ---------------------------------------------------------------------------------
 
 
+def _serial(conn: modbus_scan.SerialLine | dlt645_scan.SerialLine) -> str:
+    """A local port's settings as scanned: all of them that differ from 8 data bits and one
+    stop bit, and always the rate and parity (the drivers' defaults for them differ: Modbus
+    8N1, DL/T 645 8E1)."""
+    text = f"transport: rtu, port: {conn.port}, baudrate: {conn.baudrate}, parity: {conn.parity}"
+    if conn.bytesize != 8:
+        text += f", bytesize: {conn.bytesize}"
+    if conn.stopbits != 1:
+        text += f", stopbits: {conn.stopbits}"
+    return text
+
+
 def _modbus_block(line: modbus_scan.LineScan, unit: int) -> str:
     conn = line.connection
     if isinstance(conn, modbus_scan.SerialLine):
-        return (
-            f"{{transport: rtu, port: {conn.port}, baudrate: {conn.baudrate}, "
-            f"parity: {conn.parity}, unit: {unit}}}"
-        )
+        return f"{{{_serial(conn)}, unit: {unit}}}"
     transport = "tcp" if isinstance(conn, modbus_scan.TcpLine) else "rtu_over_tcp"
     return f"{{transport: {transport}, host: {conn.host}, port: {conn.port}, unit: {unit}}}"
 
@@ -175,7 +184,7 @@ def _modbus_block(line: modbus_scan.LineScan, unit: int) -> str:
 def _dlt645_block(meters: dlt645_scan.MeterScan, address: str) -> str:
     conn = meters.connection
     if isinstance(conn, dlt645_scan.SerialLine):
-        where = f"transport: rtu, port: {conn.port}, baudrate: {conn.baudrate}"
+        where = _serial(conn)
     else:
         where = f"transport: tcp, host: {conn.host}, port: {conn.port}"
     return f'{{{where}, address: "{address}"}}'

@@ -1,7 +1,9 @@
 """`guanjia scan` against the virtual building on loopback ports: several units on one RTU over
 TCP line (a meter that names itself over FC 43, one that does not, a SunSpec inverter, a dead
 one), a DL/T 645 meter behind a serial server, and a Modbus TCP gateway. What it finds, what it
-suggests, the snippet it prints, and how many requests each unit got, counted by the servers."""
+suggests, the snippet it prints, and how many requests each unit got, counted by the servers.
+And a local serial line: a pseudo-terminal with the simulator's Modbus RTU meters and a DL/T 645
+meter on it, each hearing only frames of its own protocol at its own baud rate."""
 
 from __future__ import annotations
 
@@ -9,9 +11,13 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import re
 import shlex
-from collections.abc import Sequence
+import termios
+import tty
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,9 +29,11 @@ from gateway.cli import main
 from gateway.config_load import load_site
 from simulator.building import Building, start_building
 from simulator.clock import SimClock
+from simulator.dlt645_meter import MeterLine, SimulatedMeter, load_profile
 from simulator.site import read_site
 from tests.servers import free_ports
 from tests.sites import demo_on_free_ports
+from tests.test_shared_line import crc16
 
 ROOT = Path(__file__).resolve().parent.parent
 WEEKDAY_NOON = datetime(2025, 7, 15, 12, 0)
@@ -174,7 +182,9 @@ async def test_scan_finds_identifies_and_suggests_within_its_bounds(tmp_path: Pa
         encoding="utf-8",
     )
     loaded = load_site(snippet, resolve_secrets=False)
-    found = {(d.profile, d.modbus.unit if d.modbus else None) for d in loaded.site.devices}
+    found = {
+        (d.profile, m.unit if (m := d.connection("modbus")) else None) for d in loaded.site.devices
+    }
     assert found == {
         ("chint_dtsu666", 1),
         (IDENTIFIED, 2),
@@ -264,3 +274,154 @@ async def test_readme_scan_example_runs_against_the_demo_building(tmp_path: Path
             # What the README's sample output says the demo's devices are.
             for profile in re.findall(r"^    profile: (\S+)", section, re.M):
                 assert f"profile: {profile}" in out, out
+
+
+# --- a local serial line ---------------------------------------------------------------------
+
+
+@dataclass
+class SerialLineLog:
+    """What crossed the pty: every request by protocol, and the ones that came at the other
+    protocol's baud rate (a receiver at another rate sees garbage, and does not answer)."""
+
+    requests: list[str] = field(default_factory=list)  # "modbus:<unit>" or "dlt645"
+    wrong_rate: list[str] = field(default_factory=list)
+    unknown: list[bytes] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def rs485_pty(
+    modbus_port: int, meters: list[SimulatedMeter]
+) -> AsyncIterator[tuple[str, SerialLineLog]]:
+    """A pseudo-terminal whose far end is an RS-485 line: the simulator's Modbus RTU devices
+    (their RTU-over-TCP server, fed the line's Modbus frames) at 9600 baud and DL/T 645 meters
+    at 2400. Yields the port the scan opens. A pty has no parity: both are 8N1."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", modbus_port)
+    meter_line = MeterLine(meters)
+    log = SerialLineLog()
+
+    def rate() -> int:
+        speed: int = termios.tcgetattr(master)[4]  # the scan's end's settings
+        return speed
+
+    def readable() -> None:
+        try:
+            data = os.read(master, 4096)
+        except (BlockingIOError, OSError):
+            return  # EIO while the scan does not hold the port
+        if len(data) >= 4 and crc16(data[:-2]) == int.from_bytes(data[-2:], "little"):
+            log.requests.append(f"modbus:{data[0]}")
+            if rate() == termios.B9600:
+                writer.write(data)
+            else:
+                log.wrong_rate.append(f"modbus:{data[0]}")
+        elif data.lstrip(b"\xfe")[:1] == b"\x68":
+            log.requests.append("dlt645")
+            if rate() == termios.B2400:
+                if answer := meter_line.receive(data):
+                    os.write(master, answer)
+            else:
+                log.wrong_rate.append("dlt645")
+        else:
+            log.unknown.append(data)
+
+    async def answers() -> None:
+        while data := await reader.read(4096):
+            os.write(master, data)
+
+    loop.add_reader(master, readable)
+    back = asyncio.create_task(answers())
+    try:
+        yield os.ttyname(slave), log
+    finally:
+        back.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await back
+        loop.remove_reader(master)
+        writer.close()
+        os.close(master)
+        os.close(slave)
+
+
+async def test_scan_of_a_serial_line_with_modbus_and_dlt645_devices(tmp_path: Path) -> None:
+    line, meters, gateway = free_ports(3)
+    site = _site(tmp_path, line, meters, gateway)
+    on_line = SimulatedMeter(METER_ADDRESS, load_profile())
+    async with _building(site) as building, rs485_pty(line, [on_line]) as (pty, log):
+        building.device("meter-dead").set_dead()
+        rtu = _server(building, line)
+        code, out = await _cli(
+            [
+                "scan",
+                "--modbus",
+                f"rtu:{pty}?baudrate=9600&parity=N",
+                "--units",
+                "1-6",
+                "--timeout",
+                "0.3",
+                "--pause",
+                "0.01",
+                "--dlt645",
+                f"{pty}?baudrate=2400&parity=N",
+                "--profiles",
+                str(tmp_path / "profiles"),
+                "--format",
+                "json",
+            ]
+        )
+        answered = dict(rtu.requests)
+        most = rtu.most_answering
+    assert code == 0, out
+    report = json.loads(out)
+    [scan] = report["modbus"]
+    assert scan["line"] == f"rtu:{pty}?baudrate=9600&parity=N"
+    assert scan["error"] == ""
+    units = {u["unit"]: u for u in scan["units"]}
+    assert sorted(units) == [1, 2, 3]  # 5 is dead, 4 and 6 nobody
+    assert scan["tried"] == list(range(1, 7))
+    # The meter that names itself, over FC 43 on the serial line.
+    assert units[2]["identification"]["ProductCode"] == "SDM630-LAB"
+    top = units[2]["suggestions"][0]
+    assert (top["profile"], top["score"]) == (IDENTIFIED, 1.0)
+    assert units[3]["sunspec"]["models"] == [1, 103, 160]
+    assert units[3]["suggestions"][0]["profile"] == "sunspec_inverter"
+    assert "exception 1" in units[1]["identification_refused"]
+    assert units[1]["suggestions"][0]["profile"] == "chint_dtsu666", units[1]["suggestions"][:3]
+
+    [line645] = report["dlt645"]
+    assert line645["error"] == ""
+    assert [m["address"] for m in line645["meters"]] == [METER_ADDRESS]
+    assert line645["meters"][0]["suggestions"][0]["profile"] == "dlt645_meter"
+    assert sum(on_line.reads.values()) == 1  # one read proved the address
+
+    # Each protocol's frames went out at its own rate, one request at a time, nothing else.
+    assert log.wrong_rate == []
+    assert log.unknown == []
+    assert log.requests.count("dlt645") == 2  # the broadcast, then the read
+    assert [log.requests.count(f"modbus:{u}") for u in (4, 5, 6)] == [1, 1, 1]  # no retry
+    assert (scan["noise"], line645["garbled"]) == (0, 0)
+    assert sum(answered.values()) == scan["requests"]
+    assert most == 1
+
+    # The snippet, pasted into a site file, loads and names the line as it was scanned.
+    snippet = tmp_path / "found.yaml"
+    snippet.write_text(
+        "site: {name: 扫描, id: found}\nprofile_dirs: [profiles]\n" + report["devices"],
+        encoding="utf-8",
+    )
+    loaded = load_site(snippet, resolve_secrets=False)
+    settings = {
+        d.profile: (c.transport, c.port, c.baudrate, c.parity)
+        for d in loaded.site.devices
+        if (c := d.connection("modbus") or d.connection("dlt645")) is not None
+    }
+    assert settings == {
+        "chint_dtsu666": ("rtu", pty, 9600, "N"),
+        IDENTIFIED: ("rtu", pty, 9600, "N"),
+        "sunspec_inverter": ("rtu", pty, 9600, "N"),
+        "dlt645_meter": ("rtu", pty, 2400, "N"),
+    }
