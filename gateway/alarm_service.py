@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from core.types import Sample
-from gateway.alarm_store import AlarmStore, StoreThread
+from gateway.alarm_store import AlarmStore, Outgoing, StoreThread
 from gateway.bus import Bus, Inbox, Overflow
 from gateway.catalog import DeviceCatalog
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
 from gateway.messages import AlarmTransition
+from gateway.mqtt_outbox import AlarmOutbox
 from rules.alarms import Alarm, AlarmBook, Transition
 from rules.calendar import WorkCalendar
 from rules.catalog import Catalog
@@ -123,6 +124,9 @@ class AlarmService:
         self.commands_refused = 0
         self.transitions = 0
         self.store_errors = 0
+        # The messages that tell the home broker of each transition, kept in the store until
+        # the broker has them (gateway/mqtt_outbox.py); set by the gateway when it has MQTT.
+        self.outbox: AlarmOutbox | None = None
         warning = self.calendar_warning()
         if warning:
             log.warning("%s", warning)
@@ -134,6 +138,14 @@ class AlarmService:
         return self.calendar.coverage_warning(today)
 
     def health(self) -> dict[str, int]:
+        outbox = {}
+        if self.outbox is not None:
+            store = self.store.store
+            outbox = {
+                **self.outbox.health(),
+                "mqtt_outbox_stored": store.outbox_rows,
+                "mqtt_outbox_dropped": store.outbox_dropped,
+            }
         return {
             "alarms_open": len(self.book.open_alarms()),
             "alarm_transitions": self.transitions,
@@ -141,7 +153,15 @@ class AlarmService:
             "alarm_store_commits": self.store.commits,
             "rule_commands_refused": self.commands_refused,
             "rule_commands_running": self._commands_running,
+            **outbox,
         }
+
+    async def read_outbox(self, after: int, limit: int) -> list[Outgoing]:
+        """Stored outbox messages past `after`, read on the store's thread."""
+        rows: list[Outgoing] = await asyncio.wrap_future(
+            self.store.read(lambda s: s.outbox_after(after, limit))
+        )
+        return rows
 
     def open_alarm_texts(self) -> list[tuple[Alarm, str, str]]:
         return [(a, *self.texts(a)) for a in self.book.open_alarms()]
@@ -336,14 +356,25 @@ class AlarmService:
         rule_states: Mapping[str, Mapping[str, Any]] | None = None,
         t: float | None = None,
     ) -> None:
-        """Make the transitions durable (on the store's thread), then announce them."""
+        """Make the transitions (and their MQTT messages) durable on the store's thread, then
+        announce them; the messages the broker has acknowledged are deleted on the way."""
         changed = self.book.unsaved()
-        if not (transitions or changed or acks_done or rule_states):
+        outbox = self.outbox
+        sent = outbox.take_sent() if outbox is not None else []
+        if not (transitions or changed or acks_done or rule_states or sent):
             return
+        texts = [self.texts(tr.alarm) for tr in transitions]
+        entries = outbox.messages(transitions, texts) if outbox is not None else []
         try:
-            await asyncio.wrap_future(
+            stored = await asyncio.wrap_future(
                 self.store.write(
-                    transitions, changed, acks_done=acks_done, rule_states=rule_states, t=t
+                    transitions,
+                    changed,
+                    acks_done=acks_done,
+                    rule_states=rule_states,
+                    t=t,
+                    outbox=entries,
+                    sent=sent,
                 )
             )
         except Exception as exc:  # a locked or full disk must not silence the alarm itself
@@ -353,15 +384,21 @@ class AlarmService:
                 len(transitions),
                 exc,
             )
+            if outbox is not None:
+                outbox.give_back(sent)
+                outbox.unstored(entries)
         else:
             self.book.saved(changed)
-        self._announce(transitions)
+            if outbox is not None:
+                outbox.stored(stored)
+        self._announce(transitions, texts)
 
-    def _announce(self, transitions: Sequence[Transition]) -> None:
+    def _announce(
+        self, transitions: Sequence[Transition], texts: Sequence[tuple[str, str]]
+    ) -> None:
         self.transitions += len(transitions)
-        for i, tr in enumerate(transitions):
+        for i, (tr, (text_zh, text_en)) in enumerate(zip(transitions, texts, strict=True)):
             alarm = tr.alarm
-            text_zh, text_en = self.texts(alarm)
             level = logging.WARNING if tr.what in ("raised", "escalated") else logging.INFO
             log.log(
                 level, "alarm %s %s [%s] %s | %s", alarm.id, tr.what, alarm.grade, text_zh, text_en

@@ -17,6 +17,11 @@ One SQLite file, shared by the running gateway and short-lived CLI processes (`g
   with nothing to write skip the transaction altogether.
 - The file must be on a local disk: WAL needs shared memory between the processes, which
   network file systems do not provide.
+
+The store is also the outbox of the messages that tell a broker of each transition
+(gateway/mqtt_outbox.py): they are written in the transaction that writes the transition, so
+no transition is durable without its message, and they stay until the broker has
+acknowledged them, across an outage of the link and a restart of the gateway.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +104,16 @@ CREATE TABLE IF NOT EXISTS rule_state (
     state TEXT NOT NULL,              -- JSON object from Rule.snapshot()
     saved_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- the order the messages go out in
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL
+);
 """
+# Messages kept for a broker that is away; past it the oldest go, counted (`outbox_dropped`):
+# weeks of an alarm storm with the centre unreachable.
+MAX_OUTBOX = 100_000
 
 _ALARM_COLUMNS = (
     "id, rule, subject, kind, grade, state, raised_at, updated_at, value, limit_value, details, "
@@ -129,6 +143,31 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A message about one transition of a write (`transition`: its index there), stored with
+    it. A mapping payload gets the transition's `seq` (its place in the history: consecutive,
+    so a reader sees a gap) and is encoded as JSON."""
+
+    transition: int
+    topic: str
+    payload: bytes | Mapping[str, Any]
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A stored message, by its place in the outbox."""
+
+    seq: int
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+_dump_event = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True, slots=True)
 class AckRequest:
     id: int
     alarm_id: str
@@ -142,8 +181,12 @@ class AckRequest:
 class AlarmStore:
     """The alarm database. One instance per process; thread-safe (one lock per instance)."""
 
-    def __init__(self, path: Path | str, *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: Path | str, *, busy_timeout_s: float = 5.0, max_outbox: int = MAX_OUTBOX
+    ) -> None:
         self.path = Path(path)
+        self.max_outbox = max_outbox
+        self.outbox_dropped = 0  # messages the bound pushed out since this process opened it
         # Alarm texts, who acknowledged what: the site's business, 0600 whatever the umask
         # (SQLite gives its -wal and -shm files the database file's mode), in a directory
         # made 0700 if the gateway creates it; an existing one may be shared: left alone.
@@ -165,6 +208,11 @@ class AlarmStore:
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
         self._migrate()
+        # Messages waiting in the outbox, and the last one's seq (for whoever sends them).
+        self.outbox_rows, self.outbox_last = self._db.execute(
+            "SELECT count(*), coalesce(max(seq), 0) FROM outbox"
+        ).fetchone()
+        self._outbox_counts = (self.outbox_rows, self.outbox_last, 0)
 
     def close(self) -> None:
         with self._lock:
@@ -256,13 +304,18 @@ class AlarmStore:
         acks_done: Iterable[tuple[int, str]] = (),
         rule_states: Mapping[str, Mapping[str, Any]] | None = None,
         t: float | None = None,
-    ) -> None:
+        outbox: Sequence[OutboxEntry] = (),
+        sent: Sequence[int] = (),
+    ) -> list[Outgoing]:
         """`save` from data alone (the alarms' versions to write), for the store's thread:
-        the book stays on the event loop, which marks them saved once this has returned."""
+        the book stays on the event loop, which marks them saved once this has returned.
+
+        `outbox`: messages about these transitions, stored with them and returned as stored;
+        `sent`: outbox messages the broker has acknowledged, deleted."""
         acks = list(acks_done)
         states = self._changed_rule_states(rule_states or {})
-        if not (transitions or changed or acks or states):
-            return  # nothing to say: no fsync
+        if not (transitions or changed or acks or states or outbox or sent):
+            return []  # nothing to say: no fsync
         now = time.time() if t is None else t
         with self._write() as db:
             db.executemany(
@@ -284,6 +337,9 @@ class AlarmStore:
                     for tr in transitions
                 ],
             )
+            # AUTOINCREMENT under the write lock: this write's transitions are consecutive.
+            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            stored = self._write_outbox(db, outbox, last - len(transitions) + 1, sent)
             db.executemany(
                 f"INSERT OR REPLACE INTO alarms ({_ALARM_COLUMNS}) VALUES ({', '.join('?' * 23)})",
                 [_alarm_values(a) for a in changed],
@@ -291,6 +347,56 @@ class AlarmStore:
             self._mark_done(db, acks, now)
             self._write_rule_states(db, states, now)
         self._rule_state_cache.update(states)
+        self.outbox_rows, self.outbox_last, dropped = self._outbox_counts
+        self.outbox_dropped += dropped
+        return stored
+
+    # -- the outbox -----------------------------------------------------------------------
+
+    def _write_outbox(
+        self,
+        db: sqlite3.Connection,
+        entries: Sequence[OutboxEntry],
+        first_seq: int,
+        sent: Sequence[int],
+    ) -> list[Outgoing]:
+        """Delete what was sent, add the entries (the oldest go past the bound)."""
+        rows = self.outbox_rows
+        if sent:
+            rows -= db.executemany(
+                "DELETE FROM outbox WHERE seq = ?", [(s,) for s in sent]
+            ).rowcount
+        stored = []
+        for entry in entries:
+            payload = entry.payload
+            if not isinstance(payload, bytes):
+                payload = _dump_event({"seq": first_seq + entry.transition, **payload}).encode()
+            cursor = db.execute(
+                "INSERT INTO outbox (topic, payload, retain) VALUES (?, ?, ?)",
+                (entry.topic, payload, int(entry.retain)),
+            )
+            assert cursor.lastrowid is not None
+            stored.append(Outgoing(cursor.lastrowid, entry.topic, payload, entry.retain))
+        rows += len(stored)
+        over = rows - self.max_outbox
+        if over > 0:
+            db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
+                (over,),
+            )
+            rows -= over
+        # Counted once the transaction is in (`write`): a rollback leaves them as they were.
+        self._outbox_counts = (rows, stored[-1].seq if stored else self.outbox_last, max(over, 0))
+        return stored
+
+    def outbox_after(self, seq: int, limit: int) -> list[Outgoing]:
+        """Stored messages after `seq`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, topic, payload, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+        return [Outgoing(r[0], r[1], bytes(r[2]), bool(r[3])) for r in rows]
 
     def history(
         self, alarm_id: str | None = None, since: float | None = None, limit: int = 100
@@ -437,7 +543,9 @@ class _Write:
     acks_done: Sequence[tuple[int, str]]
     rule_states: Mapping[str, Mapping[str, Any]] | None
     t: float | None
-    done: Future[None]
+    done: Future[list[Outgoing]]
+    outbox: Sequence[OutboxEntry] = ()
+    sent: Sequence[int] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,9 +584,12 @@ class StoreThread:
         acks_done: Sequence[tuple[int, str]] = (),
         rule_states: Mapping[str, Mapping[str, Any]] | None = None,
         t: float | None = None,
-    ) -> Future[None]:
-        done: Future[None] = Future()
-        self._jobs.put(_Write(transitions, changed, acks_done, rule_states, t, done))
+        outbox: Sequence[OutboxEntry] = (),
+        sent: Sequence[int] = (),
+    ) -> Future[list[Outgoing]]:
+        """Resolves, once durable, to the outbox messages as stored (AlarmStore.write)."""
+        done: Future[list[Outgoing]] = Future()
+        self._jobs.put(_Write(transitions, changed, acks_done, rule_states, t, done, outbox, sent))
         return done
 
     def read(self, call: Callable[[AlarmStore], Any]) -> Future[Any]:
@@ -517,16 +628,25 @@ class StoreThread:
     def _commit(self, writes: list[_Write]) -> None:
         latest: dict[tuple[str, str], Alarm] = {}
         states: dict[str, Mapping[str, Any]] = {}
+        outbox: list[OutboxEntry] = []
+        shares: list[int] = []  # how many of the stored messages are each write's
+        offset = 0
         for w in writes:  # later versions of an alarm or a rule's state win
             latest.update((a.key, a) for a in w.changed)
             states.update(w.rule_states or {})
+            # A message names its transition by index: in the joint write, past the others'.
+            outbox += [replace(e, transition=e.transition + offset) for e in w.outbox]
+            shares.append(len(w.outbox))
+            offset += len(w.transitions)
         try:
-            self.store.write(
+            stored = self.store.write(
                 [tr for w in writes for tr in w.transitions],
                 list(latest.values()),
                 acks_done=[a for w in writes for a in w.acks_done],
                 rule_states=states or None,
                 t=max((w.t for w in writes if w.t is not None), default=None),
+                outbox=outbox,
+                sent=[s for w in writes for s in w.sent],
             )
         except BaseException as exc:
             for w in writes:
@@ -534,5 +654,7 @@ class StoreThread:
             return
         self.commits += 1
         self.batched += len(writes) - 1
-        for w in writes:
-            w.done.set_result(None)
+        start = 0
+        for w, share in zip(writes, shares, strict=True):
+            w.done.set_result(stored[start : start + share])
+            start += share

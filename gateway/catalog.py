@@ -34,8 +34,11 @@ class CatalogDevice:
 
 
 class DeviceCatalog:
-    def __init__(self, site_id: str, devices: Mapping[str, CatalogDevice]) -> None:
+    def __init__(
+        self, site_id: str, devices: Mapping[str, CatalogDevice], gateway: str | None = None
+    ) -> None:
         self.site_id = site_id
+        self.gateway = gateway  # the gateway's id within a site split across gateways
         self.devices = dict(devices)
 
     @classmethod
@@ -50,6 +53,8 @@ class DeviceCatalog:
             kind = loaded.kind_of(d)
             tags = {**site.tags, **d.tags}
             identity = {"site": site.id, "device": d.id, "kind": kind}
+            if site.gateway is not None:
+                identity["gateway"] = site.gateway
             devices[d.id] = CatalogDevice(
                 id=d.id,
                 driver=driver.name,
@@ -61,7 +66,7 @@ class DeviceCatalog:
                 stale_after=driver.stale_after(profile, d.poll),
                 prefix=series_prefix(kind, {**tags, **identity}),
             )
-        return cls(site.id, devices)
+        return cls(site.id, devices, site.gateway)
 
     def known(self, device: str, point: str) -> bool:
         entry = self.devices.get(device)
@@ -69,7 +74,9 @@ class DeviceCatalog:
 
     def prefixes(self) -> dict[str, str]:
         out = {d.id: d.prefix for d in self.devices.values()}
-        out[GATEWAY_DEVICE] = series_prefix("gateway", {"site": self.site_id})
+        out[GATEWAY_DEVICE] = series_prefix(
+            "gateway", {"site": self.site_id, "gateway": self.gateway or ""}
+        )
         return out
 
     def field_types(self) -> dict[str, dict[str, FieldType]]:

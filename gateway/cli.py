@@ -53,14 +53,42 @@ def _load(path: str, resolve_secrets: bool = True) -> LoadedSite:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Each site file on its own; several files of one site (a site split across gateways
+    by line) then against each other (gateway/fleet.py)."""
+    if len(args.site) == 1:
+        _check_one(args.site[0])
+        return 0
+    loaded = []
+    for name in args.site:
+        try:
+            loaded.append(_check_one(name))
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+    if len(loaded) < len(args.site):
+        return 1
+    from gateway.fleet import split_site_problems
+
+    conflicts = split_site_problems(loaded)
+    for conflict in conflicts:
+        print(conflict, file=sys.stderr)
+    if conflicts:
+        return 1
+    print(
+        f"{len(loaded)} site files: no device, serial line, Modbus TCP device or rule owned twice"
+    )
+    return 0
+
+
+def _check_one(name: str) -> LoadedSite:
     from gateway.config_load import needs_embedded_broker
     from gateway.site import BrokerConfig, MqttConfig
 
-    path = Path(args.site)
+    path = Path(name)
     mqtt = None
     if needs_embedded_broker(path):
         print(
-            f"{args.site}: MQTT devices and no broker: `guanjia demo` brings one; "
+            f"{name}: MQTT devices and no broker: `guanjia demo` brings one; "
             "`guanjia run` needs an `mqtt: {brokers: [...]}` section"
         )
         mqtt = MqttConfig(brokers=[BrokerConfig(name="site", host="127.0.0.1")])
@@ -68,19 +96,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     # The plans only: a driver would open serial ports, which needs a running event loop
     # (and check connects to nothing).
     requests = sum(len(p.requests) for p in poll_plans(_modbus_devices(loaded)))
+    gateway = f" (gateway {loaded.site.site.gateway})" if loaded.site.site.gateway else ""
     print(
-        f"{args.site}: ok — site {loaded.site.site.id}, {len(loaded.site.devices)} devices, "
-        f"{len(loaded.profiles)} profiles, {requests} Modbus requests per poll cycle"
+        f"{name}: ok — site {loaded.site.site.id}{gateway}, {len(loaded.site.devices)} "
+        f"devices, {len(loaded.profiles)} profiles, {requests} Modbus requests per poll cycle"
     )
     if loaded.site.rules or loaded.roster is not None:  # office hours, duty shifts
         warning = _calendar_warning(loaded)
         if warning:
-            print(f"{args.site}: {warning}")
+            print(f"{name}: {warning}")
     from gateway.rule_points import missing_rule_points
 
     for warning in [*loaded.warnings, *missing_rule_points(loaded)]:
-        print(f"{args.site}: warning: {warning}")
-    return 0
+        print(f"{name}: warning: {warning}")
+    return loaded
 
 
 def _modbus_devices(loaded: LoadedSite) -> list[ModbusDevice]:
@@ -389,7 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="validate a site file and its profiles; connect to nothing")
-    p.add_argument("site")
+    p.add_argument(
+        "site",
+        nargs="+",
+        help="site file; several files of one site split across gateways are also checked "
+        "against each other (no device, serial line or Modbus TCP device owned twice)",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("schema", help="print the JSON Schema of site files (or profiles)")

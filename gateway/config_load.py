@@ -331,6 +331,11 @@ def check_calendar(site: Site, base_dir: Path, report: Report, problems: list[Pr
         seen.setdefault(year.year, str(path))
 
 
+_GATEWAY_TAG = (
+    "tag 'gateway' is set by the gateway when the site names one (site.gateway); rename it"
+)
+
+
 def needs_embedded_broker(path: Path) -> bool:
     """A site with MQTT devices and no brokers: the demo starts one of its own."""
     data, _ = load_yaml(path)
@@ -428,6 +433,12 @@ def load_site(
             ),
         )
     )
+    if site.site.gateway is not None:  # one gateway of a split site tags its lines with it
+        if "gateway" in site.site.tags:
+            report(("site", "tags", "gateway"), _GATEWAY_TAG)
+        for i, dev in enumerate(site.devices):
+            if "gateway" in dev.tags:
+                report(("devices", i, "tags", "gateway"), _GATEWAY_TAG)
     check_rules(site, data, file, lines, problems)
     check_calendar(site, path.parent, report, problems)
     check_storage(site, data, path.parent, report)

@@ -28,6 +28,7 @@ class InfluxSink:
         max_age: float,
         *,
         site_id: str = "",
+        gateway: str = "",
         device_tags: Mapping[str, Mapping[str, str]] | None = None,
         known: Callable[[str, str], bool] = lambda _device, _point: False,
     ) -> None:
@@ -36,6 +37,7 @@ class InfluxSink:
         self.max_points = max_points
         self.max_age = max_age
         self.site_id = site_id
+        self.gateway = gateway  # the `gateway` tag in a site split across gateways
         self.device_tags = device_tags or {}
         self.known = known
         self.lines_encoded = 0
@@ -58,18 +60,18 @@ class InfluxSink:
 
     def offer_alarm(self, msg: AlarmTransition) -> None:
         device = msg.transition.alarm.subject.split(":")[0]
-        self._append(alarm_line(self.site_id, msg, self.device_tags.get(device, {})))
+        self._append(alarm_line(self.site_id, msg, self.device_tags.get(device, {}), self.gateway))
 
     def offer_audit(self, record: AuditRecord) -> None:
-        self._append(audit_line(self.site_id, record, self.known))
+        self._append(audit_line(self.site_id, record, self.known, self.gateway))
 
     def offer_record(self, record: Record) -> None:
-        line = record_line(self.site_id, record)
+        line = record_line(self.site_id, record, self.gateway)
         if line is not None:
             self._append(line)
 
     def offer_console(self, event: ConsoleEvent) -> None:
-        self._append(console_line(self.site_id, event))
+        self._append(console_line(self.site_id, event, self.gateway))
 
     def offer_health(self, health: Health) -> None:
         self.offer(Sample(HEALTH_DEVICE, health.ts, health.values))

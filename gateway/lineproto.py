@@ -66,10 +66,14 @@ def _number(value: Value | None) -> float | None:
     return None
 
 
-def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]) -> str:
+def audit_line(
+    site: str, record: AuditRecord, known: Callable[[str, str], bool], gateway: str = ""
+) -> str:
     """The `audit` measurement. Tags stay bounded: a device or point the site doesn't know is
     tagged `_unknown` (topics come from outside) and kept as a field. Each field has one type
     whatever the caller sent: numbers in `requested`/`old`, text in `requested_text`/`old_text`.
+    `gateway`: the gateway's id in a site split across gateways (empty: no tag), as in every
+    function here.
     """
     c = record.command
     real = known(c.device, c.point)
@@ -77,6 +81,7 @@ def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]
         "audit",
         {
             "site": site,
+            "gateway": gateway,
             "device": c.device if real else "_unknown",
             "point": c.point if real else "_unknown",
             "outcome": record.outcome,
@@ -98,25 +103,30 @@ def audit_line(site: str, record: AuditRecord, known: Callable[[str, str], bool]
     return f"{prefix} {body} {record.ts}"
 
 
-def record_line(site: str, record: Record) -> str | None:
+def record_line(site: str, record: Record, gateway: str = "") -> str | None:
     """A rule's Record (a patrol round): its measurement, the site and its tags, its fields as
     they are typed (a rule keeps one type per field); None when it has no field to store."""
     fields = {k: v for k, v in record.fields.items() if v is not None}
     if not fields:
         return None
-    prefix = series_prefix(record.measurement, {**record.tags, "site": site})
+    prefix = series_prefix(record.measurement, {**record.tags, "site": site, "gateway": gateway})
     body = ",".join(f"{escape_tag(k)}={format_field(v)}" for k, v in fields.items())
     return f"{prefix} {body} {record.ts}"
 
 
-def console_line(site: str, event: ConsoleEvent) -> str:
+def console_line(site: str, event: ConsoleEvent, gateway: str = "") -> str:
     """The `console` measurement: logins, logouts, acknowledgements and shelvings done at the
     duty console or through its API. Tags are the action and its outcome (a few words each);
     who, from where and which alarm are fields: names typed at a login form come from outside
     and must not make series."""
     prefix = series_prefix(
         "console",
-        {"site": site, "action": event.action[:32], "outcome": event.outcome[:32]},
+        {
+            "site": site,
+            "gateway": gateway,
+            "action": event.action[:32],
+            "outcome": event.outcome[:32],
+        },
     )
     fields: dict[str, Value] = {"who": shorten(event.who, 80), "via": event.via[:16]}
     for name, value, limit in (
@@ -133,13 +143,16 @@ def console_line(site: str, event: ConsoleEvent) -> str:
 _ALARM_PLACE_TAGS = ("building", "floor", "zone")
 
 
-def alarm_line(site: str, msg: AlarmTransition, device_tags: Mapping[str, str]) -> str:
+def alarm_line(
+    site: str, msg: AlarmTransition, device_tags: Mapping[str, str], gateway: str = ""
+) -> str:
     """The `alarm` measurement: every transition, for Grafana annotations and history. Tags:
     the alarm's kind, grade, rule and subject, and the place of the device behind it."""
     tr = msg.transition
     alarm = tr.alarm
     tags = {
         "site": site,
+        "gateway": gateway,
         "kind": alarm.kind,
         "grade": alarm.grade,
         "rule": alarm.rule,

@@ -10,6 +10,14 @@ Topics (prefix `guanjia` by default):
   MQTT 5 response topic when that lies under `<prefix>/<site>/reply/`.
 - `<prefix>/<site>/sync`: the gateway's own marker, published at each connect to find where
   the broker's backlog (what it queued while the gateway was away) ends.
+- `<prefix>/<site>/transitions`: every alarm transition, in order, QoS 1, not retained, with
+  its `seq` in the gateway's alarm store (consecutive: a consumer sees a gap, and drops a
+  repeat). Alarm messages go out through the store's outbox (gateway/mqtt_outbox.py): what
+  the broker has not acknowledged is sent again after an outage or a restart, in order.
+
+A site split across gateways (`site.gateway`) has one status, sync and transitions topic per
+gateway, `.../status/<gateway>` and so on (`<prefix>/<site>/status/#` takes them all); each
+gateway acts only on the commands for its own devices and answers only for its own alarms.
 
 A command runs only while it is fresh: within its MQTT 5 message expiry when the sender sets
 one, else within `commands.max_age` of its `ts`. A command without either that was queued
@@ -37,6 +45,7 @@ from drivers.mqtt.client import BrokerSettings
 from drivers.mqtt.hub import BrokerHub
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
+from gateway.mqtt_outbox import AlarmOutbox, ReadPage
 from gateway.mqtt_sink import MqttSink
 from gateway.site import BrokerConfig, MqttConfig
 
@@ -48,13 +57,19 @@ MAX_CORRELATION = 256
 MAX_COMMANDS_RUNNING = 100  # `/set` commands in flight at once; more are refused
 
 
-def broker_settings(site_id: str, broker: BrokerConfig, password: str | None) -> BrokerSettings:
+def broker_settings(
+    site_id: str, broker: BrokerConfig, password: str | None, gateway: str | None = None
+) -> BrokerSettings:
+    """`gateway`: the gateway's id in a site split across gateways: in its default client id,
+    so that the broker keeps each one's session (two clients with one id throw each other
+    off)."""
     tls = broker.tls
+    who = f"{site_id}-{gateway}" if gateway else site_id
     return BrokerSettings(
         name=broker.name,
         host=broker.host,
         port=broker.port,
-        client_id=broker.client_id or f"guanjia-{site_id}-{broker.name}",
+        client_id=broker.client_id or f"guanjia-{who}-{broker.name}",
         username=broker.username,
         password=password,
         tls=tls is not None,
@@ -144,8 +159,13 @@ class MqttService:
         self.max_age = site.commands.max_age
         self.max_control_payload = site.commands.max_payload
         prefix = f"{config.prefix}/{self.site_id}"
-        self.status_topic = f"{prefix}/status"
-        self.sync_topic = f"{prefix}/sync"
+        # One gateway of a split site: its own status (and last will), marker and stream.
+        self.gateway = site.site.gateway
+        own = f"/{self.gateway}" if self.gateway else ""
+        self.status_topic = f"{prefix}/status{own}"
+        self.sync_topic = f"{prefix}/sync{own}"
+        self.transitions_topic = f"{prefix}/transitions{own}"
+        self._own_devices = frozenset(d.id for d in site.devices)
         self.reply_prefix = f"{prefix}/reply/"
         self.command_filter = f"{prefix}/+/+/set"
         self.ack_filter = f"{prefix}/alarm/+/ack"
@@ -174,13 +194,30 @@ class MqttService:
             brokers.home_name, self.control_filters(), self._on_control, claims=self._claims
         )
         self.sink = MqttSink(prefix, self.home.publish, config.state_interval)
+        self.outbox: AlarmOutbox | None = None  # `alarm_outbox`, when the site has rules
         self.commands_received = 0
         self.commands_stale = 0
         self.commands_busy = 0  # refused: too many commands already in flight
         self._control_ignored = 0  # retained control messages: never acted on
         self._control_refused = 0  # control payloads over the size limit
+        self._control_others = 0  # commands for another gateway's devices (a split site)
         self.problems = ProblemCounter(log, 100)
         self._tasks_running: set[asyncio.Task[None]] = set()
+
+    def alarm_outbox(self, read_page: ReadPage, stored_last: int) -> AlarmOutbox:
+        """The alarm messages through the alarm store's outbox instead of the sink: what the
+        broker has not acknowledged is sent again after an outage or a restart."""
+        self.outbox = AlarmOutbox(
+            self.home,
+            self._prefix,
+            self.transitions_topic,
+            read_page,
+            site=self.site_id,
+            gateway=self.gateway,
+            stored_last=stored_last,
+        )
+        self.sink.durable = True
+        return self.outbox
 
     def all_control_filters(self) -> list[str]:
         return [
@@ -246,6 +283,9 @@ class MqttService:
             self._control_ignored += 1
             return
         kind, parts = control
+        if kind == "set" and self.gateway and parts[0] not in self._own_devices:
+            self._control_others += 1  # the device of another gateway of this site: its own
+            return
         too_large = len(payload) > self.max_control_payload
         if too_large:
             self._control_refused += 1
@@ -319,12 +359,16 @@ class MqttService:
         """Before the brokers start: the first connect announces the gateway."""
         self._loop = asyncio.get_running_loop()
         self.sink.start()
+        if self.outbox is not None:
+            self.outbox.start()  # what the store still holds goes first
 
     async def stop(self) -> None:
         """Commands in flight finish; the sink publishes what it holds. The gateway then
         stops the brokers, with the status `offline` as the home broker's last message."""
         await asyncio.gather(*self._tasks_running, return_exceptions=True)
         await self.sink.stop()
+        if self.outbox is not None:
+            await self.outbox.stop()  # later transitions wait in the store for the next run
 
     def final_messages(self) -> dict[str, tuple[str, str]]:
         return {self.brokers.home_name: (self.status_topic, "offline")}
@@ -336,6 +380,8 @@ class MqttService:
         if too_large:
             outcome = self._too_large()
         elif self.on_dr_event is None:
+            if self.gateway:
+                return  # another gateway of the site may have them; it answers
             outcome = "no demand_response rule in this site"
         else:
             outcome = self.on_dr_event(payload)
@@ -348,6 +394,8 @@ class MqttService:
             outcome = "no rules in this site"
         else:
             outcome = self.on_alarm_shelve(alarm_id, payload)
+        if self.gateway and outcome in ("unknown alarm", "no rules in this site"):
+            return  # another gateway's alarm: that one answers
         reply = json.dumps({"alarm": shorten(alarm_id), "result": shorten(outcome, 300)})
         self.home.publish(f"{self._prefix}/alarm/{alarm_id}/shelve/result", reply)
 
@@ -370,6 +418,8 @@ class MqttService:
         elif doc:
             by = str(doc)
         outcome = self.on_alarm_ack(alarm_id, f"mqtt:{shorten(by)}", shorten(note, 500))
+        if self.gateway and outcome == "unknown alarm":
+            return  # another gateway's alarm: that one answers
         reply = json.dumps({"alarm": shorten(alarm_id), "result": outcome}, ensure_ascii=False)
         self.home.publish(f"{self._prefix}/alarm/{alarm_id}/ack/result", reply)
 
@@ -499,6 +549,7 @@ class MqttService:
         return {
             "mqtt_control_ignored": self._control_ignored,
             "mqtt_control_refused": self._control_refused,
+            **({"mqtt_control_other_gateway": self._control_others} if self.gateway else {}),
             "commands": self.commands_received,
             "commands_stale": self.commands_stale,
             "commands_busy": self.commands_busy,

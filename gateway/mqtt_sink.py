@@ -3,7 +3,9 @@
 - `<prefix>/<site>/<device>/state`: the device's latest values as JSON, retained, at most one
   message per device every `state_interval` (QoS 0: only the latest matters);
 - `<prefix>/<site>/alarm/<id>`: the alarm's current state, retained; an empty retained message
-  when it closes. Open alarms are published again whenever the broker connection returns.
+  when it closes. Open alarms are published again whenever the broker connection returns, and
+  so is every device's latest state. When the site has rules the alarm messages go out
+  through the alarm store's outbox (gateway/mqtt_outbox.py, `durable`), not from here.
 
 `<prefix>/<site>/status` (online, and offline as the last will) belongs to the connection.
 """
@@ -20,7 +22,7 @@ from gateway.bus import Bus
 from gateway.messages import AlarmTransition
 from rules.alarms import Alarm
 
-Publish = Callable[..., None]  # Connection.publish(topic, payload, qos=1, retain=False)
+Publish = Callable[..., object]  # Connection.publish(topic, payload, qos=1, retain=False)
 
 
 def alarm_state(alarm: Alarm, text_zh: str, text_en: str) -> dict[str, object]:
@@ -50,6 +52,8 @@ class MqttSink:
         self._dirty: set[str] = set()
         self._alarms: dict[str, str] = {}  # open alarm id -> its retained payload
         self._task: asyncio.Task[None] | None = None
+        # The alarm messages go out through the alarm store's outbox: here only remembered.
+        self.durable = False
         self.alarm_messages = 0
         self.state_messages = 0
 
@@ -96,11 +100,13 @@ class MqttSink:
         self.alarm_messages += 1
         if alarm.state == "closed":
             self._alarms.pop(alarm.id, None)
-            self.publish(topic, "", retain=True)  # closed: the retained message goes away
+            if not self.durable:
+                self.publish(topic, "", retain=True)  # closed: the retained message goes away
             return
         payload = json.dumps(alarm_state(alarm, msg.text_zh, msg.text_en), ensure_ascii=False)
         self._alarms[alarm.id] = payload
-        self.publish(topic, payload, retain=True)
+        if not self.durable:
+            self.publish(topic, payload, retain=True)
 
     def seed_alarms(self, alarms: list[tuple[Alarm, str, str]]) -> None:
         """The open alarms at start (from the store), so a reconnect republishes them too."""
@@ -110,6 +116,9 @@ class MqttSink:
             )
 
     def republish(self) -> None:
-        """Every open alarm's retained topic again (after the broker was away)."""
+        """Every open alarm's retained topic again (after the broker was away), and every
+        device's latest state with the next tick: state messages are QoS 0, and those of a
+        device that reports seldom (a door contact) were lost while the link was down."""
         for alarm_id, payload in self._alarms.items():
             self.publish(f"{self.prefix}/alarm/{alarm_id}", payload, retain=True)
+        self._dirty.update(self._latest)

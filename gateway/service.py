@@ -91,7 +91,12 @@ class Gateway:
         if site.mqtt is not None:
             self.brokers = BrokerHub(
                 [
-                    broker_settings(site.site.id, b, loaded.secrets.get(f"mqtt.{b.name}"))
+                    broker_settings(
+                        site.site.id,
+                        b,
+                        loaded.secrets.get(f"mqtt.{b.name}"),
+                        gateway=site.site.gateway,
+                    )
                     for b in site.mqtt.brokers
                 ],
                 site.mqtt.publish_to,
@@ -124,6 +129,7 @@ class Gateway:
             site.batching.max_points,
             site.batching.max_age,
             site_id=site.site.id,
+            gateway=site.site.gateway or "",
             device_tags=catalog.tags(),
             known=catalog.known,
         )
@@ -165,6 +171,9 @@ class Gateway:
                 self.mqtt.on_dr_event = self.alarms.demand_response
                 self.mqtt.on_alarm_shelve = self.alarms.shelve
                 self.mqtt.sink.seed_alarms(self.alarms.open_alarm_texts())
+                self.alarms.outbox = self.mqtt.alarm_outbox(
+                    self.alarms.read_outbox, self.alarms.store.store.outbox_last
+                )
         self.health_interval = health_interval
         self._calendar_checked: tuple[date | None, str | None] = (None, None)
         self.started = time.monotonic()

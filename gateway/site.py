@@ -45,6 +45,15 @@ class SiteInfo(_Strict):
         description="Short ASCII id used in MQTT topics and the `site` tag, e.g. `city-hall`.",
     )
     timezone: str = Field(default="Asia/Shanghai", description="IANA time zone of the site.")
+    gateway: str | None = Field(
+        default=None,
+        pattern=_ID,
+        description="This gateway's id within the site, for a site too large for one box and "
+        "split across gateways by line, each owning its own devices (e.g. `gw-b`): its MQTT "
+        "client id, status topic and last will become its own and its InfluxDB lines carry a "
+        "`gateway` tag. `guanjia check a.yaml b.yaml` checks that no device, serial server or "
+        "Modbus TCP device is owned twice. Omit it for a site with one gateway.",
+    )
     area_m2: float | None = Field(default=None, gt=0, description="Gross floor area.")
     tags: dict[str, str] = Field(
         default_factory=dict,

@@ -168,6 +168,8 @@ class Connection:
         self._failing = False  # in an outage that has been logged
         self._stopping = False
         self.on_connected = on_connected  # network thread, after each connect's subscribe
+        # Network thread: a message went out (QoS 0) or was acknowledged (QoS 1), by mid.
+        self.on_published: Callable[[int], None] | None = None
         v5 = settings.protocol == "5"
         self.v5 = v5
         self.client = mqtt.Client(
@@ -195,6 +197,7 @@ class Connection:
         client.on_connect = self._connected
         client.on_connect_fail = self._connect_failed
         client.on_disconnect = self._disconnected
+        client.on_publish = self._published
         client.on_message = lambda _c, _u, msg: on_message(msg.topic, cast(bytes, msg.payload), msg)
 
     def set_will(self, topic: str, payload: str) -> None:
@@ -240,6 +243,12 @@ class Connection:
             client.subscribe([(f, 1) for f in self.filters])
         if self.on_connected is not None:
             self.on_connected()
+
+    def _published(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any
+    ) -> None:
+        if self.on_published is not None:
+            self.on_published(mid)
 
     def _connect_failed(self, _client: mqtt.Client, _userdata: Any) -> None:
         s = self.settings
@@ -298,10 +307,14 @@ class Connection:
         qos: int = 1,
         retain: bool = False,
         properties: Properties | None = None,
-    ) -> None:
+    ) -> mqtt.MQTTMessageInfo | None:
+        """Hand a message to paho; its MQTTMessageInfo says when the broker has it (QoS 1),
+        None when paho's queue was full and it was not taken."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             log.warning("MQTT %s: outgoing queue full; %s not sent", self.settings.name, topic)
+            return None
+        return info
 
     def stop(self, final: tuple[str, str] | None = None, timeout: float = 3.0) -> None:
         """Publish a last retained message (status offline), then disconnect cleanly."""
