@@ -41,6 +41,7 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
         ("streams_cpu_vs_bare", "streams_rss_mib", "streams_reconnect_s"),
     ),
     ("accounts", "bench.bench_accounts", ("accounts_cpu",)),
+    ("report", "bench.bench_report", ("report_s",)),
 ]
 
 
