@@ -16,10 +16,12 @@ COPY rules rules
 COPY simulator simulator
 COPY accounts accounts
 COPY config config
-# The constraints pin what the package needs at run time; the isolated build of the package
-# itself takes the setuptools pyproject.toml asks for.
-RUN python -m venv /opt/guanjia \
- && /opt/guanjia/bin/pip install --constraint /src/constraints.txt /src
+# The wheel (the package with its shipped data), built with the pinned build backend
+# (PIP_CONSTRAINT reaches pip's isolated build), then installed into a venv as constraints.txt
+# says every install should be.
+RUN PIP_CONSTRAINT=/src/constraints.txt python -m pip wheel --no-deps --wheel-dir /wheels /src \
+ && python -m venv /opt/guanjia \
+ && /opt/guanjia/bin/pip install --constraint /src/constraints.txt /wheels/guanjia-*.whl
 
 FROM ${PYTHON_IMAGE}
 ARG GUANJIA_UID=10001
