@@ -26,13 +26,14 @@ acknowledged them, across an outage of the link and a restart of the gateway.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -617,7 +618,7 @@ class StoreThread:
             if writes:
                 self._commit(writes)
             for job in jobs:
-                if isinstance(job, _Read):
+                if isinstance(job, _Read) and job.done.set_running_or_notify_cancel():
                     try:
                         job.done.set_result(job.call(self.store))
                     except BaseException as exc:
@@ -650,11 +651,23 @@ class StoreThread:
             )
         except BaseException as exc:
             for w in writes:
-                w.done.set_exception(exc)
+                _settle(w.done, exception=exc)
             return
         self.commits += 1
         self.batched += len(writes) - 1
         start = 0
         for w, share in zip(writes, shares, strict=True):
-            w.done.set_result(stored[start : start + share])
+            _settle(w.done, stored[start : start + share])
             start += share
+
+
+def _settle(done: Future[Any], result: Any = None, exception: BaseException | None = None) -> None:
+    """Answer a write's waiter, unless it gave up: at shutdown asyncio cancels the future a
+    cancelled task awaited, maybe while its write commits. The write is stored all the same;
+    answering a cancelled future would raise here and end the thread, and whatever was queued
+    behind it (the stop too) would never be answered."""
+    with contextlib.suppress(InvalidStateError):
+        if exception is not None:
+            done.set_exception(exception)
+        else:
+            done.set_result(result)

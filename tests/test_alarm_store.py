@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alarm_store import SCHEMA_VERSION, AlarmStore, AlarmStoreError
+from gateway.alarm_store import SCHEMA_VERSION, AlarmStore, AlarmStoreError, StoreThread
 from rules.alarms import AlarmBook, FlapPolicy, Transition
 from rules.model import Clear, Grade, Raise
 
@@ -307,3 +307,23 @@ def test_the_alarm_store_is_private(tmp_path: Path) -> None:
     assert any(f.name == "alarms.sqlite" for f in files)
     for f in files:
         assert f.stat().st_mode & 0o777 == 0o600, f
+
+
+def test_a_write_whose_waiter_gave_up_is_stored_and_the_thread_goes_on(tmp_path: Path) -> None:
+    """At shutdown asyncio cancels the future a cancelled task awaited, maybe before its write
+    commits. The write is stored all the same, and the thread goes on to answer what is queued
+    behind it and to stop (answering the cancelled future ended it, and `guanjia run` could
+    hang on SIGTERM)."""
+    thread = StoreThread(AlarmStore(tmp_path / "a.db"))
+    written = thread.write([], [], rule_states={"r-1": {"seen": 1}})
+    assert written.cancel()
+    given_up = thread.read(lambda store: store.load_rule_state())
+    assert given_up.cancel()
+    read = thread.read(lambda store: store.load_rule_state())
+    thread.start()
+    assert read.result(timeout=5) == {"r-1": {"seen": 1}}
+    stopping = threading.Thread(target=thread.stop)
+    stopping.start()
+    stopping.join(5)
+    assert not stopping.is_alive()
+    assert AlarmStore(tmp_path / "a.db").load_rule_state() == {"r-1": {"seen": 1}}
