@@ -16,6 +16,7 @@ from simulator.building import Building
 from simulator.clock import SimClock
 from simulator.models import AcUnit
 from simulator.mqtt import MqttBuilding
+from simulator.mqtt.device import Injection, SimDevice
 
 log = logging.getLogger("guanjia.demo")
 
@@ -52,6 +53,21 @@ class Scenario:
                 ac.on_write("setpoint_degc", 22.0)
 
             s.add(40, "有人把 301 空调设为 22 °C / someone sets AC 301 to 22 °C", too_cold)
+        # The devices that post their events only post when something happens: early on,
+        # something does (their first post also makes them available).
+        streams = modbus.streams.devices if modbus.streams is not None else {}
+        if "cam-gate-car-park" in streams:
+            s.add(
+                20,
+                "送货车到停车场门口 / a delivery van at the car-park gate (its plate is posted)",
+                _inject(clock, streams["cam-gate-car-park"], "card_pass"),
+            )
+        if "cam-loading-bay" in streams:
+            s.add(
+                25,
+                "卸货区有人走动 / someone in the loading bay (the camera posts its motion)",
+                _inject(clock, streams["cam-loading-bay"], "person"),
+            )
         door = "door-archive"
         if door in mqtt.devices:
             s.add(
@@ -115,3 +131,12 @@ class Scenario:
 
 async def _quietly(awaitable: Awaitable[object]) -> None:
     await awaitable
+
+
+def _inject(clock: SimClock, device: SimDevice, kind: Injection) -> Callable[[], Awaitable[None]]:
+    """A step that sets something off at an event-stream device, now in simulated time."""
+
+    async def act() -> None:
+        device.inject(kind, clock.now().timestamp(), count=1, duration_s=None)
+
+    return act
