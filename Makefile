@@ -4,25 +4,38 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := mosquitto mosquitto-clients influxdb victoria-metrics openssl socat chromium chromium-driver \
-          poppler-utils fonts-wqy-zenhei docker-compose shellcheck
+          poppler-utils fonts-wqy-zenhei docker-compose shellcheck systemd python3-venv
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit bench servers clean
+.PHONY: demo test lint typecheck unit bench servers clean wheel constraints
 
-$(STAMP): pyproject.toml
+# The runtime dependencies at the versions the tests ran with (constraints.txt); the test
+# tools as pip finds them.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --constraint constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/guanjia demo
 
+# The wheel an edge box installs (README.md, "Install on an edge box"), in dist/; built from
+# a clean build/ (setuptools would pack files left there by an earlier build).
+wheel: $(STAMP)
+	rm -rf build dist
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+
+# After a deliberate upgrade in the venv, and a test run: the new set becomes the pinned one.
+constraints: $(STAMP)
+	$(PY) tools/constraints.py > constraints.txt
+
 # Debian's servers for the tests (InfluxDB 1.x, VictoriaMetrics, Mosquitto), the headless
 # browser that drives the duty console and opens the report, the report's CJK font,
 # poppler's pdftoppm (the tests render the PDF report to PNG), and docker-compose (v1: it
 # validates the compose files; no Docker engine runs here) and shellcheck for the stack's
-# scripts, when missing.
+# scripts, systemd's tools (systemd-analyze verify, systemd-sysusers --root check the unit
+# and its user) and python3-venv (the install test builds a fresh venv), when missing.
 servers:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -31,8 +44,8 @@ servers:
 	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check core gateway drivers rules simulator accounts tests bench
-	$(VENV)/bin/ruff format --check core gateway drivers rules simulator accounts tests bench
+	$(VENV)/bin/ruff check core gateway drivers rules simulator accounts tests bench tools
+	$(VENV)/bin/ruff format --check core gateway drivers rules simulator accounts tests bench tools
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -46,11 +59,11 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 # The bench extra (what only the benchmarks import) and Mosquitto with its clients.
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet --constraint constraints.txt -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP) servers
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build dist *.egg-info

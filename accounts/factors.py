@@ -15,11 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from accounts.config import GridRegion
+from core.data_dir import data_dir
 from core.text import suggest
 from gateway.config_errors import ConfigError, LineMap, Problem, load_yaml
 from gateway.config_errors import problems_from_validation as _problems_from_validation
 
-FACTORS_DIR = Path(__file__).resolve().parent.parent / "config" / "factors"
+FACTORS_DIR = data_dir() / "factors"
 
 BaseUnit = Literal["kWh", "m3", "GJ", "kg"]
 # Units a counter may count in, by the base unit its carrier's factors are given per: how many

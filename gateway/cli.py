@@ -20,20 +20,22 @@ from gateway.alarm_store import AlarmStore
 from gateway.cli_accounts import add_accounts_commands
 from gateway.cli_duty import add_duty_commands
 from gateway.config_errors import ConfigError
-from gateway.config_load import BUILTIN_PROFILES, LoadedSite, load_site
+from gateway.config_load import LoadedSite, load_site
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
+from gateway.log_format import LOG_FORMATS, LogFormat, formatter
 from gateway.report.cli import add_report_command
 from gateway.scan import add_scan_command
 from gateway.service import Gateway, install_signal_handlers
 from gateway.spool import Spool, SpoolBusy
 
-DEMO_SITE = BUILTIN_PROFILES.parent / "demo-site.yaml"
 log = logging.getLogger("guanjia")
 
 
-def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+def _setup_logging(verbose: bool, quiet: bool = False, log_format: LogFormat = "text") -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     # pymodbus logs every failed request itself; our counters already say it once.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
@@ -255,7 +257,7 @@ def _override_transport(args: argparse.Namespace) -> Transport | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import DemoError, DemoOptions, run_demo
+    from gateway.demo import DemoError, DemoOptions, run_demo, shipped_demo_site
 
     async def run_gateway(loaded: LoadedSite, rules_clock: Callable[[], datetime]) -> None:
         transport = _override_transport(args)
@@ -263,7 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     start = datetime.fromisoformat(args.start) if args.start else None
     options = DemoOptions(
-        site=Path(args.site),
+        site=Path(args.site) if args.site else shipped_demo_site(),
         speed=args.speed,
         start=start,
         scenario=not args.no_scenario,
@@ -412,6 +414,22 @@ def _add_db_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--password-env", metavar="VAR", help="environment variable with v1 password")
 
 
+def _add_log_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="json: one JSON object per line (time, level, logger, message, extra fields)",
+    )
+
+
+def cmd_data_dir(args: argparse.Namespace) -> int:
+    from core.data_dir import data_dir
+
+    print(data_dir())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guanjia", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -454,10 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", action="store_true", help="live terminal view")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--spool", help="spool directory (default: the site file's)")
+    _add_log_format(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run against the built-in virtual building")
-    p.add_argument("--site", default=str(DEMO_SITE), help="site file of the virtual building")
+    p.add_argument("--site", help="site file of the virtual building (default: the shipped one)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated clock speed-up")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--no-view", action="store_true", help="log instead of the live view")
@@ -470,7 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-scenario", action="store_true", help="no scripted misbehaviour")
     p.add_argument("--alarm-store", help="alarm database (default: the site file's)")
     _add_db_args(p)
+    _add_log_format(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "data-dir", help="print the folder of the shipped profiles, dashboards and examples"
+    )
+    p.set_defaults(func=cmd_data_dir)
 
     p = sub.add_parser("alarms", help="list open alarms")
     p.add_argument("site")
@@ -520,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report",
         "accounts",
     )
-    _setup_logging(args.verbose, quiet=quiet)
+    _setup_logging(args.verbose, quiet=quiet, log_format=getattr(args, "log_format", "text"))
     try:
         code: int = args.func(args)
     except ConfigError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from accounts.checks import check_accounts, device_kinds
+from core.data_dir import data_dir
 from core.secret_refs import resolve_secret
 from drivers.contract import DeviceEntry, ProfileLike, secret_key
 from drivers.registry import DRIVERS, driver_of, profile_model
@@ -31,7 +32,7 @@ from gateway.site import DeviceConfig, MqttConfig, Site
 
 AnyProfile = ProfileLike  # a driver's profile model (drivers/registry.py)
 
-BUILTIN_PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
+BUILTIN_PROFILES = data_dir() / "profiles"
 
 
 @dataclass

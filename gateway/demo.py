@@ -7,12 +7,16 @@ faster) clock. The gateway may use the simulator; the simulator never uses the g
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from core.data_dir import data_dir, in_checkout
 from gateway.config_load import LoadedSite, load_site, needs_embedded_broker
 from gateway.site import BrokerConfig, MqttConfig
 from simulator.broker import EmbeddedBroker, start_embedded_broker
@@ -28,6 +32,29 @@ RunGateway = Callable[[LoadedSite, Callable[[], datetime]], Awaitable[None]]
 
 class DemoError(Exception):
     """The demo cannot start, for a reason the user can fix (said in one line)."""
+
+
+DEMO_SITE_NAME = "demo-site.yaml"
+
+
+def shipped_demo_site() -> Path:
+    """The demo's site file. In a checkout, config/demo-site.yaml, whose spool and stores
+    (../var/) land in the checkout's var/. An installed package's folder is no place for
+    them: there the file, and the files it names beside it (`file:` secrets), are copied to
+    $XDG_STATE_HOME/guanjia/demo/config/ (~/.local/state/... by default) on every start (a
+    new release's demo replaces the old one's), and its var/ is beside that copy."""
+    shipped = data_dir() / DEMO_SITE_NAME
+    if in_checkout():
+        return shipped
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    folder = Path(state) / "guanjia" / "demo" / "config"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = shipped.read_text(encoding="utf-8")
+    for name in sorted(set(re.findall(r"file:([\w.-]+)", text))):
+        shutil.copyfile(shipped.parent / name, folder / name)
+    copy = folder / DEMO_SITE_NAME
+    copy.write_text(text, encoding="utf-8")
+    return copy
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,9 @@ from gateway.duty import build_console, build_notifier
 from gateway.influx_sink import InfluxSink
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.lineproto import LineEncoder
+from gateway.loop_lag import LoopLag
 from gateway.messages import Health
+from gateway.metrics import GatewayCollector, MetricsServer
 from gateway.mqtt_service import MqttService, broker_settings
 from gateway.notify.notifier import Notifier
 from gateway.site import InfluxV1, InfluxV2
@@ -174,6 +176,13 @@ class Gateway:
                 self.alarms.outbox = self.mqtt.alarm_outbox(
                     self.alarms.read_outbox, self.alarms.store.store.outbox_last
                 )
+        self.loop_lag = LoopLag()
+        self.metrics: MetricsServer | None = None
+        if site.metrics is not None:
+            self.metrics = MetricsServer(
+                site.metrics,
+                GatewayCollector(self.health, self.statuses, site.site.id, site.site.gateway or ""),
+            )
         self.health_interval = health_interval
         self._calendar_checked: tuple[date | None, str | None] = (None, None)
         self.started = time.monotonic()
@@ -214,6 +223,9 @@ class Gateway:
         if self.console is not None:
             await self.console.start()
         self._tasks.append(asyncio.create_task(self._health(), name="health"))
+        self._tasks.append(asyncio.create_task(self.loop_lag.run(), name="loop-lag"))
+        if self.metrics is not None:
+            await self.metrics.start()
         # What start-up built (profiles, plans, rules, catalogue) lives as long as the
         # gateway: out of the collector's way, so full collections scan only what polls make
         # (bench/bench_cycle.py saw them at 20-60 ms with ~55,000 start-up objects).
@@ -235,6 +247,8 @@ class Gateway:
         # then the rules that judge it, then the sink's last flush: nothing arrives after it.
         # A failing step doesn't skip the others.
         steps: list[Callable[[], Awaitable[None]]] = []
+        if self.metrics is not None:
+            steps.append(self.metrics.stop)
         if self.console is not None:
             steps.append(self._stop_console)  # no acknowledgement arrives while stopping
         if self.mqtt is not None:
@@ -299,6 +313,7 @@ class Gateway:
             "devices_online": sum(s.up for s in statuses),
             "samples": self.bus.published["Sample"],
             "lines_encoded": self.sink.lines_encoded,
+            **self.loop_lag.health(),
             **drivers,
             **self.bus.health(),
             **(self.brokers.health() if self.brokers is not None else {}),

@@ -11,6 +11,7 @@ from accounts.config import AccountsConfig
 from core.config_types import ByteSize, Duration, Host, Secret
 from drivers.registry import DRIVERS
 from gateway.console.config import ConsoleConfig
+from gateway.metrics_config import MetricsConfig
 from gateway.notify.config import NotifyConfig
 from rules.calendar import CalendarConfig
 
@@ -329,4 +330,8 @@ class Site(_Strict):
     )
     console: ConsoleConfig | None = Field(
         default=None, description="The duty console (web pages and JSON API); off by default."
+    )
+    metrics: MetricsConfig | None = Field(
+        default=None,
+        description="The gateway's own metrics for Prometheus, e.g. {port: 9108}; off by default.",
     )

@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.data_dir import data_dir
 from core.yaml_load import UniqueKeyLoader
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ Period = tuple[time, time]
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_OFFICE_HOURS = ("08:30-17:30",)
 
-SHIPPED_YEARS = Path(__file__).resolve().parent.parent / "config" / "calendar"
+SHIPPED_YEARS = data_dir() / "calendar"
 """Year files shipped with the gateway: every announced year the package does not know."""
 
 WARN_DAYS = 60

@@ -23,13 +23,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from core.config_types import Duration
+from core.data_dir import data_dir
 from core.once import ProblemCounter
 from core.yaml_load import UniqueKeyLoader
 from rules.model import Grade
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "alarm_kinds.yaml"
+DEFAULT_PATH = data_dir() / "alarm_kinds.yaml"
 
 Lang = Literal["zh", "en"]
 GRADES: tuple[Grade, ...] = ("red", "orange", "yellow", "blue")

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.data_dir import data_dir
 from core.yaml_load import load_yaml_file
 from drivers.dlt645.codec import (
     ANSWER,
@@ -49,9 +50,7 @@ from drivers.dlt645.codec import (
 )
 from drivers.dlt645.profile import Dlt645Point, Dlt645Profile
 
-BUILTIN_PROFILE = (
-    Path(__file__).resolve().parent.parent / "config" / "profiles" / "dlt645_meter.yaml"
-)
+BUILTIN_PROFILE = data_dir() / "profiles" / "dlt645_meter.yaml"
 NO_DATA = 0x02  # the error byte's "no requested data"
 OTHER = 0x01
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, NoReturn, TypeAlias
 
 from pydantic import ValidationError
 
+from core.data_dir import data_dir
 from core.yaml_load import load_yaml_file, load_yaml_text
 from drivers.dlt645.profile import Dlt645Profile
 from drivers.http_events.profile import PROTOCOLS, HttpEventsProfile
@@ -25,7 +26,7 @@ AnyProfile: TypeAlias = Profile | MqttProfile | Dlt645Profile | HttpEventsProfil
 Transport = Literal["tcp", "rtu_over_tcp", "rtu"]
 Dlt645Transport = Literal["tcp", "rtu"]
 
-BUILTIN_PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
+BUILTIN_PROFILES = data_dir() / "profiles"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 _TRANSPORTS: tuple[Transport, ...] = ("tcp", "rtu_over_tcp", "rtu")
 _DLT645_TRANSPORTS: tuple[Dlt645Transport, ...] = ("tcp", "rtu")

@@ -1,0 +1,1 @@
+"""Helpers for the checkout: not part of the package."""
