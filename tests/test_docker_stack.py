@@ -21,7 +21,9 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from fnmatch import fnmatch
@@ -412,35 +414,187 @@ def test_no_secret_is_baked_into_the_image() -> None:
     assert "public" in (ROOT / "config/demo-site.yaml").read_text()
 
 
-def test_the_build_context_leaves_out_the_venv_history_caches_and_secrets() -> None:
-    patterns = [
+def dockerignore_patterns() -> list[str]:
+    return [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+
+
+def ignored(path: str) -> bool:
+    """Whether .dockerignore leaves `path` (relative to the context) out: the last pattern
+    that matches it or a folder above it decides, `!` taking back."""
+    result = False
+    parts = Path(path).parts
+    for pattern in dockerignore_patterns():
+        negate = pattern.startswith("!")
+        bare = pattern.removeprefix("!").removeprefix("**/")
+        hit = any(fnmatch("/".join(parts[: i + 1]), bare) for i in range(len(parts)))
+        hit = hit or any(fnmatch(part, bare) for part in parts if pattern.startswith("**/"))
+        if hit:
+            result = not negate
+    return result
+
+
+def test_the_build_context_leaves_out_the_venv_history_caches_and_secrets() -> None:
+    patterns = dockerignore_patterns()
     for needed in (".venv", ".git", ".env", "**/__pycache__", ".mypy_cache", ".ruff_cache"):
         assert needed in patterns, needed
-
-    def ignored(path: str) -> bool:
-        result = False
-        for pattern in patterns:
-            negate = pattern.startswith("!")
-            bare = pattern.removeprefix("!").removeprefix("**/")
-            parts = Path(path).parts
-            hit = any(fnmatch("/".join(parts[: i + 1]), bare) for i in range(len(parts)))
-            hit = hit or any(fnmatch(part, bare) for part in parts if pattern.startswith("**/"))
-            if hit:
-                result = not negate
-        return result
-
     assert ignored(".venv/bin/python")
     assert ignored("gateway/__pycache__/cli.cpython-311.pyc")
     assert ignored(".env")
-    # Nothing the Dockerfile copies is left out.
+    # Nothing the Dockerfile copies is left out, and all of it is in the repository.
     for keyword, rest in dockerfile_instructions():
         if keyword == "COPY" and not rest.startswith("--from"):
             for source in rest.split()[:-1]:
                 assert not ignored(source), source
+                assert (ROOT / source).exists(), source
+
+
+NO_NETWORK = ("Could not resolve host", "Temporary failure in name resolution", "unreachable")
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Dockerfile's build stage run without Docker: its COPY lines into a context folder
+    (what .dockerignore leaves out, left out), then its RUN line with the image's folders
+    (/src, /wheels, /opt/guanjia) moved under a temporary root, and the final stage's copies
+    of the demo files. PyPI is asked for the pinned dependencies."""
+    root = tmp_path_factory.mktemp("image")
+    build, _ = dockerfile_stages()
+
+    def moved(text: str) -> str:
+        return re.sub(r"(?<![\w/])/(src|wheels|opt/guanjia)\b", lambda m: f"{root}{m[0]}", text)
+
+    for keyword, rest in build:
+        if keyword == "COPY":
+            *sources, target = rest.split()
+            for source in sources:
+                into = root / "src" / target
+                if (ROOT / source).is_dir():
+                    shutil.copytree(
+                        ROOT / source,
+                        into,
+                        ignore=lambda folder, names: [
+                            n for n in names if ignored(str((Path(folder) / n).relative_to(ROOT)))
+                        ],
+                    )
+                else:
+                    into.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(ROOT / source, into)
+    [install] = [rest for keyword, rest in build if keyword == "RUN"]
+    done = subprocess.run(
+        ["sh", "-c", moved(install)],
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0 and any(n in done.stderr for n in NO_NETWORK):
+        pytest.skip(f"PyPI not reachable: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    demo = root / "opt/guanjia/demo"
+    demo.mkdir()
+    for source in dockerfile_demo_files():
+        shutil.copy(ROOT / source, demo)
+    return root
+
+
+def in_image(root: Path, *argv: str, env: dict[str, str] | None = None) -> Any:
+    """A command of the installed venv, away from the checkout (nothing of it on sys.path)."""
+    return subprocess.run(
+        [str(root / "opt/guanjia/bin" / argv[0]), *argv[1:]],
+        cwd=root,
+        env={"PATH": f"{root}/opt/guanjia/bin:/usr/bin:/bin", **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_image_build_steps_install_the_package_with_its_data(image_root: Path) -> None:
+    where = in_image(image_root, "python", "-c", "import gateway, core.data_dir as d; "
+                     "print(gateway.__file__); print(d.data_dir())")  # fmt: skip
+    assert where.returncode == 0, where.stderr
+    package, data = where.stdout.split()
+    site_packages = str(image_root / "opt/guanjia/lib")
+    assert package.startswith(site_packages)  # installed, not the checkout's
+    assert data.startswith(site_packages)
+    assert Path(data, "profiles", "eastron_sdm630.yaml").is_file()
+    # The real site as compose mounts it, and the demo as its override copies it.
+    etc = image_root / "etc/guanjia"
+    etc.mkdir(parents=True)
+    shutil.copy(ROOT / "config/site.docker.yaml", etc / "site.yaml")
+    (etc / "profiles").mkdir()
+    secrets = {"INFLUX_TOKEN": "x", "MQTT_GATEWAY_PASSWORD": "y"}
+    done = in_image(image_root, "guanjia", "check", str(etc / "site.yaml"), env=secrets)
+    assert done.returncode == 0, done.stderr
+    data_volume = image_root / "var/lib/guanjia"
+    (data_volume / "demo").mkdir(parents=True)
+    for source in dockerfile_demo_files():
+        shutil.copy(image_root / "opt/guanjia/demo" / Path(source).name, data_volume / "demo")
+    done = in_image(image_root, "guanjia", "check", str(data_volume / "demo/demo-site.yaml"))
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_health_check_of_the_installed_gateway(image_root: Path, tmp_path: Path) -> None:
+    """The image's HEALTHCHECK command against the installed gateway running the docker site
+    file (its database, broker and devices moved to closed loopback ports, its data folder
+    and metrics port to the test's): healthy while it runs, unhealthy once it stopped."""
+    text = (ROOT / "config/site.docker.yaml").read_text()
+    metrics_port = free_port()
+    moves = {
+        "http://influxdb:8086": f"http://127.0.0.1:{free_port()}",
+        "host: mosquitto, port: 1883": f"host: 127.0.0.1, port: {free_port()}",
+        "/var/lib/guanjia/": f"{tmp_path}/data/",
+        "{host: 0.0.0.0, port: 9108}": f"{{host: 127.0.0.1, port: {metrics_port}}}",
+    }
+    for old, new in moves.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    text = re.sub(r"host: 10\.0\.8\.\d+", lambda _: f"host: 127.0.0.1, port: {free_port()}", text)
+    assert not re.search(r"host: (?!127\.0\.0\.1)", text)
+    site = tmp_path / "etc/site.yaml"
+    site.parent.mkdir()
+    site.write_text(text)
+    (site.parent / "profiles").mkdir()
+    secrets = {"INFLUX_TOKEN": "x", "MQTT_GATEWAY_PASSWORD": "y"}
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    assert in_image(image_root, "python", "-m", "gateway.healthcheck", url).returncode == 1
+    log = tmp_path / "gateway.log"
+    with log.open("w") as stderr:
+        gateway = subprocess.Popen(
+            [str(image_root / "opt/guanjia/bin/guanjia"), "run", str(site)],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", **secrets},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                check = in_image(image_root, "python", "-m", "gateway.healthcheck", url)
+                if check.returncode == 0:
+                    break
+                assert gateway.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, check.stderr
+                time.sleep(0.5)
+            assert check.stdout.strip() == f"healthy: {url}"
+        finally:
+            gateway.terminate()  # what docker stop sends
+            try:
+                gateway.wait(30)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+                gateway.wait()
+                said = log.read_text()[-3000:]
+                raise AssertionError(f"no stop on SIGTERM in 30 s: {said}") from None
+    assert gateway.returncode == 0, log.read_text()[-3000:]
+    after = in_image(image_root, "python", "-m", "gateway.healthcheck", url, "--timeout", "2")
+    assert after.returncode == 1
+    assert "no answer" in after.stderr
 
 
 # ---------------------------------------------------------------------------------------------
