@@ -21,6 +21,7 @@ from gateway.cli_accounts import add_accounts_commands
 from gateway.cli_duty import add_duty_commands
 from gateway.config_errors import ConfigError
 from gateway.config_load import LoadedSite, load_site
+from gateway.grafana_push import add_grafana_command
 from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.log_format import LOG_FORMATS, LogFormat, formatter
 from gateway.report.cli import add_report_command
@@ -524,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_duty_commands(sub)
     add_scan_command(sub)
     add_report_command(sub)
+    add_grafana_command(sub)
     add_accounts_commands(sub)
     return parser
 
@@ -543,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "console-password",
         "scan",
         "report",
+        "grafana",
         "accounts",
     )
     _setup_logging(args.verbose, quiet=quiet, log_format=getattr(args, "log_format", "text"))
