@@ -6,7 +6,7 @@ codes), 200,000 points in all, from 50 devices:
 
 * ours: gateway.lineproto.LineEncoder encodes each Sample into one line, lines are batched
   5,000 at a time exactly as gateway.influx_sink.InfluxSink.flush does, and each batch is sent
-  with gateway.influx_writer.V2Transport (influxdb-client's synchronous API, bytes in);
+  with gateway.influx_writer.V2Transport (one urllib3 POST to /api/v2/write, bytes in);
 * baseline: influxdb-client used at its best: its batching write API
   (WriteOptions(batch_size=5000)) fed one `Point("meter").tag(...).field(...).time(ts)` per
   Sample with all its fields, until close() has flushed it all;

@@ -42,6 +42,7 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     ("accounts", "bench.bench_accounts", ("accounts_cpu",)),
     ("report", "bench.bench_report", ("report_s",)),
+    ("fleet", "bench.bench_fleet", ("fleet_rss_mib", "fleet_cpu")),
 ]
 
 

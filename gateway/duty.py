@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from drivers.contract import DeviceStatus
@@ -13,17 +14,15 @@ from gateway.alarm_service import AlarmService
 from gateway.bus import Bus
 from gateway.catalog import DeviceCatalog
 from gateway.config_load import LoadedSite, site_relative
-from gateway.console.desk import ServiceDesk
-from gateway.console.rounds import RoundsBoard
-from gateway.console.server import Console
 from gateway.messages import AlarmTransition
-from gateway.notify.channels import Channel, build_channel
-from gateway.notify.notifier import Notifier
-from gateway.notify.roster import Roster
-from gateway.notify.routing import Router
-from gateway.notify.texts import TextContext, device_of, label_from_tags
 from rules.alarms import GRADES, Alarm, Transition
 from rules.calendar import WorkCalendar
+
+# The console and the notifier (aiohttp, their HTTP clients and server) are imported when
+# the site has them: a gateway without them does not carry them (bench/bench_fleet.py).
+if TYPE_CHECKING:
+    from gateway.console.server import Console
+    from gateway.notify.notifier import Notifier
 
 
 def build_console(
@@ -37,6 +36,10 @@ def build_console(
     console = loaded.site.console
     if console is None or not console.enabled:
         return None
+    from gateway.console.desk import ServiceDesk
+    from gateway.console.rounds import RoundsBoard
+    from gateway.console.server import Console
+
     desk = ServiceDesk(alarms, statuses, store_path=loaded.alarm_store_path())
     rounds = RoundsBoard.for_rules(loaded.site.rules, loaded.site.site.timezone)
     if rounds is not None:
@@ -63,6 +66,12 @@ def build_notifier(
     notify, roster = loaded.site.notify, loaded.roster
     if notify is None or roster is None:
         return None
+    from gateway.notify.channels import Channel, build_channel
+    from gateway.notify.notifier import Notifier
+    from gateway.notify.roster import Roster
+    from gateway.notify.routing import Router
+    from gateway.notify.texts import TextContext, device_of, label_from_tags
+
     site = loaded.site
     calendar = WorkCalendar.from_config(site.calendar, site.site.timezone, loaded.base_dir)
     router = Router(notify.routing, Roster(roster, calendar), notify.kinds())

@@ -80,76 +80,14 @@ def advice(exc: WriteError) -> str:
     return "the database answered with an error; its log says why"
 
 
-class V2Transport:
-    """InfluxDB v2 write API (`/api/v2/write`) through influxdb-client's synchronous WriteApi.
+class _HttpWrite:
+    """One POST of line protocol per batch to a write endpoint, on one kept-alive connection
+    (urllib3, no retries: the writer decides what a failure means); `/ping` to probe."""
 
-    Records go in as pre-encoded line protocol: the library's `Point` path costs more CPU than
-    the whole rest of the gateway (see bench/bench_write.py).
-    """
-
-    def __init__(self, url: str, org: str, bucket: str, token: str | None, timeout: float) -> None:
-        from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
-
-        self.org, self.bucket = org, bucket
-        self._client = InfluxDBClient(
-            url=url, token=token or "", org=org, timeout=int(timeout * 1000), enable_gzip=False
-        )
-        self._api = self._client.write_api(write_options=SYNCHRONOUS)
-        # The client's own ping waits the whole write timeout on a silent network.
-        self._ping_url = url.rstrip("/") + "/ping"
-        self._ping_http = urllib3.PoolManager(retries=False, maxsize=1)
-
-    def send(self, body: bytes) -> None:
-        from influxdb_client.domain.write_precision import WritePrecision
-        from influxdb_client.rest import ApiException
-
-        try:
-            self._api.write(
-                bucket=self.bucket,
-                org=self.org,
-                record=body,
-                write_precision=WritePrecision.NS,  # type: ignore[arg-type]  # a str constant
-            )
-        except ApiException as exc:
-            status = int(exc.status or 0)
-            raise WriteError(
-                f"HTTP {status}: {str(exc.body or exc.reason)[:200]}",
-                retryable=_retryable(status),
-                status=status,
-            ) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise WriteError(f"cannot reach the database: {exc}", retryable=True) from None
-
-    def ping(self) -> bool:
-        return _ping(self._ping_http, self._ping_url)
-
-    def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
-        self._ping_http.clear()
-
-
-class V1Transport:
-    """InfluxDB 1.x `/write` API."""
-
-    def __init__(
-        self,
-        url: str,
-        database: str,
-        retention_policy: str | None,
-        username: str | None,
-        password: str | None,
-        timeout: float,
-    ) -> None:
-        params = {"db": database, "precision": "ns"}
-        if retention_policy:
-            params["rp"] = retention_policy
-        self._url = url.rstrip("/") + "/write?" + urlencode(params)
-        self._ping_url = url.rstrip("/") + "/ping"
-        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if username:
-            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {token}"
+    def __init__(self, write_url: str, ping_url: str, headers: dict[str, str], timeout: float):
+        self._url = write_url
+        self._ping_url = ping_url
+        self._headers = {"Content-Type": "text/plain; charset=utf-8", **headers}
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(total=timeout), retries=False, maxsize=1
         )
@@ -172,6 +110,47 @@ class V1Transport:
 
     def close(self) -> None:
         self._http.clear()
+
+
+class V2Transport(_HttpWrite):
+    """InfluxDB v2 write API (`/api/v2/write`, InfluxDB 2.x and 3.x, VictoriaMetrics): the
+    batch's line protocol as it is, with the token.
+
+    Not through influxdb-client: its client and write API bring numpy, reactivex and
+    dateutil, about 20 MiB more resident memory in each gateway (bench/bench_fleet.py runs 20
+    on one box), for one POST; bench/bench_write.py compares this path with the library used
+    at its best.
+    """
+
+    def __init__(self, url: str, org: str, bucket: str, token: str | None, timeout: float) -> None:
+        self.org, self.bucket = org, bucket
+        base = url.rstrip("/")
+        params = urlencode({"org": org, "bucket": bucket, "precision": "ns"})
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        super().__init__(f"{base}/api/v2/write?{params}", f"{base}/ping", headers, timeout)
+
+
+class V1Transport(_HttpWrite):
+    """InfluxDB 1.x `/write` API."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        retention_policy: str | None,
+        username: str | None,
+        password: str | None,
+        timeout: float,
+    ) -> None:
+        params = {"db": database, "precision": "ns"}
+        if retention_policy:
+            params["rp"] = retention_policy
+        headers = {}
+        if username:
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        base = url.rstrip("/")
+        super().__init__(f"{base}/write?{urlencode(params)}", f"{base}/ping", headers, timeout)
 
 
 class Unsent(WriteError):

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.types import Sample, Value
 from drivers.contract import DeviceStatus, DriverRuntime, RuntimeContext
@@ -26,8 +26,6 @@ from gateway.bus import Bus
 from gateway.catalog import DeviceCatalog
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
-from gateway.console.desk import ServiceDesk
-from gateway.console.server import Console
 from gateway.dead_letter import DeadLetters
 from gateway.duty import build_console, build_notifier
 from gateway.influx_sink import InfluxSink
@@ -35,12 +33,18 @@ from gateway.influx_writer import Transport, V1Transport, V2Transport, Writer
 from gateway.lineproto import LineEncoder
 from gateway.loop_lag import LoopLag
 from gateway.messages import Health
-from gateway.metrics import GatewayCollector, MetricsServer
 from gateway.mqtt_service import MqttService, broker_settings
-from gateway.notify.notifier import Notifier
 from gateway.site import InfluxV1, InfluxV2
 from gateway.spool import Spool
 from rules.calendar import coverage_warning
+
+# The duty console, the notifier and the metrics endpoint bring aiohttp (and prometheus-client)
+# along: imported when the site has them, so a gateway without them does not carry them
+# (about 10 MiB resident each; bench/bench_fleet.py runs 20 gateways on one box).
+if TYPE_CHECKING:
+    from gateway.console.server import Console
+    from gateway.metrics import MetricsServer
+    from gateway.notify.notifier import Notifier
 
 log = logging.getLogger("guanjia")
 
@@ -179,6 +183,8 @@ class Gateway:
         self.loop_lag = LoopLag()
         self.metrics: MetricsServer | None = None
         if site.metrics is not None:
+            from gateway.metrics import GatewayCollector, MetricsServer
+
             self.metrics = MetricsServer(
                 site.metrics,
                 GatewayCollector(self.health, self.statuses, site.site.id, site.site.gateway or ""),
@@ -277,6 +283,8 @@ class Gateway:
     async def _stop_console(self) -> None:
         assert self.console is not None
         await self.console.stop()
+        from gateway.console.desk import ServiceDesk
+
         desk = self.console.state.desk
         if isinstance(desk, ServiceDesk):
             desk.close()

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.text import suggest
-from drivers.http_events.config import HttpEventsConnection
+from drivers.http_events.config import HttpEventsConnection, StreamKey, stream_key
 from drivers.http_events.describe import describe
 from drivers.http_events.profile import HttpEventsProfile
-from drivers.http_events.stream import StreamKey, stream_key
 
 Loc = tuple[str | int, ...]
 Report = Callable[[Loc, str], None]

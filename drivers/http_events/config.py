@@ -119,3 +119,12 @@ class HttpEventsConnection(BaseModel):
     @property
     def effective_port(self) -> int:
         return self.port if self.port is not None else 443 if self.https else 80
+
+
+StreamKey = tuple[str, int, bool, str]  # host, port, https, user: one connection each
+
+
+def stream_key(conn: HttpEventsConnection) -> StreamKey:
+    """The connection a device's stream is (here, not in stream.py: `guanjia check` needs it
+    without the HTTP client)."""
+    return (conn.host, conn.effective_port, conn.https, conn.username or "")

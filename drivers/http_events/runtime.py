@@ -20,11 +20,11 @@ import aiohttp
 from core.once import ProblemCounter
 from core.types import Command, CommandResult
 from drivers.contract import DeviceEntry, DeviceStatus, RuntimeContext
-from drivers.http_events.config import HttpEventsConnection
+from drivers.http_events.config import HttpEventsConnection, StreamKey, stream_key
 from drivers.http_events.mapper import EventMapper, MapperStats
 from drivers.http_events.profile import HttpEventsProfile
 from drivers.http_events.push import PushListener, PushMember
-from drivers.http_events.stream import DOWN_GRACE, EventStream, Member, StreamKey, stream_key
+from drivers.http_events.stream import DOWN_GRACE, EventStream, Member
 
 log = logging.getLogger("guanjia.http_events")
 

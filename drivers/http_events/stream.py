@@ -48,7 +48,6 @@ from drivers.mqtt.ingest import AVAILABLE
 
 log = logging.getLogger("guanjia.http_events")
 
-StreamKey = tuple[str, int, bool, str]  # host, port, https, user: one connection each
 
 HIKVISION_PATHS = ("/ISAPI/Event/notification/alertStream", "/Event/notification/alertStream")
 DEFAULT_BOUNDARY = {"hikvision_isapi": "boundary", "dahua_events": "myboundary"}
@@ -58,10 +57,6 @@ STABLE = 60.0  # a stream that ran this long starts the backoff over
 AUTH_RETRY = 300.0  # a refused password is tried again this often
 DOWN_GRACE = 60.0  # without keep-alives: offline after the stream is down this long
 TCP_KEEPALIVE = (30, 10, 3)  # idle, interval, probes: a dead peer found in about a minute
-
-
-def stream_key(conn: HttpEventsConnection) -> StreamKey:
-    return (conn.host, conn.effective_port, conn.https, conn.username or "")
 
 
 def backoff(failures: int, cap: float, rng: random.Random) -> float:

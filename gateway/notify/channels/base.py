@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import aiohttp
-from yarl import URL
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.notify.delivery import Delivery, SendResult
 from gateway.notify.ratelimit import RateLimit
+
+# aiohttp when a channel sends (HttpClient): the site file's model imports this package, and
+# a gateway without notification does not carry an HTTP client (bench/bench_fleet.py).
+if TYPE_CHECKING:
+    import aiohttp
+    from yarl import URL
 
 SecretResolver = Callable[[str], str]  # `${ENV}` / `file:...` reference -> the secret
 
@@ -120,20 +123,23 @@ class HttpClient:
     """
 
     def __init__(self, timeout: float) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_s = timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def post(
         self, url: str | URL, body: bytes, headers: Mapping[str, str]
     ) -> HttpAnswer | SendResult:
         """POST; the answer, or a retryable SendResult when no answer came."""
+        import aiohttp
+
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            timeout = aiohttp.ClientTimeout(total=self._timeout_s)
+            self._session = aiohttp.ClientSession(timeout=timeout)
         try:
             async with self._session.post(url, data=body, headers=headers) as response:
                 return HttpAnswer(response.status, await response.read())
         except TimeoutError:
-            return SendResult(ok=False, reason=f"no answer within {self._timeout.total} s")
+            return SendResult(ok=False, reason=f"no answer within {self._timeout_s} s")
         except aiohttp.ClientError as exc:
             return SendResult(ok=False, reason=f"{type(exc).__name__}: {exc}")
 
