@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -53,12 +55,26 @@ def bridge_config(example: str, *, local_port: int, centre: str, password: str, 
     return f"user {user}\nlog_dest stderr\nlog_type all\n" + example
 
 
+def readme_command() -> list[str]:
+    """The command README.md's "The bridge variant" gives for the edited example."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The bridge variant", 1)[1].split("\n### ", 1)[0]
+    [command] = re.findall(r"^(/usr/sbin/mosquitto -c \S+)$", section, re.M)
+    return shlex.split(command)
+
+
 class LocalBroker(MosquittoServer):
-    """Mosquitto on the bridge example (edited as an integrator would)."""
+    """Mosquitto on the bridge example (edited as an integrator would), started with the
+    README's command in its data directory."""
 
     def __init__(self, data_dir: Path, config: str) -> None:
         super().__init__(data_dir)
         self.text = config
+        self.argv = readme_command()
+        self.config_path = self.data_dir / self.argv[-1]
+
+    def _command(self) -> list[str]:
+        return self.argv
 
     def _prepare(self) -> None:
         self.persistence_dir.mkdir(parents=True, exist_ok=True)

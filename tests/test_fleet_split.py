@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -243,3 +245,27 @@ async def test_two_gateways_of_one_site_keep_their_own_session_status_and_lines(
     audit = influx1.query('SELECT * FROM "audit"', db=DB)["results"][0]["series"][0]
     row = dict(zip(audit["columns"], audit["values"][0], strict=True))
     assert (row["gateway"], row["device"], row["outcome"]) == ("gw-b", "ac-b", "accepted")
+
+
+def test_readme_fleet_check_command_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README.md's "A site split across gateways": its command on two files of one site, and
+    the line it shows for a serial server both files name."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### A site split across gateways", 1)[1].split("\n### ", 1)[0]
+    [command] = re.findall(r"^\.venv/bin/guanjia (check .*)$", section, re.M)
+    [shown] = re.findall(r"^(gw-b\.yaml:.*)$", section, re.M)
+    monkeypatch.chdir(tmp_path)
+    _site(tmp_path, "gw-a.yaml", "gw-a", A)
+    both = """\
+        devices:
+          - {id: meter-b1, profile: chint_dtsu666, modbus: {transport: tcp, host: 10.0.8.21}}
+          - {id: meter-b2, profile: chint_dtsu666, modbus: {transport: rtu_over_tcp, host: 10.0.8.9, port: 8899, unit: 7}}
+        """  # noqa: E501
+    _site(tmp_path, "gw-b.yaml", "gw-b", both)
+    assert main(shlex.split(command)) == 1
+    assert capsys.readouterr().err.splitlines() == [shown]
+    _site(tmp_path, "gw-b.yaml", "gw-b", both.replace("10.0.8.9", "10.0.8.10"))
+    assert main(shlex.split(command)) == 0
+    assert "owned twice" in capsys.readouterr().out
