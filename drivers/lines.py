@@ -32,6 +32,14 @@ import serial
 PathKey = tuple[Literal["serial", "tcp"], str]
 """A physical line: ("serial", "/dev/ttyUSB0") or ("tcp", "10.0.8.9:8899")."""
 
+
+def serial_line_name(path: PathKey) -> str:
+    """A line as a person names it: `serial port /dev/ttyUSB0`, `serial server 10.0.8.9:8899`
+    (host names in any case are one host; a device path is case-sensitive)."""
+    kind, name = path
+    return f"serial port {name}" if kind == "serial" else f"serial server {name.lower()}"
+
+
 OnData = Callable[[bytes], None]
 OnLost = Callable[[Exception | None], None]
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from drivers.contract import DriverRuntime, PointMeta, RuntimeContext
 from drivers.dlt645 import describe as dlt645_describe
+from drivers.dlt645 import line as dlt645_line
 from drivers.dlt645.checks import Dlt645Checks
 from drivers.dlt645.config import Dlt645Connection
 from drivers.dlt645.profile import Dlt645Profile
@@ -24,6 +25,7 @@ from drivers.http_events.checks import HttpEventsChecks
 from drivers.http_events.config import HttpEventsConnection
 from drivers.http_events.profile import PROTOCOLS, HttpEventsProfile
 from drivers.modbus import describe as modbus_describe
+from drivers.modbus import link as modbus_link
 from drivers.modbus.checks import ModbusChecks
 from drivers.modbus.config import ModbusConnection
 from drivers.modbus.driver import ModbusDriver
@@ -82,6 +84,9 @@ class Driver:
     # The secret references of a device's connection block, field -> `${ENV}` / `file:...`:
     # the gateway resolves them with the site's other secrets (a missing one fails the check).
     secret_fields: Callable[[Any], Mapping[str, str]] = lambda _connection: {}
+    # What one gateway must own alone, (kind, name), of a device's connection: a serial line,
+    # a Modbus TCP device. `guanjia check` on the files of a split site refuses two owners.
+    ownership: Callable[[Any], Sequence[tuple[str, str]]] = lambda _connection: ()
 
 
 DRIVERS: Mapping[str, Driver] = {
@@ -100,6 +105,7 @@ DRIVERS: Mapping[str, Driver] = {
             stale_after=modbus_describe.stale_after,
             checks=lambda _need_broker: ModbusChecks(),
             runtime=ModbusDriver.from_context,
+            ownership=modbus_link.ownership,
         ),
         Driver(
             name="mqtt",
@@ -128,6 +134,7 @@ DRIVERS: Mapping[str, Driver] = {
             stale_after=dlt645_describe.stale_after,
             checks=lambda _need_broker: Dlt645Checks(),
             runtime=Dlt645Driver,
+            ownership=dlt645_line.ownership,
         ),
         Driver(
             name="http_events",

@@ -16,12 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.dlt645.config import RtuConnection as Dlt645Rtu
-from drivers.dlt645.config import TcpConnection as Dlt645Tcp
-from drivers.dlt645.line import line_path as dlt645_line
-from drivers.lines import PathKey
-from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
-from drivers.modbus.link import line_path as modbus_line
+from drivers.registry import DRIVERS
 from gateway.config_errors import Loc, format_loc, load_yaml
 from gateway.config_load import LoadedSite
 
@@ -37,37 +32,20 @@ class _Owner:
         return f"{self.file}:{self.line}" if self.line else self.file
 
 
-def _line_name(path: PathKey) -> str:
-    kind, name = path
-    return f"serial port {name}" if kind == "serial" else f"serial server {name}"
-
-
 def _owned(site: LoadedSite) -> list[tuple[Loc, str, str]]:
-    """(key path, what, how it is named) of everything one gateway must own alone."""
+    """(key path, what, how it is named) of everything one gateway must own alone: each
+    driver says what of a connection that is (drivers/registry.py, `ownership`)."""
     out: list[tuple[Loc, str, str]] = []
     for i, dev in enumerate(site.site.devices):
         out.append((("devices", i, "id"), "device", f"device '{dev.id}'"))
         if not dev.enabled:
             continue
-        modbus, dlt645 = dev.connection("modbus"), dev.connection("dlt645")
-        if isinstance(modbus, TcpConnection):
-            name = f"Modbus TCP device {modbus.host.lower()}:{modbus.port} unit {modbus.unit}"
-            out.append((("devices", i, "modbus"), "Modbus TCP device", name))
-        elif isinstance(modbus, RtuOverTcpConnection | RtuConnection):
-            path = modbus_line(modbus)
-            assert path is not None  # a serial line, local or behind a serial server
-            out.append((("devices", i, "modbus"), "serial line", _line_name(_lower(path))))
-        if isinstance(dlt645, Dlt645Tcp | Dlt645Rtu):
-            path = dlt645_line(dlt645)
-            out.append((("devices", i, "dlt645"), "serial line", _line_name(_lower(path))))
+        for driver, conn in dev.connections().items():
+            for what, name in DRIVERS[driver].ownership(conn):
+                out.append((("devices", i, driver), what, name))
     for i, rule in enumerate(site.site.rules):
         out.append((("rules", i, "id"), "rule", f"rule '{rule.get('id', '')}'"))
     return out
-
-
-def _lower(path: PathKey) -> PathKey:
-    """Host names in any case are one host; a serial device's path is case-sensitive."""
-    return (path[0], path[1].lower()) if path[0] == "tcp" else path
 
 
 def split_site_problems(sites: Sequence[LoadedSite]) -> list[str]:

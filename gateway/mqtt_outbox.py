@@ -28,11 +28,10 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
-from drivers.mqtt.client import Connection
 from gateway.alarm_store import OutboxEntry, Outgoing
 from gateway.mqtt_sink import alarm_state
 from rules.alarms import Transition
@@ -44,6 +43,16 @@ PAGE = 500  # messages read back from the store at once
 RETRY_S = 1.0  # after paho's queue was full
 
 ReadPage = Callable[[int, int], Awaitable[list[Outgoing]]]  # (after seq, limit) -> messages
+
+
+class Connection(Protocol):
+    """The home broker's connection as the outbox uses it (drivers/mqtt/client.Connection)."""
+
+    on_published: Callable[[int], None] | None
+
+    def publish(
+        self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo | None: ...
 
 
 class AlarmOutbox:

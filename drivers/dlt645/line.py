@@ -37,7 +37,7 @@ from drivers.dlt645.codec import (
     read_request,
 )
 from drivers.dlt645.config import RtuConnection, TcpConnection
-from drivers.lines import LineError, PathKey, SerialSettings, SharedLine
+from drivers.lines import LineError, PathKey, SerialSettings, SharedLine, serial_line_name
 
 LineKey = tuple[str, str]
 ProblemSink = Callable[[str, str], None]
@@ -58,6 +58,11 @@ def line_path(conn: RtuConnection | TcpConnection) -> PathKey:
     if isinstance(conn, RtuConnection):
         return ("serial", conn.port)
     return ("tcp", f"{conn.host}:{conn.port}")
+
+
+def ownership(conn: RtuConnection | TcpConnection) -> list[tuple[str, str]]:
+    """What the gateway reading this meter must own alone: its line (gateway/fleet.py)."""
+    return [("serial line", serial_line_name(line_path(conn)))]
 
 
 def line_settings(conn: RtuConnection | TcpConnection) -> SerialSettings | None:

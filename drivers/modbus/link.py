@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from drivers.lines import PathKey, SerialSettings, SharedLine
+from drivers.lines import PathKey, SerialSettings, SharedLine, serial_line_name
 from drivers.modbus.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from drivers.modbus.errors import ModbusConnectionError, ModbusError, ProblemSink
 from drivers.modbus.line_client import SharedLineClient
@@ -74,6 +74,21 @@ def line_path(conn: TcpConnection | RtuOverTcpConnection | RtuConnection) -> Pat
     if isinstance(conn, RtuOverTcpConnection):
         return ("tcp", f"{conn.host}:{conn.port}")
     return None
+
+
+def ownership(
+    conn: TcpConnection | RtuOverTcpConnection | RtuConnection,
+) -> list[tuple[str, str]]:
+    """What the gateway polling this device must own alone, (kind, name): its serial line
+    (a local port, or the serial server in front of one), or the Modbus TCP device itself.
+    `guanjia check` on several files of one split site refuses two owners (gateway/fleet.py)."""
+    path = line_path(conn)
+    if path is not None:
+        return [("serial line", serial_line_name(path))]
+    assert isinstance(conn, TcpConnection)
+    return [
+        ("Modbus TCP device", f"Modbus TCP device {conn.host.lower()}:{conn.port} unit {conn.unit}")
+    ]
 
 
 def line_settings(
