@@ -36,6 +36,9 @@ from gateway.alarm_store import OutboxEntry, Outgoing
 from gateway.mqtt_sink import alarm_state
 from rules.alarms import Transition
 
+# What the transition event leaves out of the retained alarm message (it says `alarm`, `t`, `by`).
+_NOT_IN_EVENT = frozenset({"id", "raised_at", "acked_by"})
+
 log = logging.getLogger("guanjia.mqtt")
 
 WINDOW = 1000  # messages handed to paho and not yet acknowledged, at most
@@ -99,9 +102,9 @@ class AlarmOutbox:
         entries = []
         for i, (tr, (text_zh, text_en)) in enumerate(zip(transitions, texts, strict=True)):
             alarm = tr.alarm
-            state = b""  # closed: the retained message goes away
-            if alarm.state != "closed":
-                state = _dumps(alarm_state(alarm, text_zh, text_en)).encode()
+            shown = alarm_state(alarm, text_zh, text_en)
+            # Closed: an empty retained message, and the retained alarm goes away.
+            state = _dumps(shown).encode() if alarm.state != "closed" else b""
             entries.append(OutboxEntry(i, f"{self.prefix}/alarm/{alarm.id}", state, retain=True))
             event: dict[str, Any] = {
                 **self.identity,
@@ -110,16 +113,8 @@ class AlarmOutbox:
                 "t": tr.t,
                 "by": tr.by,
                 "note": tr.note,
-                "kind": alarm.kind,
-                "grade": alarm.grade,
-                "state": alarm.state,
-                "subject": alarm.subject,
-                "rule": alarm.rule,
-                "value": alarm.value,
-                "limit": alarm.limit,
                 "escalation": alarm.escalation,
-                "text_zh": text_zh,
-                "text_en": text_en,
+                **{k: v for k, v in shown.items() if k not in _NOT_IN_EVENT},
             }
             entries.append(OutboxEntry(i, self.transitions_topic, event))
         return entries
