@@ -388,6 +388,24 @@ def test_grace_zero_writes_at_once_and_then_at_most_every_retry() -> None:
     assert issues(unit(ctx, rule, "ac-301", 22)) == [setpoint("ac-301", 26.0)]
 
 
+def test_no_second_write_before_a_reading_taken_after_the_first() -> None:
+    # The rules' clock runs past `retry` between two polls (a sped-up demo, a slow poll, a
+    # retry shorter than the poll interval): the rule still knows only the value before its
+    # write, so it waits for a reading rather than writing the same limit again.
+    ctx = site()
+    rule = policy(ctx, enforce=True, grace=0, retry="1m")
+    assert issues(unit(ctx, rule, "ac-301", 22)) == [setpoint("ac-301", 26.0)]
+    for _ in range(5):
+        ctx.advance(120)
+        assert ctx.tick(rule) == []
+    # The next poll still reads 22 (the write was refused): written again at once.
+    assert issues(unit(ctx, rule, "ac-301", 22)) == [setpoint("ac-301", 26.0)]
+    ctx.advance(120)
+    assert ctx.tick(rule) == []
+    ctx.advance(1)
+    assert unit(ctx, rule, "ac-301", 26) == [Clear("r1", "ac-301")]
+
+
 def test_a_new_violation_after_a_fix_is_enforced_again() -> None:
     ctx = site()
     rule = policy(ctx, enforce=True, grace="1m")

@@ -172,7 +172,15 @@ _DIRECTIONS: dict[str, tuple[str, str]] = {
 class _Unit:
     """What the rule remembers of one AC unit."""
 
-    __slots__ = ("changed_at", "delay", "enforced_at", "previous", "raised", "setpoint")
+    __slots__ = (
+        "awaiting",
+        "changed_at",
+        "delay",
+        "enforced_at",
+        "previous",
+        "raised",
+        "setpoint",
+    )
 
     def __init__(self, grace: float) -> None:
         self.setpoint: float | None = None
@@ -180,6 +188,10 @@ class _Unit:
         self.changed_at: float | None = None
         self.delay = OnDelay(grace)
         self.enforced_at: float | None = None
+        # A write was issued and no setpoint has been read since: what the rule knows of the
+        # unit predates the write, so it writes nothing more (the rules' clock may run faster
+        # than the polls: a sped-up demo, a retry shorter than the poll interval).
+        self.awaiting = False
         self.raised: float | None = None  # the setpoint the alarm was raised for
 
 
@@ -245,6 +257,7 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
             if unit.setpoint is not None and value != unit.setpoint:
                 unit.previous, unit.changed_at = unit.setpoint, t
             unit.setpoint = value
+            unit.awaiting = False
         return self._evaluate(self.devices[sample.device], ctx, t)
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
@@ -298,12 +311,14 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
                 )
             )
         every = max(self.params.grace, self.params.retry)
-        if self.params.enforce and (unit.enforced_at is None or t - unit.enforced_at >= every):
+        due = unit.enforced_at is None or t - unit.enforced_at >= every
+        if self.params.enforce and due and not unit.awaiting:
             # Tried once per interval even when the limit cannot be written: no write, and
             # no new Raise (the alarm stands), but no work on every sample either.
             unit.enforced_at = t
             target = self._writable(device, limit)
             if target is not None:
+                unit.awaiting = True
                 effects.append(
                     Issue(
                         Command(device.id, self.params.setpoint_point, target, f"rule:{self.id}"),
@@ -319,6 +334,7 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
         unit.setpoint = None  # the next good poll says what it is now
         unit.delay.reset()
         unit.enforced_at = None
+        unit.awaiting = False
         if unit.raised is None:
             return ()
         unit.raised = None
@@ -337,6 +353,7 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
                 "setpoint": u.setpoint,
                 "raised": u.raised,
                 "enforced_at": u.enforced_at,
+                "awaiting": u.awaiting,
             }
             for d, u in self.units.items()
             if u.delay.since is not None or u.previous is not None or u.raised is not None
@@ -350,6 +367,7 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
                 unit.previous, unit.changed_at = s.get("previous"), s.get("changed_at")
                 unit.setpoint = s.get("setpoint", unit.setpoint)
                 unit.raised, unit.enforced_at = s.get("raised"), s.get("enforced_at")
+                unit.awaiting = bool(s.get("awaiting", False))
 
     def describe(self) -> str:
         p = self.params
