@@ -39,7 +39,7 @@ from gateway.catalog import DeviceCatalog
 from gateway.config_load import LoadedSite
 from gateway.influx_writer import Transport, WriteError, advice
 from gateway.lineproto import format_field, series_prefix
-from gateway.report.query import InfluxQL, QueryError, between, literal
+from gateway.report.query import InfluxQL, QueryError, between, get, literal
 from gateway.site import InfluxV1
 
 PERIOD_KINDS = ("hour", "day", "month")
@@ -156,15 +156,8 @@ class VictoriaSource:
             params["start"] = f"{start:.3f}"
         if end is not None:
             params["end"] = f"{end:.3f}"
-        try:
-            response = self._http.request(
-                "GET", f"{self.url}/api/v1/export?{urlencode(params)}", headers=self._headers
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise QueryError(
-                f"cannot reach VictoriaMetrics at {self.url} ({exc.__class__.__name__}): is it "
-                "running, and is the site file's influxdb.url right?"
-            ) from None
+        url = f"{self.url}/api/v1/export?{urlencode(params)}"
+        response = get(self._http, url, self._headers, "VictoriaMetrics", self.url)
         if response.status != 200:
             raise QueryError(
                 f"VictoriaMetrics at {self.url} refused the export (HTTP {response.status}): "

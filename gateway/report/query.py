@@ -51,6 +51,19 @@ def between(start: float, end: float) -> str:
     return f"time >= {int(start)}s AND time < {int(end)}s"
 
 
+def get(
+    http: urllib3.PoolManager, url: str, headers: Mapping[str, str], server: str, base: str
+) -> urllib3.BaseHTTPResponse:
+    """One GET; a connection that fails is a QueryError that says what to check."""
+    try:
+        return http.request("GET", url, headers=dict(headers))
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise QueryError(
+            f"cannot reach {server} at {base} ({exc.__class__.__name__}): is it running, and is "
+            "the site file's influxdb.url right?"
+        ) from None
+
+
 class InfluxQL:
     """A read-only InfluxQL client of one database."""
 
@@ -111,15 +124,8 @@ class InfluxQL:
         params = {"db": self.database, "q": q, "epoch": "s"}
         if self.retention_policy:
             params["rp"] = self.retention_policy
-        try:
-            response = self._http.request(
-                "GET", f"{self.url}/query?{urlencode(params)}", headers=self._headers
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise QueryError(
-                f"cannot reach the database at {self.url} ({exc.__class__.__name__}): is it "
-                "running, and is the site file's influxdb.url right?"
-            ) from None
+        url = f"{self.url}/query?{urlencode(params)}"
+        response = get(self._http, url, self._headers, "the database", self.url)
         if response.status in (401, 403):
             raise QueryError(
                 f"the database at {self.url} refused the query (HTTP {response.status}): "
