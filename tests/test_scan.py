@@ -26,7 +26,7 @@ import pytest
 
 from drivers.modbus.scan import Limits, parse_line, scan_line
 from gateway.cli import main
-from gateway.config_load import load_site
+from gateway.config_load import LoadedSite, load_site
 from simulator.building import Building, start_building
 from simulator.clock import SimClock
 from simulator.dlt645_meter import MeterLine, SimulatedMeter, load_profile
@@ -74,6 +74,15 @@ devices:
         encoding="utf-8",
     )
     return path
+
+
+def _load_snippet(tmp_path: Path, devices: str) -> LoadedSite:
+    """The scan's `devices:` snippet pasted into a site file, loaded as the gateway would."""
+    snippet = tmp_path / "found.yaml"
+    snippet.write_text(
+        "site: {name: 扫描, id: found}\nprofile_dirs: [profiles]\n" + devices, encoding="utf-8"
+    )
+    return load_site(snippet, resolve_secrets=False)
 
 
 @contextlib.asynccontextmanager
@@ -176,12 +185,7 @@ async def test_scan_finds_identifies_and_suggests_within_its_bounds(tmp_path: Pa
     assert most == 1
 
     # The snippet is a site file's devices: it loads, with the units and profiles found.
-    snippet = tmp_path / "found.yaml"
-    snippet.write_text(
-        "site: {name: 扫描, id: found}\nprofile_dirs: [profiles]\n" + report["devices"],
-        encoding="utf-8",
-    )
-    loaded = load_site(snippet, resolve_secrets=False)
+    loaded = _load_snippet(tmp_path, report["devices"])
     found = {
         (d.profile, m.unit if (m := d.connection("modbus")) else None) for d in loaded.site.devices
     }
@@ -408,12 +412,7 @@ async def test_scan_of_a_serial_line_with_modbus_and_dlt645_devices(tmp_path: Pa
     assert most == 1
 
     # The snippet, pasted into a site file, loads and names the line as it was scanned.
-    snippet = tmp_path / "found.yaml"
-    snippet.write_text(
-        "site: {name: 扫描, id: found}\nprofile_dirs: [profiles]\n" + report["devices"],
-        encoding="utf-8",
-    )
-    loaded = load_site(snippet, resolve_secrets=False)
+    loaded = _load_snippet(tmp_path, report["devices"])
     settings = {
         d.profile: (c.transport, c.port, c.baudrate, c.parity)
         for d in loaded.site.devices
