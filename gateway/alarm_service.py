@@ -27,7 +27,18 @@ from rules.calendar import WorkCalendar
 from rules.catalog import Catalog
 from rules.engine import Engine
 from rules.inputs import parse_dr_event
-from rules.model import Clear, DeviceInfo, Effect, Issue, PointInfo, Raise, Record, Rule
+from rules.model import (
+    Clear,
+    DemandResponseCancel,
+    DemandResponseEvent,
+    DeviceInfo,
+    Effect,
+    Issue,
+    PointInfo,
+    Raise,
+    Record,
+    Rule,
+)
 from rules.registry import build_rules
 from rules.texts import AlarmTexts
 
@@ -177,6 +188,11 @@ class AlarmService:
         except ValueError as exc:
             log.warning("demand response event refused: %s", exc)
             return f"refused: {exc}"
+        return self.demand_response_input(event)
+
+    def demand_response_input(self, event: DemandResponseEvent | DemandResponseCancel) -> str:
+        """A parsed demand-response event or cancel, from any source (MQTT, the webhook, the
+        OpenADR VEN): the rules' answer as text ("accepted", "refused: ...", ...)."""
         outcome = self.engine.on_input(event)
         self._spawn(self._apply(outcome.effects, time.time()))
         answer = outcome.text()

@@ -118,6 +118,11 @@ Effect = Raise | Clear | Issue | Record
 # --- inputs: events from outside that rules may act on (rules.inputs parses them) ------------
 
 
+DR_STRATEGIES = ("offset", "off", "precool_off")
+"""Demand-response strategies: raise cooling setpoints; switch units off for the window;
+"1+1": pre-cool before the window, then off in it."""
+
+
 @dataclass(frozen=True, slots=True)
 class DemandResponseEvent:
     """A grid operator's demand-response event: raise cooling setpoints from start to end.
@@ -132,6 +137,11 @@ class DemandResponseEvent:
     start: datetime
     end: datetime
     offset: float | None = None  # °C
+    # "offset" (raise cooling setpoints), "off" (switch units off), "precool_off" (1+1:
+    # pre-cool for `precool` before start, then off); None: each rule's own strategy.
+    strategy: str | None = None
+    zones: tuple[str, ...] = ()  # zone globs the event covers; (): every unit of the rule
+    source: str = ""  # who sent it: "mqtt", "webhook", "openadr", "cli"
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
@@ -140,6 +150,10 @@ class DemandResponseEvent:
             raise ValueError(f"event end {self.end.isoformat()} is not after its start")
         if self.offset is not None and not (math.isfinite(self.offset) and self.offset > 0):
             raise ValueError(f"event offset must be above 0 °C, got {self.offset}")
+        if self.strategy is not None and self.strategy not in DR_STRATEGIES:
+            raise ValueError(
+                f"event strategy {self.strategy!r} is none of {', '.join(DR_STRATEGIES)}"
+            )
         if not self.id:
             object.__setattr__(self, "id", f"dr-{self.start.isoformat(timespec='minutes')}")
 
