@@ -29,10 +29,9 @@ from rules.engine import Engine
 from rules.inputs import parse_dr_event
 from rules.model import (
     Clear,
-    DemandResponseCancel,
-    DemandResponseEvent,
     DeviceInfo,
     Effect,
+    Input,
     Issue,
     PointInfo,
     Raise,
@@ -190,7 +189,7 @@ class AlarmService:
             return f"refused: {exc}"
         return self.demand_response_input(event)
 
-    def demand_response_input(self, event: DemandResponseEvent | DemandResponseCancel) -> str:
+    def demand_response_input(self, event: Input) -> str:
         """A parsed demand-response event or cancel, from any source (MQTT, the webhook, the
         OpenADR VEN): the rules' answer as text ("accepted", "refused: ...", ...)."""
         outcome = self.engine.on_input(event)

@@ -167,7 +167,18 @@ class DemandResponseCancel:
     id: str
 
 
-Input = DemandResponseEvent | DemandResponseCancel
+@dataclass(frozen=True, slots=True)
+class AcWindowSwitch:
+    """Switch an AC policy's daily off window (a tight-supply day) on or off, by an operator
+    or a grid event."""
+
+    kind: ClassVar[str] = "ac_window"
+
+    name: str
+    active: bool
+
+
+Input = DemandResponseEvent | DemandResponseCancel | AcWindowSwitch
 
 InputResult = Literal["accepted", "cancelled", "unknown", "refused"]
 _PRECEDENCE: tuple[InputResult, ...] = ("refused", "accepted", "cancelled", "unknown")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rules.kinds.ac_policy import AcPolicyRule
+from rules.kinds.ac_room import AcRoomTemperatureRule
+from rules.kinds.demand_response import DemandResponseRule
 from rules.kinds.energy import (
     AfterHoursConsumptionRule,
     CounterRule,
@@ -16,12 +19,7 @@ from rules.kinds.energy import (
     ThresholdRule,
 )
 from rules.kinds.facility import PueRule, WaterLeakRule
-from rules.kinds.hvac import (
-    AcAfterHoursRule,
-    AcPolicyRule,
-    AcWindowOpenRule,
-    DemandResponseRule,
-)
+from rules.kinds.hvac import AcAfterHoursRule, AcWindowOpenRule
 from rules.kinds.patrol import PatrolRule
 from rules.kinds.security import (
     AfterHoursAccessRule,
@@ -40,6 +38,7 @@ KINDS: dict[str, type[Rule]] = {
         AcPolicyRule,
         AcAfterHoursRule,
         AcWindowOpenRule,
+        AcRoomTemperatureRule,
         DemandResponseRule,
         ThresholdRule,
         MeterOfflineRule,

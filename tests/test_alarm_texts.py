@@ -27,7 +27,9 @@ from rules.kinds.energy import (
     ThresholdRule,
 )
 from rules.kinds.facility import PueRule, WaterLeakRule
-from rules.kinds.hvac import AcAfterHoursRule, AcPolicyRule, AcWindowOpenRule
+from rules.kinds.ac_policy import AcPolicyRule
+from rules.kinds.ac_room import AcRoomTemperatureRule
+from rules.kinds.hvac import AcAfterHoursRule, AcWindowOpenRule
 from rules.kinds.security import (
     AfterHoursAccessRule,
     CameraRule,
@@ -37,7 +39,7 @@ from rules.kinds.security import (
     SafetyInputRule,
 )
 from rules.kinds.vehicles import SpeedingRule, UnknownPlateRule
-from rules.model import Clear, Effect, Raise, Rule
+from rules.model import AcWindowSwitch, Clear, Effect, Raise, Rule
 from rules.texts import AlarmTexts
 from tests.rules_fakes import FakeContext, at, make
 
@@ -60,6 +62,8 @@ devices:
   - {id: ac-301, profile: coolmaster_indoor, poll: 10s,
      modbus: {transport: tcp, host: 127.0.0.1, port: 1503, unit: 1, base: 16},
      tags: {floor: "3", zone: "301"}}
+  - {id: outdoor-1, profile: z2m_temperature_humidity, mqtt: {vars: {id: outdoor}},
+     tags: {floor: roof, zone: roof}}
   - {id: window-301, profile: z2m_door_contact, mqtt: {vars: {id: w301}},
      tags: {floor: "3", zone: "301", use: window}}
   - {id: door-archive, profile: hikvision_access_controller, mqtt: {vars: {device: archive}},
@@ -127,6 +131,24 @@ def run_every_kind(tmp_path: Path) -> Run:
     r.sample(ac, "ac-301", setpoint_degc=22.0)
     ctx.advance(5)
     r.sample(ac, "ac-301", setpoint_degc=26.0)  # restored by the enforcement
+
+    # Guangdong: no cooling with 24 °C outside; Jiangsu: the 09:00-11:00 window switched on
+    # (07:00 now: the window's check is run at 09:30 and the clock put back).
+    gd = r.rule(
+        AcPolicyRule, variant="guangdong-public-2021", grace=0, outdoor={"device": "outdoor-1"}
+    )
+    r.sample(gd, "outdoor-1", temperature_degc=24.0)
+    r.sample(gd, "ac-301", on_off=1, mode=0, setpoint_degc=26.0)
+    js = r.rule(AcPolicyRule, variant="jiangsu-2023", grace=0)
+    r.apply(js.on_input(AcWindowSwitch("tight-supply", True), ctx).effects)  # type: ignore[union-attr]
+    before = ctx.now
+    ctx.now = at(2026, 7, 14, 9, 30)
+    r.sample(js, "ac-301", on_off=1, mode=0, setpoint_degc=26.0)
+    # The room at 21 °C for three hours while its unit cools at 26 °C.
+    room = r.rule(AcRoomTemperatureRule, delay="2h")
+    r.sample(room, "ac-301", on_off=1, mode=0, setpoint_degc=26.0, room_temperature_degc=21.0)
+    r.tick(room, 3 * 3600)
+    ctx.now = before
 
     after = r.rule(AcAfterHoursRule, delay="30m")
     r.sample(after, "ac-301", on_off=1, mode=0)
@@ -259,8 +281,8 @@ def texts_of(run: Run, kind: str) -> list[tuple[str, str]]:
 def test_values_are_the_ones_that_raised(run: Run) -> None:
     # The AC alarm names the setpoint that broke the limit, not the one written back.
     [(zh, en)] = texts_of(run, "ac_setpoint_violation")
-    assert zh == "main / 3 / 301 空调 ac-301 设定温度 22°C，低于夏季下限 26°C"
-    assert en == "main / 3 / 301: AC ac-301 setpoint 22°C is below the summer minimum of 26°C"
+    assert zh == "main / 3 / 301 空调 ac-301 设定温度 22°C，低于制冷下限 26°C"
+    assert en == "main / 3 / 301: AC ac-301 setpoint 22°C is below the cooling minimum of 26°C"
     [(zh, en)] = texts_of(run, "threshold")
     assert en == "main / B1 / switch-room: meter-1 voltage_l1_v is 262.5V, above the limit of 250V"
     assert "高于上限 250V" in zh

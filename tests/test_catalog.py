@@ -125,10 +125,10 @@ def test_a_real_text(catalog: Catalog) -> None:
         value=f"{24.04:.1f}",
         limit=26,
         unit="°C",
-        direction_zh="低于夏季下限",
-        direction_en="below the summer minimum",
+        direction_zh="低于制冷下限",
+        direction_en="below the cooling minimum",
     )
-    assert text == "main / 3F / 301 空调 ac-301 设定温度 24.0°C，低于夏季下限 26°C"
+    assert text == "main / 3F / 301 空调 ac-301 设定温度 24.0°C，低于制冷下限 26°C"
     en = catalog.text(
         "ac_setpoint_violation",
         "en",
@@ -137,10 +137,10 @@ def test_a_real_text(catalog: Catalog) -> None:
         value=21.5,
         limit=20.0,
         unit="°C",
-        direction_zh="高于冬季上限",
-        direction_en="above the winter maximum",
+        direction_zh="高于制热上限",
+        direction_en="above the heating maximum",
     )
-    assert en == "main / 3F / 301: AC ac-301 setpoint 21.5°C is above the winter maximum of 20°C"
+    assert en == "main / 3F / 301: AC ac-301 setpoint 21.5°C is above the heating maximum of 20°C"
 
 
 def test_missing_parameter_shows_a_gap_and_logs_once(

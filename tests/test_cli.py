@@ -226,7 +226,7 @@ def test_alarms_lists_open_alarms_of_every_kind(
         assert not re.search(r"(?<![\w）)])\?", line), line
         assert "{" not in line, line
     if lang == "zh":
-        assert any("设定温度 22°C，低于夏季下限 26°C" in line for line in lines)
+        assert any("设定温度 22°C，低于制冷下限 26°C" in line for line in lines)
     else:
         assert any("held open for 125 s" in line for line in lines)
 

@@ -263,7 +263,7 @@ def _audit_and_alarms(m: Month) -> None:
             "raised",
             "active",
             d(6, 28, 9),
-            "空调设定温度低于夏季下限",
+            "空调设定温度低于制冷下限",
         ),
         alarm("ac.ac-302", "ac_setpoint_violation", "yellow", "cleared", "cleared", d(7, 3, 9), ""),
         alarm("ac.ac-302", "ac_setpoint_violation", "yellow", "closed", "closed", d(7, 3, 10), ""),

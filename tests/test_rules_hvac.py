@@ -13,13 +13,9 @@ from pydantic import ValidationError
 from core.types import Command, Sample, Value
 from rules.engine import Engine
 from rules.inputs import parse_dr_event
-from rules.kinds.hvac import (
-    AcAfterHoursRule,
-    AcPolicyRule,
-    AcWindowOpenRule,
-    DemandResponseRule,
-    Season,
-)
+from rules.kinds.ac_policy import AcPolicyRule
+from rules.kinds.demand_response import DemandResponseRule
+from rules.kinds.hvac import AcAfterHoursRule, AcWindowOpenRule, Season
 from rules.model import (
     Clear,
     Context,
@@ -194,8 +190,8 @@ def test_summer_cooling_below_26_raises_after_the_grace_and_is_enforced() -> Non
     assert r.details["changed_at"] == changed.isoformat(timespec="seconds")
     assert r.details["changed_at"] == "2024-07-10T10:01:00+08:00"
     # The catalog's text fields: without them the alarm text shows "?".
-    assert r.details["direction_zh"] == "低于夏季下限"
-    assert r.details["direction_en"] == "below the summer minimum"
+    assert r.details["direction_zh"] == "低于制冷下限"
+    assert r.details["direction_en"] == "below the cooling minimum"
     assert (r.details["device"], r.details["place"]) == ("ac-301", "main / 3 / 301")
     assert issues(effects) == [setpoint("ac-301", 26.0)]
     [issue] = [e for e in effects if isinstance(e, Issue)]
@@ -225,16 +221,31 @@ def test_winter_heating_above_20_raises(mode: int) -> None:
     effects = unit(ctx, rule, "ac-301", 24, mode=mode)
     [r] = raises(effects)
     assert (r.value, r.limit, r.details["direction"]) == (24, 20, "above")
-    assert r.details["direction_en"] == "above the winter maximum"
+    assert r.details["direction_en"] == "above the heating maximum"
     assert issues(effects) == [setpoint("ac-301", 20.0)]
 
 
-def test_cooling_in_winter_and_heating_in_summer_are_not_checked() -> None:
+def test_judged_by_season_cooling_in_winter_and_heating_in_summer_are_not_checked() -> None:
     ctx = site(WINTER_MORNING)
-    rule = policy(ctx, grace=0)
+    rule = policy(ctx, grace=0, judge="season")
     assert unit(ctx, rule, "ac-301", 18, mode=COOL) == []
     ctx.now = SUMMER_MORNING
     assert unit(ctx, rule, "ac-302", 28, mode=HEAT) == []
+
+
+def test_judged_by_mode_a_unit_is_checked_by_what_it_does_whatever_the_date() -> None:
+    # The default: a unit cooling at 22 °C on a May working day, a unit heating at 28 °C in
+    # summer (judged by the heating rule, not the cooling one), cooling in winter.
+    ctx = site(at(2024, 5, 15, 10, 0))
+    rule = policy(ctx, grace=0)
+    [r] = raises(unit(ctx, rule, "ac-301", 22, mode=COOL))
+    assert (r.value, r.limit, r.details["direction"]) == (22, 26, "below")
+    ctx.now = SUMMER_MORNING
+    [r] = raises(unit(ctx, rule, "ac-302", 28, mode=HEAT))
+    assert (r.value, r.limit, r.details["direction"]) == (28, 20, "above")
+    ctx.now = WINTER_MORNING
+    [r] = raises(unit(ctx, rule, "ac-401", 18, mode=COOL))
+    assert r.details["direction"] == "below"
 
 
 @pytest.mark.parametrize(
@@ -256,9 +267,13 @@ def test_season_boundaries_are_inclusive(
     moment: datetime, mode: int, setpoint_c: float, violates: bool
 ) -> None:
     ctx = site(moment)
-    rule = policy(ctx, grace=0)
+    rule = policy(ctx, grace=0, judge="season")
     effects = unit(ctx, rule, "ac-301", setpoint_c, mode=mode)
     assert kinds(effects) == (["ac_setpoint_violation"] if violates else [])
+    # Judged by mode, the same unit breaks its limit whatever the date.
+    ctx = site(moment)
+    rule = policy(ctx, grace=0)
+    assert kinds(unit(ctx, rule, "ac-301", setpoint_c, mode=mode)) == ["ac_setpoint_violation"]
 
 
 def test_season_contains() -> None:
@@ -1062,17 +1077,21 @@ GRID_1 = dr_payload(
 
 
 def test_a_dr_payload_parses_into_a_typed_event() -> None:
-    assert parse_dr_event(GRID_1) == DemandResponseEvent("grid-1", EVENT_START, EVENT_END, 1.5)
+    assert parse_dr_event(GRID_1) == DemandResponseEvent(
+        "grid-1", EVENT_START, EVENT_END, 1.5, source="mqtt"
+    )
     assert parse_dr_event(b'{"cancel": "grid-1"}') == DemandResponseCancel("grid-1")
     unnamed = parse_dr_event(dr_payload(start="2024-07-10T14:00+08:00", end=EVENT_END.isoformat()))
-    assert unnamed == DemandResponseEvent("dr-2024-07-10T14:00+08:00", EVENT_START, EVENT_END)
+    assert unnamed == DemandResponseEvent(
+        "dr-2024-07-10T14:00+08:00", EVENT_START, EVENT_END, source="mqtt"
+    )
     assert isinstance(unnamed, DemandResponseEvent)
     assert unnamed.offset is None
     # A number as an offset or an id, as the old adapter took them.
     numbered = parse_dr_event(
         dr_payload(id=7, start="2024-07-10T14:00+08:00", end=EVENT_END.isoformat(), offset="2")
     )
-    assert numbered == DemandResponseEvent("7", EVENT_START, EVENT_END, 2.0)
+    assert numbered == DemandResponseEvent("7", EVENT_START, EVENT_END, 2.0, source="mqtt")
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rules.model import DemandResponseCancel, DemandResponseEvent
+from rules.model import Input
 
-DrInput = DemandResponseEvent | DemandResponseCancel
+DrInput = Input
+"""A DemandResponseEvent, a DemandResponseCancel, or an off window switched (AcWindowSwitch)."""
 DrSink = Callable[[DrInput], str]
 """Hand an event to the rules; the outcome as text ("accepted", "refused: ...")."""
 

@@ -31,8 +31,9 @@ from gateway.report.model import (
 )
 from gateway.report.query import InfluxQL, between, ident, literal
 from rules.calendar import WorkCalendar
+from rules.kinds.ac_policy import AcPolicyParams, AcPolicyRule
 from rules.kinds.energy import QuotaParams
-from rules.kinds.hvac import SAME, AcPolicyParams, AcPolicyRule
+from rules.kinds.hvac import SAME
 from rules.model import DeviceInfo
 
 TOP_CONSUMERS = 10
@@ -155,10 +156,10 @@ def ac_compliance(
     start: datetime,
     end: datetime,
 ) -> AcCompliance:
-    """Unit-hours within the limits (26 °C cooling in summer, 20 °C heating in winter, or the
-    site's ac_policy rules' own), and the rules' write-backs. A unit the site's rules leave out
-    (exempt zones) is not counted; without any ac_policy rule the national limits apply to
-    every hvac device."""
+    """Unit-hours within the limits (cooling not below 26 °C, heating not above 20 °C, or the
+    site's ac_policy rules' own, judged by mode or season as the rules judge), and the rules'
+    write-backs. A unit the site's rules leave out (exempt zones) is not counted; without any
+    ac_policy rule the national limits apply to every hvac device."""
     rules = _ac_rules(loaded) or [AcPolicyRule("national", AcPolicyParams())]
     bound: dict[str, AcPolicyRule] = {}
     for info in devices:
@@ -196,10 +197,14 @@ def ac_compliance(
                 if power is not None and not power:
                     continue  # off all the last reading of the hour
                 moment = datetime.fromtimestamp(row["time"], tz)
-                if mode in p.cool_modes and p.summer.contains(moment):
+                # As the rule judges: by the mode all year, or only in its season.
+                summer, winter = p.summer.contains(moment), p.winter.contains(moment)
+                by_mode = p.judge == "mode"
+                auto = mode in p.auto_modes
+                if (mode in p.cool_modes and (by_mode or summer)) or (auto and summer):
                     unit_hours += 1
                     compliant += lo > cooling - SAME
-                elif mode in p.heat_modes and p.winter.contains(moment):
+                elif (mode in p.heat_modes and (by_mode or winter)) or (auto and winter):
                     unit_hours += 1
                     compliant += hi < heating + SAME
     origins = {f"rule:{r.id}" for r in rules}
