@@ -4,9 +4,10 @@ the rules' sink, optIn/optOut back, cancellations, modifications, the load-shed 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from openleadr import OpenADRServer, utils
+from openleadr.service import VTNService
 from pydantic import ValidationError
 
 from gateway.config_errors import LineMap, problems_from_validation
@@ -195,7 +197,7 @@ async def test_an_event_reaches_the_sink_mapped_and_the_vtn_gets_opt_in(vtn: Vtn
 
 async def test_a_refused_event_is_opted_out(vtn: Vtn) -> None:
     sink = Sink({"ev-r": "refused: rule dr-main: the event starts too soon"})
-    ven = OpenAdrVen(config(vtn.port), sink)
+    ven = OpenAdrVen(config(vtn.port, poll_interval="1s"), sink)  # the VTN's, set again
     async with running(ven):
         vtn.add_event("ev-r", 3, soon(5))
         await until(lambda: vtn.opts == [("ev-r", "optOut")])
@@ -335,6 +337,7 @@ async def test_the_shed_report_reaches_the_vtn(vtn: Vtn) -> None:
     ven = OpenAdrVen(config(vtn.port), Sink(), shed.get)
     async with running(ven):
         assert sorted(vtn.offered) == ["actual", "baseline", "reduction"]
+        await until(lambda: ven.health()["reports_skipped"] >= 1)  # nothing to say yet
         vtn.add_event("ev-s", 1, start, hours=1)
         await until(lambda: vtn.opts == [("ev-s", "optIn")])
         await until(lambda: len(vtn.reports) == 3)
@@ -342,6 +345,7 @@ async def test_the_shed_report_reaches_the_vtn(vtn: Vtn) -> None:
     assert vtn.reports["baseline"][0] == (start, 60.0)
     assert vtn.reports["actual"][0] == (start, 42.5)
     assert ven.health()["reports_sent"] >= 1
+    assert ven.health()["openleadr_errors"] == 0
 
 
 # -- registration --------------------------------------------------------------------------
@@ -365,6 +369,135 @@ async def test_registration_is_retried_until_the_vtn_answers_and_kept(tmp_path: 
     again = OpenAdrVen(config(port, state_file="openadr.json"), Sink(), base_dir=tmp_path)
     async with Vtn(port) as server, running(again):
         assert server.registrations[0].get("ven_id") == VEN_ID  # offered again
+
+
+# -- TLS and signed messages ---------------------------------------------------------------
+
+
+def write_pki(folder: Path) -> dict[str, Path]:
+    """A CA, the VTN's certificate for 127.0.0.1 and the VEN's client certificate (EC keys)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def issue(
+        name: str, key: Any, issuer: x509.Name | None, signer: Any, ca: bool
+    ) -> x509.Certificate:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer or subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if name == "127.0.0.1":
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(name))])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue("test-ca", ca_key, None, ca_key, True)
+    paths: dict[str, Path] = {"ca": folder / "ca.pem"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for role, name in (("vtn", "127.0.0.1"), ("ven", "guanjia-test")):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = issue(name, key, ca.subject, ca_key, False)
+        paths[f"{role}_cert"] = folder / f"{role}.pem"
+        paths[f"{role}_key"] = folder / f"{role}.key"
+        paths[f"{role}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        paths[f"{role}_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return paths
+
+
+def fingerprint(path: Path) -> str:
+    return str(utils.certificate_fingerprint(path.read_text()))
+
+
+@pytest.fixture
+def ven_lookup_restored() -> Iterator[None]:
+    # openleadr keeps a VTN's ven_lookup on a class, for every later server of the process
+    had = VTNService.__dict__.get("ven_lookup")
+    yield
+    if had is None:
+        if "ven_lookup" in VTNService.__dict__:
+            del VTNService.ven_lookup
+    else:
+        VTNService.ven_lookup = had
+
+
+@pytest.mark.usefixtures("ven_lookup_restored")
+async def test_over_tls_with_signed_messages_both_ways(tmp_path: Path) -> None:
+    pki = write_pki(tmp_path)
+    port = free_port()
+    ven_print = fingerprint(pki["ven_cert"])
+    server = OpenADRServer(
+        vtn_id="TEST-VTN",
+        http_host="127.0.0.1",
+        http_port=port,
+        cert=str(pki["vtn_cert"]),
+        key=str(pki["vtn_key"]),
+        http_cert=str(pki["vtn_cert"]),
+        http_key=str(pki["vtn_key"]),
+        http_ca_file=str(pki["ca"]),
+        requested_poll_freq=timedelta(seconds=1),
+        show_fingerprint=False,
+        ven_lookup=lambda ven_id: (
+            {
+                "ven_id": VEN_ID,
+                "ven_name": "guanjia-test",
+                "fingerprint": ven_print,
+                "registration_id": REGISTRATION_ID,
+            }
+            if ven_id == VEN_ID
+            else None
+        ),
+    )
+    vtn = Vtn.__new__(Vtn)  # the recording half of Vtn around this TLS server
+    vtn.port, vtn.server, vtn.opts, vtn.registrations = port, server, [], []
+    vtn.offered, vtn.reports = [], {}
+    server.add_handler("on_create_party_registration", vtn._register)
+    tls = {
+        "vtn_url": f"https://127.0.0.1:{port}{PREFIX}",
+        "cert": "ven.pem",
+        "key": "ven.key",
+        "ca_file": "ca.pem",
+    }
+    sink = Sink()
+    async with vtn:
+        right = OpenAdrVen(
+            config(port, **tls, vtn_fingerprint=fingerprint(pki["vtn_cert"])),
+            sink,
+            base_dir=tmp_path,
+        )
+        async with running(right):
+            vtn.add_event("ev-tls", 1, soon())
+            await until(lambda: vtn.opts == [("ev-tls", "optIn")])
+        assert [g.id for g in sink.got] == ["ev-tls"]
+
+        wrong = OpenAdrVen(
+            config(port, **tls, vtn_fingerprint="00:11:22:33:44:55:66:77:88:99"),
+            sink,
+            base_dir=tmp_path,
+        )
+        await wrong.start()
+        try:  # the VTN's signed answers are refused: no registration
+            await until(lambda: wrong.health()["registration_failures"] >= 2)
+            assert not wrong.registered.is_set()
+        finally:
+            await wrong.stop()
 
 
 # -- config ---------------------------------------------------------------------------------

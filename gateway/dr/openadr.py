@@ -92,6 +92,7 @@ COUNTERS = (
     "refused",  # the rules refused the event
     "unmapped",  # the event asked for what the mapping does not cover
     "reports_sent",  # acknowledged by the VTN
+    "reports_skipped",  # nothing to report (no event taken, no figures yet): not sent
     "errors",  # the sink, the load-shed accounting or the state file failed
     "openleadr_errors",  # errors openleadr logged (connection failures, bad messages)
 )
@@ -197,6 +198,21 @@ class _Tracked:
     final_sent: set[str]  # r_ids the complete figures were sent for
 
 
+class _SkipEmptyReports(asyncio.Queue[Any]):
+    """openleadr's queue of reports to send, without the empty ones: its own VTN fails on a
+    report without intervals (KeyError 'intervals', HTTP 500), and it says nothing."""
+
+    def __init__(self, counters: dict[str, int]) -> None:
+        super().__init__()
+        self.counters = counters
+
+    async def put(self, item: Any) -> None:
+        if getattr(item, "intervals", None):
+            await super().put(item)
+        else:
+            self.counters["reports_skipped"] += 1
+
+
 class _ErrorCount(logging.Handler):
     def __init__(self, counters: dict[str, int]) -> None:
         super().__init__(logging.ERROR)
@@ -253,6 +269,7 @@ class OpenAdrVen:
             if self.config.key_passphrase
             else None
         )
+        await asyncio.to_thread(self._check_files)
         self._ssl = await asyncio.to_thread(self._ssl_context)
         if self.config.ven_id is None and self.config.state_file is not None:
             state = await asyncio.to_thread(self._read_state)
@@ -276,19 +293,21 @@ class OpenAdrVen:
     async def _connect(self) -> None:
         delay = self.config.reconnect_min
         while True:
-            client = await asyncio.to_thread(self._new_client)
-            client.client_session = self._session()
-            self._client = client
+            client: Any = None
             try:
+                client = await asyncio.to_thread(self._new_client)
+                client.client_session = self._session()
+                self._client = client
                 await client.run()
             except Exception:
                 self._counters["errors"] += 1
                 log.exception("OpenADR registration with %s failed", self.config.vtn_url)
-            if client.registration_id:
+            if client is not None and client.registration_id:
                 break
             self._counters["registration_failures"] += 1
             self._client = None
-            if not client.client_session.closed:
+            session = client.client_session if client is not None else None
+            if session is not None and not session.closed:
                 await client.stop()
             log.warning(
                 "OpenADR VTN %s did not register this VEN; retrying in %gs",
@@ -338,12 +357,25 @@ class OpenAdrVen:
             log.info(
                 "OpenADR VEN certificate fingerprint %s (the VTN operator needs it)", fingerprint
             )
+        client.pending_reports = _SkipEmptyReports(self._counters)
         client.add_handler("on_event", self._on_event)
         client.add_handler("on_update_event", self._on_event)
         client.add_hook("after_parse_xml", partial(self._after_parse, client))
         if self.config.report is not None and self.shed_of is not None:
             self._add_reports(client)
         return client
+
+    def _check_files(self) -> None:
+        for key in ("cert", "key", "ca_file"):
+            path = getattr(self.config, key)
+            if path is None:
+                continue
+            try:
+                self._path(path).read_bytes()
+            except OSError as exc:
+                raise ValueError(
+                    f"OpenADR {key} {self._path(path)}: {exc.strerror}; check the path"
+                ) from None
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         """The TLS settings of every request, ours rather than openleadr's (which loads a CA
