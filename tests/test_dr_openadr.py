@@ -227,6 +227,17 @@ async def test_a_level_or_a_target_not_mapped_is_opted_out_without_the_rules(vtn
     assert ven.health()["unmapped"] == 2
 
 
+async def test_a_test_event_is_answered_and_leaves_the_units_alone(vtn: Vtn) -> None:
+    sink = Sink()
+    ven = OpenAdrVen(config(vtn.port), sink)
+    async with running(ven):
+        vtn.add_event("ev-test", 3, soon())
+        vtn.event("ev-test").event_descriptor.test_event = True  # before the VEN polls
+        await until(lambda: vtn.opts == [("ev-test", "optIn")])
+    assert sink.got == []
+    assert ven.health()["test_events"] == 1
+
+
 async def test_a_cancelled_event_becomes_a_cancel(vtn: Vtn) -> None:
     sink = Sink()
     ven = OpenAdrVen(config(vtn.port), sink)

@@ -3,11 +3,14 @@ demand-response rules, optIn or optOut back with the rules' answer, the load she
 when the VTN asks for it.
 
 Registration: query registration, then create party registration (openleadr's `run`); a
-failure (VTN unreachable, refusing) is retried with a doubling wait from `reconnect_min` to
-`reconnect_max`. Once registered, openleadr polls at the VTN's requested frequency (or
-`poll_interval`) and answers the VTN's re-registration requests itself. The venID and
-registrationID the VTN hands out are kept in `state_file` and the venID offered again at the
-next start.
+failure (VTN unreachable, refusing, a bad signature) is retried with a doubling wait from
+`reconnect_min` to `reconnect_max`. Once registered, openleadr polls at the VTN's requested
+frequency (or `poll_interval`) and answers the VTN's re-registration requests itself. The
+venID and registrationID the VTN hands out are kept in `state_file`; the venID is offered
+again at the next start (openleadr registers anew each start, so the registrationID kept is
+for the operator). TLS is the VEN's own aiohttp session (openleadr's loads a CA file only
+together with a client certificate); openleadr signs messages with cert and key and checks
+the VTN's signature against `vtn_fingerprint`.
 
 Events: one event becomes one `DemandResponseEvent` (id: the VTN's eventID, source
 "openadr"): start and end from its active period, strategy and offset from the highest
@@ -17,31 +20,34 @@ answer decides the reply: "accepted" (or "cancelled", or a cancel of an event th
 know) opts in, anything else opts out. A higher modificationNumber hands the event again (the
 rules replace it); when the rules refuse the new version, or it no longer maps, the old one is
 cancelled too, as the VEN no longer takes part. A repeated delivery (same or older
-modificationNumber) gets the earlier answer and is not handed again. Opted out: events with
-no SIMPLE signal, a level not in `levels`, only unknown target resources, or no end
-(duration 0).
+modificationNumber) gets the earlier answer and is not handed again. A test event
+(testEvent) is answered optIn and not handed to the rules. Opted out: events with no SIMPLE
+signal, a level not in `levels`, only unknown target resources, or no end (duration 0: an
+open-ended event; the rules need an end).
 
 Report: one TELEMETRY_USAGE report (`report`) with up to three data points on the AC load
 (resource `report.resource_id`): reduction (powerReal, kW, r_id "reduction"), baseline and
 actual (energyReal, kWh, r_ids "baseline" and "actual"), from the load-shed accounting's
-`ShedFigure`. When the VTN asks for it at registration (oadrRegisteredReport), each report
-it gets carries one interval per event taken: dtstart the event's start, the figures so
-far; an event leaves the report once its complete figures were sent.
+`ShedFigure`. When the VTN asks for it (in oadrRegisteredReport, or later oadrCreateReport),
+openleadr calls back at the granularity the VTN chose, and each report carries one interval
+per event taken: dtstart the event's start, the figures so far; an event leaves the report
+once its complete figures were sent (or a day after its end). A report with no interval
+(no event taken, no figures yet) is not sent: openleadr's own VTN fails on one.
 
 What openleadr (0.5.36) cannot express, or does its own way:
 - A report interval carries no eventID: the VTN tells events apart by the interval's dtstart
-  (the event's start). Nor can it mark figures as provisional (`ShedFigure.complete`).
-- Reports are requested only in answer to the VEN's registration of them (no later
-  oadrCreateReport scheduling of our own), sent on openleadr's cron schedule, and a report
-  the VTN does not take is not sent again.
+  (the event's start). Nor can it mark figures as provisional (`ShedFigure.complete`), or
+  give an interval its duration in the report mode used here ("full").
+- A report that fails to reach the VTN is not sent again (openleadr's queue drops it).
 - Per-interval SIMPLE levels (level 1 for an hour, then 3) cannot be followed: the rules'
   event has one strategy for its window, so the highest level applies throughout. Other
-  signals (LOAD_CONTROL, prices) and signal-level targets are not mapped.
-- The VEN signs messages (cert and key) and checks the VTN's signature (vtn_fingerprint);
-  the VTN checks a VEN's signature only over TLS.
+  signals (LOAD_CONTROL, prices), signal-level targets, ramp-up and randomised starts are
+  not mapped.
 - openleadr answers a repeated delivery of a cancelled event it already confirmed with a
-  KeyError that opts out of every event in that message; the VEN fills openleadr's answer
-  book before each delivery is handled (`_before_events`) so that does not happen.
+  KeyError that opts out of every event in that message; the VEN gives openleadr its answer
+  back before each delivery is handled (`_before_events`) so that does not happen.
+- Its errors reach us only as log records: `openleadr_errors` counts the ERROR records of
+  the "openleadr" logger (shared by every openleadr client and server in the process).
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ COUNTERS = (
     "events_received",  # every delivery openleadr hands over, repeats included
     "events_modified",
     "events_cancelled",
+    "test_events",  # marked testEvent: answered, not handed to the rules
     "duplicates",
     "opted_in",
     "opted_out",
@@ -451,6 +458,10 @@ class OpenAdrVen:
             self._counters["events_modified"] += 1
         was_taken = seen is not None and seen.taken
         if status == "completed":  # over: nothing for the rules
+            return self._remember(event_id, modification, OPT_IN, taken=False)
+        if descriptor.get("test_event") not in (None, False, "false"):
+            # a test of the VTN's path to the VEN: answered, the units left alone
+            self._counters["test_events"] += 1
             return self._remember(event_id, modification, OPT_IN, taken=False)
         mapped = map_event(event, self.config)
         if isinstance(mapped, Unmapped):
