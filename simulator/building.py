@@ -37,6 +37,7 @@ from simulator.models import (
     StaticModel,
     WaterMeter,
 )
+from simulator.models.meters import HvacMeter
 from simulator.server import (
     Framer,
     RunningServer,
@@ -65,6 +66,9 @@ METER_SHAPE: dict[str, MeterShape] = {
     "lighting": "lighting",
     "sockets": "lighting",
 }
+# The base load of an A/C meter (``use: hvac``) on a site with A/C units: controls, pumps and
+# ventilation on its circuit; the units' draw comes on top (simulator.models.meters.HvacMeter).
+HVAC_BASE_W = 2_000.0
 # Rated AC power of a PV inverter by profile (W).
 PV_RATED_W: dict[str, float] = {"huawei_sun2000": 50_000.0}
 PV_DEFAULT_RATED_W = 30_000.0
@@ -93,7 +97,9 @@ def _is_server_room(dev: SiteDevice) -> bool:
 def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> list[DeviceSim]:
     """Choose and build a model for every enabled Modbus device of a site.
 
-    Meters (kind ``meter``) get an OfficeMeter sized by their ``use`` tag; PV inverters a
+    Meters (kind ``meter``) get an OfficeMeter sized by their ``use`` tag, except that on a site
+    with A/C units a ``use: hvac`` meter gets an HvacMeter: a small base plus what all the
+    site's units draw (each such meter sees them all); PV inverters a
     PvInverter (the Huawei one sees the ``use: total`` meter as its grid meter's load); A/C
     units (kind ``hvac``) an AcUnit, a server room's (``zone: srv-*`` or ``use: server_room``)
     running at 22 °C with 10 °C of heat gain, the others alternating on/off with setpoints
@@ -110,6 +116,8 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
     out: list[DeviceSim] = []
     main_meter: OfficeMeter | None = None
     pending_pv: list[PvInverter] = []
+    hvac_meters: list[int] = []  # indexes in `out`
+    ac_units: list[AcUnit] = []
     ac_index = 0
     summer = 5 <= clock.now().month <= 10
     for dev in devices:
@@ -128,6 +136,8 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
             )
             if use == "total" and main_meter is None:
                 main_meter = meter
+            if use == "hvac":
+                hvac_meters.append(len(out))
             model = meter
         elif kind == "pv_inverter":
             pv = PvInverter(
@@ -141,7 +151,7 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
             model = pv
         elif kind == "hvac":
             if _is_server_room(dev):
-                model = AcUnit(
+                unit = AcUnit(
                     profile,
                     clock,
                     on=True,
@@ -159,8 +169,10 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
                     setpoint, mode = (24.0 if ac_index == 0 else 26.0), MODE_COOL
                 else:
                     setpoint, mode = (22.0 if ac_index == 0 else 20.0), MODE_HEAT
-                model = AcUnit(profile, clock, on=on, mode=mode, setpoint=setpoint, seed=s)
+                unit = AcUnit(profile, clock, on=on, mode=mode, setpoint=setpoint, seed=s)
                 ac_index += 1
+            ac_units.append(unit)
+            model = unit
         elif kind == "water_meter":
             model = WaterMeter(profile, clock, seed=s)
         elif kind == "ev_charger":
@@ -169,6 +181,13 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
             log.warning("%s: no model for kind %r, serving zeros", dev.id, kind)
             model = StaticModel(profile, clock, seed=s)
         out.append(DeviceSim(dev, profile, model))
+    if ac_units:
+        # Built last: a site file may list an A/C meter before the units.
+        for i in hvac_meters:
+            sim = out[i]
+            sim.model = HvacMeter(
+                sim.profile, clock, ac_units, base_w=HVAC_BASE_W, seed=sim.model.seed
+            )
     for pv in pending_pv:
         if "meter_status" in pv.names:
             pv.site_load = main_meter

@@ -79,11 +79,22 @@ class AcUnit(DeviceModel):
     only heats; with the unit off (time constant ~90 minutes), the room's free-running
     temperature, driven by the month and the hour plus ``heat_gain_c`` of internal gains (a
     server room runs ~10 °C above an office).
+
+    Electrical draw (its share of the outdoor unit's, `power_w`): nothing when off; the fan's
+    FAN_W when on; while the compressor runs (the room's free-running temperature on the far
+    side of the setpoint) a floor of COMPRESSOR_FLOOR of ``rated_w`` plus the rest in
+    proportion to that difference, the full rating at DESIGN_DELTA_C. So a setpoint raised by
+    1 °C in summer draws about rated_w * 0.75 / 8 less. The unit integrates its own draw over
+    simulated time, in the same steps as its room (`energy_kwh`): whatever the clock's speed
+    or how seldom it is read, a setting changed by a write counts from the moment of the write.
     """
 
     TAU_ON_S = 20 * 60.0
     TAU_OFF_S = 90 * 60.0
     TAU_FAN_S = 60 * 60.0
+    FAN_W = 60.0
+    COMPRESSOR_FLOOR = 0.25
+    DESIGN_DELTA_C = 8.0
 
     def __init__(
         self,
@@ -96,10 +107,13 @@ class AcUnit(DeviceModel):
         fan_speed: int = 3,
         heat_gain_c: float = 0.0,
         room_temperature: float | None = None,
+        rated_w: float = 3_500.0,
         seed: int = 0,
         _prefix: str = "",
     ) -> None:
         super().__init__(profile, clock, seed=seed)
+        self.rated_w = rated_w
+        self.energy_kwh = 0.0  # drawn since the model was made
         self._prefix = _prefix
         self._codes = _mode_codes(profile, f"{_prefix}mode")
         self._status_labels: Mapping[int, str] = next(
@@ -156,6 +170,7 @@ class AcUnit(DeviceModel):
                     setpoint=setpoint,
                     fan_speed=fan_speed,
                     heat_gain_c=heat_gain_c,
+                    rated_w=rated_w,
                     seed=seed + k,
                     _prefix=prefix,
                 )
@@ -175,15 +190,54 @@ class AcUnit(DeviceModel):
             return self.setpoint, self.TAU_ON_S
         return free, self.TAU_FAN_S  # fan only: stirs the air, no heat moved
 
+    def _draw_w(self, free: float) -> float:
+        """Electrical power in the current state, the room running free at ``free`` °C."""
+        if not self.on:
+            return 0.0
+        if self.mode in (MODE_COOL, MODE_DRY):
+            load = free - self.setpoint
+        elif self.mode in _HEATING_MODES:
+            load = self.setpoint - free
+        elif self.mode == MODE_AUTO:
+            load = abs(free - self.setpoint)
+        else:
+            return self.FAN_W  # fan only
+        if load <= 0:
+            return self.FAN_W  # the compressor rests
+        floor = self.COMPRESSOR_FLOOR
+        return self.FAN_W + self.rated_w * min(
+            1.0, floor + (1.0 - floor) * load / self.DESIGN_DELTA_C
+        )
+
+    def power_w(self, ts: float | None = None) -> float:
+        """What the unit draws at epoch seconds ``ts`` (default: now) in its current state."""
+        if not self.on:
+            return 0.0
+        local = self.clock.now() if ts is None else datetime.fromtimestamp(ts, self.clock.tz)
+        return self._draw_w(self._free_temperature(local))
+
+    @property
+    def indoor_units(self) -> list[AcUnit]:
+        """This unit, or every unit of a multi-unit gateway."""
+        return list(self.units.values()) if self.units else [self]
+
+    @property
+    def simulated_until(self) -> float:
+        """Epoch seconds the room and `energy_kwh` have been brought up to."""
+        return self._t
+
     def advance(self, ts: float) -> None:
-        """Bring the room temperature up to epoch seconds ``ts`` (never backwards)."""
+        """Bring the room temperature and the energy drawn up to epoch seconds ``ts`` (never
+        backwards)."""
         while self._t < ts:
             dt = min(60.0, ts - self._t)
             local = datetime.fromtimestamp(self._t + dt / 2.0, self.clock.tz)
-            target, tau = self._target(self._free_temperature(local))
+            free = self._free_temperature(local)
+            target, tau = self._target(free)
             self.room_temperature = target + (self.room_temperature - target) * math.exp(-dt / tau)
             if self.on:
                 self.operation_s += int(dt)
+                self.energy_kwh += self._draw_w(free) * dt / 3.6e6
             self._t += dt
 
     def _mode_code(self) -> int:

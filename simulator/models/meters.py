@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Literal
 
 from core.types import Value
@@ -21,6 +23,7 @@ from simulator.models.base import (
     unit_hash,
     window,
 )
+from simulator.models.hvac import AcUnit
 
 MeterShape = Literal["office", "hvac", "lighting"]
 NOMINAL_HZ = 50.0
@@ -153,8 +156,12 @@ class OfficeMeter(DeviceModel):
         ]
         return [r / sum(raw) for r in raw]
 
+    def _integrated_power_w(self, ts: float) -> float:
+        """The power the meter's own integrators count (all of it, here)."""
+        return self.power_w(ts)
+
     def _rates(self, ts: float) -> list[float]:
-        p = self.power_w(ts)
+        p = self._integrated_power_w(ts)
         shares = self._phase_shares(ts)
         phases = [p * s for s in shares]
         pfs = [self._pf(i, ts) for i in range(3)]
@@ -163,9 +170,22 @@ class OfficeMeter(DeviceModel):
         return [p, *phases, q_tot, s_tot]
 
     def _tariff_rates(self, ts: float) -> list[float]:
-        p = self.power_w(ts)
+        p = self._integrated_power_w(ts)
         now = tariff(datetime.fromtimestamp(ts, self.clock.tz))
         return [p if k == now else 0.0 for k in range(1, 5)]
+
+    def _energies_kwh(self, ts: float) -> list[float]:
+        """kWh of import total, import per phase, reactive (kvarh) and apparent (kVAh)."""
+        return [x / 3.6e6 for x in self._energy.at(ts)]
+
+    def _tariffs_kwh(self, ts: float) -> list[float]:
+        """Import kWh by tariff 1-4 (only for profiles that read them)."""
+        assert self._tariffs is not None
+        return [x / 3.6e6 for x in self._tariffs.at(ts)]
+
+    def _demand_w(self, ts: float) -> float:
+        """Mean power over the last 15 minutes, as the meter's demand period does it."""
+        return sum(self.power_w(ts - k * 150.0) for k in range(6)) / 6.0
 
     def _compute(self, local: datetime) -> dict[str, Value]:
         ts = local.timestamp()
@@ -238,7 +258,7 @@ class OfficeMeter(DeviceModel):
             "pt_ratio": 1,
             "model_name": self.model_name,
         }
-        e_import, e1, e2, e3, e_q, e_s = (x / 3.6e6 for x in self._energy.at(ts))
+        e_import, e1, e2, e3, e_q, e_s = self._energies_kwh(ts)
         out |= {
             "energy_import_kwh": e_import,
             "energy_export_kwh": 0.0,  # an office without its own generation behind the meter
@@ -266,11 +286,113 @@ class OfficeMeter(DeviceModel):
             "energy_export_resettable_kwh": 0.0,
         }
         if self._tariffs is not None:
-            for k, joules in enumerate(self._tariffs.at(ts), start=1):
-                out[f"energy_import_t{k}_kwh"] = joules / 3.6e6
-        # Demand: mean power over the last 15 minutes, as the meter's demand period does it.
-        demand = sum(self.power_w(ts - k * 150.0) for k in range(6)) / 6.0
+            for k, kwh in enumerate(self._tariffs_kwh(ts), start=1):
+                out[f"energy_import_t{k}_kwh"] = kwh
+        demand = self._demand_w(ts)
         self._max_demand_w = max(self._max_demand_w, demand)
         out["import_demand_power_total_w"] = demand
         out["import_demand_power_max_w"] = self._max_demand_w
         return out
+
+
+class HvacMeter(OfficeMeter):
+    """The meter of the air conditioning (``use: hvac``): a small base load (controls, pumps,
+    ventilation, ``base_w`` with slow noise) plus what the A/C units draw, so that a setpoint
+    raised or a unit switched off shows on it at once.
+
+    Its registers are an OfficeMeter's (same points, phases, power factor). Its counters count
+    the base with the meter's own integrators and the units' energy from the units' own
+    counters (AcUnit.energy_kwh), so over any two readings the meter's energy is the base's
+    plus exactly what the units drew. The units are brought up to each reading's time in hour
+    steps, which splits their energy among the time-of-use tariffs; a unit some other reader
+    already took past that time counts up to where it is.
+    """
+
+    # A/C draws at about this power factor (inverter compressors, fans).
+    UNITS_PF = 0.95
+
+    def __init__(
+        self,
+        profile: Profile | Dlt645Profile,
+        clock: SimClock,
+        units: Sequence[AcUnit],
+        *,
+        base_w: float = 2_000.0,
+        nominal_v: float = 230.0,
+        seed: int = 0,
+    ) -> None:
+        self.units = [indoor for unit in units for indoor in unit.indoor_units]
+        self.base_w = base_w
+        self._synced = clock.now().timestamp()
+        self._unit_start = [u.energy_kwh for u in self.units]
+        self._units_kwh = 0.0  # what the units drew since the meter was made, up to _synced
+        self._units_by_tariff = [0.0, 0.0, 0.0, 0.0]
+        # (time, _units_kwh) of recent syncs, for the demand over the last 15 minutes.
+        self._recent: deque[tuple[float, float]] = deque([(self._synced, 0.0)])
+        peak = base_w + sum(u.rated_w + u.FAN_W for u in self.units)
+        super().__init__(profile, clock, peak_w=peak, shape="hvac", nominal_v=nominal_v, seed=seed)
+
+    def base_power_w(self, ts: float, *, fast: bool = False) -> float:
+        slow = 1.0 + 0.04 * noise(self.seed, "p", ts, 600.0)
+        jitter = 1.0 + 0.01 * noise(self.seed, "pj", ts, 15.0) if fast else 1.0
+        return self.base_w * slow * jitter
+
+    def power_w(self, ts: float, *, fast: bool = False) -> float:
+        """The base at ``ts`` and what the units draw at ``ts`` in their current state."""
+        return self.base_power_w(ts, fast=fast) + sum(u.power_w(ts) for u in self.units)
+
+    def units_kwh(self, ts: float) -> float:
+        """What the units drew from the meter's start to ``ts`` (brought up to it)."""
+        self._sync(ts)
+        return self._units_kwh
+
+    def _sync(self, ts: float) -> None:
+        tz = self.clock.tz
+        while self._synced < ts:
+            local = datetime.fromtimestamp(self._synced, tz)
+            hour = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            step_end = min(ts, hour.timestamp())
+            for u in self.units:
+                u.advance(step_end)
+            drawn = math.fsum(
+                u.energy_kwh - e0 for u, e0 in zip(self.units, self._unit_start, strict=True)
+            )
+            self._units_by_tariff[tariff(local) - 1] += drawn - self._units_kwh
+            self._units_kwh = drawn
+            self._synced = step_end
+        recent = self._recent
+        if recent[-1][0] < self._synced:
+            recent.append((self._synced, self._units_kwh))
+        while len(recent) > 2 and recent[1][0] <= self._synced - 900.0:
+            recent.popleft()
+
+    def _integrated_power_w(self, ts: float) -> float:
+        return self.base_power_w(ts)
+
+    def _energies_kwh(self, ts: float) -> list[float]:
+        units = self.units_kwh(ts)
+        e_import, e1, e2, e3, e_q, e_s = super()._energies_kwh(ts)
+        shares = self._shares
+        return [
+            e_import + units,
+            e1 + units * shares[0],
+            e2 + units * shares[1],
+            e3 + units * shares[2],
+            e_q + units * math.tan(math.acos(self.UNITS_PF)),
+            e_s + units / self.UNITS_PF,
+        ]
+
+    def _tariffs_kwh(self, ts: float) -> list[float]:
+        self._sync(ts)
+        return [
+            base + units
+            for base, units in zip(super()._tariffs_kwh(ts), self._units_by_tariff, strict=True)
+        ]
+
+    def _demand_w(self, ts: float) -> float:
+        self._sync(ts)
+        base = sum(self.base_power_w(ts - k * 150.0) for k in range(6)) / 6.0
+        t0, e0 = self._recent[0]
+        if self._synced - t0 <= 0:
+            return base + sum(u.power_w(ts) for u in self.units)
+        return base + (self._units_kwh - e0) * 3.6e6 / (self._synced - t0)
