@@ -8,16 +8,19 @@ import asyncio
 import math
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.config_load import load_site
 from gateway.dr.baseline import similar_days
-from gateway.dr.shed import MeasuredShed, ShedAccounts
+from gateway.dr.shed import InfluxReadings, MeasuredShed, ShedAccounts, VictoriaReadings
 from gateway.lineproto import record_line
 from gateway.report.query import InfluxQL
 from rules.calendar import WorkCalendar
-from tests.servers import InfluxDB1Server
+from tests.servers import InfluxDB1Server, VictoriaMetricsServer
+from tests.sites import meter_site
 
 DB = "building"
 TZ = ZoneInfo("Asia/Shanghai")
@@ -290,3 +293,46 @@ def test_an_unreachable_database_is_counted_not_raised() -> None:
     assert asyncio.run(shed.figure("e1", EVENT_END + 3600)) is None
     assert shed.health()["dr_shed_query_failures"] == 1
     assert asyncio.run(shed.figure("unknown", EVENT_END)) is None
+
+
+@pytest.mark.servers
+def test_the_same_figure_from_victoriametrics(vm: VictoriaMetricsServer) -> None:
+    lines = counter_lines("ac-meter", keep=outside_gap)
+    vm.write_line_protocol(lines, precision="s")
+    vm.wait_for_samples('{__name__="meter_energy_import_kwh"}', len(lines))
+    source = VictoriaReadings(vm.url, SITE, "ac-meter")
+    shed = ShedAccounts(source, SITE, "ac-meter", CALENDAR)
+    shed.event_started("dr-2025-10-14", EVENT_START, EVENT_END)
+    got = figure(shed, EVENT_END + 3600)
+    assert got is not None
+    assert got.known
+    baseline, actual = expected(EVENT_END)
+    assert got.baseline_days == EXPECTED_DAYS
+    assert got.baseline_kwh == pytest.approx(baseline, rel=1e-9)
+    assert got.actual_kwh == pytest.approx(actual, rel=1e-9)
+
+
+@pytest.mark.servers
+def test_for_site_reads_the_sites_database(influx: InfluxDB1Server, tmp_path: Path) -> None:
+    path = meter_site(tmp_path, [1502], f"influxdb: {{api: v1, url: {influx.url}, database: {DB}}}")
+    lines = [
+        line.replace("device=ac-meter,", "device=m0,").replace(f"site={SITE}", "site=test-site")
+        for line in counter_lines("ac-meter", keep=outside_gap)
+    ]
+    influx.write(lines, DB, precision="s")
+    loaded = load_site(path)
+    shed = ShedAccounts.for_site(loaded, "m0")
+    assert isinstance(shed.source, InfluxReadings)
+    shed.event_started("dr-2025-10-14", EVENT_START, EVENT_END)
+    got = figure(shed, EVENT_END + 3600)
+    assert got is not None
+    assert got.baseline_kwh == pytest.approx(expected(EVENT_END)[0], rel=1e-9)
+    with pytest.raises(ValueError, match="no device 'ac-9'"):
+        ShedAccounts.for_site(loaded, "ac-9")
+    on_vm = meter_site(
+        tmp_path,
+        [1502],
+        "influxdb: {api: v2, url: http://127.0.0.1:8428, org: o, bucket: b, "
+        "server: victoriametrics}",
+    )
+    assert isinstance(ShedAccounts.for_site(load_site(on_vm), "m0").source, VictoriaReadings)

@@ -10,8 +10,10 @@ baseline is unknown: the figures are NaN and `reason` says why; nothing is made 
 Energy comes from the meter's cumulative counter (`point`, default `energy_import_kwh`) as the
 accounts count it (gateway/dr/baseline.py); a day without a single counter reading is
 integrated from `power_point` (W) instead, if the meter stores it. Readings are read back from
-the site's database with InfluxQL (`query`: gateway.report.query.InfluxQL.query, or any
-callable of that shape), from the device's measurement (`meter`, tags site and device).
+the site's database as the gateway stored them (measurement = the device's kind, tags site and
+device, a field per point): with InfluxQL (`InfluxReadings`: InfluxDB 1.x, 2.x through its v1
+API) or VictoriaMetrics' export API (`VictoriaReadings`, metric `<kind>_<point>`), both over
+gateway.report.query's GET. `ShedAccounts.for_site` picks the one the site's `influxdb:` names.
 
 While an event runs its figure covers [start, now) (or up to the meter's newest reading when
 that lags), and the baseline the same span of the similar days; it is complete `settle_s`
@@ -32,15 +34,22 @@ replaces the earlier one: same series, same timestamp.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlencode
+
+import urllib3
 
 from accounts.counters import Tally
 from core.types import Value
+from gateway.config_load import LoadedSite
 from gateway.dr.baseline import (
     DEFAULT_MAX_KWH_PER_HOUR,
     Reading,
@@ -50,7 +59,8 @@ from gateway.dr.baseline import (
     similar_days,
 )
 from gateway.dr.contract import ShedFigure
-from gateway.report.query import QueryError, Series, between, ident, literal
+from gateway.report.query import InfluxQL, QueryError, Series, between, get, ident, literal
+from gateway.site import InfluxV1
 from rules.calendar import WorkCalendar
 from rules.model import Record
 
@@ -62,6 +72,120 @@ MAX_EVENTS = 200
 
 Query = Callable[[str], Sequence[Series]]
 """One InfluxQL SELECT -> its series, times in epoch seconds (InfluxQL.query)."""
+
+
+@runtime_checkable
+class ReadingSource(Protocol):
+    """One device's stored readings."""
+
+    def read(self, point: str, start: float, end: float) -> list[Reading]:
+        """The point's readings in [start, end] (epoch seconds), oldest first; raises
+        QueryError (or OSError) when the database cannot answer."""
+        ...
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class InfluxReadings:
+    """Readings through InfluxQL: `query` is InfluxQL.query (or a callable of its shape)."""
+
+    def __init__(self, query: Query, site: str, device: str, *, measurement: str = "meter"):
+        self.query = query
+        self.site = site
+        self.device = device
+        self.measurement = measurement
+
+    def read(self, point: str, start: float, end: float) -> list[Reading]:
+        q = (
+            f"SELECT {ident(point)} FROM {ident(self.measurement)} WHERE "
+            f"{ident('site')} = {literal(self.site)} AND "
+            f"{ident('device')} = {literal(self.device)} AND "
+            f"{between(math.floor(start), math.floor(end) + 1)}"
+        )
+        out = [
+            (float(row[0]), float(row[1]))
+            for series in self.query(q)
+            for row in series.values
+            if len(row) > 1 and _number(row[1])
+        ]
+        return sorted(out)
+
+
+class VictoriaReadings:
+    """Readings from VictoriaMetrics' `/api/v1/export`: the point `p` of a device of kind `k`
+    is the metric `k_p`, labelled site and device."""
+
+    def __init__(
+        self,
+        url: str,
+        site: str,
+        device: str,
+        *,
+        measurement: str = "meter",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.site = site
+        self.device = device
+        self.measurement = measurement
+        self._headers: dict[str, str] = {}
+        if username:
+            basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {basic}"
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=timeout), retries=False, maxsize=1
+        )
+
+    def read(self, point: str, start: float, end: float) -> list[Reading]:
+        def label(text: str) -> str:
+            return text.replace("\\", "\\\\").replace('"', '\\"')
+
+        match = (
+            f'{{__name__="{label(f"{self.measurement}_{point}")}",'
+            f'site="{label(self.site)}",device="{label(self.device)}"}}'
+        )
+        params = {"match[]": match, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        url = f"{self.url}/api/v1/export?{urlencode(params)}"
+        response = get(self._http, url, self._headers, "VictoriaMetrics", self.url)
+        if response.status != 200:
+            raise QueryError(
+                f"VictoriaMetrics at {self.url} refused the export (HTTP {response.status}): "
+                f"{response.data[:160]!r}"
+            )
+        out: list[Reading] = []
+        for line in response.data.decode("utf-8").splitlines():
+            if line.strip():
+                series = json.loads(line)
+                for ts_ms, value in zip(series["timestamps"], series["values"], strict=False):
+                    if _number(value):
+                        out.append((ts_ms / 1000.0, float(value)))
+        return sorted(out)
+
+
+def readings_for(loaded: LoadedSite, device: str) -> ReadingSource:
+    """The site's database as a source of a device's readings; ValueError for a device the
+    site does not have."""
+    config = next((d for d in loaded.site.devices if d.id == device), None)
+    if config is None:
+        raise ValueError(f"{loaded.path}: no device {device!r} in the site file")
+    site, kind = loaded.site.site.id, loaded.kind_of(config)
+    db = loaded.site.influxdb
+    if db is not None and db.server == "victoriametrics":
+        if isinstance(db, InfluxV1):
+            return VictoriaReadings(
+                db.url,
+                site,
+                device,
+                measurement=kind,
+                username=db.username,
+                password=loaded.secrets.get("password"),
+            )
+        return VictoriaReadings(db.url, site, device, measurement=kind)
+    return InfluxReadings(InfluxQL.for_site(loaded).query, site, device, measurement=kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +234,7 @@ class ShedAccounts:
 
     def __init__(
         self,
-        query: Query,
+        query: Query | ReadingSource,
         site: str,
         meter: str,
         calendar: WorkCalendar,
@@ -129,18 +253,23 @@ class ShedAccounts:
         refresh_s: float = 60.0,
         exclude_days: Iterable[date] = (),
     ) -> None:
-        """`query`: InfluxQL against the site's database (InfluxQL.query); `site`, `meter`: the
-        site id and the AC meter's device id as tagged in the database; `calendar`: the site's
-        working calendar, whose zone is the site's unless `tz` says otherwise; `exclude_days`:
-        days of past demand-response events (this service's own events are excluded too)."""
+        """`query`: InfluxQL against the site's database (InfluxQL.query), or the meter's
+        readings from elsewhere (a ReadingSource: VictoriaReadings, readings_for); `site`,
+        `meter`, `measurement`: the site id, the AC meter's device id and its kind, as the
+        database tags them; `calendar`: the site's working calendar, whose zone is the site's
+        unless `tz` says otherwise; `exclude_days`: days of past demand-response events (this
+        service's own events are excluded too)."""
         if not 1 <= min_days <= days:
             raise ValueError(f"min_days must be 1..days ({days}), not {min_days}")
-        self.query = query
+        self.source: ReadingSource = (
+            query
+            if isinstance(query, ReadingSource)
+            else InfluxReadings(query, site, meter, measurement=measurement)
+        )
         self.site = site
         self.meter = meter
         self.calendar = calendar
         self.tz: tzinfo = tz or calendar.tz
-        self.measurement = measurement
         self.point = point
         self.power_point = power_point
         self.days = days
@@ -155,6 +284,17 @@ class ShedAccounts:
         self.stats = _Stats()
         self._events: dict[str, _Event] = {}
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def for_site(
+        cls, loaded: LoadedSite, meter: str, *, exclude_days: Iterable[date] = ()
+    ) -> ShedAccounts:
+        """The shed of events on `meter` of a loaded site: its database, calendar and zone."""
+        site = loaded.site
+        calendar = WorkCalendar.from_config(site.calendar, site.site.timezone, loaded.base_dir)
+        return cls(
+            readings_for(loaded, meter), site.site.id, meter, calendar, exclude_days=exclude_days
+        )
 
     # -- events in -------------------------------------------------------------------------
 
@@ -429,18 +569,5 @@ class ShedAccounts:
         return ("power", power) if power else ("counter", readings)
 
     def _points(self, point: str, start: float, end: float) -> list[Reading]:
-        q = (
-            f"SELECT {ident(point)} FROM {ident(self.measurement)} WHERE "
-            f"{ident('site')} = {literal(self.site)} AND "
-            f"{ident('device')} = {literal(self.meter)} AND "
-            f"{between(math.floor(start), math.floor(end) + 1)}"
-        )
         self.stats.queries += 1
-        out: list[Reading] = []
-        for series in self.query(q):
-            for row in series.values:
-                t, value = row[0], row[1] if len(row) > 1 else None
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    out.append((float(t), float(value)))
-        out.sort()
-        return out
+        return self.source.read(point, start, end)
