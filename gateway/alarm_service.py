@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -96,6 +97,7 @@ class AlarmService:
         inbox_bound: int = 50_000,
         inbox_pace: float = INBOX_PACE,
         max_commands: int = 100,
+        max_queued: int = 5000,
     ) -> None:
         site = loaded.site
         self.site_id = site.site.id
@@ -132,6 +134,11 @@ class AlarmService:
         self.max_commands = max_commands
         self._commands_running = 0
         self.commands_refused = 0
+        self.commands_superseded = 0
+        self.max_queued = max_queued
+        # Rule commands waiting for one of the max_commands places, by (device, point).
+        self._queued: OrderedDict[tuple[str, str], Issue] = OrderedDict()
+        self._stopping = False
         self.transitions = 0
         self.store_errors = 0
         # The messages that tell the home broker of each transition, kept in the store until
@@ -163,6 +170,8 @@ class AlarmService:
             "alarm_store_commits": self.store.commits,
             "rule_commands_refused": self.commands_refused,
             "rule_commands_running": self._commands_running,
+            "rule_commands_queued": len(self._queued),
+            "rule_commands_superseded": self.commands_superseded,
             **outbox,
         }
 
@@ -263,6 +272,13 @@ class AlarmService:
             await self._evaluate(self.inbox.drain())
         except Exception:
             log.exception("rules: evaluating the last readings failed")
+        # Commands still waiting are not started: a line at its write rate could hold the
+        # stop for minutes. Each is audited as not executed.
+        self._stopping = True
+        while self._queued:
+            _key, effect = self._queued.popitem(last=False)
+            self.commands_refused += 1
+            self.commands.audit_refusal(effect.command, "the gateway stopped; not executed")
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
         await self._commit([], rule_states=self.engine.snapshot())
@@ -334,15 +350,32 @@ class AlarmService:
         await self._commit(transitions)
 
     def _command(self, effect: Issue) -> None:
-        """A rule's write, through the one checked and audited command path; at most
-        `max_commands` at once (a rule gone wild must not flood a serial line)."""
+        """A rule's write, through the one checked and audited command path. At most
+        `max_commands` run at once; the others wait in order (a demand-response event writes
+        to hundreds of units, which each line takes at its own rate), a newer command for the
+        same point replacing the one still waiting. Past `max_queued` waiting, a command is
+        refused and audited as such (a rule gone wild must not grow the queue without end)."""
         command = effect.command
+        key = (command.device, command.point)
         if self._commands_running >= self.max_commands:
-            self.commands_refused += 1
-            self.commands.audit_refusal(
-                command, f"{self.max_commands} rule commands already running; not executed"
-            )
+            if key in self._queued:
+                self._queued[key] = effect  # the newer value wins; it keeps its place
+                self.commands_superseded += 1
+                return
+            if len(self._queued) >= self.max_queued:
+                self.commands_refused += 1
+                self.commands.audit_refusal(
+                    command,
+                    f"{self.max_commands} rule commands running and {self.max_queued} "
+                    "waiting; not executed",
+                )
+                return
+            self._queued[key] = effect
             return
+        self._run_command(effect)
+
+    def _run_command(self, effect: Issue) -> None:
+        command = effect.command
         log.info(
             "rule command %s.%s = %r: %s",
             command.device,
@@ -356,6 +389,9 @@ class AlarmService:
 
     def _command_done(self, _task: asyncio.Task[Any]) -> None:
         self._commands_running -= 1
+        if self._queued and not self._stopping:
+            _key, effect = self._queued.popitem(last=False)
+            self._run_command(effect)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)

@@ -240,6 +240,32 @@ def check_connection(
     return True
 
 
+def check_demand_response(site: Site, report: Report) -> None:
+    """The sources hand events to the rules, and the load shed needs its meter."""
+    dr = site.demand_response
+    if dr is None:
+        return
+    kinds = {str(e.get("kind")) for e in site.rules}
+    if "demand_response" not in kinds and "ac_policy" not in kinds:
+        report(
+            ("demand_response",),
+            "no demand_response rule takes the events: add one to rules "
+            "(- {id: dr, kind: demand_response})",
+        )
+    ids = {d.id for d in site.devices}
+    if dr.shed is not None and dr.shed.meter not in ids:
+        report(
+            ("demand_response", "shed", "meter"),
+            f"no device {dr.shed.meter!r}; name the AC meter's device id"
+            + suggest(dr.shed.meter, ids),
+        )
+    if dr.shed is not None and site.influxdb is None:
+        report(
+            ("demand_response", "shed"),
+            "the load shed is read from the database: configure influxdb, or remove shed",
+        )
+
+
 def check_rules(
     site: Site, data: dict[str, Any], file: str, lines: LineMap, problems: list[Problem]
 ) -> None:
@@ -441,6 +467,7 @@ def load_site(
             if "gateway" in dev.tags:
                 report(("devices", i, "tags", "gateway"), _GATEWAY_TAG)
     check_rules(site, data, file, lines, problems)
+    check_demand_response(site, report)
     check_calendar(site, path.parent, report, problems)
     check_storage(site, data, path.parent, report)
     check_accounts(site, device_kinds(site.devices, profiles), path.parent, report, problems)

@@ -370,6 +370,10 @@ class MqttService:
         if self.outbox is not None:
             await self.outbox.stop()  # later transitions wait in the store for the next run
 
+    def publish_retained(self, subtopic: str, payload: str) -> None:
+        """A retained message on `<prefix>/<site>/<subtopic>` (a demand-response summary)."""
+        self.home.publish(f"{self._prefix}/{subtopic}", payload, retain=True)
+
     def final_messages(self) -> dict[str, tuple[str, str]]:
         return {self.brokers.home_name: (self.status_topic, "offline")}
 

@@ -43,6 +43,7 @@ from rules.calendar import coverage_warning
 # (about 10 MiB resident each; bench/bench_fleet.py runs 20 gateways on one box).
 if TYPE_CHECKING:
     from gateway.console.server import Console
+    from gateway.dr.service import DrService
     from gateway.metrics import MetricsServer
     from gateway.notify.notifier import Notifier
 
@@ -172,14 +173,34 @@ class Gateway:
             self.notifier = build_notifier(
                 loaded, self.catalog, self.alarms, self.bus, self.brokers, self.console
             )
+        # Demand-response sources and the load shed (aiohttp and openleadr: imported when the
+        # site has them).
+        self.dr: DrService | None = None
+        if site.demand_response is not None and self.alarms is not None:
+            from gateway.dr.service import DrService
+            from gateway.report.query import InfluxQL
+
+            query = InfluxQL.for_site(loaded).query if site.influxdb is not None else None
+            self.dr = DrService(
+                loaded,
+                site.demand_response,
+                self.alarms.demand_response_input,
+                self.bus,
+                self.alarms.calendar,
+                query=query,
+            )
             if self.mqtt is not None:
-                self.mqtt.on_alarm_ack = self.alarms.ack
-                self.mqtt.on_dr_event = self.alarms.demand_response
-                self.mqtt.on_alarm_shelve = self.alarms.shelve
-                self.mqtt.sink.seed_alarms(self.alarms.open_alarm_texts())
-                self.alarms.outbox = self.mqtt.alarm_outbox(
-                    self.alarms.read_outbox, self.alarms.store.store.outbox_last
-                )
+                self.dr.publish = self.mqtt.publish_retained
+        if self.alarms is not None and self.mqtt is not None:
+            self.mqtt.on_alarm_ack = self.alarms.ack
+            self.mqtt.on_dr_event = (
+                self.dr.handle_payload if self.dr is not None else self.alarms.demand_response
+            )
+            self.mqtt.on_alarm_shelve = self.alarms.shelve
+            self.mqtt.sink.seed_alarms(self.alarms.open_alarm_texts())
+            self.alarms.outbox = self.mqtt.alarm_outbox(
+                self.alarms.read_outbox, self.alarms.store.store.outbox_last
+            )
         self.loop_lag = LoopLag()
         self.metrics: MetricsServer | None = None
         if site.metrics is not None:
@@ -228,6 +249,8 @@ class Gateway:
             self.notifier.start()
         if self.console is not None:
             await self.console.start()
+        if self.dr is not None:
+            await self.dr.start()
         self._tasks.append(asyncio.create_task(self._health(), name="health"))
         self._tasks.append(asyncio.create_task(self.loop_lag.run(), name="loop-lag"))
         if self.metrics is not None:
@@ -257,6 +280,8 @@ class Gateway:
             steps.append(self.metrics.stop)
         if self.console is not None:
             steps.append(self._stop_console)  # no acknowledgement arrives while stopping
+        if self.dr is not None:
+            steps.append(self.dr.stop)  # no event arrives while stopping
         if self.mqtt is not None:
             steps.append(self.mqtt.stop)
         if self.brokers is not None:
@@ -330,6 +355,7 @@ class Gateway:
             **(self.accounts.health() if self.accounts is not None else {}),
             **(self.notifier.health() if self.notifier is not None else {}),
             **(self.console.health() if self.console is not None else {}),
+            **(self.dr.health() if self.dr is not None else {}),
             **{k: v for k, v in self.writer.snapshot().items() if v is not None},
             "calendar_warning": int(self.calendar_warning() is not None),
         }

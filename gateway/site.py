@@ -11,6 +11,7 @@ from accounts.config import AccountsConfig
 from core.config_types import ByteSize, Duration, Host, Secret
 from drivers.registry import DRIVERS
 from gateway.console.config import ConsoleConfig
+from gateway.dr.config import DemandResponseConfig
 from gateway.metrics_config import MetricsConfig
 from gateway.notify.config import NotifyConfig
 from rules.calendar import CalendarConfig
@@ -330,6 +331,10 @@ class Site(_Strict):
     )
     console: ConsoleConfig | None = Field(
         default=None, description="The duty console (web pages and JSON API); off by default."
+    )
+    demand_response: DemandResponseConfig | None = Field(
+        default=None,
+        description="Demand-response sources (webhook, OpenADR VEN) and the measured load shed.",
     )
     metrics: MetricsConfig | None = Field(
         default=None,

@@ -31,93 +31,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.config_types import Duration
-from core.config_types import Secret as SecretRef
 from core.text import shorten
+from gateway.dr.config import WebhookConfig, WebhookMapping
 from gateway.dr.contract import DrInput, DrSink
 from rules.inputs import parse_dr_event
-from rules.model import DR_STRATEGIES, DemandResponseCancel, DemandResponseEvent
+from rules.model import DemandResponseCancel, DemandResponseEvent
 
 log = logging.getLogger("guanjia.dr.webhook")
 
 MAX_BODY = 64 * 1024
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CodeMap(_Strict):
-    """A field whose values are the platform's codes, mapped to ours."""
-
-    field: str = Field(description="Dot path of the field, e.g. data.responseType.")
-    values: dict[str, str] = Field(description="The platform's value -> ours.")
-
-
-class CancelMap(_Strict):
-    """Which values of which field cancel an event (the id names it)."""
-
-    field: str = Field(description="Dot path of the field, e.g. status.")
-    values: list[str] = Field(min_length=1, description="Values that mean cancelled.")
-
-
-class WebhookMapping(_Strict):
-    """Where our event's parts are in the platform's JSON (dot paths: `data.eventId`)."""
-
-    id: str = Field(default="id", description="The event id.")
-    start: str = Field(default="start", description="The start time.")
-    end: str = Field(default="end", description="The end time.")
-    offset: str | None = Field(default=None, description="The setpoint raise, °C.")
-    strategy: CodeMap | None = Field(
-        default=None, description="The platform's codes for offset / off / precool_off."
-    )
-    zones: str | None = Field(default=None, description="A list of zone globs (or one).")
-    cancel: CancelMap | None = Field(default=None, description="What cancels an event.")
-    time_format: str = Field(
-        default="iso",
-        description="iso (ISO 8601; a time without zone is the site's), epoch_s, epoch_ms, "
-        "or a strptime format such as %Y-%m-%d %H:%M:%S (the site's zone).",
-    )
-
-    @model_validator(mode="after")
-    def _strategies(self) -> WebhookMapping:
-        if self.strategy is not None:
-            wrong = sorted(v for v in self.strategy.values.values() if v not in DR_STRATEGIES)
-            if wrong:
-                raise ValueError(
-                    f"strategy values {', '.join(wrong)} are none of {', '.join(DR_STRATEGIES)}"
-                )
-        return self
-
-
-class WebhookConfig(_Strict):
-    """`demand_response.webhook`: where the gateway listens for a platform's events."""
-
-    host: str = Field(default="127.0.0.1", description="Address to listen on.")
-    port: int = Field(ge=1, le=65535, description="Port to listen on.")
-    path: str = Field(default="/dr/event", pattern=r"^/", description="The POST path.")
-    token: SecretRef | None = Field(
-        default=None, description="Bearer token reference (`${ENV}` or `file:`)."
-    )
-    hmac_secret: SecretRef | None = Field(
-        default=None, description="HMAC-SHA256 secret reference for signed requests."
-    )
-    max_skew: Duration = Field(
-        default=300.0, gt=0, description="Signed requests must be this fresh."
-    )
-    mapping: WebhookMapping | None = Field(
-        default=None, description="The platform's field names; none: the gateway's format."
-    )
-
-    @model_validator(mode="after")
-    def _authenticated(self) -> WebhookConfig:
-        if self.token is None and self.hmac_secret is None:
-            raise ValueError(
-                "the webhook needs token or hmac_secret: nobody may send events unchecked"
-            )
-        return self
 
 
 def _at(doc: Any, path: str) -> Any:

@@ -110,13 +110,16 @@ def check_notify(
 def resolve_refs(
     site: Any, resolve: Callable[[str], str], report: Report, secrets: dict[str, str]
 ) -> None:
-    """Resolve every secret of the notify channels and the console now, into `secrets`
+    """Resolve every secret of the notify channels, the console and the demand-response
+    sources now, into `secrets`
     (keyed by the reference itself): a missing variable or file is a check error."""
     models: list[tuple[Loc, BaseModel]] = []
     if site.notify is not None:
         models += [(("notify", "channels", i), c) for i, c in enumerate(site.notify.channels)]
     if site.console is not None and site.console.enabled:
         models.append((("console",), site.console))
+    if site.demand_response is not None:
+        models.append((("demand_response",), site.demand_response))
     for loc, model in models:
         for where, ref in secret_refs(model, loc):
             if ref in secrets:
