@@ -174,6 +174,10 @@ def test_baseline_and_shed_of_a_finished_event(influx: InfluxDB1Server) -> None:
     assert figure(shed, EVENT_END + 7200) is got
     assert shed.health()["dr_shed_queries"] == queries
     assert shed.cached("dr-2025-10-14") is got
+    # Announced again, or ended on time: what was figured holds.
+    shed.event_started("dr-2025-10-14", EVENT_START, EVENT_END, zones=("3F", "4F"))
+    shed.event_ended("dr-2025-10-14", EVENT_END)
+    assert shed.cached("dr-2025-10-14") is got
 
     # The point, written as the gateway's sink writes Records, and read back.
     record = shed.record("dr-2025-10-14")
@@ -234,6 +238,14 @@ def test_too_few_days_leave_the_baseline_unknown(influx: InfluxDB1Server) -> Non
     assert "无法计算" in zh
     assert "cannot be figured: only 2 similar days" in en
     assert shed.health()["dr_shed_unknown_baselines"] == 1
+    # Missing readings may still come: asked again later, it looks again, until final_after_s.
+    queries = shed.health()["dr_shed_queries"]
+    figure(shed, EVENT_END + 2 * 3600)
+    assert shed.health()["dr_shed_queries"] > queries
+    figure(shed, EVENT_END + 7 * 3600)
+    queries = shed.health()["dr_shed_queries"]
+    assert figure(shed, EVENT_END + 8 * 3600) is shed.cached("dr-2025-10-14")
+    assert shed.health()["dr_shed_queries"] == queries
 
 
 @pytest.mark.servers

@@ -17,8 +17,9 @@ gateway.report.query's GET. `ShedAccounts.for_site` picks the one the site's `in
 
 While an event runs its figure covers [start, now) (or up to the meter's newest reading when
 that lags), and the baseline the same span of the similar days; it is complete `settle_s`
-after the event's end, when the reading after the end has arrived. A complete figure is kept;
-a running one is recomputed at most every `refresh_s`.
+after the event's end, when the reading after the end has arrived. A figure is recomputed at
+most every `refresh_s`, and no more once it is complete and known (or `final_after_s` after
+the end: readings the database missed may still arrive from the gateway's spool till then).
 
 The result is written as one point per event, a rules.model.Record the gateway publishes on
 its bus (the InfluxDB sink writes it as it writes the accounts' `energy`):
@@ -212,6 +213,7 @@ class _Event:
     ended_at: float | None = None
     figure: MeasuredShed | None = None
     computed_at: float = -math.inf
+    final: bool = False  # the figure will not change: no more queries
     # The similar days' readings over the whole window (they no longer change): day ->
     # (source, readings).
     days: dict[date, tuple[str, list[Reading]]] = field(default_factory=dict)
@@ -251,6 +253,7 @@ class ShedAccounts:
         max_kwh_per_hour: float = DEFAULT_MAX_KWH_PER_HOUR,
         settle_s: float = 120.0,
         refresh_s: float = 60.0,
+        final_after_s: float = 6 * 3600.0,
         exclude_days: Iterable[date] = (),
     ) -> None:
         """`query`: InfluxQL against the site's database (InfluxQL.query), or the meter's
@@ -280,6 +283,7 @@ class ShedAccounts:
         self.max_kwh_per_hour = max_kwh_per_hour
         self.settle_s = settle_s
         self.refresh_s = refresh_s
+        self.final_after_s = final_after_s
         self.exclude_days = set(exclude_days)
         self.stats = _Stats()
         self._events: dict[str, _Event] = {}
@@ -305,6 +309,10 @@ class ShedAccounts:
         window is replaced and the figure computed anew."""
         if end <= start:
             raise ValueError(f"event {event_id}: end {end} is not after start {start}")
+        known = self._events.get(event_id)
+        if known is not None and (known.start, known.end) == (start, end):
+            known.zones = tuple(zones)  # announced again: what was figured still holds
+            return
         self._events.pop(event_id, None)
         self._events[event_id] = _Event(event_id, float(start), float(end), tuple(zones))
         while len(self._events) > MAX_EVENTS:
@@ -315,8 +323,10 @@ class ShedAccounts:
         event = self._events.get(event_id)
         if event is None:
             return
+        until = event.until
         event.ended_at = float(at)
-        event.figure, event.computed_at = None, -math.inf
+        if event.until != until:  # not the end it was figured to
+            event.figure, event.computed_at, event.final = None, -math.inf, False
 
     # -- figures out -----------------------------------------------------------------------
 
@@ -332,7 +342,7 @@ class ShedAccounts:
         if event is None or now <= event.start or event.until <= event.start:
             return None
         cached = event.figure
-        if cached is not None and (cached.complete or now - event.computed_at < self.refresh_s):
+        if cached is not None and (event.final or now - event.computed_at < self.refresh_s):
             return cached
         async with self._lock:
             try:
@@ -342,6 +352,9 @@ class ShedAccounts:
                 log.warning("load shed of event %s: %s", event_id, exc)
                 return event.figure
         event.figure, event.computed_at = figure, now
+        # A complete figure is final, unless readings were missing: they may still come (the
+        # gateway's spool replays what the database missed) until final_after_s.
+        event.final = figure.complete and (figure.known or now >= event.until + self.final_after_s)
         self.stats.figures += 1
         if not math.isfinite(figure.baseline_kwh):
             self.stats.unknown += 1
