@@ -333,6 +333,7 @@ class HvacMeter(OfficeMeter):
         super().__init__(profile, clock, peak_w=peak, shape="hvac", nominal_v=nominal_v, seed=seed)
 
     def base_power_w(self, ts: float, *, fast: bool = False) -> float:
+        """The circuit's own load at ``ts``, without the units."""
         slow = 1.0 + 0.04 * noise(self.seed, "p", ts, 600.0)
         jitter = 1.0 + 0.01 * noise(self.seed, "pj", ts, 15.0) if fast else 1.0
         return self.base_w * slow * jitter
