@@ -1,6 +1,6 @@
 """The Modbus driver's checks of a site's devices, before anything connects: points the
 profile has, units and bases not polled twice on one path, one set of serial settings per
-line, points that fit the device's request size."""
+line, one write rate per path, points that fit the device's request size."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ class ModbusChecks:
         # units); the same unit and base twice is the same registers polled twice.
         self._units: dict[tuple[LinkKey, int, int], int] = {}
         self._serial: dict[str, tuple[int, int, str, int]] = {}
+        # Each path's max_writes_per_s, with the first device that gave it: one owner paces
+        # the path's writes, so its devices must agree (no value is a value: unlimited).
+        self._write_rates: dict[LinkKey, tuple[float | None, int]] = {}
 
     def check(
         self,
@@ -55,6 +58,14 @@ class ModbusChecks:
                 f"unit {conn.unit} at base {base} on {key[1]} is already used by "
                 f"devices[{owner}]; give a different unit or base",
             )
+        rate, first_at = self._write_rates.setdefault(key, (conn.max_writes_per_s, index))
+        if rate != conn.max_writes_per_s:
+            report(
+                (*loc, "modbus", "max_writes_per_s"),
+                f"{key[1]} is paced at {_rate(rate)} by devices[{first_at}], not "
+                f"{_rate(conn.max_writes_per_s)}: one owner paces a path's writes; give every "
+                "device on it the same max_writes_per_s",
+            )
         if isinstance(conn, RtuConnection):
             settings = (conn.baudrate, conn.bytesize, conn.parity, conn.stopbits)
             first = self._serial.setdefault(conn.port, settings)
@@ -70,3 +81,7 @@ class ModbusChecks:
             device_plan(ModbusDevice(device_id, profile, conn, poll, points))
         except ValueError as exc:
             report((*loc, "modbus"), str(exc))
+
+
+def _rate(rate: float | None) -> str:
+    return "unlimited" if rate is None else f"{rate:g} writes/s"

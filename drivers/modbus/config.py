@@ -28,6 +28,15 @@ class _Common(BaseModel):
     turnaround_ms: float | None = Field(
         default=None, ge=0, description="Device answer delay used to plan requests."
     )
+    max_writes_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Writes the path (TCP endpoint, serial line or serial server) accepts per "
+        "second, e.g. 5 for a CoolMasterNet or VRF gateway: writes to the path's devices are "
+        "spaced at least 1/this apart, reads are not limited. Every device on one path gives "
+        "the same value (or none: unlimited).",
+    )
     function_overrides: dict[str, Function] = Field(
         default_factory=dict,
         description="Read a table of the profile from another (`{input: holding}`) or one "

@@ -202,9 +202,15 @@ class ModbusDriver:
         # polled alone.
         self._runners: dict[str, DevicePoller | GroupPoller] = {}
         line_timeouts: dict[LinkKey, float] = {}
+        # A path's write rate: `guanjia check` refuses devices of one path that disagree;
+        # built without it (tests, `guanjia read`), the strictest given applies.
+        write_rates: dict[LinkKey, float] = {}
         for device in devices:
             key = link_key(device.connection)
             line_timeouts[key] = max(line_timeouts.get(key, 0.0), device.connection.timeout)
+            rate = device.connection.max_writes_per_s
+            if rate is not None:
+                write_rates[key] = min(write_rates.get(key, rate), rate)
         made: dict[str, DevicePoller] = {}
         # The site's line owners; the lines claimed here, with a connection of each.
         self._owners = lines if lines is not None else Lines()
@@ -213,7 +219,9 @@ class ModbusDriver:
             conn = members[0].connection
             key = link_key(conn)
             if key not in self.links:
-                self.links[key] = Link.for_connection(conn, line_timeouts[key])
+                self.links[key] = Link.for_connection(
+                    conn, line_timeouts[key], write_rates.get(key)
+                )
                 path = line_path(conn)
                 if path is not None:
                     self._lines[key] = (
@@ -291,7 +299,18 @@ class ModbusDriver:
         return out
 
     def health(self) -> dict[str, int]:
-        return {"modbus_errors": sum(p.stats.errors.total() for p in self.pollers.values())}
+        stats = [p.stats for p in self.pollers.values()]
+        pacers = [link.pacer for link in self.links.values() if link.pacer is not None]
+        return {
+            "modbus_errors": sum(s.errors.total() for s in stats),
+            "modbus_writes": sum(s.writes for s in stats),
+            "modbus_writes_confirmed": sum(s.writes_confirmed for s in stats),
+            "modbus_writes_rejected_by_readback": sum(s.writes_rejected_by_readback for s in stats),
+            "modbus_writes_failed": sum(s.writes_failed for s in stats),
+            # Writes that waited for their slot at a path's max_writes_per_s, and how long.
+            "modbus_write_rate_waits": sum(p.waits for p in pacers),
+            "modbus_write_rate_wait_ms": round(sum(p.waited_s for p in pacers) * 1000),
+        }
 
     def problems(self) -> list[str]:
         return []  # an offline device is in its status, with its last error

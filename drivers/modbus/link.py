@@ -4,6 +4,18 @@ Devices behind one path share its owner, which serialises their requests: an RS-
 carry only one conversation at a time, and most TCP gateways in front of such lines misbehave
 with concurrent requests. Devices on different paths never wait for each other.
 
+A path may accept only so many writes a second (a CoolMasterNet or VRF gateway relays each
+write onto the slow indoor-unit bus and drops or delays what comes faster): its owner spaces
+the writes (`WritePacer`). Reads are not limited, and a write waiting for its slot holds no
+lock the reads need: the polls go on meanwhile, and the write then queues for the line like
+any request (first come, first served: neither starves the other).
+
+A device's write is a few requests: read the point (the old value; the other bits of a field's
+register), write it, read it back. These take the path's write turn (`Link.write_turn`), one
+device's write after another in the order they came: the next write's first read goes out while
+the path waits for its next write slot, not in a crowd of every pending write's reads queued
+ahead of each write and each read-back.
+
 A line that another driver's devices use too (DL/T 645 meters on the same RS-485 bus) belongs
 to the site's line owner (drivers/lines.py): its link's requests take turns there with the
 other driver's (`Link.use_line`, drivers/modbus/line_client.py).
@@ -12,7 +24,10 @@ other driver's (`Link.use_line`, drivers/modbus/line_client.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from drivers.lines import PathKey, SerialSettings, SharedLine, serial_line_name
@@ -101,20 +116,59 @@ def line_settings(
     return None
 
 
-class Link:
-    """Serialises requests on one path and reconnects it after a failure."""
+class WritePacer:
+    """At most ``max_writes_per_s`` writes a second on one path: each write request goes out
+    at least 1/max_writes_per_s after the one before, in the order the writes came.
 
-    def __init__(self, key: LinkKey, client: Client) -> None:
+    Spacing, not a token bucket: a gateway that "accepts 5 writes a second" relays one write
+    every 200 ms to its indoor-unit bus; a burst (what a bucket lets through after a quiet
+    spell) is what such a gateway drops or answers late. A write that fails still used its
+    slot: the device may have taken it."""
+
+    def __init__(self, max_writes_per_s: float) -> None:
+        if not max_writes_per_s > 0:
+            raise ValueError("max_writes_per_s must be above 0")
+        self.spacing = 1.0 / max_writes_per_s
+        self.turn = asyncio.Lock()  # writes in the order they came
+        self.next_at = -math.inf  # time.monotonic() before which no write goes out
+        self.waits = 0  # writes that waited for their slot
+        self.waited_s = 0.0  # how long, together
+
+    async def slot(self) -> None:
+        """Wait (holding ``turn``) until the next write may go out."""
+        delay = self.next_at - time.monotonic()
+        if delay <= 0:
+            return
+        self.waits += 1
+        self.waited_s += delay
+        while delay > 0:  # a timer may fire a hair early
+            await asyncio.sleep(delay)
+            delay = self.next_at - time.monotonic()
+
+    def sent(self) -> None:
+        """A write goes out now: the next one waits a spacing from here."""
+        self.next_at = time.monotonic() + self.spacing
+
+
+class Link:
+    """Serialises requests on one path, paces its writes and reconnects it after a failure."""
+
+    def __init__(self, key: LinkKey, client: Client, max_writes_per_s: float | None = None) -> None:
         self.key = key
         self.client = client
         self._lock = asyncio.Lock()
+        self.pacer = WritePacer(max_writes_per_s) if max_writes_per_s is not None else None
+        self.writes = 0  # write requests sent on the path
+        self._write_turn = asyncio.Lock()
 
     @classmethod
     def for_connection(
         cls,
         conn: TcpConnection | RtuOverTcpConnection | RtuConnection,
         line_timeout: float,
+        max_writes_per_s: float | None = None,
     ) -> Link:
+        """``max_writes_per_s``: the path's limit (the connection's when not given)."""
         client: Client
         if isinstance(conn, RtuConnection):
             client = SerialClient(
@@ -124,7 +178,8 @@ class Link:
             client = StreamClient(conn.host, conn.port, "rtu", connect_timeout=line_timeout)
         else:
             client = StreamClient(conn.host, conn.port, "tcp", connect_timeout=line_timeout)
-        return cls(link_key(conn), client)
+        limit = max_writes_per_s if max_writes_per_s is not None else conn.max_writes_per_s
+        return cls(link_key(conn), client, limit)
 
     async def _exclusive(self, call: Callable[[], Awaitable[T]]) -> T:
         """One request at a time on the path; a broken connection is reopened next time."""
@@ -175,13 +230,40 @@ class Link:
         finally:
             self._lock.release()
 
+    @contextlib.asynccontextmanager
+    async def write_turn(self) -> AsyncIterator[None]:
+        """The path's devices' writes one at a time, in the order they came: what a write
+        reads before and after it belongs to its turn. Holds nothing a poll needs."""
+        async with self._write_turn:
+            yield
+
+    async def _write(self, call: Callable[[], Awaitable[None]]) -> None:
+        """A write, in its turn at the path's write rate: the wait for the slot holds no
+        lock the polls need; then the write queues for the line behind the requests already
+        waiting (the line's lock is first come, first served: neither starves the other)."""
+        pacer = self.pacer
+        if pacer is None:
+            self.writes += 1
+            await self._exclusive(call)
+            return
+        async with pacer.turn:
+            await pacer.slot()
+            async with self._lock:
+                pacer.sent()
+                self.writes += 1
+                try:
+                    await call()
+                except ModbusConnectionError:
+                    self.client.close()
+                    raise
+
     async def write_registers(
         self, unit: int, address: int, values: list[int], timeout: float
     ) -> None:
-        await self._exclusive(lambda: self.client.write_registers(unit, address, values, timeout))
+        await self._write(lambda: self.client.write_registers(unit, address, values, timeout))
 
     async def write_coil(self, unit: int, address: int, value: bool, timeout: float) -> None:
-        await self._exclusive(lambda: self.client.write_coil(unit, address, value, timeout))
+        await self._write(lambda: self.client.write_coil(unit, address, value, timeout))
 
     def use_line(self, line: SharedLine, settings: SerialSettings | None) -> None:
         """Take turns on a line another driver shares, instead of a connection of its own
@@ -193,4 +275,13 @@ class Link:
         self.client.close()
 
 
-__all__ = ["Client", "Link", "LinkKey", "ModbusError", "line_path", "line_settings", "link_key"]
+__all__ = [
+    "Client",
+    "Link",
+    "LinkKey",
+    "ModbusError",
+    "WritePacer",
+    "line_path",
+    "line_settings",
+    "link_key",
+]

@@ -97,6 +97,13 @@ class DeviceStats:
     # {"input registers 100..101": "refused by the device: exception 2 ..."}; bounded by the
     # device's requests and points.
     refused: dict[str, str] = field(default_factory=dict)
+    # Writes: sent to the device; read back as written; read back as something else (the
+    # device kept another value); failed on the wire (no answer or an exception response to
+    # the write or to a read around it).
+    writes: int = 0
+    writes_confirmed: int = 0
+    writes_rejected_by_readback: int = 0
+    writes_failed: int = 0
 
 
 def member_key(index: int, name: str) -> str:
@@ -492,9 +499,6 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
         self.emit = emit
         self._by_name = {s.name: s for s in plan.specs}
         self._logged: set[tuple[Function, int, int]] = set()  # bounded by the plan's requests
-        # One write at a time per device, from its first read to its confirmation: two fields
-        # of one register written at once would each write back the other's old bits.
-        self._write_lock = asyncio.Lock()
 
     def _link_problem(self, reason: str, message: str) -> None:
         self._count(reason, f"{self.plan.device}: {message}")
@@ -592,7 +596,8 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
             self.stats.last_error = error
 
     async def write(self, command: Command) -> CommandResult:
-        """Write one point within its writable range; read the old value first for the audit."""
+        """Write one point within its writable range, confirmed by reading it back; the old
+        value, read first, goes to the audit."""
         spec = self._by_name.get(command.point)
         if spec is None:
             return CommandResult(command, False, None, f"no point {command.point!r}")
@@ -615,32 +620,43 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
                 f"{value!r} is outside {command.point}'s writable range "
                 f"{spec.writable.min:g}..{spec.writable.max:g}",
             )
-        async with self._write_lock:
+        # One write at a time on the path (so on the device), from its first read to its
+        # confirmation: two fields of one register written at once would each write back the
+        # other's old bits.
+        async with self.link.write_turn():
             try:
                 sf = await self._read_scale_factor(spec)
-                if spec.field_mask is not None:
-                    return await self._write_masked(command, spec, value, sf)
-                old = await self._read_point(spec, sf)
-                await self._write_point(spec, value, sf)
+                return await self._write_confirmed(command, spec, value, sf)
             except ModbusError as exc:
+                self.stats.writes_failed += 1
                 return CommandResult(command, False, None, f"write failed: {exc}", failed=True)
             except (struct.error, OverflowError) as exc:  # a range wider than the register type
                 return CommandResult(command, False, None, f"cannot encode {value!r}: {exc}")
-        return CommandResult(command, True, old)
 
-    async def _write_masked(
+    async def _write_confirmed(
         self, command: Command, spec: PointSpec, value: Value, sf: int | None
     ) -> CommandResult:
-        """A point that owns some bits of its registers (a field, a bool's bit): read the
-        registers, replace only its bits, write them back, and read them again to confirm
-        the device kept the value. Runs under the device's write lock."""
+        """Read the point's registers (the old value, for the audit, and the bits a field
+        shares its registers with), write the new ones, and read them again to confirm the
+        device kept the value: compared as raw register values, so a 0.1 °C setpoint is the
+        same when its words are. Runs in the path's write turn."""
         current = await self._read_words(spec)
         old = self._engineering(spec, current, sf)
         raw = bool(value) if spec.dtype is DataType.BOOL else to_raw(spec, float(value), sf)
-        words = masked_words(spec, current, encode_raw(spec, raw))
-        await self.link.write_registers(self.plan.unit, spec.address, words, self.plan.timeout)
+        unit, timeout = self.plan.unit, self.plan.timeout
+        if spec.function is Function.COIL:
+            words = [int(bool(raw))]
+            self.stats.writes += 1
+            await self.link.write_coil(unit, spec.address, bool(raw), timeout)
+        else:
+            words = encode_raw(spec, raw)
+            if spec.field_mask is not None:  # only its bits: the others keep what they hold
+                words = masked_words(spec, current, words)
+            self.stats.writes += 1
+            await self.link.write_registers(unit, spec.address, words, timeout)
         kept = await self._read_words(spec)
         if decode_raw(spec, kept) != decode_raw(spec, words):
+            self.stats.writes_rejected_by_readback += 1
             now = self._engineering(spec, kept, sf)
             return CommandResult(
                 command,
@@ -649,6 +665,7 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
                 f"the device reads {command.point} = {now!r} back after writing {value!r}",
                 failed=True,
             )
+        self.stats.writes_confirmed += 1
         return CommandResult(command, True, old)
 
     async def _read_words(self, spec: PointSpec) -> list[int]:
@@ -677,14 +694,6 @@ class DevicePoller(_Poller[DevicePlan, Sample]):
         if not isinstance(raw, int) or isinstance(raw, bool):
             raise ModbusExceptionResponse(3, 3)
         return raw
-
-    async def _write_point(self, spec: PointSpec, value: Value, sf: int | None) -> None:
-        if spec.function is Function.COIL:
-            await self.link.write_coil(self.plan.unit, spec.address, bool(value), self.plan.timeout)
-            return
-        raw = bool(value) if spec.dtype is DataType.BOOL else to_raw(spec, float(value), sf)
-        words = encode_raw(spec, raw)
-        await self.link.write_registers(self.plan.unit, spec.address, words, self.plan.timeout)
 
 
 class GroupPoller(_Poller[GroupPlan, list[Sample]]):
