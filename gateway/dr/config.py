@@ -105,6 +105,12 @@ class ShedConfig(BaseModel):
     interval: Duration = Field(
         default=60.0, gt=0, description="How often a running event's figure is worked out."
     )
+    settle: Duration = Field(
+        default=120.0,
+        ge=0,
+        description="The figure is complete this long after the event's end (the meter's "
+        "reading after the end has reached the database).",
+    )
 
     @model_validator(mode="after")
     def _days(self) -> ShedConfig:

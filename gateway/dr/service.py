@@ -111,6 +111,8 @@ class DrService:
                 days=s.days,
                 look_back_days=s.look_back_days,
                 min_days=s.min_days,
+                settle_s=s.settle,
+                refresh_s=s.interval,
             )
         elif config.shed is not None:
             log.warning("demand response: no database configured; the load shed is not measured")
