@@ -370,6 +370,7 @@ async def test_registration_is_retried_until_the_vtn_answers_and_kept(tmp_path: 
         await until(lambda: ven.health()["registration_failures"] >= 1)
         async with Vtn(port) as server:
             await asyncio.wait_for(ven.registered.wait(), 20)
+            await ven.stop()  # before its VTN
             assert server.registrations[0].get("ven_id") is None  # a first registration
         assert json.loads((tmp_path / "openadr.json").read_text()) == {
             "ven_id": VEN_ID,

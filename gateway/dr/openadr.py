@@ -331,7 +331,6 @@ class OpenAdrVen:
             for job in client.scheduler.get_jobs():
                 if job.func == client._poll:
                     job.reschedule("interval", seconds=self.config.poll_interval)
-        self.registered.set()
         if self.config.state_file is not None:
             try:
                 await asyncio.to_thread(self._write_state)
@@ -340,6 +339,7 @@ class OpenAdrVen:
                 log.error(
                     "cannot keep the OpenADR registration in %s: %s", self.config.state_file, exc
                 )
+        self.registered.set()
 
     def _ids(self) -> tuple[str | None, str | None]:
         return self.ven_id, self.registration_id
