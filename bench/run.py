@@ -43,6 +43,11 @@ BENCHMARKS: list[tuple[str, str, tuple[str, ...]]] = [
     ("accounts", "bench.bench_accounts", ("accounts_cpu",)),
     ("report", "bench.bench_report", ("report_s",)),
     ("fleet", "bench.bench_fleet", ("fleet_rss_mib", "fleet_cpu")),
+    (
+        "dr_apply",
+        "bench.bench_dr_apply",
+        ("dr_apply_s", "dr_apply_seconds", "dr_apply_min_s", "dr_apply_own_cap_seconds"),
+    ),
 ]
 
 

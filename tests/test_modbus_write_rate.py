@@ -136,6 +136,7 @@ def test_writes_on_one_path_keep_its_spacing_in_order_while_polls_go_on() -> Non
         (link,) = driver.links.values()
         assert link.pacer is not None
         assert link.pacer.waits == 5
+        assert link.pacer.closest_s >= 0.1
         assert link.writes == 6
         health = driver.health()
         assert health["modbus_writes"] == 6

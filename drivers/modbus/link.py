@@ -133,6 +133,7 @@ class WritePacer:
         self.next_at = -math.inf  # time.monotonic() before which no write goes out
         self.waits = 0  # writes that waited for their slot
         self.waited_s = 0.0  # how long, together
+        self.closest_s = math.inf  # the shortest time between two writes sent, for proof
 
     async def slot(self) -> None:
         """Wait (holding ``turn``) until the next write may go out."""
@@ -147,7 +148,9 @@ class WritePacer:
 
     def sent(self) -> None:
         """A write goes out now: the next one waits a spacing from here."""
-        self.next_at = time.monotonic() + self.spacing
+        now = time.monotonic()
+        self.closest_s = min(self.closest_s, now - (self.next_at - self.spacing))
+        self.next_at = now + self.spacing
 
 
 class Link:
