@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from gateway.config_errors import LineMap, problems_from_validation
 from gateway.dr.contract import ShedFigure
-from gateway.dr.openadr import OpenAdrVen
+from gateway.dr.openadr import OpenAdrVen, Unmapped, map_event
 from gateway.dr.openadr_config import OpenAdrConfig
 from rules.model import DemandResponseCancel, DemandResponseEvent
 from tests.servers import free_port
@@ -324,6 +324,56 @@ async def test_a_cancelled_event_sent_again_does_not_opt_out_the_next(vtn: Vtn) 
     assert ("ev-b", "optIn") in vtn.opts
     assert len(sink.of("ev-b")) == 1
     assert len(sink.of("ev-a")) == 2  # the event and its cancel, not again
+
+
+# -- the mapping alone (openleadr's event dicts) ---------------------------------------------
+
+
+def event_dict(
+    levels: list[float], duration: timedelta = timedelta(hours=1), **targets: list[str]
+) -> dict[str, Any]:
+    start = datetime(2026, 7, 15, 6, 0, tzinfo=UTC)
+    intervals = [
+        {"dtstart": start + i * duration / len(levels), "signal_payload": level, "uid": i}
+        for i, level in enumerate(levels)
+    ]
+    return {
+        "event_descriptor": {"event_id": "e", "modification_number": 0, "event_status": "far"},
+        "active_period": {"dtstart": start, "duration": duration},
+        "event_signals": [
+            {"signal_name": "SIMPLE", "signal_type": "level", "intervals": intervals}
+        ],
+        "targets_by_type": {"ven_id": [VEN_ID], **targets},
+    }
+
+
+def test_the_highest_simple_level_of_the_intervals_applies() -> None:
+    mapped = map_event(event_dict([1, 3, 2]), config(1))
+    assert isinstance(mapped, DemandResponseEvent)
+    assert (mapped.strategy, mapped.offset, mapped.zones) == ("off", None, ())
+    assert mapped.end - mapped.start == timedelta(hours=1)
+
+
+def test_an_open_ended_event_or_level_zero_is_not_mapped() -> None:
+    assert map_event(event_dict([2], duration=timedelta(0)), config(1)) == Unmapped(
+        "no end (duration 0): the rules need one"
+    )
+    assert map_event(event_dict([0]), config(1)) == Unmapped(
+        "SIMPLE level 0: normal operation, nothing asked"
+    )
+
+
+def test_group_ids_map_like_resources_and_unknown_ones_are_left_out() -> None:
+    zones = {"floor-3": ("3F-*",), "east": ("3F-E*", "4F-E*")}
+    settings = config(1, resource_zones=zones)
+    mapped = map_event(
+        event_dict([1], resource_id=["floor-3", "annex"], group_id=["east"]), settings
+    )
+    assert isinstance(mapped, DemandResponseEvent)
+    assert mapped.zones == ("3F-*", "3F-E*", "4F-E*")
+    assert map_event(event_dict([1], group_id=["annex"]), settings) == Unmapped(
+        "targets annex, none of them in resource_zones"
+    )
 
 
 # -- the report ----------------------------------------------------------------------------

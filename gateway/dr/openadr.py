@@ -136,6 +136,8 @@ def map_event(
     level = simple_level(event)
     if level is None:
         return Unmapped("no SIMPLE signal")
+    if level <= 0:
+        return Unmapped(f"SIMPLE level {level}: normal operation, nothing asked")
     action = config.levels.get(level)
     if action is None:
         return Unmapped(f"SIMPLE level {level} has no entry in levels")
