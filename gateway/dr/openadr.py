@@ -46,6 +46,8 @@ What openleadr (0.5.36) cannot express, or does its own way:
 - openleadr answers a repeated delivery of a cancelled event it already confirmed with a
   KeyError that opts out of every event in that message; the VEN gives openleadr its answer
   back before each delivery is handled (`_before_events`) so that does not happen.
+- It sets its logger to INFO (every report and event in full); the VEN sets it to WARNING
+  when it finds it so, and logs what it does with each event itself.
 - Its errors reach us only as log records: `openleadr_errors` counts the ERROR records of
   the "openleadr" logger (shared by every openleadr client and server in the process).
 """
@@ -283,7 +285,10 @@ class OpenAdrVen:
         if self.config.ven_id is None and self.config.state_file is not None:
             state = await asyncio.to_thread(self._read_state)
             self.ven_id = state.get("ven_id") or None
-        logging.getLogger("openleadr").addHandler(self._error_count)
+        library = logging.getLogger("openleadr")
+        if library.level == logging.INFO:  # what openleadr sets: a line per poll and report
+            library.setLevel(logging.WARNING)
+        library.addHandler(self._error_count)
         self._task = asyncio.create_task(self._connect(), name="openadr-ven")
 
     async def stop(self) -> None:
@@ -483,6 +488,7 @@ class OpenAdrVen:
             return self._remember(event_id, modification, OPT_IN if ok else OPT_OUT, taken=False)
         answer = self._hand(mapped)
         if answer == "accepted":
+            log.info("OpenADR event %s taken: %s", event_id, mapped)
             self._track(mapped)
             return self._remember(event_id, modification, OPT_IN, taken=True)
         if answer is not None and answer.startswith("refused"):
