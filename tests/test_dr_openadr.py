@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,7 +23,14 @@ from pydantic import ValidationError
 
 from gateway.config_errors import LineMap, problems_from_validation
 from gateway.dr.contract import ShedFigure
-from gateway.dr.openadr import OpenAdrVen, Unmapped, map_event
+from gateway.dr.openadr import (
+    COUNTERS,
+    REPORT_QUEUE,
+    OpenAdrVen,
+    Unmapped,
+    _ReportQueue,
+    map_event,
+)
 from gateway.dr.openadr_config import OpenAdrConfig
 from rules.model import DemandResponseCancel, DemandResponseEvent
 from tests.servers import free_port
@@ -377,6 +385,32 @@ def test_group_ids_map_like_resources_and_unknown_ones_are_left_out() -> None:
     assert map_event(event_dict([1], group_id=["annex"]), settings) == Unmapped(
         "targets annex, none of them in resource_zones"
     )
+
+
+def test_a_malformed_event_is_opted_out_and_the_next_one_still_taken() -> None:
+    sink = Sink()
+    ven = OpenAdrVen(config(1), sink)
+    bad = event_dict([1])
+    bad["event_signals"][0]["intervals"][0]["signal_payload"] = "high"
+    assert ven.handle_event(bad) == "optOut"
+    assert ven.handle_event({"event_descriptor": {}}) == "optOut"
+    good = event_dict([2])
+    good["event_descriptor"]["modification_number"] = 1
+    assert ven.handle_event(good) == "optIn"
+    assert [g.id for g in sink.got] == ["e"]
+    assert ven.health()["unmapped"] == 1
+    assert ven.health()["errors"] == 1  # the descriptor without an id
+
+
+async def test_the_report_queue_is_bounded_and_drops_the_oldest() -> None:
+    counters = dict.fromkeys(COUNTERS, 0)
+    queue = _ReportQueue(counters)
+    for n in range(REPORT_QUEUE + 2):
+        await queue.put(SimpleNamespace(n=n, intervals=[n]))
+    await queue.put(SimpleNamespace(n=-1, intervals=[]))
+    assert queue.qsize() == REPORT_QUEUE
+    assert queue.get_nowait().n == 2
+    assert (counters["reports_dropped"], counters["reports_skipped"]) == (2, 1)
 
 
 # -- the report ----------------------------------------------------------------------------

@@ -86,6 +86,7 @@ SIMPLE = ("SIMPLE", "simple")
 MAX_SEEN = 1000  # event ids remembered for repeated deliveries
 MAX_TRACKED = 256  # events reported on at once
 STALE_REPORT_S = 86400.0  # an event ended this long ago is reported no more, complete or not
+REPORT_QUEUE = 64  # reports waiting for the VTN
 
 COUNTERS = (
     "registered",  # 1 while registered with the VTN
@@ -102,6 +103,7 @@ COUNTERS = (
     "unmapped",  # the event asked for what the mapping does not cover
     "reports_sent",  # acknowledged by the VTN
     "reports_skipped",  # nothing to report (no event taken, no figures yet): not sent
+    "reports_dropped",  # the oldest waiting report, when REPORT_QUEUE were waiting
     "errors",  # the sink, the load-shed accounting or the state file failed
     "openleadr_errors",  # errors openleadr logged (connection failures, bad messages)
 )
@@ -209,19 +211,23 @@ class _Tracked:
     final_sent: set[str]  # r_ids the complete figures were sent for
 
 
-class _SkipEmptyReports(asyncio.Queue[Any]):
-    """openleadr's queue of reports to send, without the empty ones: its own VTN fails on a
-    report without intervals (KeyError 'intervals', HTTP 500), and it says nothing."""
+class _ReportQueue(asyncio.Queue[Any]):
+    """openleadr's queue of reports to send, bounded (the oldest dropped when full: a newer
+    report has the newer figures) and without the empty ones: its own VTN fails on a report
+    without intervals (KeyError 'intervals', HTTP 500), and it says nothing."""
 
     def __init__(self, counters: dict[str, int]) -> None:
-        super().__init__()
+        super().__init__(REPORT_QUEUE)
         self.counters = counters
 
     async def put(self, item: Any) -> None:
-        if getattr(item, "intervals", None):
-            await super().put(item)
-        else:
+        if not getattr(item, "intervals", None):
             self.counters["reports_skipped"] += 1
+            return
+        if self.full():
+            self.get_nowait()
+            self.counters["reports_dropped"] += 1
+        self.put_nowait(item)
 
 
 class _ErrorCount(logging.Handler):
@@ -371,7 +377,7 @@ class OpenAdrVen:
             log.info(
                 "OpenADR VEN certificate fingerprint %s (the VTN operator needs it)", fingerprint
             )
-        client.pending_reports = _SkipEmptyReports(self._counters)
+        client.pending_reports = _ReportQueue(self._counters)
         client.add_handler("on_event", self._on_event)
         client.add_handler("on_update_event", self._on_event)
         client.add_hook("after_parse_xml", partial(self._after_parse, client))
@@ -470,7 +476,10 @@ class OpenAdrVen:
             # a test of the VTN's path to the VEN: answered, the units left alone
             self._counters["test_events"] += 1
             return self._remember(event_id, modification, OPT_IN, taken=False)
-        mapped = map_event(event, self.config)
+        try:
+            mapped = map_event(event, self.config)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            mapped = Unmapped(f"malformed event ({exc.__class__.__name__}: {exc})")
         if isinstance(mapped, Unmapped):
             self._counters["unmapped"] += 1
             log.warning("OpenADR event %s opted out: %s", event_id, mapped.reason)
