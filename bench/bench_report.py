@@ -49,7 +49,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -175,9 +175,9 @@ class RecordingQL(InfluxQL):
 
     statements: list[str]
 
-    def query(self, q: str) -> list[Series]:
+    def query(self, q: str, *, epoch: Literal["s", "ms"] = "s") -> list[Series]:
         self.statements.append(q)
-        return super().query(q)
+        return super().query(q, epoch=epoch)
 
 
 def bare_queries(url: str, statements: Sequence[str]) -> tuple[float, int]:

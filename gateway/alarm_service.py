@@ -96,7 +96,7 @@ class AlarmService:
         clock: Callable[[], datetime] | None = None,
         inbox_bound: int = 50_000,
         inbox_pace: float = INBOX_PACE,
-        max_commands: int = 100,
+        max_commands: int = 1000,
         max_queued: int = 5000,
     ) -> None:
         site = loaded.site
@@ -351,9 +351,11 @@ class AlarmService:
 
     def _command(self, effect: Issue) -> None:
         """A rule's write, through the one checked and audited command path. At most
-        `max_commands` run at once; the others wait in order (a demand-response event writes
-        to hundreds of units, which each line takes at its own rate), a newer command for the
-        same point replacing the one still waiting. Past `max_queued` waiting, a command is
+        `max_commands` run at once (1000: a demand-response event writes to hundreds of units,
+        all waiting at once on their lines, each line taking them at its own write rate in
+        turn; a cap of one line's worth would hold the next line's first write back); the
+        others wait in order, a newer command for the same point replacing the one still
+        waiting. Past `max_queued` waiting, a command is
         refused and audited as such (a rule gone wild must not grow the queue without end)."""
         command = effect.command
         key = (command.device, command.point)

@@ -178,16 +178,13 @@ class Gateway:
         self.dr: DrService | None = None
         if site.demand_response is not None and self.alarms is not None:
             from gateway.dr.service import DrService
-            from gateway.report.query import InfluxQL
 
-            query = InfluxQL.for_site(loaded).query if site.influxdb is not None else None
             self.dr = DrService(
                 loaded,
                 site.demand_response,
                 self.alarms.demand_response_input,
                 self.bus,
                 self.alarms.calendar,
-                query=query,
             )
             if self.mqtt is not None:
                 self.dr.publish = self.mqtt.publish_retained

@@ -16,6 +16,8 @@ from gateway.alarm_service import device_infos
 from gateway.config_load import load_site
 from rules.alarms import Alarm, AlarmBook
 from rules.catalog import Catalog
+from rules.kinds.ac_policy import AcPolicyRule
+from rules.kinds.ac_room import AcRoomTemperatureRule
 from rules.kinds.energy import (
     AfterHoursConsumptionRule,
     CounterRule,
@@ -27,8 +29,6 @@ from rules.kinds.energy import (
     ThresholdRule,
 )
 from rules.kinds.facility import PueRule, WaterLeakRule
-from rules.kinds.ac_policy import AcPolicyRule
-from rules.kinds.ac_room import AcRoomTemperatureRule
 from rules.kinds.hvac import AcAfterHoursRule, AcWindowOpenRule
 from rules.kinds.security import (
     AfterHoursAccessRule,

@@ -16,7 +16,7 @@ import math
 from collections.abc import Collection, Iterable, Iterator
 from datetime import date, datetime, timedelta, tzinfo
 
-from accounts.counters import CounterTrack, Limits, Periods, Tally
+from accounts.counters import CounterTrack, Limits, Mark, Periods, Tally
 from rules.calendar import WorkCalendar
 
 Reading = tuple[float, float]
@@ -59,15 +59,21 @@ def counter_tally(
     max_per_hour: float = DEFAULT_MAX_KWH_PER_HOUR,
     rollover: float | None = None,
 ) -> Tally:
-    """What a cumulative counter counted in [start, end) from its readings (any order)."""
-    # Hour boundaries only thin the kept readings; the amounts do not depend on the zone.
+    """What a cumulative counter counted in [start, end) from its readings (any order).
+
+    Every reading is kept as a mark: CounterTrack.add would thin a dense run within an hour
+    to its ends (enough for hourly accounts), and a window of minutes inside that hour would
+    then be apportioned over the whole run, as if the load had been even. A second reading at
+    the same instant is dropped."""
+    kept: dict[float, float] = {}
+    for t, value in readings:
+        if math.isfinite(value):
+            kept.setdefault(t, value)
     track = CounterTrack(
         Limits(max_per_hour=max_per_hour, max_gap_s=max_gap_s, rollover=rollover),
-        Periods("UTC"),
+        Periods("UTC"),  # the amounts do not depend on the zone
+        marks=[Mark(t, value) for t, value in sorted(kept.items())],
     )
-    for t, value in sorted(readings):
-        if math.isfinite(value):
-            track.add(t, value)
     return track.tally(start, end)
 
 

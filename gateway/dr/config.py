@@ -3,7 +3,9 @@ readings measure what an event shed."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.config_types import Duration
 from core.config_types import Secret as SecretRef
@@ -20,6 +22,14 @@ class CodeMap(_Strict):
 
     field: str = Field(description="Dot path of the field, e.g. data.responseType.")
     values: dict[str, str] = Field(description="The platform's value -> ours.")
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false: the strategy was meant.
+        if isinstance(value, dict):
+            return {k: "off" if v is False else v for k, v in value.items()}
+        return value
 
 
 class CancelMap(_Strict):

@@ -59,6 +59,7 @@ import contextlib
 import copy
 import json
 import logging
+import math
 import os
 import ssl
 from collections import OrderedDict
@@ -102,6 +103,7 @@ COUNTERS = (
     "refused",  # the rules refused the event
     "unmapped",  # the event asked for what the mapping does not cover
     "reports_sent",  # acknowledged by the VTN
+    "reports_unknown",  # a figure left out of a report because it is not known (NaN)
     "reports_skipped",  # nothing to report (no event taken, no figures yet): not sent
     "reports_dropped",  # the oldest waiting report, when REPORT_QUEUE were waiting
     "errors",  # the sink, the load-shed accounting or the state file failed
@@ -603,7 +605,13 @@ class OpenAdrVen:
                 continue
             if figure is None:
                 continue
-            out.append((tracked.start, _figure_value(figure, value)))
+            number = _figure_value(figure, value)
+            if not math.isfinite(number):
+                # Not known (no baseline yet, too few similar days): OpenADR has no "unknown",
+                # and a VTN refuses a NaN with the whole report.
+                self._counters["reports_unknown"] += 1
+                continue
+            out.append((tracked.start, number))
             if figure.complete:
                 tracked.final_sent.add(value)
                 if tracked.final_sent >= self._asked_r_ids:

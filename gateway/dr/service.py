@@ -31,7 +31,7 @@ from gateway.config_load import LoadedSite, site_relative
 from gateway.dr.config import DemandResponseConfig
 from gateway.dr.contract import DrInput, DrSink, ShedFigure
 from gateway.dr.openadr import OpenAdrVen
-from gateway.dr.shed import Query, ShedAccounts
+from gateway.dr.shed import ShedAccounts, readings_for
 from gateway.dr.webhook import DrWebhook
 from rules.calendar import WorkCalendar
 from rules.inputs import parse_dr_event
@@ -87,11 +87,10 @@ class DrService:
         bus: Bus,
         calendar: WorkCalendar,
         *,
-        query: Query | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`sink`: the rules (AlarmService.demand_response_input); `query`: InfluxQL against
-        the site's database, for the load shed (None: not measured)."""
+        """`sink`: the rules (AlarmService.demand_response_input); the load shed is read from
+        the site's database (InfluxDB or VictoriaMetrics), none: not measured."""
         self.config = config
         self.site_id = loaded.site.site.id
         self.sink = sink
@@ -99,10 +98,10 @@ class DrService:
         self.clock = clock
         self.publish: Publish | None = None  # set by the gateway when it has MQTT
         self.shed: ShedAccounts | None = None
-        if config.shed is not None and query is not None:
+        if config.shed is not None and loaded.site.influxdb is not None:
             s = config.shed
             self.shed = ShedAccounts(
-                query,
+                readings_for(loaded, s.meter),
                 self.site_id,
                 s.meter,
                 calendar,

@@ -43,6 +43,7 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from functools import partial
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlencode
 
@@ -186,7 +187,9 @@ def readings_for(loaded: LoadedSite, device: str) -> ReadingSource:
                 password=loaded.secrets.get("password"),
             )
         return VictoriaReadings(db.url, site, device, measurement=kind)
-    return InfluxReadings(InfluxQL.for_site(loaded).query, site, device, measurement=kind)
+    # To the millisecond: a meter polled every second or faster has readings within one second.
+    query = partial(InfluxQL.for_site(loaded).query, epoch="ms")
+    return InfluxReadings(query, site, device, measurement=kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,8 +384,9 @@ class ShedAccounts:
             "coverage": float(figure.coverage),
             "span_s": float(figure.until - figure.start),
         }
-        if figure.reason:
-            fields["reason"] = figure.reason
+        # Always written: a later point of the event merges into the earlier one (same series
+        # and time), and an old reason must not outlive the figure it explained.
+        fields["reason"] = figure.reason
         return Record(
             MEASUREMENT,
             {"event": event_id, "meter": self.meter},

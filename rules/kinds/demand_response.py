@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, cast
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.config_types import Duration
 from core.types import Command, Sample, Value
@@ -95,6 +95,11 @@ class DemandResponseParams(AcUnitParams):
         "(default: keep the person's value).",
     )
     setpoint_point: str = Field(default="setpoint_degc", description="Setpoint point name.")
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
 @dataclass(slots=True)
