@@ -123,6 +123,39 @@ def render(gateway: Gateway, width: int = 120) -> str:
             f"{h.get('notify_failures', 0)} failed sends, {h.get('outbox_dead', 0)} dead, "
             f"{h.get('notify_held', 0)} held for the digest"
         )
+    if "modbus_writes" in h:
+        lines.append(
+            f"writes: {h['modbus_writes']} ({h.get('modbus_writes_confirmed', 0)} confirmed by "
+            f"reading back, {h.get('modbus_writes_rejected_by_readback', 0)} kept another value, "
+            f"{h.get('modbus_writes_failed', 0)} failed), waited for the write rate "
+            f"{h.get('modbus_write_rate_waits', 0)} times"
+            + (
+                f"; rule commands waiting {h.get('rule_commands_queued', 0)}, refused "
+                f"{h.get('rule_commands_refused', 0)}"
+                if gateway.alarms is not None
+                else ""
+            )
+        )
+    if gateway.dr is not None:
+        lines.append(
+            f"demand response: {h.get('dr_events_taken', 0)} events taken, "
+            f"{h.get('dr_events_open', 0)} open, {h.get('dr_events_refused', 0)} refused, "
+            f"{h.get('dr_summaries', 0)} load-shed summaries"
+            + (
+                f"; webhook {h.get('dr_webhook_accepted', 0)} accepted of "
+                f"{h.get('dr_webhook_requests', 0)}, {h.get('dr_webhook_unauthorized', 0)} "
+                "unauthorized"
+                if gateway.dr.webhook is not None
+                else ""
+            )
+            + (
+                f"; OpenADR {'registered' if h.get('openadr_registered') else 'NOT registered'}, "
+                f"opted in {h.get('openadr_opted_in', 0)} / out {h.get('openadr_opted_out', 0)}, "
+                f"reports {h.get('openadr_reports_sent', 0)}"
+                if gateway.dr.ven is not None
+                else ""
+            )
+        )
     if gateway.console is not None:
         lines.append(
             f"duty console: {gateway.console.url}   sessions {h.get('console_sessions', 0)}"

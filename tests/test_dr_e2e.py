@@ -21,6 +21,7 @@ import pytest
 
 from gateway.config_load import load_site
 from gateway.service import Gateway
+from gateway.view import render
 from simulator.building import Building, start_building
 from simulator.clock import SimClock
 from simulator.models.hvac import AcUnit
@@ -196,6 +197,7 @@ async def test_an_openadr_event_sheds_load_across_a_restart(tmp_path: Path) -> N
                 shed = dr_shed(influx)
                 assert shed is not None
                 health = gateway.health()
+                view = render(gateway)
             finally:
                 await gateway.stop()
                 counters.task.cancel()
@@ -217,6 +219,10 @@ async def test_an_openadr_event_sheds_load_across_a_restart(tmp_path: Path) -> N
     assert health["dr_summaries"] == 1
     assert health["openadr_opted_in"] >= 1
     assert health["openadr_openleadr_errors"] == 0  # no report the VTN refused (a NaN)
+    # The live view says it too: the writes confirmed, the event and the VEN.
+    assert re.search(r"writes: \d+ \(\d+ confirmed by reading back, 0 kept another", view)
+    assert "demand response: 1 events taken, 0 open" in view
+    assert "OpenADR registered, opted in 1" in view
     state = json.loads((tmp_path / "dr.json").read_text(encoding="utf-8"))
     assert [e["summarised"] for e in state["events"]] == [True]
 
