@@ -108,9 +108,13 @@ def _check_one(name: str) -> LoadedSite:
         warning = _calendar_warning(loaded)
         if warning:
             print(f"{name}: {warning}")
-    from gateway.rule_points import missing_rule_points
+    from gateway.rule_points import missing_rule_points, unwritable_rule_points
 
-    for warning in [*loaded.warnings, *missing_rule_points(loaded)]:
+    for warning in [
+        *loaded.warnings,
+        *missing_rule_points(loaded),
+        *unwritable_rule_points(loaded),
+    ]:
         print(f"{name}: warning: {warning}")
     return loaded
 

@@ -343,6 +343,11 @@ class Rule(ABC, Generic[P]):
         those its profile lacks); by default every device is read alike."""
         return self.params.reads()
 
+    def writes(self, device: DeviceInfo) -> list[str]:
+        """The points the rule may write on one device it watches (`guanjia check` warns of
+        those the site's command allowlist refuses); none by default."""
+        return []
+
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         return ()
 

@@ -269,3 +269,16 @@ def test_the_readmes_air_conditioning_example_checks(tmp_path: Path) -> None:
     rules = {r.id: r for r in build_rules(loaded.site.rules)}
     policy = rules["ac-policy"].params
     assert (policy.heating_max, policy.outdoor.no_cooling_below) == (18, 30)  # type: ignore[attr-defined]
+    # The example site lets only setpoints be written: check names the power point that the
+    # enforced outdoor limit and demand response's off would write, and how to allow it.
+    from gateway.rule_points import unwritable_rule_points
+
+    warnings = unwritable_rule_points(loaded)
+    assert warnings == [
+        "rules[0] (ac-policy, ac_policy) writes 'on_off' of ac-annex-1, which commands.allow "
+        "does not let anyone write: add 'ac-annex-1:on_off' (or a pattern that covers them "
+        "all) to commands.allow",
+        "rules[3] (dr, demand_response) writes 'on_off' of ac-annex-1, which commands.allow "
+        "does not let anyone write: add 'ac-annex-1:on_off' (or a pattern that covers them "
+        "all) to commands.allow",
+    ]

@@ -348,6 +348,14 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
             ids = [*(d.id for d in units), outdoor.device]
         return ids
 
+    def writes(self, device: DeviceInfo) -> list[str]:
+        if not self.params.enforce or device.id not in self.units:
+            return []
+        out = [self.params.setpoint_point]
+        if self.params.outdoor is not None or self.params.off_windows:
+            out.append(self.params.power_point)
+        return [p for p in out if device.writable_range(p) is not None]
+
     def device_refs(self) -> dict[str, list[str]]:
         return {"outdoor.device": [self.params.outdoor.device]} if self.params.outdoor else {}
 

@@ -226,6 +226,11 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         self.shift = {d.id: order[d.zone] * self.params.stagger for d in self.watched}
         return list(self.devices)
 
+    def writes(self, device: DeviceInfo) -> list[str]:
+        # Setpoints for offsets and pre-cooling, the power point for off (any event may ask).
+        points = (self.params.setpoint_point, self.params.power_point)
+        return [p for p in points if device.writable_range(p) is not None]
+
     # -- events in --------------------------------------------------------------------------
 
     def on_input(self, event: Input, ctx: Context) -> InputReply | None:
