@@ -18,7 +18,6 @@ figure back.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections import Counter
@@ -29,8 +28,6 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import urllib3
-
 from accounts.config import DEFAULT_COUNTERS, AccountsConfig, CounterSpec
 from accounts.factors import FactorSet
 from accounts.store import AccountsStore, Changes
@@ -39,7 +36,7 @@ from gateway.catalog import DeviceCatalog
 from gateway.config_load import LoadedSite
 from gateway.influx_writer import Transport, WriteError, advice
 from gateway.lineproto import format_field, series_prefix
-from gateway.report.query import InfluxQL, QueryError, between, get, literal
+from gateway.report.query import InfluxQL, QueryError, basic_auth, between, get, literal, read_pool
 from gateway.site import InfluxV1
 
 PERIOD_KINDS = ("hour", "day", "month")
@@ -142,13 +139,8 @@ class VictoriaSource:
         self.site_id = site_id
         # A v1 write's `?db=` becomes a label, which the write back adds again.
         self.drop = {"__name__", *drop_labels}
-        self._headers: dict[str, str] = {}
-        if username:
-            basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {basic}"
-        self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(total=timeout), retries=False, maxsize=1
-        )
+        self._headers = basic_auth(username, password)
+        self._http = read_pool(timeout)
 
     def _export(self, match: str, start: float | None, end: float | None) -> list[dict[str, Any]]:
         params: dict[str, str] = {"match[]": match}

@@ -35,7 +35,6 @@ replaces the earlier one: same series, same timestamp.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import math
@@ -46,8 +45,6 @@ from datetime import date, datetime, tzinfo
 from functools import partial
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlencode
-
-import urllib3
 
 from accounts.counters import Tally
 from core.types import Value
@@ -61,7 +58,17 @@ from gateway.dr.baseline import (
     similar_days,
 )
 from gateway.dr.contract import ShedFigure
-from gateway.report.query import InfluxQL, QueryError, Series, between, get, ident, literal
+from gateway.report.query import (
+    InfluxQL,
+    QueryError,
+    Series,
+    basic_auth,
+    between,
+    get,
+    ident,
+    literal,
+    read_pool,
+)
 from gateway.site import InfluxV1
 from rules.calendar import WorkCalendar
 from rules.model import Record
@@ -134,13 +141,8 @@ class VictoriaReadings:
         self.site = site
         self.device = device
         self.measurement = measurement
-        self._headers: dict[str, str] = {}
-        if username:
-            basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {basic}"
-        self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(total=timeout), retries=False, maxsize=1
-        )
+        self._headers = basic_auth(username, password)
+        self._http = read_pool(timeout)
 
     def read(self, point: str, start: float, end: float) -> list[Reading]:
         def label(text: str) -> str:

@@ -64,6 +64,19 @@ def get(
         ) from None
 
 
+def basic_auth(username: str | None, password: str | None) -> dict[str, str]:
+    """The Authorization header of HTTP basic auth ({} without a user name)."""
+    if not username:
+        return {}
+    basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+    return {"Authorization": f"Basic {basic}"}
+
+
+def read_pool(timeout: float) -> urllib3.PoolManager:
+    """One connection for the reads of one client: no retries (get() says what failed)."""
+    return urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout), retries=False, maxsize=1)
+
+
 class InfluxQL:
     """A read-only InfluxQL client of one database."""
 
@@ -84,12 +97,9 @@ class InfluxQL:
         self._headers: dict[str, str] = {"Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Token {token}"
-        elif username:
-            basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {basic}"
-        self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(total=timeout), retries=False, maxsize=1
-        )
+        else:
+            self._headers.update(basic_auth(username, password))
+        self._http = read_pool(timeout)
 
     @classmethod
     def for_site(cls, loaded: LoadedSite) -> InfluxQL:

@@ -11,8 +11,7 @@ plus) the margin.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from pydantic import Field
 
@@ -20,8 +19,7 @@ from core.config_types import Duration
 from core.types import Sample
 from rules.blocks import AlarmLatch, OnDelay
 from rules.kinds.ac_policy import AcJudgeParams
-from rules.kinds.base import restore_delays, snapshot_delays, stale_note
-from rules.kinds.hvac import _AcRule, _iso
+from rules.kinds.hvac import _DelayedAcRule, _iso
 from rules.model import Context, DeviceInfo, Effect
 from rules.numbers import finite
 
@@ -41,7 +39,7 @@ class AcRoomTemperatureParams(AcJudgeParams):
     delay: Duration = Field(default=7200.0, description="For this long before it alarms.")
 
 
-class AcRoomTemperatureRule(_AcRule[AcRoomTemperatureParams]):
+class AcRoomTemperatureRule(_DelayedAcRule[AcRoomTemperatureParams]):
     """A room kept far beyond the limit by its unit (see the module's note)."""
 
     kind = "ac_room_temperature"
@@ -119,18 +117,6 @@ class AcRoomTemperatureRule(_AcRule[AcRoomTemperatureParams]):
                 "since": _iso(delay.since, ctx.now),
             },
         )
-
-    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
-        delay = self.delays.get(device_id)
-        if delay is not None:
-            delay.reset()
-        return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
-
-    def snapshot(self) -> dict[str, Any]:
-        return snapshot_delays(self.alarms, self.delays)
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        restore_delays(self.alarms, self.delays, state)
 
     def describe(self) -> str:
         p = self.params

@@ -117,6 +117,26 @@ class _AcRule(Rule[A]):
         return [d.id for d in self.watched]
 
 
+class _DelayedAcRule(_AcRule[A]):
+    """A unit's condition held for a delay raises its alarm (`alarms`, one `delays` entry per
+    unit): a stale unit stops its delay and clears its alarm; both are in the snapshot."""
+
+    alarms: AlarmLatch
+    delays: dict[str, OnDelay]
+
+    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
+        delay = self.delays.get(device_id)
+        if delay is not None:
+            delay.reset()
+        return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
+
+    def snapshot(self) -> dict[str, Any]:
+        return snapshot_delays(self.alarms, self.delays)
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        restore_delays(self.alarms, self.delays, state)
+
+
 # --- after hours ---------------------------------------------------------------------------
 
 
@@ -131,7 +151,7 @@ class AcAfterHoursParams(AcUnitParams):
     )
 
 
-class AcAfterHoursRule(_AcRule[AcAfterHoursParams]):
+class AcAfterHoursRule(_DelayedAcRule[AcAfterHoursParams]):
     """An AC unit left on outside office hours (the working calendar, 调休 included)."""
 
     kind = "ac_after_hours"
@@ -187,18 +207,6 @@ class AcAfterHoursRule(_AcRule[AcAfterHoursParams]):
                 "since": _iso(delay.since, ctx.now),
             },
         )
-
-    def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
-        delay = self.delays.get(device_id)
-        if delay is not None:
-            delay.reset()
-        return self.alarms.clear(device_id, stale_note(device_id, since, ctx))
-
-    def snapshot(self) -> dict[str, Any]:
-        return snapshot_delays(self.alarms, self.delays)
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        restore_delays(self.alarms, self.delays, state)
 
     def describe(self) -> str:
         p = self.params
