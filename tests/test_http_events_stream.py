@@ -230,6 +230,107 @@ def test_a_part_without_headers_and_a_quoted_boundary() -> None:
     assert parts[0].headers == {}
 
 
+def test_header_blocks_seen_before_give_the_same_parts() -> None:
+    """A camera heads every part with the same two headers: the parser reads a block it has
+    seen once by looking it up, and the parts are the ones the block gives when read."""
+    heartbeat = _frame("boundary", camera_heartbeat().encode(), 'application/xml; charset="UTF-8"')
+    alert = camera_alert("VMD", post_count=12).encode()
+    event = _frame("boundary", alert, 'application/xml; charset="UTF-8"')
+    parser = MultipartParser("boundary")
+    parts: list[Part] = []
+    for data in (heartbeat, heartbeat, event, heartbeat * 3, event + heartbeat, event):
+        parts += parser.feed(data)
+    assert [p.body for p in parts] == [camera_heartbeat().encode()] * 2 + [alert] + [
+        camera_heartbeat().encode()
+    ] * 3 + [alert, camera_heartbeat().encode(), alert]
+    assert {p.headers["content-length"] for p in parts} == {
+        str(len(camera_heartbeat())),
+        str(len(alert)),
+    }
+    assert all(p.content_type == "application/xml" for p in parts)
+    assert (parser.buffered, parser.stats.parts, parser.stats.garbage) == (0, 9, 0)
+    # The same headers over a body whose declared length runs past the next boundary: the
+    # boundary ends it, as when the block is read afresh.
+    short = b"Code=VideoMotion;action=Start;index=0"
+    lying = _frame("boundary", short, 'application/xml; charset="UTF-8"').replace(
+        f"Content-Length: {len(short)}".encode(), f"Content-Length: {len(alert)}".encode()
+    )
+    parts = parser.feed(lying + heartbeat)
+    assert [p.body for p in parts] == [short, camera_heartbeat().encode()]
+    assert parser.stats.length_mismatch == 1
+    # A length running just into the next boundary line, read afresh and looked up.
+    overrun = _frame("myboundary", short, "text/plain").replace(
+        f"Content-Length: {len(short)}".encode(), f"Content-Length: {len(short) + 3}".encode()
+    )
+    beat = _frame("myboundary", b"Heartbeat", "text/plain")
+    dahua = MultipartParser("myboundary")
+    parts = dahua.feed(overrun + beat) + dahua.feed(overrun + beat)
+    assert [p.body for p in parts] == [short, b"Heartbeat"] * 2
+    assert dahua.stats.length_mismatch == 2
+    # ... and a part of that length not whole yet waits for the rest.
+    assert parser.feed(event[:-30]) == []
+    assert [p.body for p in parser.feed(event[-30:])] == [alert]
+
+
+def test_a_length_that_is_no_number_is_no_length() -> None:
+    parser = MultipartParser("myboundary")
+    data = "--myboundary\r\nContent-Length: \u00b2\r\n\r\nHeartbeat\r\n--myboundary\r\n"
+    parts = parser.feed(data.encode("latin-1"))
+    assert [p.body for p in parts] == [b"Heartbeat"]
+    assert parts[0].headers == {"content-length": "\u00b2"}
+
+
+def test_a_part_too_large_is_refused_even_when_it_comes_whole() -> None:
+    parser = MultipartParser("boundary", max_part=1024)
+    big = _frame("boundary", b"<x>" + b"A" * 5000 + b"</x>", "application/xml", length=False)
+    small = _frame("boundary", camera_alert("VMD").encode(), "application/xml")
+    parts = parser.feed(big + small)
+    assert [p.body for p in parts] == [camera_alert("VMD").encode()]
+    assert parser.stats.oversized == 1
+
+
+_POOL = [
+    _frame("boundary", camera_heartbeat().encode(), 'application/xml; charset="UTF-8"'),
+    _frame("boundary", camera_alert("VMD").encode(), 'application/xml; charset="UTF-8"'),
+    _frame("boundary", camera_alert("VMD", "inactive").encode(), "application/xml", length=False),
+    _frame("boundary", acs_event(5, 75, 9).encode(), "application/json"),
+    b"--boundary\nContent-Type: application/xml\nContent-Length: 9\n\nHeartbeat\n",
+    b"\r\n",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(range(len(_POOL))), min_size=1, max_size=12),
+    st.lists(st.integers(min_value=1, max_value=3), min_size=12, max_size=12),
+    st.lists(st.integers(min_value=1, max_value=2000), max_size=6),
+)
+def test_well_formed_streams_give_the_same_parts_however_they_are_read(
+    picks: list[int], groups: list[int], cuts: list[int]
+) -> None:
+    """Parts one to a read (as cameras send them), a few to a read, cut anywhere: the same
+    parts, headers and all."""
+    frames = [_POOL[i] for i in picks]
+    data = b"".join(frames) + b"--boundary\r\n"
+
+    def parts_of(chunks: list[bytes]) -> list[tuple[dict[str, str], bytes]]:
+        parser = MultipartParser("boundary")
+        out = [(dict(p.headers), p.body) for c in chunks for p in parser.feed(c)]
+        assert parser.stats.garbage == parser.stats.length_mismatch == 0
+        return out
+
+    expected = parts_of([data])
+    assert len(expected) == sum(1 for f in frames if f != b"\r\n")
+    grouped, at = [], 0
+    for n in groups:
+        grouped.append(b"".join(frames[at : at + n]))
+        at += n
+    assert parts_of([*grouped, b"".join(frames[at:]), b"--boundary\r\n"]) == expected
+    points = sorted({c % len(data) for c in cuts} - {0})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    assert parts_of(pieces) == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=30))
 def test_anything_at_all_never_raises_and_stays_bounded(chunks: list[bytes]) -> None:
