@@ -21,6 +21,10 @@ from simulator.models.base import (
     window,
 )
 
+# Kaifeng Xintai water meter codes: pipe segment status, valve status bit 0 (open).
+PIPE_FULL = 0xAA
+VALVE_OPEN = 0x0001
+
 
 def water_demand_fraction(local: datetime) -> float:
     """Fraction of the peak flow a government office draws at local time (no noise).
@@ -46,6 +50,10 @@ class WaterMeter(DeviceModel):
     close); the totalizer integrates it from a few years' use, as ``volume_total_m3`` and split
     into whole cubic metres and the decimal fraction (``volume_forward_integer_m3``,
     ``volume_forward_fraction_m3``), as the TUF-2000M keeps it. Nothing flows backwards.
+
+    A prepaid meter with a valve (``xintai_water_meter``) also reads a full pipe, an open
+    valve, its lithium battery, the mains pressure (a little lower while water flows) and the
+    prepaid volume left of ``credit_m3`` bought at the start of the simulated first day.
     """
 
     def __init__(
@@ -55,10 +63,12 @@ class WaterMeter(DeviceModel):
         *,
         peak_m3h: float = 6.0,
         pipe_dn_mm: float = 80.0,
+        credit_m3: float = 1000.0,
         seed: int = 0,
     ) -> None:
         super().__init__(profile, clock, seed=seed)
         self.peak_m3h = peak_m3h
+        self.credit_m3 = credit_m3
         self.pipe_area_m2 = math.pi * (pipe_dn_mm / 1000.0) ** 2 / 4.0
         # A few years of use: about 9 m3 an hour of peak flow per day (working days).
         years = 2.0 + 3.0 * unit_hash(seed, "age", 0)
@@ -66,6 +76,7 @@ class WaterMeter(DeviceModel):
         midnight = start_of_day(clock)
         # Integrated in m3 per second of simulated time.
         self._volume = Integrator(self._rates, midnight.timestamp(), [v0_m3])
+        self._v0_m3 = v0_m3
         # Powered on some days before the simulation starts (its working-time counter).
         self._powered_on = midnight.timestamp() - 86400.0 * (1 + int(60 * unit_hash(seed, "on", 0)))
 
@@ -106,4 +117,11 @@ class WaterMeter(DeviceModel):
             "error_code": 0,
             "signal_quality": 85.0 + 5.0 * noise(self.seed, "q", ts, 300.0),
             "running_time_s": float(int(ts - self._powered_on)),
+            # A prepaid meter with a valve (Kaifeng Xintai): codes as its protocol gives them.
+            "pipe_status": PIPE_FULL,
+            "valve_status": VALVE_OPEN,
+            "volume_remaining_m3": max(self.credit_m3 - (volume - self._v0_m3), 0.0),
+            "pressure_mpa": 0.35 - 0.05 * min(flow / self.peak_m3h, 1.5),
+            "temperature_degc": water_c,
+            "battery_voltage_v": 3.6 - 0.02 * unit_hash(self.seed, "battery", 0),
         }
