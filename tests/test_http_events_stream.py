@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -341,6 +342,108 @@ def test_anything_at_all_never_raises_and_stays_bounded(chunks: list[bytes]) -> 
             with contextlib.suppress(decode.DecodeError):
                 decode.hikvision(part.body)
         assert parser.buffered <= 512 + 300 + 16
+
+
+_XML_NAMES = st.sampled_from(["eventType", "channelID", "a.b-c_1", "_x", "dateTime"])
+_XML_TEXT = st.lists(st.sampled_from(["a", "7", " ", "\n", "\t", ">", "\xa0", "中"]), max_size=6)
+# One thing at a time that a camera does not write, or that XML refuses or reads otherwise.
+_XML_ODDITIES = [
+    "&amp;",
+    "&",
+    "\r",
+    "a\rb",
+    "]]>",
+    "\x01",
+    "\x0c",
+    "\ufffe",
+    "<b>1</b>",
+    "<!-- c -->",
+    "<![CDATA[x]]>",
+    "<b/>",
+]
+
+
+_XML_ROOT_ATTRIBUTES = [
+    "",
+    ' version="2.0"',
+    ' version="2.0" xmlns="urn:x"',
+    ' xmlns="urn:x" version="2.0"',
+    ' version="2.0" version="2.0"',
+    " version='2.0'",
+    ' x:a="1"',
+    ' version="a"b"',
+    ' version="\r"',
+]
+
+
+def _odd_elements(name: str, before: str, oddity: str, after: str) -> list[str]:
+    return [
+        f"<{name}>{before}{oddity}{after}</{name}>",
+        f"<{name}>{before}{after}</eventType>",
+        f"<x:{name}>{before}{after}</x:{name}>",
+        f"<{name}/>",
+        f"<{name} a='1'>{before}{after}</{name}>",
+        f"<1{name}>{before}{after}</1{name}>",
+    ]
+
+
+def _read_as_elementtree_reads(alert: str) -> None:
+    body = alert.encode()
+    flat = decode._flat_alert(body)
+    try:
+        tree = decode._element(ET.fromstring(body))
+    except ET.ParseError:
+        assert flat is None, alert
+        return
+    if flat is not None:
+        assert flat == tree, alert
+
+
+@st.composite
+def _alerts(draw: st.DrawFn) -> str:
+    """An EventNotificationAlert as cameras write it, or with one oddity in an element."""
+    attributes = draw(st.sampled_from(_XML_ROOT_ATTRIBUTES))
+    children = [
+        (name, "".join(text)) for name, text in draw(st.lists(st.tuples(_XML_NAMES, _XML_TEXT)))
+    ]
+    space = draw(st.sampled_from(["", "\n", "\r\n  "]))
+    elements = [f"<{name}>{text}</{name}>" for name, text in children]
+    if elements and draw(st.booleans()):
+        at = draw(st.integers(0, len(elements) - 1))
+        name, text = children[at]
+        oddity = draw(st.sampled_from(_XML_ODDITIES))
+        cut = draw(st.integers(0, len(text)))
+        elements[at] = draw(st.sampled_from(_odd_elements(name, text[:cut], oddity, text[cut:])))
+    return (
+        f"<EventNotificationAlert{attributes}>{space}"
+        + space.join(elements)
+        + f"{space}</EventNotificationAlert>"
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(_alerts())
+def test_flat_alerts_read_as_elementtree_reads_them(alert: str) -> None:
+    """The regular expressions read a camera's flat alert; whatever they take must read as
+    ElementTree reads it, and what ElementTree refuses they must leave to it."""
+    _read_as_elementtree_reads(alert)
+
+
+def test_every_oddity_in_an_alert_reads_as_elementtree_reads_it() -> None:
+    for attributes in _XML_ROOT_ATTRIBUTES:
+        for oddity in ["", *_XML_ODDITIES]:
+            for element in _odd_elements("eventState", "a", oddity, "b"):
+                _read_as_elementtree_reads(
+                    f"<EventNotificationAlert{attributes}>\n<eventType>VMD</eventType>"
+                    f"{element}</EventNotificationAlert>"
+                )
+
+
+def test_camera_alerts_take_the_flat_path() -> None:
+    for alert in (camera_alert("VMD"), camera_heartbeat(), camera_alert("linedetection")):
+        body = alert.encode()
+        assert decode._flat_alert(body) == decode._element(ET.fromstring(body))
+        assert decode.hikvision(body + b"\r\n" + body) == [decode._flat_alert(body)] * 2
 
 
 def test_bodies_that_are_not_the_vendors_are_refused_by_the_decoders() -> None:

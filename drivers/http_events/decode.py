@@ -42,6 +42,21 @@ Event = dict[str, Any]
 _ALERT_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?EventNotificationAlert[\s>/]")
 _ALERT_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?EventNotificationAlert\s*>")
 _DAHUA_ENTRY = re.compile(r"^[ \t]*Code=", re.M)
+# A camera's alert as cameras send it: text elements under the root and nothing else (no
+# entities, comments, attributes or nesting below it, no characters XML refuses, no CR, which
+# XML would turn into LF). Such an alert is read with two regular expressions; anything else
+# goes to ElementTree, which is too slow for the 20 alerts a second of bench_streams. Measured
+# on a camera's VMD alert: 16 µs through ElementTree and _element, 8 µs here; in the driver
+# process, where 1,000 streams take turns and the CPU's caches are cold, about 90 and 35 µs.
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_TEXT = r"[^<&\x00-\x08\x0b-\x1f\ufffe\uffff]*"
+_SPACE = r"[ \t\r\n]*"
+_ATTRIBUTE = rf'[ \t\r\n]+(?:version|xmlns){_SPACE}={_SPACE}"[^"<&\x00-\x08\x0b-\x1f\ufffe\uffff]*"'
+_FLAT_ALERT = re.compile(
+    rf"<EventNotificationAlert((?:{_ATTRIBUTE})*){_SPACE}>"
+    rf"((?:{_SPACE}<({_NAME})>{_TEXT}</\3>)+){_SPACE}</EventNotificationAlert{_SPACE}>"
+)
+_FLAT_ELEMENT = re.compile(rf"<({_NAME})>({_TEXT})</\1>")
 _json = json.JSONDecoder()
 
 
@@ -123,16 +138,47 @@ def _hikvision_xml(text: bytes) -> list[Event]:
         end = _ALERT_END.search(text, start.end())
         if end is None:
             raise DecodeError("an EventNotificationAlert without its end")
-        try:
-            root = ET.fromstring(text[start.start() : end.end()])
-        except ET.ParseError as exc:
-            raise DecodeError(f"not XML: {exc}") from None
-        value = _element(root)
-        events.append(value if isinstance(value, dict) else {})
+        alert = text[start.start() : end.end()]
+        flat = _flat_alert(alert)
+        if flat is not None:
+            events.append(flat)
+        else:
+            try:
+                root = ET.fromstring(alert)
+            except ET.ParseError as exc:
+                raise DecodeError(f"not XML: {exc}") from None
+            value = _element(root)
+            events.append(value if isinstance(value, dict) else {})
         at = end.end()
     if not events:
         raise DecodeError("XML without an EventNotificationAlert")
     return events
+
+
+def _flat_alert(alert: bytes) -> Event | None:
+    """The alert as _element reads it, if it is flat (see _FLAT_ALERT); None if it is not."""
+    try:
+        xml = alert.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    match = _FLAT_ALERT.fullmatch(xml)
+    if match is None or "]]>" in xml:
+        return None
+    attributes = match[1]
+    if attributes.count("version") > 1 or attributes.count("xmlns") > 1:
+        return None  # a repeated attribute, which XML refuses (or a value that names one)
+    out: dict[str, Any] = {}
+    for key, text in _FLAT_ELEMENT.findall(match[2]):
+        value = text.strip()
+        if key in out:
+            previous = out[key]
+            if isinstance(previous, list):
+                previous.append(value)
+            else:
+                out[key] = [previous, value]
+        else:
+            out[key] = value
+    return out
 
 
 def dahua(body: bytes) -> list[Event]:
