@@ -327,7 +327,7 @@ def test_installed_guanjia_works_from_its_own_package(box: Box, tmp_path: Path) 
     assert data.is_relative_to(box.venv)
     assert not data.is_relative_to(ROOT)
 
-    # The demo site as the package has it: 61 devices of the shipped profiles, rules of the
+    # The demo site as the package has it: 62 devices of the shipped profiles, rules of the
     # shipped alarm kinds, accounts with the cn-2023 factor set, the shipped calendar. Its
     # ports moved to free ones (another demo may be running), its files beside it.
     text = (data / "demo-site.yaml").read_text(encoding="utf-8")
