@@ -248,6 +248,7 @@ def dr_site() -> FakeContext:
 
 
 def dr(ctx: FakeContext, **params: Any) -> DemandResponseRule:
+    params.setdefault("retry", "1d")  # the writes land unseen here, but in the retry's test
     rule = make(DemandResponseRule, ctx, **params)
     assert isinstance(rule, DemandResponseRule)
     return rule
@@ -347,3 +348,26 @@ def test_an_old_dr_snapshot_still_restores() -> None:
     ctx.set_latest("ac-301", "setpoint_degc", 27.0)
     ctx.now = END
     assert ("ac-301", "setpoint_degc", 26.0) in writes(rule, ctx)
+
+
+def test_a_write_the_unit_does_not_show_is_issued_again() -> None:
+    ctx = dr_site()
+    rule = dr(ctx, scope={"devices": ["ac-301"]}, retry="1m")
+    send(rule, ctx, offset=1.0)
+    ctx.now = START
+    assert writes(rule, ctx) == [("ac-301", "setpoint_degc", 27.0)]
+    ctx.advance(59)
+    assert writes(rule, ctx) == []  # not before the retry
+    ctx.advance(1)  # the unit still reads 26 °C: refused, failed or lost
+    assert writes(rule, ctx) == [("ac-301", "setpoint_degc", 27.0)]
+    feed(ctx, rule, "ac-301", setpoint_degc=27.0)  # now it shows
+    ctx.advance(120)
+    assert writes(rule, ctx) == []
+    # Switched off by a second event: the off is issued again until a reading shows it.
+    send(rule, ctx, id="e2", strategy="off", start=ctx.now, end=END)
+    assert writes(rule, ctx) == [("ac-301", "on_off", 0)]
+    ctx.advance(60)
+    assert writes(rule, ctx) == [("ac-301", "on_off", 0)]
+    feed(ctx, rule, "ac-301", on_off=0)
+    ctx.advance(60)
+    assert writes(rule, ctx) == []

@@ -89,6 +89,12 @@ class DemandResponseParams(AcUnitParams):
         ge=0,
         description="Zones join, and are restored, one after another this far apart.",
     )
+    retry: Duration = Field(
+        default=60.0,
+        gt=0,
+        description="A write the unit does not show this long after (refused, failed, lost) "
+        "is issued again.",
+    )
     restore_manual: bool = Field(
         default=False,
         description="At the end, restore also units someone changed during the event "
@@ -166,6 +172,7 @@ class _Taken:
     switched_off: bool = False  # the rule switched the unit off
     off_seen: bool = False  # a reading showed it off since
     label: str = ""  # the events that took it, for the restore's reason
+    issued_at: float | None = None  # when the last write was issued (epoch seconds)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -178,6 +185,7 @@ class _Taken:
             "switched_off": self.switched_off,
             "off_seen": self.off_seen,
             "label": self.label,
+            "issued_at": self.issued_at,
         }
 
     @classmethod
@@ -193,6 +201,7 @@ class _Taken:
             bool(s.get("switched_off", False)),
             bool(s.get("off_seen", False)),
             str(s.get("label", "")),
+            optional_float(s.get("issued_at")),
         )
 
 
@@ -336,7 +345,12 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
             if unit.manual:
                 continue
             unit.label = label
-            effects.extend(self._apply(info, unit, phase, offset, label))
+            done = self._apply(info, unit, phase, offset, label)
+            if done:
+                unit.issued_at = t
+            else:
+                done = self._again(info, unit, label, ctx, t)
+            effects.extend(done)
         if not self.events:
             # Units restored from a snapshot that the site no longer has: nothing to restore.
             self.units = {d: u for d, u in self.units.items() if d in self.devices}
@@ -413,6 +427,33 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
                 self.params.setpoint_point,
                 target,
                 f"demand response {label}: {what} {unit.base:g} -> {target:g} °C",
+            )
+        ]
+
+    def _again(
+        self, info: DeviceInfo, unit: _Taken, label: str, ctx: Context, t: float
+    ) -> list[Effect]:
+        """The last write again, when the unit still does not show it `retry` after it was
+        issued (the command was refused, failed, or its reading was lost); a person's change
+        is no missing write: it makes the unit manual (on_sample)."""
+        if unit.issued_at is None or t - unit.issued_at < self.params.retry:
+            return []
+        p = self.params
+        if unit.phase == "off":
+            if not unit.switched_off or unit.off_seen:
+                return []
+            point: str = p.power_point
+            value: Value = 0
+        else:
+            latest = ctx.latest(info.id, p.setpoint_point)
+            now = None if latest is None else finite(latest[0])
+            if unit.target is None or now is None or close(now, unit.target, SAME):
+                return []
+            point, value = p.setpoint_point, unit.target
+        unit.issued_at = t  # the audit record of each write says "again"
+        return [
+            self._command(
+                info, point, value, f"demand response {label}: {point} {value} not shown; again"
             )
         ]
 
