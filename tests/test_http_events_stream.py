@@ -273,6 +273,24 @@ def test_header_blocks_seen_before_give_the_same_parts() -> None:
     assert [p.body for p in parser.feed(event[-30:])] == [alert]
 
 
+def test_parsers_share_header_blocks_only_where_they_read_them_alike() -> None:
+    body = b"<x>" + b"A" * 1000 + b"</x>"
+    frame = _frame("boundary", body, "application/xml")
+    roomy = MultipartParser("boundary", max_part=4096)
+    assert [p.body for p in roomy.feed(frame + frame)] == [body, body]
+    # The block said 1,008 bytes: too many for a parser that takes 512 at most.
+    tight = MultipartParser("boundary", max_part=512)
+    assert tight.feed(frame + frame + b"--boundary\r\n") == []
+    assert tight.stats.oversized == 2
+    pictures = MultipartParser("boundary", max_part=4096, skip_types=("application/",))
+    assert pictures.feed(frame) == []
+    assert pictures.stats.skipped == 1
+    other = MultipartParser("myboundary", max_part=4096)
+    assert [p.body for p in other.feed(frame.replace(b"--boundary", b"--myboundary"))] == [body]
+    again = MultipartParser("boundary", max_part=4096)
+    assert [p.body for p in again.feed(frame)] == [body]
+
+
 def test_a_length_that_is_no_number_is_no_length() -> None:
     parser = MultipartParser("myboundary")
     data = "--myboundary\r\nContent-Length: \u00b2\r\n\r\nHeartbeat\r\n--myboundary\r\n"

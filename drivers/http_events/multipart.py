@@ -31,6 +31,8 @@ _BODY = 3  # reading a part's body
 _DROP = 4  # dropping a part (too large, or a skipped type) until the next boundary
 
 _WHITESPACE = b" \t\r\n"
+_Heads = dict[bytes, tuple[dict[str, str], int]]
+_HEADS: dict[tuple[str, int, int, tuple[str, ...]], _Heads] = {}  # see MultipartParser._heads
 _TOKEN = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # a header name (RFC 9110 token)
 
 
@@ -108,8 +110,13 @@ class MultipartParser:
         self._in_garbage = False
         self._line_at = -1  # where the delimiter line's rest starts in this feed's buffer
         # Header blocks read before, from the end of the delimiter to the blank line, with
-        # what they said: the headers (shared by the parts they headed) and the length.
-        self._heads: dict[bytes, tuple[dict[str, str], int]] = {}
+        # what they said: the headers (shared by the parts they headed) and the length. Shared
+        # by the parsers that would read them alike: a thousand cameras' streams use the
+        # blocks the first of them brought.
+        config = (self.boundary, self.max_part, self.max_headers, tuple(self.skip_types))
+        if config not in _HEADS and len(_HEADS) >= 16:
+            _HEADS.clear()  # form-data posts come with a boundary of their own each
+        self._heads = _HEADS.setdefault(config, {})
 
     def reset(self) -> None:
         """A new connection: whatever the old one left unfinished is lost (counted)."""
@@ -293,7 +300,7 @@ class MultipartParser:
         line (a CRLF one)."""
         if head.find(b"\r\n\r\n") != len(head) - 4:
             return
-        if len(self._heads) >= 8:  # a device that numbers its parts in a header: no use
+        if len(self._heads) >= 64:  # a device that numbers its parts in a header: no use
             self._heads.clear()
         assert self._length is not None
         self._heads[head] = (self._headers, self._length)
