@@ -514,14 +514,16 @@ async def test_ac_policy_governs_intesis_and_daikin_units_in_their_own_codes(
         await gateway.start()
         try:
             for _ in range(100):
-                if cooling.setpoint == 26.0 and vrv.setpoint == 26.0:
+                if cooling.setpoint == auto.setpoint == vrv.setpoint == 26.0:
                     break
                 await asyncio.sleep(0.1)
-            await asyncio.sleep(0.5)  # more polls: the unit left in Auto stays as it is
+            await asyncio.sleep(0.5)  # more polls: nothing else is written
         finally:
             await gateway.stop()
     assert (cooling.setpoint, vrv.setpoint) == (26.0, 26.0)
-    assert auto.setpoint == 22.0
+    # A unit in Auto cools in summer: judged (and enforced) as cooling, its code 0 told
+    # from the profile's labels (Intesis: 0 Auto), the site's rule naming no auto_modes.
+    assert auto.setpoint == 26.0
     assert vrv.units["unit1_"].setpoint == 22.0  # no rule names unit 1-01's points
     # The write went to the holding register of unit 1-00 and kept its fan speed.
     assert ("unit0_setpoint_degc", 26.0) in [(p, v) for _t, p, v in vrv.writes]

@@ -317,7 +317,7 @@ def test_override_of_one_limit_keeps_the_other() -> None:
 
 @pytest.mark.parametrize(
     ("on", "mode"),
-    [(0, COOL), ("OFF", COOL), (False, COOL), (1, FAN), (1, HEAT), (1, 3)],
+    [(0, COOL), ("OFF", COOL), (False, COOL), (1, FAN), (1, HEAT)],
 )
 def test_unit_off_or_not_cooling_raises_nothing(on: Value, mode: int) -> None:
     ctx = site()
@@ -325,6 +325,32 @@ def test_unit_off_or_not_cooling_raises_nothing(on: Value, mode: int) -> None:
     assert feed(ctx, rule, "ac-301", mode=mode, on_off=on, setpoint_degc=18) == []
     ctx.advance(3600)
     assert ctx.tick(rule) == []
+
+
+def test_dry_mode_cools_and_is_judged_as_cooling() -> None:
+    # CoolMasterNet's 3 is Dry: the compressor cools the room to the setpoint.
+    ctx = site()
+    rule = policy(ctx, grace=0)
+    [r] = raises(feed(ctx, rule, "ac-301", mode=3, on_off=1, setpoint_degc=18))
+    assert r.details["direction"] == "below"
+
+
+def test_mode_codes_come_from_the_profiles_labels() -> None:
+    # Hitachi's gateway: 0 Cool, 1 Dry, 2 Fan, 3 Heat, 4 Auto; the rule names no codes.
+    labels = {0: "Cool", 1: "Dry", 2: "Fan", 3: "Heat", 4: "Auto"}
+    points = {**AC_POINTS, "mode": PointInfo("", 0, 4, labels)}
+    hitachi = DeviceInfo("ac-h", "hvac", "hitachi_hc_a_mb", {"zone": "7"}, points)
+    ctx = FakeContext(SUMMER_MORNING, [hitachi])
+    rule = make(AcPolicyRule, ctx, grace=0)
+    assert raises(feed(ctx, rule, "ac-h", mode=2, on_off=1, setpoint_degc=18)) == []  # fan
+    [r] = raises(feed(ctx, rule, "ac-h", mode=4, on_off=1, setpoint_degc=18))  # auto, summer
+    assert r.details["direction"] == "below"
+    ctx.now = WINTER_MORNING
+    [r] = raises(feed(ctx, rule, "ac-h", mode=3, on_off=1, setpoint_degc=24))  # heat
+    assert r.details["direction"] == "above"
+    # A rule's own list wins over the labels.
+    rule = make(AcPolicyRule, ctx, grace=0, heat_modes=[1])
+    assert raises(feed(ctx, rule, "ac-h", mode=3, on_off=1, setpoint_degc=24)) == []
 
 
 def test_unit_switched_off_or_to_fan_clears() -> None:

@@ -200,11 +200,12 @@ def ac_compliance(
                 # As the rule judges: by the mode all year, or only in its season.
                 summer, winter = p.summer.contains(moment), p.winter.contains(moment)
                 by_mode = p.judge == "mode"
-                auto = mode in p.auto_modes
-                if (mode in p.cool_modes and (by_mode or summer)) or (auto and summer):
+                kind = p.codes(infos[device]).kind(mode)
+                auto = kind == "auto"
+                if (kind in ("cool", "dry") and (by_mode or summer)) or (auto and summer):
                     unit_hours += 1
                     compliant += lo > cooling - SAME
-                elif (mode in p.heat_modes and (by_mode or winter)) or (auto and winter):
+                elif (kind == "heat" and (by_mode or winter)) or (auto and winter):
                     unit_hours += 1
                     compliant += hi < heating + SAME
     origins = {f"rule:{r.id}" for r in rules}

@@ -169,9 +169,6 @@ class AcJudgeParams(AcUnitParams):
         description="mode: by the unit's operating mode all year (seasons for units without "
         "a mode); season: modes count only inside their season.",
     )
-    auto_modes: list[int] = Field(
-        default=[2], description="Mode values that cool in summer and heat in winter."
-    )
     summer: Season = Field(
         default=Season(start="06-01", end="09-30"), description="Cooling season."
     )
@@ -186,7 +183,9 @@ class AcJudgeParams(AcUnitParams):
         return [n for n in super().reads() if n.param != "mode_point"]
 
     def activity(self, device: DeviceInfo, ctx: Context) -> str | None:
-        """ "cool", "heat", "" (neither: off, fan, dry, out of season) or None (not known)."""
+        """What the unit does now: "cool", "heat", "" (neither: off, fan, out of season) or
+        None (not known). Dry counts as cooling (the compressor cools), auto as cooling in
+        summer and heating in winter."""
         on = self.power(device.id, ctx)
         if on is False:
             return ""
@@ -196,18 +195,15 @@ class AcJudgeParams(AcUnitParams):
             if on is None and self.power_point in device.points:
                 return None
             return "cool" if summer else "heat" if winter else ""
-        latest = ctx.latest(device.id, self.mode_point)
-        if latest is None:
+        kind = self.mode_kind(device, ctx)
+        if kind is None:
             return None
-        mode = latest[0]
-        if isinstance(mode, bool):
-            return ""
         by_mode = self.judge == "mode"
-        if mode in self.cool_modes and (by_mode or summer):
+        if kind in ("cool", "dry") and (by_mode or summer):
             return "cool"
-        if mode in self.heat_modes and (by_mode or winter):
+        if kind == "heat" and (by_mode or winter):
             return "heat"
-        if mode in self.auto_modes:
+        if kind == "auto":
             return "cool" if summer else "heat" if winter else ""
         return ""
 

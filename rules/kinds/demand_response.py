@@ -51,6 +51,8 @@ from rules.model import (
 from rules.numbers import close, finite, optional_float, within
 
 Strategy = Literal["offset", "off", "precool_off"]
+COOLING = ("cool", "dry", "auto")
+"""Modes an event takes a unit in: cooling, dehumidifying, or auto (events come in summer)."""
 Phase = Literal["precool", "offset", "off"]
 _PRIORITY: dict[Phase, int] = {"precool": 0, "offset": 1, "off": 2}
 
@@ -378,7 +380,7 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
 
     def _take(self, info: DeviceInfo, ctx: Context) -> _Taken | None:
         """A unit not yet in an event: taken if it is cooling now."""
-        if not self.params.mode_in(info.id, ctx, self.params.cool_modes):
+        if not self.params.mode_in(info, ctx, COOLING):
             return None
         latest = ctx.latest(info.id, self.params.setpoint_point)
         base = None if latest is None else finite(latest[0])

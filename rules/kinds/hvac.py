@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from typing_extensions import TypeVar
 
 from core.config_types import Duration
-from core.types import Sample
+from core.types import Sample, Value
 from rules.blocks import AlarmLatch, OfficeHours, OnDelay
 from rules.kinds.base import restore_delays, snapshot_delays, stale_note
 from rules.kinds.security import flag
@@ -69,6 +70,51 @@ def _hvac_scope() -> Scope:
     return Scope(kinds=["hvac"])
 
 
+@dataclass(frozen=True, slots=True)
+class ModeCodes:
+    """Which codes of a unit's mode point cool, heat, dehumidify (dry: the compressor cools)
+    or follow the room (auto); the others (fan, ventilation) move no heat."""
+
+    cool: frozenset[int]
+    heat: frozenset[int]
+    auto: frozenset[int]
+    dry: frozenset[int]
+
+    def kind(self, code: Value) -> str:
+        """ "cool", "heat", "auto", "dry", or "" for a code that moves no heat."""
+        if isinstance(code, bool) or not isinstance(code, int | float):
+            return ""
+        for name in ("cool", "heat", "dry", "auto"):
+            if code in getattr(self, name):
+                return name
+        return ""
+
+
+# What a mode label starts with -> its kind (CoolMasterNet's Haux and HH heat too).
+_LABEL_KINDS = (
+    ("cool", "cool"),
+    ("heat", "heat"),
+    ("haux", "heat"),
+    ("hh", "heat"),
+    ("auto", "auto"),
+    ("dry", "dry"),
+)
+# A mode point without labels: CoolMasterNet's codes.
+COOLMASTER_CODES = ModeCodes(frozenset({0}), frozenset({1, 4, 6}), frozenset({2}), frozenset({3}))
+
+
+def codes_from_labels(labels: Mapping[int, str]) -> ModeCodes:
+    """The kinds of a mode point's codes from the profile's labels (Cool, Heat, Auto, Dry)."""
+    found: dict[str, set[int]] = {"cool": set(), "heat": set(), "auto": set(), "dry": set()}
+    for code, label in labels.items():
+        text = str(label).strip().lower()
+        for prefix, kind in _LABEL_KINDS:
+            if text.startswith(prefix):
+                found[kind].add(int(code))
+                break
+    return ModeCodes(*(frozenset(found[k]) for k in ("cool", "heat", "auto", "dry")))
+
+
 class AcUnitParams(RuleParams):
     """What every AC rule needs: which units, which are exempt, and how to read a unit."""
 
@@ -80,8 +126,23 @@ class AcUnitParams(RuleParams):
     mode_point: str = Field(default="mode", description="Mode point name.")
     power_point: str = Field(default="on_off", description="On/off point name (1 = on).")
     optional_points: ClassVar[frozenset[str]] = frozenset({"power_point"})
-    cool_modes: list[int] = Field(default=[0], description="Mode values that cool.")
-    heat_modes: list[int] = Field(default=[1, 4], description="Mode values that heat.")
+    cool_modes: list[int] | None = Field(
+        default=None,
+        description="Mode codes that cool; default: those the profile labels Cool "
+        "(CoolMasterNet's 0 where the mode point has no labels).",
+    )
+    heat_modes: list[int] | None = Field(
+        default=None, description="Mode codes that heat; default: labelled Heat (Haux, HH)."
+    )
+    auto_modes: list[int] | None = Field(
+        default=None,
+        description="Mode codes that cool in summer and heat in winter; default: labelled Auto.",
+    )
+    dry_modes: list[int] | None = Field(
+        default=None,
+        description="Mode codes that dehumidify (the compressor cools); default: labelled Dry.",
+    )
+    _codes: dict[tuple[str, str], ModeCodes] = PrivateAttr(default_factory=dict)
 
     def exempt(self, device: DeviceInfo) -> bool:
         return any(fnmatch.fnmatchcase(device.zone, g) for g in self.exempt_zones)
@@ -91,19 +152,47 @@ class AcUnitParams(RuleParams):
         latest = ctx.latest(device_id, self.power_point)
         return None if latest is None else flag(latest[0])
 
-    def mode_in(self, device_id: str, ctx: Context, modes: Sequence[int]) -> bool | None:
-        """Is the unit on and in one of `modes`? None while its mode is not known.
+    def codes(self, device: DeviceInfo) -> ModeCodes:
+        """The unit's mode codes: the rule's lists where given, else its profile's labels."""
+        key = (device.profile, device.id if not device.profile else "")
+        found = self._codes.get(key)
+        if found is None:
+            point = device.points.get(self.mode_point)
+            labelled = (
+                codes_from_labels(point.labels) if point and point.labels else COOLMASTER_CODES
+            )
+            found = self._codes[key] = ModeCodes(
+                *(
+                    frozenset(given) if given is not None else default
+                    for given, default in (
+                        (self.cool_modes, labelled.cool),
+                        (self.heat_modes, labelled.heat),
+                        (self.auto_modes, labelled.auto),
+                        (self.dry_modes, labelled.dry),
+                    )
+                )
+            )
+        return found
 
-        A unit with no on/off reading (a profile without the point) counts as on.
-        """
-        mode = ctx.latest(device_id, self.mode_point)
+    def mode_kind(self, device: DeviceInfo, ctx: Context) -> str | None:
+        """What the unit's mode does ("cool", "heat", "auto", "dry"; "" when it is off or
+        its mode moves no heat); None while its mode is not known. A unit with no on/off
+        reading (a profile without the point) counts as on."""
+        mode = ctx.latest(device.id, self.mode_point)
         if mode is None:
             return None
-        if self.power(device_id, ctx) is False:
-            return False
-        value = mode[0]
-        return not isinstance(value, bool) and value in modes
+        if self.power(device.id, ctx) is False:
+            return ""
+        return self.codes(device).kind(mode[0])
 
+    def mode_in(self, device: DeviceInfo, ctx: Context, kinds: Sequence[str]) -> bool | None:
+        """Is the unit on and in a mode of one of `kinds`? None while its mode is not known."""
+        kind = self.mode_kind(device, ctx)
+        return None if kind is None else kind in kinds
+
+
+RUNNING = ("cool", "heat", "auto", "dry")
+"""Modes that move heat: a window open beside them wastes it."""
 
 A = TypeVar("A", bound=AcUnitParams, default=AcUnitParams, covariant=True)
 
@@ -240,7 +329,6 @@ class AcWindowOpenRule(_AcRule[AcWindowOpenParams]):
 
     def __init__(self, rule_id: str, params: AcWindowOpenParams) -> None:
         super().__init__(rule_id, params)
-        self.modes: tuple[int, ...] = (*params.cool_modes, *params.heat_modes)
         self.alarms = AlarmLatch(rule_id)
         self.units: dict[str, DeviceInfo] = {}
         self.delays: dict[str, OnDelay] = {}
@@ -322,7 +410,7 @@ class AcWindowOpenRule(_AcRule[AcWindowOpenParams]):
 
     def _evaluate(self, unit: str, ctx: Context, t: float) -> Iterable[Effect]:
         info = self.units[unit]
-        running = self.params.mode_in(unit, ctx, self.modes)
+        running = self.params.mode_in(info, ctx, RUNNING)
         opened = self.open_contacts(info.zone, ctx) if running else []
         if running is None or opened is None:
             return ()  # not known yet: keep the delay and the alarm
