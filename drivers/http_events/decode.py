@@ -74,17 +74,20 @@ def _element(element: ET.Element) -> Any:
         return (element.text or "").strip()
     out: dict[str, Any] = {}
     for child in children:
-        key = _local(child.tag)
-        value = _element(child)
-        if key in out:
-            previous = out[key]
-            if isinstance(previous, list):
-                previous.append(value)
-            else:
-                out[key] = [previous, value]
-        else:
-            out[key] = value
+        _add(out, _local(child.tag), _element(child))
     return out
+
+
+def _add(out: dict[str, Any], key: str, value: Any) -> None:
+    """A repeated element becomes a list of its values, in document order."""
+    if key in out:
+        previous = out[key]
+        if isinstance(previous, list):
+            previous.append(value)
+        else:
+            out[key] = [previous, value]
+    else:
+        out[key] = value
 
 
 def _json_values(text: str) -> list[Any]:
@@ -169,15 +172,7 @@ def _flat_alert(alert: bytes) -> Event | None:
         return None  # a repeated attribute, which XML refuses (or a value that names one)
     out: dict[str, Any] = {}
     for key, text in _FLAT_ELEMENT.findall(match[2]):
-        value = text.strip()
-        if key in out:
-            previous = out[key]
-            if isinstance(previous, list):
-                previous.append(value)
-            else:
-                out[key] = [previous, value]
-        else:
-            out[key] = value
+        _add(out, key, text.strip())
     return out
 
 

@@ -11,13 +11,12 @@ plus) the margin.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from pydantic import Field
 
 from core.config_types import Duration
 from core.types import Sample
-from rules.blocks import AlarmLatch, OnDelay
 from rules.kinds.ac_policy import AcJudgeParams
 from rules.kinds.hvac import _DelayedAcRule, _iso
 from rules.model import Context, DeviceInfo, Effect
@@ -44,17 +43,8 @@ class AcRoomTemperatureRule(_DelayedAcRule[AcRoomTemperatureParams]):
 
     kind = "ac_room_temperature"
 
-    def __init__(self, rule_id: str, params: AcRoomTemperatureParams) -> None:
-        super().__init__(rule_id, params)
-        self.alarms = AlarmLatch(rule_id)
-        self.devices: dict[str, DeviceInfo] = {}
-        self.delays: dict[str, OnDelay] = {}
-
-    def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
-        ids = super().bind(devices)
-        self.devices = {d.id: d for d in self.watched}
-        self.delays = {d: OnDelay(self.params.delay) for d in ids}
-        return ids
+    def delay_s(self) -> float:
+        return self.params.delay
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         if sample.device not in self.delays:

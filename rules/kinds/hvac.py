@@ -210,8 +210,21 @@ class _DelayedAcRule(_AcRule[A]):
     """A unit's condition held for a delay raises its alarm (`alarms`, one `delays` entry per
     unit): a stale unit stops its delay and clears its alarm; both are in the snapshot."""
 
-    alarms: AlarmLatch
-    delays: dict[str, OnDelay]
+    def __init__(self, rule_id: str, params: A) -> None:
+        super().__init__(rule_id, params)
+        self.alarms = AlarmLatch(rule_id)
+        self.devices: dict[str, DeviceInfo] = {}
+        self.delays: dict[str, OnDelay] = {}
+
+    def delay_s(self) -> float:
+        """How long the condition must hold (the kind's `delay`)."""
+        raise NotImplementedError
+
+    def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
+        ids = super().bind(devices)
+        self.devices = {d.id: d for d in self.watched}
+        self.delays = {d: OnDelay(self.delay_s()) for d in ids}
+        return ids
 
     def on_stale(self, device_id: str, since: float | None, ctx: Context) -> Iterable[Effect]:
         delay = self.delays.get(device_id)
@@ -249,15 +262,9 @@ class AcAfterHoursRule(_DelayedAcRule[AcAfterHoursParams]):
         super().__init__(rule_id, params)
         # Asked on every poll of every unit: the answer is kept for the clock minute (exact).
         self.hours = OfficeHours(params.breaks_up_to, refresh=60.0)
-        self.alarms = AlarmLatch(rule_id)
-        self.devices: dict[str, DeviceInfo] = {}
-        self.delays: dict[str, OnDelay] = {}
 
-    def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
-        ids = super().bind(devices)
-        self.devices = {d.id: d for d in self.watched}
-        self.delays = {d: OnDelay(self.params.delay) for d in ids}
-        return ids
+    def delay_s(self) -> float:
+        return self.params.delay
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
         if self.params.power_point not in sample.values or sample.device not in self.delays:
