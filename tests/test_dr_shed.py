@@ -142,9 +142,13 @@ def test_similar_days_follow_the_working_calendar() -> None:
     assert date(2025, 9, 28) in days
     assert date(2025, 10, 6) not in days
     assert all(day >= EVENT_DAY - timedelta(days=16) for day in days)
-    # A Sunday event looks at days off: the holiday and the weekends, not 10-11.
-    sunday = list(similar_days(CALENDAR, date(2025, 10, 12), look_back=6))
-    assert sunday == [date(2025, 10, d) for d in (8, 7, 6)]
+    # A Sunday event looks at weekends: not the National Day holiday (10-01..10-08, its
+    # weekend included), not the make-up days 10-11 and 09-28.
+    sunday = list(similar_days(CALENDAR, date(2025, 10, 12), look_back=22))
+    assert sunday == [date(2025, 9, 27), date(2025, 9, 21), date(2025, 9, 20)]
+    # A holiday looks at the holiday's days before it.
+    holiday = list(similar_days(CALENDAR, date(2025, 10, 7), look_back=8))
+    assert holiday == [date(2025, 10, d) for d in (6, 5, 4, 3, 2, 1)]
     # Days of other demand-response events are left out.
     skipped = list(similar_days(CALENDAR, EVENT_DAY, look_back=4, exclude={date(2025, 10, 13)}))
     assert skipped == [date(2025, 10, 11), date(2025, 10, 10)]

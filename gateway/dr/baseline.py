@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import date, datetime, timedelta, tzinfo
 
 from accounts.counters import CounterTrack, Limits, Mark, Periods, Tally
-from rules.calendar import WorkCalendar
+from rules.calendar import WorkCalendar, day_kind
 
 Reading = tuple[float, float]
 """(epoch seconds, value) of one reading of one point."""
@@ -33,13 +33,14 @@ def similar_days(
     look_back: int = 30,
     exclude: Collection[date] = (),
 ) -> Iterator[date]:
-    """The days before `day`, newest first and at most `look_back` days back, that the
-    calendar treats as `day` (both working days, 调休 included, or both days off), without the
-    `exclude`d ones (days of other demand-response events)."""
-    working = calendar.is_workday(day)
+    """The days before `day`, newest first and at most `look_back` days back, of the same
+    kind in the working calendar (rules.calendar.day_kind: working days, 调休 included; rest
+    days; statutory holidays, whose load is not a weekend's), without the `exclude`d ones
+    (days of other demand-response events)."""
+    kind = day_kind(calendar, day, calendar.tz)
     for back in range(1, look_back + 1):
         other = day - timedelta(days=back)
-        if other not in exclude and calendar.is_workday(other) == working:
+        if other not in exclude and day_kind(calendar, other, calendar.tz) == kind:
             yield other
 
 
