@@ -98,8 +98,8 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
     """Choose and build a model for every enabled Modbus device of a site.
 
     Meters (kind ``meter``) get an OfficeMeter sized by their ``use`` tag, except that on a site
-    with A/C units a ``use: hvac`` meter gets an HvacMeter: a small base plus what all the
-    site's units draw (each such meter sees them all); PV inverters a
+    with A/C units a ``use: hvac`` meter gets an HvacMeter: a small base plus what the units of
+    its floor draw (all the site's units where its floor has none); PV inverters a
     PvInverter (the Huawei one sees the ``use: total`` meter as its grid meter's load); A/C
     units (kind ``hvac``) an AcUnit, a server room's (``zone: srv-*`` or ``use: server_room``)
     running at 22 °C with 10 °C of heat gain, the others alternating on/off with setpoints
@@ -118,6 +118,7 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
     pending_pv: list[PvInverter] = []
     hvac_meters: list[int] = []  # indexes in `out`
     ac_units: list[AcUnit] = []
+    ac_floors: list[str] = []  # each unit's floor tag
     ac_index = 0
     summer = 5 <= clock.now().month <= 10
     for dev in devices:
@@ -172,6 +173,7 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
                 unit = AcUnit(profile, clock, on=on, mode=mode, setpoint=setpoint, seed=s)
                 ac_index += 1
             ac_units.append(unit)
+            ac_floors.append(dev.tags.get("floor", ""))
             model = unit
         elif kind == "water_meter":
             model = WaterMeter(profile, clock, seed=s)
@@ -183,10 +185,14 @@ def models_for_site(site: BuildingSite, clock: SimClock, *, seed: int = 0) -> li
         out.append(DeviceSim(dev, profile, model))
     if ac_units:
         # Built last: a site file may list an A/C meter before the units.
+        # A floor's A/C meter sees that floor's units; one on a floor without units (the
+        # switch room's A/C feeder) sees them all.
         for i in hvac_meters:
             sim = out[i]
+            floor = sim.config.tags.get("floor", "")
+            own = [u for u, f in zip(ac_units, ac_floors, strict=True) if floor and f == floor]
             sim.model = HvacMeter(
-                sim.profile, clock, ac_units, base_w=HVAC_BASE_W, seed=sim.model.seed
+                sim.profile, clock, own or ac_units, base_w=HVAC_BASE_W, seed=sim.model.seed
             )
     for pv in pending_pv:
         if "meter_status" in pv.names:
