@@ -198,6 +198,19 @@ class AlarmService:
             return f"refused: {exc}"
         return self.demand_response_input(event)
 
+    def dr_window(self, event_id: str) -> tuple[float, float] | None:
+        """When the demand_response rules act on an event they took (the widest of them)."""
+        from rules.kinds.demand_response import DemandResponseRule
+
+        windows = [
+            w
+            for rule in self.engine.rules
+            if isinstance(rule, DemandResponseRule) and (w := rule.window(event_id)) is not None
+        ]
+        if not windows:
+            return None
+        return min(w[0] for w in windows), max(w[1] for w in windows)
+
     def demand_response_input(self, event: Input) -> str:
         """A parsed demand-response event or cancel, from any source (MQTT, the webhook, the
         OpenADR VEN): the rules' answer as text ("accepted", "refused: ...", ...)."""

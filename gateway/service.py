@@ -186,6 +186,7 @@ class Gateway:
                 self.bus,
                 self.alarms.calendar,
             )
+            self.dr.window_of = self.alarms.dr_window
             if self.mqtt is not None:
                 self.dr.publish = self.mqtt.publish_retained
         if self.alarms is not None and self.mqtt is not None:

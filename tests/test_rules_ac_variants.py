@@ -371,3 +371,84 @@ def test_a_write_the_unit_does_not_show_is_issued_again() -> None:
     feed(ctx, rule, "ac-301", on_off=0)
     ctx.advance(60)
     assert writes(rule, ctx) == []
+
+
+# --- found in review ---------------------------------------------------------------------
+
+
+def test_a_window_that_starts_active_and_is_switched_off_stays_off_across_a_restart() -> None:
+    ctx = building(at(2023, 5, 8, 9, 30))
+    window = {"name": "tight-supply", "start": "09:00", "end": "11:00", "active": True}
+    rule = make(AcPolicyRule, ctx, grace=0, enforce=True, off_windows=[window])
+    rule.on_input(AcWindowSwitch("tight-supply", False), ctx)
+    saved = rule.snapshot()
+    again = make(AcPolicyRule, ctx, grace=0, enforce=True, off_windows=[window])
+    again.restore(saved)
+    assert raises(unit(ctx, again, "ac-301", 26, mode=COOL)) == []
+
+
+def test_a_unit_whose_on_off_is_not_known_is_not_judged() -> None:
+    ctx = building(at(2024, 7, 10, 10, 0))
+    rule = make(AcPolicyRule, ctx, grace=0, enforce=True)
+    assert feed(ctx, rule, "ac-301", mode=COOL, setpoint_degc=22.0) == []  # on_off not read
+    assert raises(feed(ctx, rule, "ac-301", on_off=1, setpoint_degc=22.0))
+
+
+def test_outdoor_null_turns_a_variants_outdoor_limits_off() -> None:
+    params = AcPolicyRule.Params.model_validate(
+        {"variant": "guangdong-public-2021", "outdoor": None}
+    )
+    assert params.outdoor is None
+    assert params.heating_max == 18  # the rest of the variant stays
+
+
+def test_an_offset_event_after_an_off_event_switches_the_unit_on_again() -> None:
+    ctx = dr_site()
+    rule = dr(ctx, scope={"devices": ["ac-301"]})
+    send(rule, ctx, id="off", strategy="off", end=START + timedelta(minutes=30))
+    send(rule, ctx, id="offset", offset=1.0)
+    ctx.now = START
+    assert writes(rule, ctx) == [("ac-301", "on_off", 0)]
+    ctx.now = START + timedelta(minutes=30)  # the off event is over, the offset runs on
+    assert writes(rule, ctx) == [("ac-301", "on_off", 1), ("ac-301", "setpoint_degc", 27.0)]
+
+
+def test_precool_off_on_a_unit_that_cannot_be_switched_off_does_not_cool_through() -> None:
+    points = {**AC_POINTS, "on_off": PointInfo("")}  # on/off read-only
+    fixed = DeviceInfo("ac-9", "hvac", "x", {"zone": "9"}, points)
+    ctx = FakeContext(START - timedelta(hours=2), [fixed], LABOUR_DAY)
+    for point, value in {"mode": COOL, "on_off": 1, "setpoint_degc": 27.0}.items():
+        ctx.set_latest("ac-9", point, value)
+    rule = dr(ctx)
+    send(rule, ctx, strategy="precool_off")
+    ctx.now = START - timedelta(minutes=30)
+    assert writes(rule, ctx) == [("ac-9", "setpoint_degc", 26.0)]
+    ctx.now = START
+    assert writes(rule, ctx) == [("ac-9", "setpoint_degc", 27.0)]  # back, not off
+
+
+def test_a_unit_in_auto_is_taken_in_summer_only() -> None:
+    ctx = dr_site()
+    ctx.set_latest("ac-301", "mode", 2)  # CoolMasterNet's Auto
+    rule = dr(ctx, scope={"devices": ["ac-301"]})
+    send(rule, ctx)
+    ctx.now = START
+    assert writes(rule, ctx) == [("ac-301", "setpoint_degc", 27.0)]
+    winter = at(2024, 12, 10, 14, 0)
+    ctx = dr_site()
+    ctx.now = winter - timedelta(hours=1)
+    ctx.set_latest("ac-301", "mode", 2)
+    rule = dr(ctx, scope={"devices": ["ac-301"]})
+    send(rule, ctx, start=winter, end=winter + timedelta(hours=1))
+    ctx.now = winter
+    assert writes(rule, ctx) == []  # it may be heating: raising its setpoint adds load
+
+
+def test_the_notice_period_does_not_refuse_an_update_of_a_taken_event() -> None:
+    ctx = dr_site()
+    rule = dr(ctx, min_notice="30m")
+    ctx.now = START - timedelta(hours=1)
+    assert send(rule, ctx) == "accepted"
+    ctx.now = START + timedelta(minutes=10)
+    assert send(rule, ctx, end=END + timedelta(hours=1)) == "accepted"  # extended
+    assert send(rule, ctx, id="new").startswith("refused")

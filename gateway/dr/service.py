@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -38,6 +39,8 @@ from rules.inputs import parse_dr_event
 from rules.model import DemandResponseCancel, DemandResponseEvent
 
 log = logging.getLogger("guanjia.dr")
+
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 MAX_KEPT = 200
 """Events kept in the state file (the oldest summarised ones go first)."""
@@ -97,6 +100,8 @@ class DrService:
         self.bus = bus
         self.clock = clock
         self.publish: Publish | None = None  # set by the gateway when it has MQTT
+        # The rules' window of an event they took (AlarmService.dr_window), if known.
+        self.window_of: Callable[[str], tuple[float, float] | None] | None = None
         self.shed: ShedAccounts | None = None
         if config.shed is not None and loaded.site.influxdb is not None:
             s = config.shed
@@ -139,10 +144,11 @@ class DrService:
             "dr_shed_points": 0,
             "dr_summaries": 0,
             "dr_state_errors": 0,
+            "dr_summary_publish_errors": 0,
         }
         self._load()
         self._task: asyncio.Task[None] | None = None
-        self._written: dict[str, tuple[float, bool]] = {}  # event -> (until, complete) written
+        self._written: dict[str, ShedFigure] = {}  # event -> the figure last written
 
     # -- events in --------------------------------------------------------------------------
 
@@ -158,7 +164,9 @@ class DrService:
             taken = self.events.get(event.id)
             if taken is not None and taken.ended_at is None and now < taken.end:
                 taken.ended_at = max(now, taken.start)
-                if self.shed is not None:
+                if now <= taken.start:
+                    taken.summarised = True  # cancelled before it began: nothing to measure
+                elif self.shed is not None:
                     self.shed.event_ended(event.id, taken.ended_at)
                 self.counts["dr_events_cancelled"] += 1
                 self._save()
@@ -175,6 +183,10 @@ class DrService:
 
     def _taken(self, event: DemandResponseEvent) -> None:
         start, end = event.start.timestamp(), event.end.timestamp()
+        if self.window_of is not None:
+            # What the rules made of it: cut to their max_duration, their staggered
+            # restores after the end: the load shed is measured over that.
+            start, end = self.window_of(event.id) or (start, end)
         taken = TakenEvent(event.id, start, end, event.zones, event.strategy or "", event.source)
         self.events.pop(event.id, None)
         self.events[event.id] = taken
@@ -229,13 +241,13 @@ class DrService:
             figure = await shed.figure(taken.id, now)
             if figure is None:
                 continue
-            if self._written.get(taken.id) != (figure.until, figure.complete):
+            if self._written.get(taken.id) != figure:
                 record = shed.record(taken.id)
                 if record is not None:
                     self.bus.publish(record)
                     self.counts["dr_shed_points"] += 1
-                    self._written[taken.id] = (figure.until, figure.complete)
-            if figure.complete:
+                    self._written[taken.id] = figure
+            if shed.is_final(taken.id):
                 self._summarise(taken, figure)
 
     def _summarise(self, taken: TakenEvent, figure: ShedFigure) -> None:
@@ -253,7 +265,14 @@ class DrService:
                 "en": en,
                 "figure": {k: _json_number(v) for k, v in asdict(figure).items()},
             }
-            self.publish(f"dr/summary/{taken.id}", json.dumps(doc, ensure_ascii=False))
+            # An event id may hold what a topic may not (+, #, /): the topic level is a
+            # cleaned copy, the payload has the id as it is.
+            level = _TOPIC_UNSAFE.sub("-", taken.id) or "event"
+            try:
+                self.publish(f"dr/summary/{level}", json.dumps(doc, ensure_ascii=False))
+            except (ValueError, OSError) as exc:
+                self.counts["dr_summary_publish_errors"] += 1
+                log.error("demand response: summary of %s not published: %s", taken.id, exc)
         taken.summarised = True
         self.counts["dr_summaries"] += 1
         self._save()

@@ -340,6 +340,12 @@ class ShedAccounts:
         event = self._events.get(event_id)
         return None if event is None else event.figure
 
+    def is_final(self, event_id: str) -> bool:
+        """The event's figure will not change any more (complete, and known or past
+        final_after_s): its summary can go out."""
+        event = self._events.get(event_id)
+        return event is not None and event.final
+
     async def figure(self, event_id: str, now: float) -> MeasuredShed | None:
         """The event's figure at `now` (epoch seconds): None for an unknown event or one that
         has not begun; the last figure while the database cannot answer."""

@@ -247,7 +247,9 @@ class AcPolicyParams(AcJudgeParams):
                 merged[key] = {**base, **value}
             else:
                 merged[key] = value
-        if "outdoor" in merged and "device" not in (merged["outdoor"] or {}):
+        if merged.get("outdoor") is None:
+            merged.pop("outdoor", None)  # `outdoor: null` turns the variant's limits off
+        elif "device" not in merged["outdoor"]:
             raise ValueError(
                 f"variant {data['variant']} limits cooling and heating by the outdoor "
                 "temperature: add outdoor: {device: <the outdoor sensor's id>}"
@@ -621,10 +623,12 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
             for d, u in self.units.items()
             if u.tracked
         }
-        switched = {n: a for n, a in self.windows.items() if a}
-        if not switched:
+        # Every window switched away from its configured state (on, or off when it starts
+        # active): a restart keeps what operators and grid events said.
+        defaults = {w.name: w.active for w in self.params.off_windows}
+        if all(self.windows[n] == defaults[n] for n in defaults):
             return units
-        return {**units, "_windows": switched}
+        return {**units, "_windows": dict(self.windows)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         for name, active in (state.get("_windows") or {}).items():

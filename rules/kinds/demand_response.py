@@ -36,7 +36,7 @@ from pydantic import Field, field_validator
 
 from core.config_types import Duration
 from core.types import Command, Sample, Value
-from rules.kinds.hvac import SAME, AcUnitParams, _AcRule
+from rules.kinds.hvac import SAME, AcUnitParams, Season, _AcRule
 from rules.kinds.security import flag
 from rules.model import (
     Context,
@@ -52,7 +52,7 @@ from rules.numbers import close, finite, optional_float, within
 
 Strategy = Literal["offset", "off", "precool_off"]
 COOLING = ("cool", "dry", "auto")
-"""Modes an event takes a unit in: cooling, dehumidifying, or auto (events come in summer)."""
+"""Modes an event takes a unit in: cooling, dehumidifying, or auto in the cooling season."""
 Phase = Literal["precool", "offset", "off"]
 _PRIORITY: dict[Phase, int] = {"precool": 0, "offset": 1, "off": 2}
 
@@ -90,6 +90,11 @@ class DemandResponseParams(AcUnitParams):
         default=0.0,
         ge=0,
         description="Zones join, and are restored, one after another this far apart.",
+    )
+    cooling_season: Season = Field(
+        default=Season(start="05-01", end="10-31"),
+        description="Units in an auto mode are taken in this season only (they may heat "
+        "outside it); units that cool or dry are taken all year.",
     )
     retry: Duration = Field(
         default=60.0,
@@ -277,7 +282,12 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         if event.id not in self.events and len(self.events) >= self.MAX_EVENTS:
             raise ValueError(f"{self.MAX_EVENTS} events already pending")
         t0, t1 = event.start.timestamp(), event.end.timestamp()
-        if now is not None and p.min_notice > 0 and t0 - now < p.min_notice:
+        if (
+            event.id not in self.events
+            and now is not None
+            and p.min_notice > 0
+            and (t0 - now < p.min_notice)
+        ):
             raise ValueError(
                 f"event {event.id} starts {max(t0 - now, 0):.0f} s after it arrived; the "
                 f"notice period is {p.min_notice:g} s"
@@ -296,6 +306,19 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         )
         self.events[event.id] = ev
         return ev
+
+    def window(self, event_id: str) -> tuple[float, float] | None:
+        """When the event acts on the units (epoch seconds): from its start (pre-cooling
+        included) to its end, cut to max_duration, and the last zone's staggered restore."""
+        event = self.events.get(event_id)
+        if event is None:
+            return None
+        precool = self.params.precool if event.strategy == "precool_off" else 0.0
+        return event.start - precool, event.end + self._horizon()
+
+    def _horizon(self) -> float:
+        """How long after an event's end the last zone is restored."""
+        return self.params.stagger * max(len({d.zone for d in self.watched}) - 1, 0)
 
     def cancel(self, event_id: str) -> bool:
         """End an event now (pending or running); False if the rule does not know it."""
@@ -327,7 +350,7 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         if not self.events and not self.units:
             return ()
         t = ctx.now.timestamp()
-        horizon = self.params.stagger * max(len({d.zone for d in self.watched}) - 1, 0)
+        horizon = self._horizon()
         for key in [k for k, e in self.events.items() if e.end + horizon <= t]:
             del self.events[key]
         effects: list[Effect] = []
@@ -380,7 +403,8 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
 
     def _take(self, info: DeviceInfo, ctx: Context) -> _Taken | None:
         """A unit not yet in an event: taken if it is cooling now."""
-        if not self.params.mode_in(info, ctx, COOLING):
+        cooling = COOLING if self.params.cooling_season.contains(ctx.now) else ("cool", "dry")
+        if not self.params.mode_in(info, ctx, cooling):
             return None
         latest = ctx.latest(info.id, self.params.setpoint_point)
         base = None if latest is None else finite(latest[0])
@@ -394,7 +418,21 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
     ) -> list[Effect]:
         if phase == "off":
             unit.phase = "off"
-            if unit.switched_off or not self._can_switch(info):
+            if not self._can_switch(info):
+                # Not to be switched off: at least no pre-cooling through the window.
+                if unit.target is None or close(unit.target, unit.base, SAME):
+                    return []
+                unit.target = unit.base
+                return [
+                    self._command(
+                        info,
+                        self.params.setpoint_point,
+                        unit.base,
+                        f"demand response {label}: cannot switch off; setpoint back to "
+                        f"{unit.base:g} °C",
+                    )
+                ]
+            if unit.switched_off:
                 return []
             unit.switched_off = True
             return [
@@ -405,6 +443,15 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
                     f"demand response {label}: switched off for the window",
                 )
             ]
+        effects: list[Effect] = []
+        if unit.switched_off:
+            # An off event over, another still asking for less (an offset): on again first.
+            unit.switched_off = unit.off_seen = False
+            effects.append(
+                self._command(
+                    info, self.params.power_point, 1, f"demand response {label}: on again"
+                )
+            )
         writable = self._range(info)
         assert writable is not None  # bind() keeps only writable units
         low, high = writable
@@ -419,18 +466,19 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         unit.phase, unit.offset = phase, offset
         current = unit.target if unit.target is not None else unit.base
         if target < low or target > high or close(target, current, SAME):
-            return []  # outside the range, or nothing new to write
+            return effects  # outside the range, or nothing new to write
         unit.target = target
         unit.ours.append(target)
         what = "pre-cooling" if phase == "precool" else "setpoint"
-        return [
+        effects.append(
             self._command(
                 info,
                 self.params.setpoint_point,
                 target,
                 f"demand response {label}: {what} {unit.base:g} -> {target:g} °C",
             )
-        ]
+        )
+        return effects
 
     def _again(
         self, info: DeviceInfo, unit: _Taken, label: str, ctx: Context, t: float

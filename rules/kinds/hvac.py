@@ -176,13 +176,16 @@ class AcUnitParams(RuleParams):
 
     def mode_kind(self, device: DeviceInfo, ctx: Context) -> str | None:
         """What the unit's mode does ("cool", "heat", "auto", "dry"; "" when it is off or
-        its mode moves no heat); None while its mode is not known. A unit with no on/off
-        reading (a profile without the point) counts as on."""
+        its mode moves no heat); None while its mode, or its on/off, is not known. A unit
+        whose profile has no on/off point counts as on."""
         mode = ctx.latest(device.id, self.mode_point)
         if mode is None:
             return None
-        if self.power(device.id, ctx) is False:
+        on = self.power(device.id, ctx)
+        if on is False:
             return ""
+        if on is None and self.power_point in device.points:
+            return None  # its on/off not read yet, or read as bad: not known
         return self.codes(device).kind(mode[0])
 
     def mode_in(self, device: DeviceInfo, ctx: Context, kinds: Sequence[str]) -> bool | None:
