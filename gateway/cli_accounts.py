@@ -63,8 +63,9 @@ def cmd_refactor(args: argparse.Namespace) -> int:
         return 1
     try:
         if len(spool):
+            waiting = "1 point waits" if len(spool) == 1 else f"{len(spool)} points wait"
             print(
-                f"{said}: {len(spool)} points wait in the spool {spool.dir}: send them first "
+                f"{said}: {waiting} in the spool {spool.dir}: send them first "
                 f"(guanjia replay {args.site}), or figures sent after this run would replace "
                 "the recomputed ones",
                 file=sys.stderr,

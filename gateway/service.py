@@ -232,6 +232,17 @@ class Gateway:
         return [s for runtime in self.drivers.values() for s in runtime.statuses()]
 
     async def start(self) -> None:
+        """Start everything; when a part fails to start (a console port taken), what did start
+        is stopped again (readings flushed or spooled) before the error goes on: no poller is
+        left running without a gateway around it."""
+        try:
+            await self._start()
+        except BaseException:
+            log.error("the gateway did not start; stopping the parts that did")
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self.sink.start()
         for runtime in self.drivers.values():
             runtime.start()

@@ -352,7 +352,7 @@ def test_refused_beside_a_running_gateway_or_a_spool_to_send(
     code, said = refactor(capsys, site)
     assert code == 1
     assert said.count("\n") == 1
-    assert "1 points wait in the spool" in said
+    assert "1 point waits in the spool" in said
     assert "guanjia replay" in said
     code, said = refactor(capsys, site, "--from", "2026-07", "--to", "2026-06")
     assert code == 2

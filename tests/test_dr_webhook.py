@@ -3,6 +3,7 @@ events handed to a real rules engine with a demand_response rule."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -10,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -184,3 +186,44 @@ def test_a_webhook_without_credentials_or_with_a_wrong_strategy_is_refused() -> 
     bad = {**MAPPING, "strategy": {"field": "t", "values": {"1": "shed"}}}
     with pytest.raises(ValidationError, match="strategy values shed are none of"):
         WebhookConfig.model_validate({"port": 8088, "token": "${T}", "mapping": bad})
+
+
+async def test_a_webhook_port_taken_stops_the_gateway_it_was_starting(tmp_path: Path) -> None:
+    """A part that cannot start (the webhook's port taken) fails the start with its error,
+    and what did start is stopped again: no poller goes on without its gateway."""
+    from gateway.config_load import load_site
+    from gateway.service import Gateway
+    from tests.modbus_devices import coolmaster_image, modbus_server
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        async with modbus_server({1: coolmaster_image(26.0)}) as port:
+            site = tmp_path / "site.yaml"
+            site.write_text(
+                f"""\
+site: {{name: 测试, id: t}}
+spool: {{path: spool}}
+alarms: {{store: alarms.sqlite}}
+devices:
+  - id: ac-301
+    profile: coolmaster_indoor
+    modbus: {{transport: tcp, host: 127.0.0.1, port: {port}, base: 16}}
+    poll: 0.2s
+rules:
+  - {{id: dr, kind: demand_response}}
+demand_response:
+  webhook: {{port: {taken.getsockname()[1]}, token: "file:token"}}
+""",
+                encoding="utf-8",
+            )
+            (tmp_path / "token").write_text(TOKEN, encoding="utf-8")
+            gateway = Gateway(load_site(site), health_interval=3600)
+            with pytest.raises(OSError, match="address already in use"):
+                await gateway.start()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.sleep(0.1)
+            assert [t for t in others if not t.done()] == []
+    finally:
+        taken.close()
