@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -62,7 +61,7 @@ from typing import IO, Any
 
 import yaml
 
-from bench.common import HOST, ROOT, Result, median, modbus_of, ms, result
+from bench.common import HOST, ROOT, Result, end_child, median, modbus_of, ms, result
 from core.types import Command, Sample
 from gateway.config_load import load_site
 from gateway.messages import AuditRecord
@@ -178,14 +177,7 @@ class Devices:
         return state
 
     def stop(self) -> None:
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_child(self.proc)
 
 
 # -- the gateway ------------------------------------------------------------------------

@@ -335,3 +335,15 @@ def modbus_of(gateway: Any) -> ModbusDriver:
     runtime = gateway.drivers["modbus"]
     assert isinstance(runtime, ModbusDriver)
     return runtime
+
+
+def end_child(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """A child that stops when its stdin closes: close it, wait, kill it after 10 s."""
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
