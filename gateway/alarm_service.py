@@ -21,13 +21,13 @@ from gateway.bus import Bus, Inbox, Overflow
 from gateway.catalog import DeviceCatalog
 from gateway.commands import CommandRouter
 from gateway.config_load import LoadedSite
+from gateway.dr.contract import deliver_payload
 from gateway.messages import AlarmTransition
 from gateway.mqtt_outbox import AlarmOutbox
 from rules.alarms import Alarm, AlarmBook, Transition
 from rules.calendar import WorkCalendar
 from rules.catalog import Catalog
 from rules.engine import Engine
-from rules.inputs import parse_dr_event
 from rules.model import (
     Clear,
     DeviceInfo,
@@ -191,12 +191,7 @@ class AlarmService:
         """A grid operator's event: {"id", "start", "end", "offset"} (ISO times with a zone),
         or {"cancel": id}. An input of the engine, which hands it to every rule; the
         demand_response rules take it and their commands follow on ticks."""
-        try:
-            event = parse_dr_event(payload)
-        except ValueError as exc:
-            log.warning("demand response event refused: %s", exc)
-            return f"refused: {exc}"
-        return self.demand_response_input(event)
+        return deliver_payload(payload, self.demand_response_input)
 
     def dr_window(self, event_id: str) -> tuple[float, float] | None:
         """When the demand_response rules act on an event they took (the widest of them)."""

@@ -452,3 +452,19 @@ def test_the_notice_period_does_not_refuse_an_update_of_a_taken_event() -> None:
     ctx.now = START + timedelta(minutes=10)
     assert send(rule, ctx, end=END + timedelta(hours=1)) == "accepted"  # extended
     assert send(rule, ctx, id="new").startswith("refused")
+
+
+def test_the_tick_judges_every_unit_when_a_window_opens_and_only_then() -> None:
+    # A unit that reports only changes sends nothing at 09:00: the tick judges it.
+    ctx = building(at(2023, 5, 6, 8, 55))
+    rule = make(AcPolicyRule, ctx, variant="jiangsu-2023", grace=0)
+    unit(ctx, rule, "ac-301", 26, mode=COOL)
+    rule.on_input(AcWindowSwitch("tight-supply", True), ctx)
+    assert list(rule.on_tick(ctx)) == []
+    ctx.now = at(2023, 5, 6, 9, 0)
+    [r] = raises(list(rule.on_tick(ctx)))
+    assert (r.kind, r.subject) == ("ac_supply_window", "ac-301:window")
+    ctx.advance(1)
+    assert list(rule.on_tick(ctx)) == []  # raised already: nothing again every second
+    ctx.now = at(2023, 5, 6, 11, 0)
+    assert [c.subject for c in clears(list(rule.on_tick(ctx)))] == ["ac-301:window"]

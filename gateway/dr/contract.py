@@ -8,10 +8,14 @@ with a `ShedFigure` (or None while it knows nothing of the event).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rules.inputs import parse_dr_event
 from rules.model import Input
+
+log = logging.getLogger("guanjia.dr")
 
 DrInput = Input
 """A DemandResponseEvent, a DemandResponseCancel, or an off window switched (AcWindowSwitch)."""
@@ -44,3 +48,14 @@ class ShedFigure:
 
 ShedOf = Callable[[str], ShedFigure | None]
 """The load shed of an event id so far, None when there is nothing to say yet."""
+
+
+def deliver_payload(payload: bytes, sink: DrSink) -> str:
+    """A message in the gateway's own format (MQTT `dr/event`, rules/inputs.py) to `sink`;
+    one that does not parse is refused, saying what to send instead."""
+    try:
+        event = parse_dr_event(payload)
+    except ValueError as exc:
+        log.warning("demand response event refused: %s", exc)
+        return f"refused: {exc}"
+    return sink(event)

@@ -30,12 +30,11 @@ from core.text import shorten
 from gateway.bus import Bus
 from gateway.config_load import LoadedSite, site_relative
 from gateway.dr.config import DemandResponseConfig
-from gateway.dr.contract import DrInput, DrSink, ShedFigure
+from gateway.dr.contract import DrInput, DrSink, ShedFigure, deliver_payload
 from gateway.dr.openadr import OpenAdrVen
 from gateway.dr.shed import ShedAccounts, readings_for
 from gateway.dr.webhook import DrWebhook
 from rules.calendar import WorkCalendar
-from rules.inputs import parse_dr_event
 from rules.model import DemandResponseCancel, DemandResponseEvent
 
 log = logging.getLogger("guanjia.dr")
@@ -51,14 +50,12 @@ Publish = Callable[[str, str], None]
 
 @dataclass(slots=True)
 class TakenEvent:
-    """An event the rules accepted, as the service follows it."""
+    """An event the rules accepted, as the service follows it (its window as the rules act)."""
 
     id: str
     start: float
     end: float
     zones: tuple[str, ...]
-    strategy: str
-    source: str
     ended_at: float | None = None  # cancelled before its end
     summarised: bool = False
 
@@ -72,8 +69,6 @@ class TakenEvent:
             float(doc["start"]),
             float(doc["end"]),
             tuple(str(z) for z in doc.get("zones", ())),
-            str(doc.get("strategy", "")),
-            str(doc.get("source", "")),
             None if doc.get("ended_at") is None else float(doc["ended_at"]),
             bool(doc.get("summarised", False)),
         )
@@ -145,6 +140,7 @@ class DrService:
             "dr_summaries": 0,
             "dr_state_errors": 0,
             "dr_summary_publish_errors": 0,
+            "dr_follow_errors": 0,
         }
         self._load()
         self._task: asyncio.Task[None] | None = None
@@ -174,12 +170,7 @@ class DrService:
 
     def handle_payload(self, payload: bytes) -> str:
         """An MQTT `dr/event` message (rules/inputs.py's format)."""
-        try:
-            event = parse_dr_event(payload)
-        except ValueError as exc:
-            log.warning("demand response event refused: %s", exc)
-            return f"refused: {exc}"
-        return self.handle(event)
+        return deliver_payload(payload, self.handle)
 
     def _taken(self, event: DemandResponseEvent) -> None:
         start, end = event.start.timestamp(), event.end.timestamp()
@@ -187,7 +178,7 @@ class DrService:
             # What the rules made of it: cut to their max_duration, their staggered
             # restores after the end: the load shed is measured over that.
             start, end = self.window_of(event.id) or (start, end)
-        taken = TakenEvent(event.id, start, end, event.zones, event.strategy or "", event.source)
+        taken = TakenEvent(event.id, start, end, event.zones)
         self.events.pop(event.id, None)
         self.events[event.id] = taken
         self._written.pop(event.id, None)
@@ -226,7 +217,8 @@ class DrService:
         while True:
             try:
                 await self.update(self.clock())
-            except Exception:  # the database or a bug: the next round tries again
+            except Exception:  # a bug: counted, logged; the next round tries again
+                self.counts["dr_follow_errors"] += 1
                 log.exception("demand response: following the load shed failed")
             await asyncio.sleep(self.config.shed.interval)
 
@@ -316,7 +308,9 @@ class DrService:
     def _save(self) -> None:
         while len(self.events) > MAX_KEPT:
             oldest = next((k for k, e in self.events.items() if e.summarised), None)
-            del self.events[oldest if oldest is not None else next(iter(self.events))]
+            key = oldest if oldest is not None else next(iter(self.events))
+            del self.events[key]
+            self._written.pop(key, None)
         doc = {"events": [e.to_json() for e in self.events.values()]}
         path = self.state_path
         tmp = path.with_suffix(path.suffix + ".tmp")

@@ -334,6 +334,13 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
         self.devices: dict[str, DeviceInfo] = {}
         # Off windows switched on: name -> True (the switch survives a restart).
         self.windows: dict[str, bool] = {w.name: w.active for w in params.off_windows}
+        self.open: tuple[str, ...] = ()  # the windows open at the last tick
+        checks: list[Check] = ["setpoint"]
+        if params.outdoor is not None:
+            checks.append("outdoor")
+        if params.off_windows:
+            checks.append("window")
+        self.checks = tuple(checks)
 
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         ids = super().bind(devices)
@@ -463,15 +470,6 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
         writable = device.writable_range(self.params.power_point)
         return 0 if within(0, writable) else None
 
-    def violation(self, device: DeviceInfo, ctx: Context) -> tuple[str, float, float] | None:
-        """(direction, setpoint, limit) when the unit's setpoint breaks its limit now."""
-        found = self._find("setpoint", device, ctx)
-        if not isinstance(found, tuple):
-            return None
-        value, limit, details, _ = found
-        assert isinstance(value, float)
-        return str(details["direction"]), value, limit
-
     # -- events ----------------------------------------------------------------------------
 
     def on_sample(self, sample: Sample, ctx: Context) -> Iterable[Effect]:
@@ -492,12 +490,21 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
 
     def on_tick(self, ctx: Context) -> Iterable[Effect]:
         # Samples evaluate their unit; the tick catches a grace (or a retry) running out
-        # between two readings, and a window opening.
+        # between two readings, and a window opening or closing (every unit then: one that
+        # reports only changes sends nothing at 09:00).
         t = ctx.now.timestamp()
+        if self.params.off_windows:
+            open_now = tuple(
+                w.name
+                for w in self.params.off_windows
+                if self.windows[w.name] and w.open_at(ctx.now, ctx)
+            )
+            if open_now != self.open:
+                self.open = open_now
+                return self._all(ctx)
         effects: list[Effect] = []
-        window = any(self.windows.values())
         for device_id, unit in self.units.items():
-            if window or any(b.delay.since is not None for b in unit.breaches.values()):
+            if any(b.delay.since is not None for b in unit.breaches.values()):
                 effects.extend(self._evaluate(self.devices[device_id], ctx, t))
         return effects
 
@@ -516,17 +523,9 @@ class AcPolicyRule(_AcRule[AcPolicyParams]):
             effects.extend(self._evaluate(device, ctx, t))
         return effects
 
-    def _checks(self) -> tuple[Check, ...]:
-        checks: list[Check] = ["setpoint"]
-        if self.params.outdoor is not None:
-            checks.append("outdoor")
-        if self.params.off_windows:
-            checks.append("window")
-        return tuple(checks)
-
     def _evaluate(self, device: DeviceInfo, ctx: Context, t: float) -> list[Effect]:
         effects: list[Effect] = []
-        for check in self._checks():
+        for check in self.checks:
             effects.extend(self._judge(check, device, ctx, t))
         return effects
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, cast
 
@@ -174,7 +174,6 @@ class _Taken:
     target: float | None  # the setpoint written; None: nothing (already there)
     ours: list[float] = field(default_factory=list)  # values the rule wrote, and base
     manual: bool = False  # someone set another value during the event
-    offset: float = 0.0  # the raise (or, pre-cooling, the drop) the target stands for
     phase: Phase = "offset"
     switched_off: bool = False  # the rule switched the unit off
     off_seen: bool = False  # a reading showed it off since
@@ -182,18 +181,7 @@ class _Taken:
     issued_at: float | None = None  # when the last write was issued (epoch seconds)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "base": self.base,
-            "target": self.target,
-            "ours": list(self.ours),
-            "manual": self.manual,
-            "offset": self.offset,
-            "phase": self.phase,
-            "switched_off": self.switched_off,
-            "off_seen": self.off_seen,
-            "label": self.label,
-            "issued_at": self.issued_at,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, s: Mapping[str, Any]) -> _Taken:
@@ -203,7 +191,6 @@ class _Taken:
             optional_float(s.get("target")),
             [float(x) for x in s.get("ours", ())],
             bool(s.get("manual", False)),
-            float(s.get("offset", 0.0)),
             phase if phase in _PRIORITY else "offset",
             bool(s.get("switched_off", False)),
             bool(s.get("off_seen", False)),
@@ -231,6 +218,7 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         self.events: dict[str, DrEvent] = {}
         self.units: dict[str, _Taken] = {}  # units taken into the running event(s)
         self.shift: dict[str, float] = {}  # device -> its zone's stagger, seconds
+        self.horizon = 0.0
 
     def bind(self, devices: Sequence[DeviceInfo]) -> list[str]:
         super().bind(devices)
@@ -240,6 +228,8 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         zones = sorted({d.zone for d in self.watched})
         order = {z: i for i, z in enumerate(zones)}
         self.shift = {d.id: order[d.zone] * self.params.stagger for d in self.watched}
+        # How long after an event's end the last zone is restored.
+        self.horizon = self.params.stagger * max(len(zones) - 1, 0)
         return list(self.devices)
 
     def writes(self, device: DeviceInfo) -> list[str]:
@@ -314,11 +304,7 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         if event is None:
             return None
         precool = self.params.precool if event.strategy == "precool_off" else 0.0
-        return event.start - precool, event.end + self._horizon()
-
-    def _horizon(self) -> float:
-        """How long after an event's end the last zone is restored."""
-        return self.params.stagger * max(len({d.zone for d in self.watched}) - 1, 0)
+        return event.start - precool, event.end + self.horizon
 
     def cancel(self, event_id: str) -> bool:
         """End an event now (pending or running); False if the rule does not know it."""
@@ -350,8 +336,7 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
         if not self.events and not self.units:
             return ()
         t = ctx.now.timestamp()
-        horizon = self._horizon()
-        for key in [k for k, e in self.events.items() if e.end + horizon <= t]:
+        for key in [k for k, e in self.events.items() if e.end + self.horizon <= t]:
             del self.events[key]
         effects: list[Effect] = []
         for device_id, info in self.devices.items():
@@ -463,7 +448,7 @@ class DemandResponseRule(_AcRule[DemandResponseParams]):
                 target = unit.base  # at the floor already: pre-cooling changes nothing
         else:
             target = round(min(unit.base + offset, high), 1)
-        unit.phase, unit.offset = phase, offset
+        unit.phase = phase
         current = unit.target if unit.target is not None else unit.base
         if target < low or target > high or close(target, current, SAME):
             return effects  # outside the range, or nothing new to write
